@@ -1,0 +1,102 @@
+"""Checkpoints: weights plus everything a later stage needs (config, classes, palette, preprocessing).
+
+Saved atomically and loaded with ``weights_only=True``: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_path
+from .errors import FcnEdgeError
+from .models import FCN, ModelConfig, build_model
+from .models.weights import load_state_strict
+from .preprocess import Preprocess
+
+FORMAT = "fcn_edge.checkpoint/1"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    preprocess: Preprocess
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def build(self) -> FCN:
+        """The model in eval mode with these weights."""
+        model = build_model(self.config)
+        load_state_strict(model, self.state_dict, f"checkpoint {self.path or ''}".strip())
+        return model.eval()
+
+    def sha256(self) -> str:
+        if self.path is None:
+            raise ValueError("checkpoint has no file")
+        return file_sha256(self.path)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    config: ModelConfig,
+    classes: list[str],
+    palette: list[tuple[int, int, int]],
+    preprocess: Preprocess,
+    training: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write atomically. ``half`` stores float weights as float16 (for the shipped default)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "config": config.to_dict(),
+        "state_dict": state,
+        "classes": list(classes),
+        "palette": [list(map(int, c)) for c in palette],
+        "preprocess": preprocess.to_dict(),
+        "training": training or {},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise FcnEdgeError(f"checkpoint {path} does not exist: train one with scripts/train.py or pass --checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for files that are not checkpoints
+        raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (torch.load failed: {type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (no '{FORMAT}' format tag): pass one written by scripts/train.py")
+    model_dtype = torch.float32
+    state = {k: (v.to(model_dtype) if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+    return Checkpoint(
+        config=ModelConfig.from_dict(payload["config"]),
+        state_dict=state,
+        classes=list(payload["classes"]),
+        palette=[tuple(c) for c in payload["palette"]],
+        preprocess=Preprocess.from_dict(payload["preprocess"]),
+        training=dict(payload.get("training", {})),
+        path=path,
+    )
