@@ -95,7 +95,10 @@ def train(
     resume: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train, evaluate every epoch, keep best.pt and last.pt in ``out_dir``; returns a summary."""
+    """Train, evaluate every epoch, keep best.pt and last.pt in ``out_dir``.
+
+    Returns a summary with the final (unwrapped) ``model``, ``best_miou``, ``minutes`` and ``history``.
+    """
     torch.manual_seed(config.seed + context.rank)
     model = build_model(model_config).to(device)
     if pretrained_backbone is not None:
@@ -190,4 +193,4 @@ def train(
         if any_rank(config.max_minutes is not None and elapsed / 60 >= config.max_minutes, context):
             log(f"stopping after epoch {epoch + 1}: time budget of {config.max_minutes} min reached")
             break
-    return {"best_miou": best_miou, "minutes": (time.monotonic() - started) / 60, "history": history}
+    return {"model": model, "best_miou": best_miou, "minutes": (time.monotonic() - started) / 60, "history": history}

@@ -1,0 +1,74 @@
+"""scripts/train.py and scripts/evaluate.py as a user runs them: real files, real training steps."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_user_error, run_script
+
+pytestmark = pytest.mark.slow
+
+
+def make_folder_dataset(root, masks):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\nthing\nstuff\n")
+    for i, mask in enumerate(masks):
+        cv2.imwrite(str(root / "images" / f"img{i}.png"), np.full((*mask.shape, 3), 40 * i, np.uint8))
+        cv2.imwrite(str(root / "masks" / f"img{i}.png"), mask)
+
+
+def test_train_then_evaluate_a_folder_dataset(tmp_path):
+    masks = [np.tile(np.array([0, 1, 2, 255], np.uint8), (48, 12)) for _ in range(4)]
+    make_folder_dataset(tmp_path / "data", masks)
+    out = tmp_path / "run"
+    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "2",
+                        "--batch-size", "2", "--crop-size", "32", "32", "--threads", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "best val mIoU" in result.stdout
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    assert checkpoint["classes"] == ["background", "thing", "stuff"]
+    assert checkpoint["training"]["epoch"] == 1
+    resumed = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "3",
+                         "--batch-size", "2", "--crop-size", "32", "32", "--threads", "1", "--out", out,
+                         "--resume", out / "last.pt")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at epoch 2" in resumed.stdout
+    assert torch.load(out / "last.pt", weights_only=True)["training"]["epoch"] == 2
+    evaluated = run_script("evaluate.py", "--checkpoint", out / "best.pt", "--dataset", "folder",
+                           "--data-root", tmp_path / "data", "--threads", "1")
+    assert evaluated.returncode == 0, evaluated.stderr
+    for row in ("background", "thing", "stuff", "mIoU", "pixel acc"):
+        assert row in evaluated.stdout
+
+
+def test_missing_dataset_folder(tmp_path):
+    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "nowhere")
+    assert_user_error(result, "nowhere")
+
+
+def test_mask_with_values_outside_the_class_set(tmp_path):
+    bad = np.zeros((32, 32), np.uint8)
+    bad[0, :3] = (7, 9, 9)
+    make_folder_dataset(tmp_path / "data", [np.zeros((32, 32), np.uint8), bad])
+    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "1",
+                        "--batch-size", "1", "--crop-size", "32", "32", "--out", tmp_path / "run")
+    assert_user_error(result, "img1.png", "7", "9")
+
+
+def test_unreadable_image(tmp_path):
+    make_folder_dataset(tmp_path / "data", [np.zeros((32, 32), np.uint8)] * 2)
+    (tmp_path / "data" / "images" / "img1.png").write_bytes(b"\x89PNG garbage")
+    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "1",
+                        "--batch-size", "1", "--crop-size", "32", "32", "--out", tmp_path / "run")
+    assert_user_error(result, "img1.png")
+
+
+def test_checkpoint_that_is_not_ours(tmp_path):
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    assert_user_error(run_script("evaluate.py", "--checkpoint", path), "resnet.pth", "not an fcn_edge checkpoint")
+    assert_user_error(run_script("evaluate.py", "--checkpoint", tmp_path / "absent.pt"), "absent.pt", "does not exist")
