@@ -1,0 +1,98 @@
+"""What travels inside an exported .onnx file so that later stages need nothing else.
+
+Quantize, build and runtime read the class names, palette, preprocessing, input format,
+output names and output stride from the model's ``metadata_props`` rather than from flags
+or the checkpoint, so an engine built from this file runs a camera on its own. Every
+value is a JSON string (``fcn_edge.format`` is the plain tag); the key names are a
+contract with those stages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ..errors import FcnEdgeError
+from ..preprocess import Preprocess
+
+FORMAT = "fcn_edge.onnx/1"
+PREFIX = "fcn_edge."
+INPUT_FORMATS = ("frame", "tensor")
+FIELDS = ("classes", "palette", "preprocess", "input_format", "outputs", "output_stride", "source_sha256", "model_config")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    classes: list[str]
+    palette: list[tuple[int, int, int]]  # RGB per class
+    preprocess: Preprocess
+    input_format: str  # "frame": uint8 NHWC BGR; "tensor": float32 NCHW normalised
+    outputs: list[str]  # graph output names, in order: "logits" and/or "labels"
+    output_stride: int
+    source_sha256: str  # of the checkpoint the model came from
+    model_config: dict[str, Any]
+
+    def to_props(self) -> dict[str, str]:
+        values = {
+            "classes": list(self.classes),
+            "palette": [list(map(int, colour)) for colour in self.palette],
+            "preprocess": self.preprocess.to_dict(),
+            "input_format": self.input_format,
+            "outputs": list(self.outputs),
+            "output_stride": int(self.output_stride),
+            "source_sha256": self.source_sha256,
+            "model_config": self.model_config,
+        }
+        return {PREFIX + "format": FORMAT, **{PREFIX + k: json.dumps(v) for k, v in values.items()}}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> "ModelMetadata":
+        values = {k: json.loads(props[PREFIX + k]) for k in FIELDS}
+        return cls(
+            classes=[str(c) for c in values["classes"]],
+            palette=[tuple(int(v) for v in colour) for colour in values["palette"]],
+            preprocess=Preprocess.from_dict(values["preprocess"]),
+            input_format=str(values["input_format"]),
+            outputs=[str(o) for o in values["outputs"]],
+            output_stride=int(values["output_stride"]),
+            source_sha256=str(values["source_sha256"]),
+            model_config=dict(values["model_config"]),
+        )
+
+
+def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:
+    """Set our keys in ``model.metadata_props`` in place, replacing any earlier ones and keeping others."""
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    onnx.helper.set_model_props(model, {**dict(kept), **meta.to_props()})
+
+
+def read_metadata(source: str | Path | onnx.ModelProto) -> ModelMetadata:
+    """Our metadata from a .onnx path or a loaded model; FcnEdgeError naming the file if it has none."""
+    if isinstance(source, onnx.ModelProto):
+        model, label = source, "the ONNX model"
+    else:
+        label = str(source)
+        if not Path(source).is_file():
+            raise FcnEdgeError(f"ONNX model {label} does not exist: export one with scripts/export_onnx.py")
+        model = onnx.load(source, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    missing = [PREFIX + k for k in ("format", *FIELDS) if PREFIX + k not in props]
+    if missing:
+        raise FcnEdgeError(
+            f"{label} has no fcn_edge metadata (missing {', '.join(missing[:3])}"
+            f"{'...' if len(missing) > 3 else ''}): export it with scripts/export_onnx.py or pass the classes and "
+            "preprocessing as flags"
+        )
+    if props[PREFIX + "format"] != FORMAT:
+        raise FcnEdgeError(
+            f"{label} has fcn_edge metadata format {props[PREFIX + 'format']!r}, this version reads {FORMAT!r}: "
+            "re-export it with scripts/export_onnx.py"
+        )
+    try:
+        return ModelMetadata.from_props(props)
+    except (ValueError, TypeError, KeyError) as error:
+        raise FcnEdgeError(f"{label} has unreadable fcn_edge metadata ({error}): re-export it with scripts/export_onnx.py") from None
