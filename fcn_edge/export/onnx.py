@@ -46,7 +46,7 @@ from ..preprocess import Preprocess
 from .metadata import INPUT_FORMATS, ModelMetadata, write_metadata
 from .passes import PassReport, replace_bilinear_deconvs
 from .report import ExportReport
-from .verify import DEFAULT_VERIFY_SIZES, Tolerance, check_against_torch, verification_inputs
+from .verify import DEFAULT_VERIFY_SIZES, Tolerance, check_against_torch, torch_outputs, verification_inputs
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
@@ -127,11 +127,12 @@ def export_model(
         if graph_passes:
             exported, pass_report = replace_bilinear_deconvs(exported)
         full = _tidy(exported)
-        final = _tidy(_select_outputs(exported, meta.outputs)) if tuple(meta.outputs) != OUTPUT_NAMES else full
+        final = _select_outputs(full, meta.outputs) if tuple(meta.outputs) != OUTPUT_NAMES else full
         cases = verification_inputs(verify_sizes, meta.preprocess, meta.input_format)
-        checks = check_against_torch(full, deployed, cases)
+        references = torch_outputs(deployed, cases)
+        checks = check_against_torch(full, cases, references)
         if final is not full:
-            checks = [a.worst(b) for a, b in zip(checks, check_against_torch(final, deployed, cases))]
+            checks = [a.worst(b) for a, b in zip(checks, check_against_torch(final, cases, references))]
         failed = [c for c in checks if not c.passes(tolerance)]
         if failed:
             raise FcnEdgeError(
@@ -204,7 +205,9 @@ def _select_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelP
     ir_model.graph.outputs.clear()
     ir_model.graph.outputs.extend(kept)
     ir.passes.common.RemoveUnusedNodesPass()(ir_model)
-    return ir.to_proto(ir_model)
+    pruned = ir.to_proto(ir_model)
+    onnx.checker.check_model(pruned, full_check=True)
+    return pruned
 
 
 def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:

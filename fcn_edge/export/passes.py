@@ -65,7 +65,7 @@ def replace_bilinear_deconvs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, P
 
 def bilinear_factor(node: ir.Node) -> tuple[int, str]:
     """``(f, "")`` when ``node`` upsamples by f with the fixed bilinear kernel, else ``(0, reason)``."""
-    weight = ir.convenience.get_const_tensor(node.inputs[1])
+    weight = _constant(node.inputs[1])
     if weight is None:
         return 0, "weights are computed in the graph, not a constant: cannot tell whether they are bilinear"
     w = weight.numpy()
@@ -81,12 +81,19 @@ def bilinear_factor(node: ir.Node) -> tuple[int, str]:
             return 0, f"{key}={got}, not the bilinear upsampler geometry (kernel 2f, stride f, pads f/2, group 1)"
     if "output_shape" in attrs:
         return 0, "output_shape is set: the output size is not simply f times the input"
-    bias = ir.convenience.get_const_tensor(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    if len(node.inputs) > 2 and node.inputs[2] is not None and (bias is None or np.any(bias.numpy())):
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    if bias is not None and (_constant(bias) is None or np.any(_constant(bias).numpy())):
         return 0, "non-zero bias: a bilinear upsampler has none"
     if not _is_bilinear(w):
         return 0, TRAINED_REASON
     return factor, ""
+
+
+def _constant(value: ir.Value) -> ir.TensorProtocol | None:
+    """The tensor behind an initializer or Constant, looking through the Identity nodes exporters add for shared weights."""
+    while value.producer() is not None and value.producer().op_type == "Identity":
+        value = value.producer().inputs[0]
+    return ir.convenience.get_const_tensor(value)
 
 
 def _is_bilinear(w: np.ndarray) -> bool:

@@ -1,0 +1,1 @@
+"""Benchmarks: latency statistics, machine fingerprints and in-run normalised baselines."""

@@ -1,0 +1,135 @@
+"""ONNX Runtime runner: any CPU, plus the CUDA and TensorRT execution providers where installed.
+
+I/O binding keeps the hot path free of allocations: the caller's frame array is bound
+as the input (ONNX Runtime reads it in place on the CPU provider), and the labels are
+written into an output array allocated once per frame size and bound with its pointer.
+A new frame size costs one run with an ONNX Runtime-allocated output to learn the output
+shape, then a rebind; same-size frames after that reuse the buffer.
+
+Intra-op threads spin-wait by default in ONNX Runtime; here spinning is off unless asked
+for, because in the stream loop the capture and overlay threads need those cores between
+inferences (on this 2-core machine spinning made inference alone slower, too).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import FcnEdgeError
+from .base import Runner
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def default_threads() -> int:
+    """The cores this process may use (what ``taskset``/cgroups allow), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_providers(providers: Sequence[str] | None) -> list[str]:
+    """Short names (cpu, cuda, tensorrt) or full provider names -> an available list ending in CPU."""
+    names = [PROVIDERS.get(p.lower(), p) for p in (providers or ["cpu"])]
+    available = ort.get_available_providers()
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise FcnEdgeError(
+            f"ONNX Runtime provider {', '.join(missing)} is not available in this install "
+            f"(available: {', '.join(available)}): install onnxruntime-gpu for CUDA/TensorRT or use --backend ort with cpu"
+        )
+    return names + [PROVIDERS["cpu"]] * (PROVIDERS["cpu"] not in names)
+
+
+class OrtRunner(Runner):
+    """Runs a frame-input .onnx model (uint8 NHWC BGR in, uint8 labels out) with ONNX Runtime."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        spinning: bool = False,
+        check_inputs: bool = True,
+    ) -> None:
+        super().__init__(f"ort:{Path(path).name}", check_inputs)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FcnEdgeError(f"model {self.path} does not exist: build one with python scripts/build_engine.py or pass --model")
+        self.providers = resolve_providers(providers)
+        self.threads = threads or default_threads()
+        if self.threads < 1:
+            raise FcnEdgeError(f"--threads {threads} must be at least 1")
+        self.spinning = spinning
+        self.rebinds = 0  # output buffer (re)allocations: one per frame size seen
+        self.metadata = _metadata_or_none(self.path)
+
+    def activate_impl(self) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+        except Exception as error:  # ORT raises its own exception types for unreadable models
+            raise FcnEdgeError(f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
+        self._input_name, self._output_name = _frame_model_io(self._session, self.path)
+        self._binding = self._session.io_binding()
+        self._output: np.ndarray | None = None
+        self._bound_size: tuple[int, int] | None = None
+
+    def infer_impl(self, frame: np.ndarray) -> np.ndarray:
+        self._binding.bind_cpu_input(self._input_name, frame[None])
+        if frame.shape[:2] != self._bound_size:
+            self._rebind_output(frame.shape[:2])
+        else:
+            self._session.run_with_iobinding(self._binding)
+        return self._output[0]
+
+    def _rebind_output(self, size: tuple[int, int]) -> None:
+        """Run once with an ORT-allocated output to learn its shape, then bind a buffer of that shape."""
+        self._binding.bind_output(self._output_name)
+        self._session.run_with_iobinding(self._binding)
+        result = self._binding.get_outputs()[0].numpy()
+        self._output = np.empty_like(result)
+        np.copyto(self._output, result)
+        self._binding.bind_output(
+            self._output_name, "cpu", 0, self._output.dtype, self._output.shape, self._output.ctypes.data
+        )
+        self._bound_size = size
+        self.rebinds += 1
+
+    def deactivate_impl(self) -> None:
+        del self._binding, self._session
+        self._output = None
+        self._bound_size = None
+
+
+def _metadata_or_none(path: Path):
+    """Class names and palette from the model's fcn_edge metadata; None if it has none."""
+    from ..export.metadata import read_metadata  # imports torch (via preprocess): only when a runner is made
+
+    try:
+        return read_metadata(path)
+    except FcnEdgeError:
+        return None
+
+
+def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str]:
+    """The (input, labels output) names; FcnEdgeError if the model does not take frames and give labels."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    frame = inputs[0]
+    if len(inputs) != 1 or frame.type != "tensor(uint8)" or len(frame.shape) != 4 or frame.shape[-1] != 3:
+        described = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+        raise FcnEdgeError(
+            f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
+            "export it with input_format='frame' (scripts/export_onnx.py default)"
+        )
+    labels = [o for o in outputs if o.name == "labels"] or [o for o in outputs if o.type == "tensor(uint8)"]
+    if not labels:
+        raise FcnEdgeError(f"{path} has no uint8 labels output (outputs: {[o.name for o in outputs]}): export it with outputs=labels")
+    return frame.name, labels[0].name

@@ -1,0 +1,85 @@
+"""Labels -> a colour overlay blended onto the frame, with an optional class legend.
+
+Colours come from a 256-entry BGR lookup table built once from the model's palette, so
+colouring a frame is one ``np.take`` into a reused buffer and the blend is one
+``cv2.addWeighted`` (which rounds and saturates like OpenCV everywhere else). Labels the
+palette does not cover get the VOC colour map's colours, so a bad label is visible, not
+an IndexError. The legend is drawn once per frame size and pasted.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..data.palette import voc_colormap
+from ..errors import FcnEdgeError
+
+LEGEND_MARGIN = 4
+
+
+def palette_lut(palette_rgb: Sequence[Sequence[int]]) -> np.ndarray:
+    """(256, 3) uint8 BGR: the palette's colours first, the VOC map's after."""
+    if len(palette_rgb) > 256:
+        raise FcnEdgeError(f"a palette of {len(palette_rgb)} colours does not fit uint8 labels (256 at most)")
+    lut = voc_colormap(256)[:, ::-1].copy()
+    if len(palette_rgb):
+        lut[: len(palette_rgb)] = np.asarray(palette_rgb, np.uint8).reshape(-1, 3)[:, ::-1]
+    return lut
+
+
+class Overlay:
+    """Blends ``alpha`` of the class colour over each pixel; reuses its buffers while the size holds."""
+
+    def __init__(
+        self, palette_rgb: Sequence[Sequence[int]], alpha: float = 0.5, classes: Sequence[str] | None = None,
+        legend: bool = False,
+    ) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise FcnEdgeError(f"--alpha {alpha} must be between 0 and 1")
+        if legend and not classes:
+            raise FcnEdgeError("the model has no class names for a legend: drop --legend or export it with metadata")
+        self.lut = palette_lut(palette_rgb)
+        self.alpha = float(alpha)
+        self.classes = list(classes or [])
+        self.legend = legend
+        self._colour: np.ndarray | None = None
+        self._legend_patch: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def render(self, frame: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Blend into ``out`` (may be ``frame`` itself); returns ``out``."""
+        if labels.shape != frame.shape[:2]:
+            raise FcnEdgeError(f"labels {labels.shape} do not match frame {frame.shape[:2]}: the model changed the size")
+        if self._colour is None or self._colour.shape != frame.shape:
+            self._colour = np.empty(frame.shape, np.uint8)
+        np.take(self.lut, labels, axis=0, out=self._colour)
+        out = cv2.addWeighted(frame, 1.0 - self.alpha, self._colour, self.alpha, 0.0, dst=out)
+        if self.legend:
+            self._paste_legend(out)
+        return out
+
+    def _paste_legend(self, image: np.ndarray) -> None:
+        size = image.shape[:2]
+        if self._legend_patch is None or self._legend_patch[0] != size:
+            self._legend_patch = (size, draw_legend(self.classes, self.lut, size))
+        patch = self._legend_patch[1]
+        h, w = min(patch.shape[0], size[0]), min(patch.shape[1], size[1])
+        image[:h, :w] = patch[:h, :w]
+
+
+def draw_legend(classes: Sequence[str], lut: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """A dark box with one colour swatch and name per class, scaled to the frame height."""
+    scale = max(0.3, frame_size[0] / 960)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (text_w, text_h), baseline = cv2.getTextSize(max(classes, key=len), font, scale, 1)
+    row = text_h + baseline + LEGEND_MARGIN
+    swatch = text_h + baseline
+    patch = np.full((row * len(classes) + LEGEND_MARGIN, swatch + text_w + 3 * LEGEND_MARGIN, 3), 32, np.uint8)
+    for i, name in enumerate(classes):
+        top = LEGEND_MARGIN + i * row
+        colour = tuple(int(c) for c in lut[i])
+        cv2.rectangle(patch, (LEGEND_MARGIN, top), (LEGEND_MARGIN + swatch - 1, top + swatch - 1), colour, -1)
+        cv2.putText(patch, name, (2 * LEGEND_MARGIN + swatch, top + text_h), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return patch

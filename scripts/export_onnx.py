@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Export a checkpoint to one verified .onnx file: camera frames in, uint8 labels out by default."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fcn_edge.checkpoint import DEFAULT_CHECKPOINT
+from fcn_edge.errors import run_cli
+from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
+
+ENGINES = Path(__file__).resolve().parent.parent / "engines"
+OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits", "labels")}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--output", type=Path, help="default: engines/<checkpoint stem>.onnx")
+    p.add_argument("--input", default="frame", choices=["frame", "tensor"],
+                   help="frame: uint8 NHWC BGR as OpenCV gives it, preprocessed in the graph; tensor: float32 NCHW normalised")
+    p.add_argument("--output-kind", default="labels", choices=list(OUTPUT_KINDS),
+                   help="labels: uint8 N x H x W class ids; logits: float32 N x K x H x W")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--no-graph-passes", action="store_true", help="keep fixed bilinear ConvTranspose nodes as they are")
+    return p.parse_args(argv)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = args.output
+    if output is None:
+        ENGINES.mkdir(exist_ok=True)
+        output = ENGINES / f"{args.checkpoint.stem}.onnx"
+    report = export_checkpoint(
+        args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],
+        opset=args.opset, graph_passes=not args.no_graph_passes,
+    )
+    print(report.table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
