@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from google.protobuf.message import DecodeError
 
 from ..errors import FcnEdgeError
 from ..preprocess import Preprocess
@@ -78,7 +79,10 @@ def read_metadata(source: str | Path | onnx.ModelProto) -> ModelMetadata:
         label = str(source)
         if not Path(source).is_file():
             raise FcnEdgeError(f"ONNX model {label} does not exist: export one with scripts/export_onnx.py")
-        model = onnx.load(source, load_external_data=False)
+        try:
+            model = onnx.load(source, load_external_data=False)
+        except DecodeError:
+            raise FcnEdgeError(f"{label} is not an ONNX model: pass an .onnx file written by scripts/export_onnx.py") from None
     props = {p.key: p.value for p in model.metadata_props}
     missing = [PREFIX + k for k in ("format", *FIELDS) if PREFIX + k not in props]
     if missing:

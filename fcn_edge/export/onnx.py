@@ -73,8 +73,12 @@ class DeployedModel(nn.Module):
 
 
 def max_opset() -> int:
-    """The newest opset both the installed torch exporter and onnx can write."""
-    return min(torch.onnx._constants.ONNX_MAX_OPSET, onnx.defs.onnx_opset_version())
+    """The newest opset both the installed TorchScript exporter and onnx write natively.
+
+    Above its own maximum the exporter only warns and stamps the newer opset on older
+    symbolics, so its limit (a private constant; torch has no public one) is the real one.
+    """
+    return min(torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET, onnx.defs.onnx_opset_version())
 
 
 def export_checkpoint(
@@ -119,6 +123,8 @@ def export_model(
     ``model`` in eval mode. Raises FcnEdgeError, writing nothing, when the export does not verify.
     """
     meta = _checked(meta, opset)
+    if not verify_sizes:
+        raise FcnEdgeError("no verification sizes given: an export is only written once it is verified")
     started = time.perf_counter()
     with atomic_path(output_path) as tmp:
         deployed = DeployedModel(model, meta.preprocess, meta.input_format).eval()
@@ -137,8 +143,8 @@ def export_model(
         if failed:
             raise FcnEdgeError(
                 f"the ONNX export of {source} does not compute what PyTorch does "
-                f"({'; '.join(c.describe() for c in failed)}; limits {tolerance.max_abs_diff:g} and "
-                f"{100 * tolerance.min_agreement:g}%): nothing written to {output_path}; look for Python-side values "
+                f"({'; '.join(c.describe() for c in failed)}; limits |logit diff| <= {tolerance.max_abs_diff:g}, "
+                f"agreement >= {100 * tolerance.min_agreement:g}%): nothing written to {output_path}; look for Python-side values "
                 "(int() of a shape, random draws, branches) that tracing freezes and make them tensor ops"
             )
         write_metadata(final, meta)
@@ -227,5 +233,5 @@ def _reasons(pass_report: PassReport | None, remaining: int) -> list[str]:
     if not remaining:
         return []
     if pass_report is None:
-        return ["graph passes were skipped (--no-graph-passes)"]
+        return ["graph passes were skipped (graph_passes=False, --no-graph-passes)"]
     return [f"{name}: {reason}" for name, reason in pass_report.kept]

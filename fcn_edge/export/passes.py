@@ -59,7 +59,8 @@ def replace_bilinear_deconvs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, P
             continue
         _replace(graph, node, factor, name)
         report.replaced.append((name, factor))
-    ir.passes.common.RemoveUnusedNodesPass()(ir_model)  # the replaced kernels' initializers
+    if report.replaced:
+        ir.passes.common.RemoveUnusedNodesPass()(ir_model)  # the replaced kernels' initializers
     return ir.to_proto(ir_model), report
 
 

@@ -40,7 +40,7 @@ class ExportReport:
             ("exporter", f"{self.exporter}, opset {self.opset}"),
             ("inputs", ", ".join(self.inputs)),
             ("outputs", ", ".join(self.outputs)),
-            ("nodes", f"{self.nodes_before_slim} exported, {self.nodes_after_slim} after onnxslim"),
+            ("nodes", f"{self.nodes_before_slim} before onnxslim, {self.nodes_after_slim} after"),
             ("ConvTranspose", f"{self.convtranspose_remaining} remaining (target 0)"),
         ]
         lines = [f"{label:<14}{value}" for label, value in rows]

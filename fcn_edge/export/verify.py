@@ -22,7 +22,9 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, R
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..preprocess import Preprocess
 
-DEFAULT_VERIFY_SIZES = ((2, 96, 128), (1, 75, 101), (1, 256, 320))  # (batch, height, width)
+# (batch, height, width). Each has at least 10,000 pixels, so the 99.99% agreement limit allows
+# one flipped near-tie instead of none; 105x141 is odd and not a multiple of the output stride.
+DEFAULT_VERIFY_SIZES = ((2, 96, 128), (1, 105, 141), (1, 256, 320))
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class SizeCheck:
         return SizeCheck(
             self.batch, self.height, self.width,
             pick(self.max_abs_diff, other.max_abs_diff, max), pick(self.agreement, other.agreement, min),
-            "; ".join(p for p in (self.problem, other.problem) if p),
+            "; ".join(dict.fromkeys(p for p in (*self.problem.split("; "), *other.problem.split("; ")) if p)),
         )
 
     def describe(self) -> str:

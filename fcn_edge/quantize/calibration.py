@@ -23,6 +23,7 @@ from ..data.folder import IMAGE_EXTENSIONS
 from ..errors import FcnEdgeError
 
 HOLDOUT_EVERY = 5
+CALIBRATION_SEED = 2_000_000  # default set's scenes: disjoint from training (0..) and held-out (1_000_000..) seeds
 DEFAULT_SIZE = (256, 512)  # (H, W) the calibration frames are resized to
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "calibration"
 

@@ -1,20 +1,26 @@
 """INT8 Q/DQ ONNX models from one set of tensor ranges, with ONNX Runtime's quantizer.
 
-Both placements are symmetric INT8 (zero point 0 everywhere, scale = amax / 127) with one
-weight scale per output channel of each Conv, what TensorRT requires and ONNX Runtime runs
-as INT8 on any CPU. They differ only in where Q/DQ pairs go:
+Weights are always symmetric INT8 with one scale per output channel of each Conv (zero
+point 0). The two placements differ in where activation Q/DQ pairs go and their type:
 
-  tensorrt     on the inputs of Conv/Gemm/MatMul and of Add (so the residual add fuses
-               into the conv before it) and nowhere else: TensorRT fuses the Q into the
-               producing layer's output, and a Resize feeding a Conv runs INT8 as
-               Resize -> Q/DQ -> Conv. A Q/DQ on every output would instead force
-               INT8 reformat layers between fusions and can make INT8 slower than FP16.
-  onnxruntime  on inputs and outputs of every quantizable op: ONNX Runtime's CPU
-               optimizer turns each DQ -> Conv -> Q unit into one integer conv, which a
-               float conv output would prevent.
+  tensorrt     symmetric INT8 (zero point 0, scale = amax / 127), on the inputs of
+               Conv/Gemm/MatMul and Add only (the residual add then fuses into the conv
+               before it). TensorRT fuses each Q into the producing layer, and a Resize
+               feeding a Conv runs INT8 as Resize -> Q/DQ -> Conv. A Q/DQ on every output
+               would force INT8 reformat layers between fusions and can make INT8 slower
+               than FP16.
+  onnxruntime  on the inputs and outputs of Conv and Add, so ONNX Runtime's CPU optimizer
+               turns every DQ -> Conv -> Q unit into one integer conv (QLinearConv).
+               Activations are UINT8 with the observed minimum (clipped to -amax) as the
+               low end: a ReLU output then gets zero point 0 and the ReLU folds into the
+               conv. Symmetric INT8 activations measured slower on x86: ONNX Runtime's
+               S8->U8 rewrite left 12 of 26 convs unfused. Convs with fewer than
+               ``MIN_INT8_CHANNELS`` input and output channels stay float: ONNX Runtime's
+               integer conv is slower than its float NCHWc conv there (the FCN's final
+               8->8 3x3 conv at 1024x512: 88 ms INT8 against 30 ms float).
 
 Ranges come in as ONNX Runtime's calibration-cache JSON, so ``quantize_static`` never
-calibrates again: every variant (and the sensitivity pass) reuses the same statistics.
+calibrates again: both placements and every sensitivity trial reuse the same statistics.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from .statistics import TensorRanges
 PLACEMENTS = ("onnxruntime", "tensorrt")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TENSORRT_OPS = (*WEIGHTED_OPS, "Add")
-ONNXRUNTIME_OPS = (*WEIGHTED_OPS, "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Concat")
+ONNXRUNTIME_OPS = (*WEIGHTED_OPS, "Add")
+MIN_INT8_CHANNELS = 16
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -62,28 +69,44 @@ def quantize(
     """Write the Q/DQ model of ``prepared`` for ``placement``; ``exclude_nodes`` stay in float."""
     if placement not in PLACEMENTS:
         raise ValueError(f"placement {placement!r} not in {PLACEMENTS}")
-    data = TensorsData(
-        CalibrationMethod.MinMax, {name: (np.float32(-amax), np.float32(amax)) for name, amax in ranges.amax.items()}
-    )
-    ops = TENSORRT_OPS if placement == "tensorrt" else ONNXRUNTIME_OPS
-    options = {"ActivationSymmetric": True, "WeightSymmetric": True}
-    if placement == "tensorrt":
+    tensorrt = placement == "tensorrt"
+    data = TensorsData(CalibrationMethod.MinMax, {
+        name: (np.float32(-amax if tensorrt else max(ranges.low.get(name, -amax), -amax)), np.float32(amax))
+        for name, amax in ranges.amax.items()
+    })  # fmt: skip
+    ops = TENSORRT_OPS if tensorrt else ONNXRUNTIME_OPS
+    options = {"ActivationSymmetric": tensorrt, "WeightSymmetric": True}
+    if tensorrt:
         options["OpTypesToExcludeOutputQuantization"] = list(ops)
+    else:
+        exclude_nodes = [*exclude_nodes, *narrow_convs(onnx.load(str(prepared), load_external_data=False))]
     with tempfile.TemporaryDirectory(prefix="fcn_edge_qdq_") as tmp, atomic_path(output) as out, _quiet():
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(data, cache)
         quantize_static(
             str(prepared), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(ops), per_channel=True, activation_type=QuantType.QInt8,
+            op_types_to_quantize=list(ops), per_channel=True,
+            activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes),
             calibrate_method=CalibrationMethod.MinMax, extra_options=options, calibration_cache_path=cache,
         )
 
 
-def quantizable_nodes(model: onnx.ModelProto, placement: str = "onnxruntime") -> list[str]:
-    """Names of the nodes ``quantize`` would make INT8: the candidates for keeping in float."""
-    ops = TENSORRT_OPS if placement == "tensorrt" else ONNXRUNTIME_OPS
-    return [n.name for n in model.graph.node if n.op_type in ops]
+def narrow_convs(model: onnx.ModelProto) -> list[str]:
+    """Convs with fewer than MIN_INT8_CHANNELS input and output channels (faster in float on ORT CPU)."""
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    narrow = []
+    for node in model.graph.node:
+        shape = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if shape and shape[0] < MIN_INT8_CHANNELS and shape[1] < MIN_INT8_CHANNELS:
+            narrow.append(node.name)
+    return narrow
+
+
+def quantizable_convs(model: onnx.ModelProto) -> list[str]:
+    """Names of the weighted nodes both placements make INT8: the layers sensitivity can keep in float."""
+    skip = set(narrow_convs(model))
+    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in skip]
 
 
 def precision_summary(model: onnx.ModelProto) -> dict[str, dict[str, int]]:

@@ -1,0 +1,189 @@
+"""Host overhead of the stream loop: end-to-end throughput against runner-only latency, in one run.
+
+The loop adds capture, the label copy, the overlay and the sinks around ``runner.infer``;
+because those run in their own threads, throughput should stay close to what the runner
+alone does. On the frames of a 640x480 video this times the runner alone (median
+latency), then the full loop (``fcn_edge.stream.pipeline.Stream``, as ``python -m
+fcn_edge.stream`` runs it) over the same frames: video headless, video to an mp4, and the
+live synthetic source. Runner-only and loop runs alternate, in rounds, so a shared
+machine's drifting background load hits both alike; each round's ratio is
+``loop fps x runner-only median latency``, and the reported ratio is their median. The
+target is >= 0.90 (host overhead <= 10%).
+
+    python benchmarks/stream_overhead.py                      # engines/default.int8.onnx, or an FP32 stand-in
+    python benchmarks/stream_overhead.py --model engines/default.int8.onnx --frames 40 --rounds 5
+
+Writes benchmarks/stream_overhead.json and .md (the latest result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fcn_edge.atomic import write_text_atomic  # noqa: E402
+from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
+from fcn_edge.runtime import open_runner  # noqa: E402
+from fcn_edge.stream import sources  # noqa: E402
+from fcn_edge.stream.overlay import Overlay  # noqa: E402
+from fcn_edge.stream.pipeline import Stream, StreamOptions  # noqa: E402
+from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
+
+DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
+WARMUP = 3
+
+
+def stand_in_model(path: Path) -> str:
+    """The default architecture (edge_resnet FCN-8s, 8 classes) with random weights, exported FP32."""
+    import torch
+
+    from fcn_edge.data.synthetic import CLASSES, PALETTE
+    from fcn_edge.export import ModelMetadata, export_model
+    from fcn_edge.models import ModelConfig, build_model
+    from fcn_edge.preprocess import Preprocess
+
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=len(CLASSES))
+    meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
+    export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
+    return "FP32 stand-in: default architecture (edge_resnet FCN-8s, 8 classes), random weights"
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """An MJPG video of synthetic frames; returns the frames as decoded back (what the loop will see)."""
+    source = sources.SyntheticSource(size, fps=0)
+    source.open()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+    for _ in range(frames):
+        writer.write(source.read(None))
+    writer.release()
+    capture = cv2.VideoCapture(str(path))
+    decoded = []
+    while (frame := capture.read()[1]) is not None:
+        decoded.append(frame)
+    return decoded
+
+
+def runner_latencies(runner, frames: list[np.ndarray]) -> list[float]:
+    for frame in frames[:WARMUP]:
+        runner.infer(frame)
+    times = []
+    for frame in frames:
+        start = time.perf_counter()
+        runner.infer(frame)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def loop(runner, source: sources.Source, overlay: Overlay, sinks: list, frames: int) -> dict:
+    source.open()
+    stats = Stream(source, runner, overlay, sinks, StreamOptions(max_frames=frames, status_interval=0)).run()
+    return {
+        "frames": stats.frames, "fps": stats.fps, "dropped": stats.dropped,
+        **{f"{name}_p50_ms": stage.percentile(50) for name, stage in stats.stages.items()},
+    }  # fmt: skip
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Stream loop host overhead (latest run)",
+        "",
+        f"{result['machine']}; model: {result['model']}; {result['size']}, {result['threads']} ORT threads; "
+        f"{result['rounds']} rounds of {result['frames']} frames, each loop run next to a runner-only run.",
+        f"Runner alone: median {result['runner_median_ms']:.1f} ms = {result['runner_fps']:.2f} fps. "
+        "ratio = loop fps x runner-only median latency of the same round (median over rounds); target >= 0.90.",
+        "",
+        "| loop | fps | ratio | ratios per round | dropped | capture wait p50 ms | infer p50 ms | overlay p50 ms "
+        "| write p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["loops"].items():
+        rounds = ", ".join(f"{x:.3f}" for x in r["ratios"])
+        lines.append(
+            f"| {name} | {r['fps']:.2f} | **{r['ratio']:.3f}** | {rounds} | {r['dropped']} | {r['capture_p50_ms']:.2f} "
+            f"| {r['infer_p50_ms']:.1f} | {r['overlay_p50_ms']:.2f} | {r['write_p50_ms']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
+    p.add_argument("--frames", type=int, default=20, help="frames per measurement (default 20)")
+    p.add_argument("--rounds", type=int, default=3, help="runner-only/loop pairs per loop kind (default 3)")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
+    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    args = p.parse_args(argv)
+    if args.frames <= WARMUP or args.rounds < 1:
+        raise FcnEdgeError(f"--frames must be more than {WARMUP} and --rounds at least 1")
+    size = (args.width, args.height)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.model:
+            model, described = args.model, str(args.model)
+        elif DEFAULT_MODEL.is_file():
+            model, described = DEFAULT_MODEL, "engines/default.int8.onnx"
+        else:
+            model = tmp / "stand_in.onnx"
+            described = stand_in_model(model)
+        video = tmp / "frames.avi"
+        frames = write_video(video, args.frames, size)
+        runner = open_runner(model, threads=args.threads, check_inputs=False)
+        overlay = Overlay(runner.metadata.palette if runner.metadata else [], 0.5)
+        kinds = {
+            "video -> headless": lambda: (sources.video(video), []),
+            "video -> mp4": lambda: (sources.video(video), [VideoFileSink(tmp / "out.mp4", 30)]),
+            "synthetic 30 fps -> headless": lambda: (sources.SyntheticSource(size, 30), []),
+        }
+        latencies: list[float] = []
+        runs: dict[str, list[tuple[dict, float]]] = {name: [] for name in kinds}
+        with runner:
+            for _ in range(args.rounds):  # interleaved, so drifting background load hits both sides alike
+                for name, make in kinds.items():
+                    alone = runner_latencies(runner, frames)
+                    latencies += alone
+                    source, sinks = make()
+                    runs[name].append((loop(runner, source, overlay, sinks, args.frames), statistics.median(alone)))
+    loops = {}
+    for name, pairs in runs.items():
+        ratios = [r["fps"] * alone for r, alone in pairs]
+        middle = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]][0]
+        loops[name] = {**middle, "ratio": statistics.median(ratios), "ratios": ratios}
+    median = statistics.median(latencies)
+    result = {
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "model": described,
+        "size": f"{size[0]}x{size[1]}",
+        "threads": runner.threads,
+        "frames": args.frames,
+        "rounds": args.rounds,
+        "runner_median_ms": median * 1e3,
+        "runner_fps": 1 / median,
+        "loops": loops,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out_dir / "stream_overhead.json", json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    write_text_atomic(args.out_dir / "stream_overhead.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

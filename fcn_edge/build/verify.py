@@ -1,0 +1,173 @@
+"""Every build reports what it cost: each artifact against the FP32 model on held-out images.
+
+Images: held-out synthetic scenes (seeds from ``HELDOUT_SEED``, never trained or calibrated
+on, with exact ground truth) plus the calibration folder's hold-out split (the user's own
+frames, no labels). Figures per artifact: label agreement with FP32 over all pixels, mIoU
+against ground truth and its change (only when the model's classes are the synthetic ones),
+the largest logit difference (through a "logits twin": the same graph with ArgMax's input
+also made an output), and median latency of artifact and FP32 with the same threads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from tqdm import tqdm
+
+from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
+from ..data.synthetic import HELDOUT_SEED, render_scene
+from ..train.metrics import confusion_matrix, scores_from_confusion
+from .onnxruntime import THREADS, session
+from .source import SourceModel
+
+DEFAULT_SCENES = 32
+DEFAULT_SIZE = (256, 512)  # (H, W) of the verification scenes
+DEFAULT_LATENCY_SIZE = (512, 1024)
+
+
+@dataclass
+class Sample:
+    name: str
+    frame: np.ndarray  # HxWx3 uint8 BGR
+    mask: np.ndarray | None  # ground truth class ids, when known
+
+
+@dataclass
+class Figures:
+    """One artifact's row; None where a figure does not apply (n/a)."""
+
+    label: str
+    agreement: float | None = None  # share of pixels with the FP32 label, 0..1
+    miou: float | None = None
+    miou_drop: float | None = None  # FP32 mIoU minus this one, in points (x100)
+    max_logit_diff: float | None = None
+    latency_ms: float | None = None
+    latency_ratio: float | None = None
+
+
+def verification_samples(scenes: int, size: tuple[int, int], holdout_frames: Sequence[tuple[str, np.ndarray]]) -> list[Sample]:
+    samples = [
+        Sample(f"synthetic:{HELDOUT_SEED + i}", *render_scene(np.random.default_rng(HELDOUT_SEED + i), size))
+        for i in range(scenes)
+    ]
+    return samples + [Sample(name, frame, None) for name, frame in holdout_frames]
+
+
+def logits_twin(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the input of its final ArgMax also a graph output (unchanged if it has float outputs)."""
+    float_outputs = [o for o in model.graph.output if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    argmax = [n for n in model.graph.node if n.op_type == "ArgMax"]
+    if float_outputs or not argmax:
+        return model
+    twin = onnx.ModelProto()
+    twin.CopyFrom(model)
+    twin.graph.output.append(onnx.helper.make_tensor_value_info(argmax[-1].input[0], onnx.TensorProto.FLOAT, None))
+    return twin
+
+
+def predict(sess: ort.InferenceSession, source: SourceModel, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(labels HxW, logits KxHxW or None) for one frame, whatever outputs the graph has."""
+    labels = logits = None
+    for meta, value in zip(sess.get_outputs(), sess.run(None, source.feed([frame]))):
+        if value.ndim == 4 and np.issubdtype(value.dtype, np.floating):
+            logits = value[0].astype(np.float32)
+        elif value.ndim == 3 and labels is None:
+            labels = value[0]
+    if labels is None:
+        if logits is None:
+            raise ValueError(f"{source.path} has no [N,H,W] labels or [N,K,H,W] logits output")
+        labels = logits.argmax(0)
+    return labels.astype(np.int64), logits
+
+
+@dataclass
+class Reference:
+    """The FP32 model's predictions, computed once per build and compared with every artifact."""
+
+    labels: list[np.ndarray]
+    logits: list[np.ndarray | None]
+    miou: float | None
+
+
+def reference(source: SourceModel, samples: list[Sample], progress: bool = True) -> Reference:
+    sess = session(logits_twin(onnx.load(str(source.path))))
+    labels, logits = [], []
+    for sample in tqdm(samples, desc="verify: FP32", leave=False, disable=not progress):
+        lab, log = predict(sess, source, sample.frame)
+        labels.append(lab)
+        logits.append(log)
+    return Reference(labels, logits, _miou(source, samples, labels))
+
+
+def compare(
+    model: onnx.ModelProto | Path, label: str, source: SourceModel, samples: list[Sample], ref: Reference, progress: bool = True
+) -> Figures:
+    """Accuracy figures of one artifact against the FP32 reference (latency is measured separately)."""
+    loaded = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    sess = session(logits_twin(loaded))
+    same = total = 0
+    diff: float | None = None
+    labels = []
+    for sample, ref_labels, ref_logits in tqdm(
+        list(zip(samples, ref.labels, ref.logits)), desc=f"verify: {label}", leave=False, disable=not progress
+    ):
+        lab, log = predict(sess, source, sample.frame)
+        labels.append(lab)
+        same += int((lab == ref_labels).sum())
+        total += lab.size
+        if log is not None and ref_logits is not None:
+            diff = max(diff or 0.0, float(np.abs(log - ref_logits).max()))
+    miou = _miou(source, samples, labels)
+    drop = None if miou is None or ref.miou is None else 100 * (ref.miou - miou)
+    return Figures(label, same / total, miou, drop, diff)
+
+
+def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:
+    if source.classes != SYNTHETIC_CLASSES or not any(s.mask is not None for s in samples):
+        return None
+    matrix = torch.zeros(len(source.classes), len(source.classes), dtype=torch.int64)
+    for sample, lab in zip(samples, labels):
+        if sample.mask is not None:
+            matrix += confusion_matrix(torch.from_numpy(sample.mask), torch.from_numpy(lab), len(source.classes))
+    return scores_from_confusion(matrix).miou
+
+
+def median_latency_ms(model: Path, source: SourceModel, size: tuple[int, int], runs: int = 10, warmup: int = 2) -> float:
+    """Median wall time of one batch-1 inference at ``size`` (H, W), THREADS intra-op threads."""
+    sess = session(model)
+    feed = source.feed([render_scene(np.random.default_rng(HELDOUT_SEED), size)[0]])
+    for _ in range(warmup):
+        sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
+
+
+def table(rows: list[Figures], header: str) -> str:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    def num(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [header, f"  {'model':<26}{'agreement':>10}{'mIoU':>8}{'drop':>7}{'max|dlogit|':>12}{'latency':>11}{'vs FP32':>8}"]
+    for r in rows:
+        lines.append(
+            f"  {r.label:<26}{pct(r.agreement):>10}{num(r.miou, '.4f'):>8}{num(r.miou_drop, '+.2f'):>7}"
+            f"{num(r.max_logit_diff, '.3g'):>12}{num(r.latency_ms, '.1f') + ' ms':>11}{num(r.latency_ratio, '.2f') + 'x':>8}"
+        )
+    return "\n".join(lines)
+
+
+def as_dict(rows: list[Figures]) -> list[dict]:
+    return [asdict(r) for r in rows]

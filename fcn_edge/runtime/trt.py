@@ -1,0 +1,220 @@
+"""TensorRT runner: a uint8 camera frame in, uint8 labels out, every buffer allocated once.
+
+``activate()`` reads the engine's JSON sidecar (``<engine>.json``) and refuses an engine
+built for another TensorRT version or GPU (engines are not portable), deserializes it and
+opens one CUDA stream. Buffers are bound to a frame size: the first frame, and any frame
+of a new size, calls ``set_input_shape`` and reallocates only if the new size needs more
+memory than is allocated; ``set_tensor_address`` is called once per buffer set, not per
+frame. Per frame:
+
+- desktop GPU: frame -> page-locked input buffer, async copy to the device,
+  ``execute_async_v3``, async copy of the labels back, one stream synchronize;
+- Jetson (integrated GPU): input and labels live in mapped page-locked memory that the
+  GPU reads and writes in place, so nothing is copied between host and device.
+
+Call :meth:`TrtRunner.input_buffer` to get the page-locked input array and decode frames
+straight into it: ``infer`` then copies nothing on the host either. The labels returned
+are a view of the runner's output buffer, overwritten by the next call.
+
+Uses the name-based tensor API of TensorRT 8.5+ (the binding API is deprecated there and
+removed in 10.0; see fcn_edge/build/trt_api.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..build import trt_api
+from ..errors import FcnEdgeError
+from .base import Runner
+from .cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
+
+REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt on this machine"
+SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    """``engines/x.fp16.engine`` -> ``engines/x.fp16.engine.json``."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def read_sidecar(engine_path: Path) -> dict[str, Any]:
+    if not engine_path.is_file():
+        raise FcnEdgeError(f"engine {engine_path} does not exist: build it with python scripts/build_engine.py ... --backend tensorrt")
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise FcnEdgeError(f"{path} is missing: an engine runs only with the sidecar written beside it; {REBUILD}")
+    try:
+        sidecar = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise FcnEdgeError(f"{path} is not valid JSON ({error}): {REBUILD}") from None
+    missing = [key for key in SIDECAR_KEYS if key not in sidecar]
+    if missing:
+        raise FcnEdgeError(f"{path} lacks {', '.join(missing)}: {REBUILD}")
+    return sidecar
+
+
+def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, engine_path: Path) -> None:
+    """Refuse an engine built by another TensorRT or for another GPU: TensorRT would fail or misbehave."""
+    if sidecar["tensorrt_version"] != trt_version:
+        raise FcnEdgeError(
+            f"{engine_path} was built with TensorRT {sidecar['tensorrt_version']}, this machine has {trt_version}: {REBUILD}"
+        )
+    if (sidecar["gpu_name"], sidecar["compute_capability"]) != (device.name, device.compute_capability):
+        raise FcnEdgeError(
+            f"{engine_path} was built for {sidecar['gpu_name']} (compute {sidecar['compute_capability']}), "
+            f"this machine has {device.name} (compute {device.compute_capability}): {REBUILD}"
+        )
+
+
+@dataclass
+class _Memory:
+    """One tensor's memory: TensorRT's device address, and the host view where the host needs one."""
+
+    device: int
+    host: HostBuffer | None  # page-locked; mapped (host.device_ptr == device) on integrated GPUs
+    nbytes: int
+
+
+class TrtRunner(Runner):
+    """Runs a fcn_edge engine (uint8 NHWC frame in, uint8 labels out) with TensorRT 8.5+."""
+
+    def __init__(self, path: str | Path, cuda_binding: str = "auto", check_inputs: bool = True) -> None:
+        super().__init__(f"trt:{Path(path).name}", check_inputs)
+        self.path = Path(path)
+        self.cuda_binding = cuda_binding
+        self.rebinds = 0  # buffer (re)bindings: one per frame size seen
+        self.reallocations = 0  # of those, the ones that needed more memory than was allocated
+        self._cuda: CudaBinding | None = None
+        self._engine = self._context = self._stream = None
+        self._memory: dict[str, _Memory] = {}
+        self._shape: tuple[int, ...] | None = None
+
+    def activate_impl(self) -> None:
+        sidecar = read_sidecar(self.path)
+        trt = trt_api.import_tensorrt()
+        self._cuda = open_cuda(self.cuda_binding)
+        try:
+            check_engine_matches(sidecar, trt.__version__, self._cuda.device, self.path)
+            self._load(trt)
+        except BaseException:
+            self._release()
+            raise
+
+    def _load(self, trt: Any) -> None:
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise FcnEdgeError(f"TensorRT cannot load {self.path} (its error is printed above): {REBUILD}")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        outputs = [n for n in names if n not in inputs]
+        labels = [n for n in outputs if n == "labels"] or [n for n in outputs if dtypes[n] == np.uint8]
+        if len(inputs) != 1 or dtypes[inputs[0]] != np.uint8 or not labels or dtypes[labels[0]] != np.uint8:
+            described = ", ".join(f"{n} {dtypes[n]}" for n in names)
+            raise FcnEdgeError(
+                f"{self.path} has tensors {described}, not one uint8 frame input and a uint8 labels output: "
+                "export with input_format='frame' and outputs=labels (scripts/export_onnx.py defaults) and rebuild"
+            )
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        self._input, self._labels, self._outputs, self._dtypes = inputs[0], labels[0], outputs, dtypes
+        self._zero_copy = self._cuda.device.integrated
+        self._stream = self._cuda.stream()
+
+    def input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The page-locked uint8 array the engine reads for frames of ``shape`` (HxWx3 or NxHxWx3)."""
+        if not self.is_active:
+            raise RuntimeError(f"runner {self.name} is not active: call activate() first")
+        batch = tuple(shape) if len(shape) == 4 else (1, *shape)
+        if batch != self._shape:
+            self._bind(batch)
+        return self._frames if len(shape) == 4 else self._frames[0]
+
+    def infer_impl(self, frame: np.ndarray) -> np.ndarray:
+        batch = frame if frame.ndim == 4 else frame[None]
+        if batch.shape != self._shape:
+            self._bind(batch.shape)
+        if batch.ctypes.data != self._frames.ctypes.data:  # not written into input_buffer(): one host copy
+            np.copyto(self._frames, batch)
+        cuda, stream = self._cuda, self._stream
+        frames, labels = self._memory[self._input], self._memory[self._labels]
+        if not self._zero_copy:
+            cuda.copy_htod(frames.device, frames.host, frames.nbytes, stream)
+        if not self._context.execute_async_v3(cuda.stream_handle(stream)):
+            raise FcnEdgeError(f"TensorRT failed to run {self.path.name} (its error is printed above)")
+        if not self._zero_copy:
+            cuda.copy_dtoh(labels.host, labels.device, labels.nbytes, stream)
+        cuda.synchronize(stream)
+        return self._label_map if frame.ndim == 4 else self._label_map[0]
+
+    def _bind(self, shape: tuple[int, ...]) -> None:
+        """Set the input shape; reallocate the tensors that outgrew their memory and rebind only those."""
+        context = self._context
+        if not context.set_input_shape(self._input, shape):
+            raise FcnEdgeError(f"frames of shape {shape} are outside the engine's input profile: {REBUILD} with shapes that cover them")
+        shapes = {self._input: tuple(shape)}
+        shapes.update({name: tuple(context.get_tensor_shape(name)) for name in self._outputs})
+        for name, tensor_shape in shapes.items():
+            nbytes = int(np.prod(tensor_shape)) * self._dtypes[name].itemsize
+            memory = self._memory.get(name)
+            if memory is None or nbytes > memory.nbytes:
+                if memory is not None:
+                    self._free(memory)
+                    self.reallocations += 1
+                memory = self._memory[name] = self._allocate(nbytes, host=name in (self._input, self._labels))
+                context.set_tensor_address(name, memory.device)
+        self._frames = self._memory[self._input].host.view(np.uint8, tuple(shape))
+        self._label_map = _label_map(self._memory[self._labels].host, shapes[self._labels])
+        self._shape = tuple(shape)
+        self.rebinds += 1
+
+    def _allocate(self, nbytes: int, host: bool) -> _Memory:
+        cuda = self._cuda
+        if not host:  # an output nobody reads on the host (logits): device memory only
+            return _Memory(cuda.malloc(nbytes), None, nbytes)
+        if self._zero_copy:
+            mapped = cuda.mapped(nbytes)
+            return _Memory(mapped.device_ptr, mapped, nbytes)
+        return _Memory(cuda.malloc(nbytes), cuda.pinned(nbytes), nbytes)
+
+    def _free(self, memory: _Memory) -> None:
+        if memory.host is None or memory.host.device_ptr is None:
+            self._cuda.free(memory.device)
+        if memory.host is not None:
+            memory.host.free()
+
+    def deactivate_impl(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Free what activate made, also after a partial activate; TensorRT objects go before the CUDA context."""
+        cuda = self._cuda
+        if cuda is None:
+            return
+        try:
+            if self._stream is not None:
+                cuda.synchronize(self._stream)
+            for memory in self._memory.values():
+                self._free(memory)
+            if self._stream is not None:
+                cuda.destroy_stream(self._stream)
+        finally:
+            self._memory, self._shape, self._stream = {}, None, None
+            self._frames = self._label_map = None
+            self._context = self._engine = None
+            cuda.close()
+            self._cuda = None
+
+
+def _label_map(host: HostBuffer, shape: tuple[int, ...]) -> np.ndarray:
+    """The labels output, [N,H,W] or [N,1,H,W], as an [N,H,W] uint8 view of its host buffer."""
+    if len(shape) < 3 or shape[0] * shape[-2] * shape[-1] != int(np.prod(shape)):
+        raise FcnEdgeError(f"the labels output has shape {shape}, not [N,H,W]: export with outputs=labels and rebuild")
+    return host.view(np.uint8, (shape[0], shape[-2], shape[-1]))

@@ -1,0 +1,179 @@
+"""``python -m fcn_edge.stream --camera 0``: segment a camera, video, folder or network stream live.
+
+Exit status: 0 when the input ends, --max-frames is reached, the window is closed or the
+run is stopped with Ctrl-C/SIGTERM (stopping a live stream is the normal way to end it;
+the recording is finalised and the summary printed first); 2 for a user error (bad flag,
+no camera, missing model); 3 when a live source is lost and reconnecting fails; 130 when
+a second Ctrl-C aborts without waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ..atomic import write_text_atomic
+from ..errors import FcnEdgeError, run_cli
+from . import sinks, sources
+from .stats import SOURCE_LOST, StreamStats
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "engines" / "default.int8.onnx"
+EXIT_SOURCE_LOST = 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0])
+    src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", type=int, metavar="N", help="V4L2 camera index (/dev/videoN)")
+    src.add_argument("--device", metavar="PATH", help="camera device path, e.g. /dev/video2")
+    src.add_argument("--csi", type=int, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)")
+    src.add_argument("--gst", metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
+    src.add_argument("--url", metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
+    src.add_argument("--video", type=Path, metavar="FILE", help="video file (every frame is processed)")
+    src.add_argument("--images", type=Path, metavar="DIR", help="folder of images, in name order")
+    src.add_argument("--synthetic", action="store_true", help="moving synthetic scenes (no device needed)")
+    p.add_argument("--width", type=int, help="requested capture width (cameras, CSI, synthetic)")
+    p.add_argument("--height", type=int, help="requested capture height (cameras, CSI, synthetic)")
+    p.add_argument("--fps", type=float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
+    p.add_argument("--backend", choices=("auto", "ort", "trt"), default="auto", help="default: by file type")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
+    p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
+    p.add_argument("--cuda-binding", choices=("auto", "cuda-python", "pycuda"), default="auto", help="TensorRT runner")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
+    p.add_argument("--legend", action="store_true", help="draw class names and colours")
+    p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
+    p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (mp4v; .avi: MJPG)")
+    p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame")
+    p.add_argument("--headless", action="store_true", help="no window even if one is possible")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--reconnect", type=int, default=3, metavar="N", help="tries when a live source stops (default 3)")
+    p.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help="first retry delay, doubling (0.5)")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the summary as JSON")
+    args = p.parse_args(argv)
+    checks = [
+        (args.max_frames is not None and args.max_frames < 1, f"--max-frames {args.max_frames} must be at least 1"),
+        (args.reconnect < 0, f"--reconnect {args.reconnect} must be 0 or more"),
+        (args.reconnect_delay < 0, f"--reconnect-delay {args.reconnect_delay} must be 0 or more"),
+        ((args.width is None) != (args.height is None), "--width and --height go together: give both"),
+        (args.width is not None and min(args.width, args.height) < 1, "--width and --height must be positive"),
+        (args.headless and args.display, "--headless and --display contradict each other: choose one"),
+        (args.stats_json is not None and not args.stats_json.parent.is_dir(),
+         f"--stats-json {args.stats_json}: its folder does not exist; create it or choose another path"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise FcnEdgeError(message)
+    return args
+
+
+def open_source(args: argparse.Namespace) -> sources.Source:
+    size = (args.width, args.height) if args.width else None
+    if args.camera is not None:
+        source = sources.camera(args.camera, size, args.fps)
+    elif args.device:
+        source = sources.device(args.device, size, args.fps)
+    elif args.csi is not None:
+        source = sources.csi(args.csi, size, args.fps)
+    elif args.gst:
+        source = sources.gstreamer(args.gst, fps=args.fps)
+    elif args.url:
+        source = sources.url(args.url)
+    elif args.video:
+        source = sources.video(args.video)
+    elif args.images:
+        source = sources.ImageFolderSource(args.images)
+    else:
+        default = sources.SYNTHETIC_DEFAULT
+        source = sources.SyntheticSource(size or default[:2], default[2] if args.fps is None else args.fps)
+    source.open()
+    return source
+
+
+def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
+    chosen: list[sinks.Sink] = []
+    wants_window = args.display or not (args.headless or args.output or args.save_dir)
+    if wants_window:
+        problem = sinks.display_problem()
+        if problem is None or args.display:
+            chosen.append(sinks.DisplaySink())  # raises with the problem when --display was asked for
+        else:
+            print(f"note: no window ({problem}); running headless: add --output FILE.mp4 or --save-dir DIR", file=sys.stderr)
+    if args.output:
+        chosen.append(sinks.VideoFileSink(args.output, fps))
+    if args.save_dir:
+        chosen.append(sinks.ImageFolderSink(args.save_dir))
+    return chosen
+
+
+def check_model(path: Path) -> None:
+    if path.is_file():
+        return
+    if path == DEFAULT_MODEL:
+        raise FcnEdgeError(
+            f"no model at {path}: build the default INT8 artifact with python scripts/build_engine.py --int8, "
+            "or pass --model PATH"
+        )
+    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with python scripts/build_engine.py")
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """First Ctrl-C/SIGTERM: finish the frame in flight and exit cleanly; a second one aborts."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"\n{signal.Signals(signum).name}: stopping after the current frame (again to abort)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stream(args: argparse.Namespace, source: sources.Source) -> StreamStats:
+    from ..runtime import open_runner  # ONNX Runtime, TensorRT, torch (metadata): after the cheap checks
+    from .overlay import Overlay
+    from .pipeline import Stream, StreamOptions
+
+    runner = open_runner(
+        args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
+        cuda_binding=args.cuda_binding, check_inputs=False,
+    )  # fmt: skip
+    meta = runner.metadata
+    if meta is None:
+        print(f"note: {args.model} has no fcn_edge metadata: default colours, no class names", file=sys.stderr)
+    overlay = Overlay(meta.palette if meta else [], args.alpha, meta.classes if meta else None, args.legend)
+    chosen = open_sinks(args, source.fps)
+    print(f"{source.description} -> {runner.name} -> {len(chosen) or 'no'} sink(s)", file=sys.stderr)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    options = StreamOptions(args.max_frames, args.reconnect, args.reconnect_delay)
+    with runner:
+        stats = Stream(source, runner, overlay, chosen, options, stop).run()
+    stats.info.update(source=source.description, model=str(args.model), runner=runner.name)
+    return stats
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.display:
+        sinks.require_display()
+    check_model(args.model)
+    source = open_source(args)  # before the model loads: a missing camera is reported at once
+    try:
+        stats = stream(args, source)
+    finally:
+        source.close()
+    print(stats.summary(), file=sys.stderr)
+    if args.stats_json:
+        write_text_atomic(args.stats_json, json.dumps(stats.to_dict(), indent=2) + "\n")
+    return EXIT_SOURCE_LOST if stats.end_reason == SOURCE_LOST else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

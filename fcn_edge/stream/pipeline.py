@@ -1,0 +1,257 @@
+"""The stream loop: capture, inference and overlay/sinks in three threads that overlap.
+
+::
+
+    capture thread ──frames──▶ main thread: runner.infer ──(frame, labels)──▶ overlay thread: blend, sinks
+          ▲                                                                         │
+          └──────────────── free frame buffers (a fixed pool) ◀─────────────────────┘
+
+Frames live in a fixed pool of buffers that circulate: the source decodes into a free
+one, the runner reads it in place, the overlay is blended into it, the sinks encode it,
+and it goes back to the pool. Labels are copied once out of the runner's reused output
+buffer into a small pool of their own (one byte per pixel). Nothing is allocated per
+frame unless the frame size changes. While the main thread runs frame k, the capture
+thread is reading k+1 and the overlay thread is finishing k-1.
+
+Drop policy. A live source (camera, network stream, synthetic) runs at its own rate: the
+hand-off to inference holds one frame and a newer frame replaces an unread one (counted
+as dropped), so latency never grows when the model is slower than the camera. A file
+(video, images) has no clock of its own: the hand-off is a short queue whose ``put``
+blocks, so every frame is processed at the model's pace and an output video has exactly
+the input's frames. Between inference and the overlay thread the queue is short and
+blocking for both kinds, so a slow sink slows inference rather than piling up frames.
+
+Stopping. ``stop`` (set by a signal handler, a closed window or the caller) ends the loop
+after the frame in flight; frames already inferred still reach the sinks; sinks are
+closed (the mp4 is finalised) on every path out.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..runtime.base import Runner
+from .overlay import Overlay
+from .sinks import Sink
+from .sources import Source
+from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STOPPED, StatusLine, StreamStats
+
+FILE_QUEUE = 2  # frames decoded ahead of inference for file sources
+OVERLAY_QUEUE = 2  # inferred frames waiting for the overlay thread
+# Buffers in flight at most: 1 being read + FILE_QUEUE waiting + 1 in inference + OVERLAY_QUEUE + 1 being drawn.
+FRAME_POOL = FILE_QUEUE + OVERLAY_QUEUE + 3
+LABEL_POOL = OVERLAY_QUEUE + 2
+POLL = 0.05  # s: how often blocked threads look at the stop flags
+
+
+
+@dataclass
+class StreamOptions:
+    max_frames: int | None = None
+    reconnect: int = 3  # tries after a live source stops delivering
+    reconnect_delay: float = 0.5  # s before the first try; doubles per try
+    status_interval: float = 0.5  # s between status lines on a terminal; 0: none
+
+
+class Stream:
+    """One run of the loop over an opened source and an active runner; ``run()`` returns the stats."""
+
+    def __init__(
+        self, source: Source, runner: Runner, overlay: Overlay, sinks: Sequence[Sink],
+        options: StreamOptions | None = None, stop: threading.Event | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.source, self.runner, self.overlay, self.sinks = source, runner, overlay, list(sinks)
+        self.options = options or StreamOptions()
+        self.stop = stop or threading.Event()
+        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.stats = StreamStats()
+        self._halt = threading.Event()  # tells the worker threads to finish
+        self._free_frames: queue.Queue = queue.Queue()
+        for _ in range(FRAME_POOL):
+            self._free_frames.put(None)  # allocated by the first read at the source's size
+        self._free_labels: queue.Queue = queue.Queue()
+        for _ in range(LABEL_POOL):
+            self._free_labels.put(np.empty(0, np.uint8))
+        self._frames: queue.Queue = queue.Queue(maxsize=1 if source.live else FILE_QUEUE)
+        self._inferred: queue.Queue = queue.Queue(maxsize=OVERLAY_QUEUE)
+        self._capture_done = threading.Event()
+        self._source_lost = False
+        self._errors: list[BaseException] = []
+
+    def run(self) -> StreamStats:
+        capture = threading.Thread(target=self._guard, args=(self._capture,), name="capture", daemon=True)
+        drawing = threading.Thread(target=self._guard, args=(self._draw,), name="overlay", daemon=True)
+        status = StatusLine(self.stats, self.options.status_interval)
+        capture.start()
+        drawing.start()
+        reason = STOPPED
+        try:
+            reason = self._infer_loop(drawing, status)
+        finally:
+            self._halt.set()
+            self._put(self._inferred, None, drawing)  # the overlay thread drains what is queued, then ends
+            drawing.join()
+            capture.join(timeout=2.0)  # a live read returns within a frame (network: its read timeout)
+            for sink in self.sinks:
+                sink.close()
+            status.close()
+            self.stats.end_reason = reason
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    # --- main thread: inference ------------------------------------------------------------
+
+    def _infer_loop(self, drawing: threading.Thread, status: StatusLine) -> str:
+        started = 0
+        while True:
+            if self._errors:
+                return STOPPED
+            if self.stop.is_set():
+                return STOPPED
+            if self.options.max_frames is not None and started >= self.options.max_frames:
+                return MAX_FRAMES
+            wait_start = time.perf_counter()
+            frame = self._next_frame()
+            if frame is None:
+                if self._errors or self.stop.is_set():
+                    return STOPPED
+                return SOURCE_LOST if self._source_lost else END_OF_INPUT
+            infer_start = time.perf_counter()
+            self.stats.stages["capture"].add(infer_start - wait_start)
+            self.stats.frame_started()
+            labels = self.runner.infer(frame)
+            kept = self._free_labels.get()
+            if kept.shape != labels.shape or kept.dtype != labels.dtype:
+                kept = np.empty_like(labels)  # a new frame size: this pool slot follows it
+            np.copyto(kept, labels)
+            self.stats.stages["infer"].add(time.perf_counter() - infer_start)
+            if not self._put(self._inferred, (frame, kept), drawing):
+                return STOPPED
+            started += 1
+            status.update()
+
+    def _next_frame(self) -> np.ndarray | None:
+        """The next captured frame; None once capture has ended (or a stop was asked for)."""
+        while not self.stop.is_set():
+            try:
+                return self._frames.get(timeout=POLL)
+            except queue.Empty:
+                if self._capture_done.is_set() and self._frames.empty():
+                    return None
+        return None
+
+    def _put(self, target: queue.Queue, item: object, consumer: threading.Thread) -> bool:
+        """Blocking put that gives up (False) if the consuming thread has died."""
+        while consumer.is_alive():
+            try:
+                target.put(item, timeout=POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # --- capture thread --------------------------------------------------------------------
+
+    def _capture(self) -> None:
+        try:
+            while not self._halt.is_set():
+                try:
+                    buffer = self._free_frames.get(timeout=POLL)
+                except queue.Empty:
+                    continue
+                frame = self._read(buffer)
+                if frame is None:
+                    return
+                if self.source.live:
+                    self._offer_newest(frame)
+                else:
+                    while not self._halt.is_set():
+                        try:
+                            self._frames.put(frame, timeout=POLL)
+                            break
+                        except queue.Full:
+                            continue
+        finally:
+            self._capture_done.set()
+            self.source.close()
+
+    def _offer_newest(self, frame: np.ndarray) -> None:
+        """Hand over ``frame``, replacing an unread older one (only this thread puts, so one retry suffices)."""
+        try:
+            self._frames.put_nowait(frame)
+            return
+        except queue.Full:
+            pass
+        try:
+            self._free_frames.put(self._frames.get_nowait())
+            self.stats.dropped += 1
+        except queue.Empty:
+            pass  # inference took it meanwhile
+        self._frames.put_nowait(frame)
+
+    def _read(self, buffer: np.ndarray | None) -> np.ndarray | None:
+        """A frame from the source, reconnecting a live one with doubling backoff when it stops."""
+        frame = self.source.read(buffer)
+        if frame is not None or not self.source.live:
+            return frame
+        for attempt in range(self.options.reconnect):
+            delay = self.options.reconnect_delay * 2**attempt
+            self.log(
+                f"{self.source.description} stopped delivering frames: reconnecting in {delay:g} s "
+                f"(attempt {attempt + 1} of {self.options.reconnect})"
+            )
+            self.stats.reconnect_attempts += 1
+            if self._halt.wait(delay):
+                return None
+            self.source.close()
+            try:
+                self.source.open()
+            except Exception as error:  # FcnEdgeError from open, or a backend's own error
+                self.log(f"reconnect failed: {error}")
+                continue
+            frame = self.source.read(buffer)
+            if frame is not None:
+                self.stats.reconnects += 1
+                self.log(f"{self.source.description} reconnected")
+                return frame
+        self._source_lost = True
+        self.log(f"{self.source.description} lost after {self.options.reconnect} reconnect attempts")
+        return None
+
+    # --- overlay thread --------------------------------------------------------------------
+
+    def _draw(self) -> None:
+        while True:
+            item = self._inferred.get()
+            if item is None:
+                return
+            frame, labels = item
+            start = time.perf_counter()
+            self.overlay.render(frame, labels, out=frame)
+            drawn = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(frame)
+            self.stats.stages["overlay"].add(drawn - start)
+            self.stats.stages["write"].add(time.perf_counter() - drawn)
+            self.stats.frame_done()
+            self._free_frames.put(frame)
+            self._free_labels.put(labels)
+            if any(sink.stop_requested for sink in self.sinks):
+                self.stop.set()
+
+    def _guard(self, work: Callable[[], None]) -> None:
+        """Run a thread's work; an exception ends the stream and is re-raised by ``run``."""
+        try:
+            work()
+        except BaseException as error:
+            self._errors.append(error)
+            self.stop.set()

@@ -1,0 +1,132 @@
+"""OrtRunner and open_runner: the lifecycle, I/O binding with reused buffers, rebinding, user errors."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from fcn_edge.data.synthetic import CLASSES, PALETTE
+from fcn_edge.errors import FcnEdgeError
+from fcn_edge.export import ModelMetadata, export_model
+from fcn_edge.models import ModelConfig, build_model
+from fcn_edge.preprocess import Preprocess
+from fcn_edge.runtime import Runner, open_runner
+from fcn_edge.runtime.ort import OrtRunner
+
+
+@pytest.fixture(scope="session")
+def frame_model(tmp_path_factory):
+    """The default architecture, random weights, exported as the stream runs it (frames in, labels out)."""
+    path = tmp_path_factory.getbasetemp() / "stream_frame_model.onnx"  # shared with the stream tests
+    if not path.exists():
+        torch.manual_seed(0)
+        config = ModelConfig(num_classes=len(CLASSES))
+        meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
+        export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
+    return path
+
+
+def frames(h=120, w=160, n=2):
+    return [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i in range(n)]
+
+
+def reference(path, frame):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"frame": frame[None]})[0][0]
+
+
+def test_lifecycle_and_metadata(frame_model):
+    runner = open_runner(frame_model, threads=1)
+    assert isinstance(runner, OrtRunner) and isinstance(runner, Runner) and not runner.is_active
+    assert runner.metadata.classes == CLASSES and runner.metadata.palette == PALETTE
+    with pytest.raises(RuntimeError, match="not active"):
+        runner.infer(frames()[0])
+    with runner:
+        assert runner.is_active
+        assert runner.infer(frames()[0]).shape == (120, 160)
+    assert not runner.is_active
+
+
+def test_labels_match_a_plain_session_and_the_output_buffer_is_reused(frame_model):
+    a, b = frames()
+    with open_runner(frame_model, threads=1) as runner:
+        first = runner.infer(a)
+        kept = first.copy()
+        second = runner.infer(b)
+        assert np.shares_memory(first, second)  # the documented contract: the next call overwrites
+        assert np.array_equal(kept, reference(frame_model, a))
+        assert np.array_equal(second, reference(frame_model, b))
+        assert second.dtype == np.uint8 and runner.rebinds == 1
+
+
+def test_same_size_frames_allocate_nothing_per_call(frame_model):
+    batch = frames(n=4)
+    with open_runner(frame_model, threads=1, check_inputs=False) as runner:
+        runner.infer(batch[0])
+        tracemalloc.start()
+        for frame in batch * 5:
+            runner.infer(frame)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 120 * 160 // 4, peak  # a fresh labels array per call would be 19200 bytes
+
+
+def test_a_new_frame_size_rebinds_and_stays_correct(frame_model):
+    big, small = frames()[0], frames(96, 128)[0]
+    with open_runner(frame_model, threads=1) as runner:
+        assert runner.infer(big).shape == (120, 160)
+        labels = runner.infer(small)
+        assert labels.shape == (96, 128) and np.array_equal(labels, reference(frame_model, small))
+        assert np.array_equal(runner.infer(big), reference(frame_model, big))
+        assert runner.rebinds == 3
+
+
+@pytest.mark.parametrize("frame, fragment", [
+    (np.zeros((8, 8, 3), np.float32), "uint8 HxWx3"),
+    (np.zeros((8, 8), np.uint8), "uint8 HxWx3"),
+    (np.zeros((8, 16, 3), np.uint8)[:, ::2], "C-contiguous"),
+], ids=["float", "gray", "strided"])
+def test_input_checks_name_the_problem(frame_model, frame, fragment):
+    with open_runner(frame_model, threads=1) as runner, pytest.raises(FcnEdgeError, match=fragment):
+        runner.infer(frame)
+
+
+def test_model_without_metadata_has_none(frame_model, tmp_path):
+    model = onnx.load(frame_model)
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, bare)
+    assert open_runner(bare).metadata is None
+
+
+def test_a_model_that_does_not_take_frames_is_a_user_error(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])], "tensor_model",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )  # fmt: skip
+    path = tmp_path / "tensor.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    with pytest.raises(FcnEdgeError, match="input_format='frame'"):
+        open_runner(path).activate()
+
+
+@pytest.mark.parametrize("name, kwargs, fragment", [
+    ("missing.onnx", {}, "does not exist"),
+    ("model.bin", {}, "cannot tell the backend"),
+    ("model.onnx", {"backend": "tflite"}, "unknown backend"),
+    ("model.onnx", {"providers": ["cuda"]}, "CUDAExecutionProvider is not available"),
+], ids=["missing", "suffix", "backend", "provider"])
+def test_open_runner_user_errors(tmp_path, frame_model, name, kwargs, fragment):
+    path = tmp_path / name
+    if name != "missing.onnx":
+        path.write_bytes(frame_model.read_bytes())
+    if "CUDAExecutionProvider" in ort.get_available_providers() and "providers" in kwargs:
+        pytest.skip("this install has the CUDA provider")
+    with pytest.raises(FcnEdgeError, match=fragment):
+        open_runner(path, **kwargs)

@@ -1,0 +1,522 @@
+"""TensorRT and CUDA names checked against the published APIs, and the GPU-free logic of build/runtime.
+
+No GPU and no TensorRT here: the TensorRT names our code uses are checked, by AST, against
+the ``tensorrt-stubs`` package (NVIDIA's 10.x Python API as .pyi files; CI installs it
+with ``pip install --no-deps tensorrt-stubs==10.13.0.35.1``), the cuda-python names
+against the installed cuda-python, and everything that decides what a build or a run
+does is pure Python tested directly.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from fcn_edge.build import trt_api
+from fcn_edge.build.tensorrt import (
+    TrtBuildOptions,
+    layer_precisions,
+    onnx_kinds,
+    plan_build,
+    probe,
+    profile_shapes,
+    read_calibration_cache,
+)
+from fcn_edge.errors import FcnEdgeError
+from fcn_edge.quantize.trt_cache import write_cache
+from fcn_edge.runtime import cuda as cuda_module
+from fcn_edge.runtime.cuda import DeviceInfo, HostBuffer, find_gpu, open_cuda
+from fcn_edge.runtime.cuda_bindings import pycuda as pycuda_binding
+from fcn_edge.runtime.trt import check_engine_matches, read_sidecar, sidecar_path
+
+ROOT = Path(__file__).resolve().parents[2]
+TRT_SOURCES = [ROOT / "fcn_edge/build/tensorrt.py", ROOT / "fcn_edge/runtime/trt.py", ROOT / "fcn_edge/build/trt_api.py"]
+CUDA_PYTHON_SOURCE = ROOT / "fcn_edge/runtime/cuda_bindings/cuda_python.py"
+PYCUDA_SOURCE = ROOT / "fcn_edge/runtime/cuda_bindings/pycuda.py"
+STUBS_PIN = "pip install --no-deps tensorrt-stubs==10.13.0.35.1"
+
+
+# ---------------------------------------------------------------- the published TensorRT API
+
+
+def _parse_stub(path: Path) -> ast.Module:
+    """Parse a .pyi; the generated stubs have a few invalid signatures (a parameter named ``in``,
+    a default before a non-default), which are replaced by ``(*args, **kwargs)`` keeping the name."""
+    lines = path.read_text().split("\n")
+    for _ in range(50):
+        try:
+            return ast.parse("\n".join(lines))
+        except SyntaxError as error:
+            line = lines[error.lineno - 1]
+            match = re.match(r"(\s*)def (\w+)\(.*\)( -> .*)?:$", line)
+            if not match:
+                raise
+            lines[error.lineno - 1] = f"{match[1]}def {match[2]}(*args, **kwargs):"
+    raise AssertionError(f"{path}: too many syntax errors to repair")
+
+
+class PublishedApi:
+    """Top-level names of ``tensorrt`` and the members (with inherited ones) of its classes."""
+
+    def __init__(self, package: Path, bindings: Path) -> None:
+        self.names: set[str] = set()
+        for node in _parse_stub(package).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                self.names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                self.names.add(node.target.id)
+            elif isinstance(node, ast.Assign):
+                self.names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                self.names.add(node.name)
+        self.classes: dict[str, tuple[set[str], list[str]]] = {}
+        for node in _parse_stub(bindings).body:
+            if isinstance(node, ast.ClassDef):
+                members = set()
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.ClassDef)):
+                        members.add(item.name)
+                    elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        members.add(item.target.id)
+                    elif isinstance(item, ast.Assign):
+                        members |= {t.id for t in item.targets if isinstance(t, ast.Name)}
+                self.classes[node.name] = (members, [ast.unparse(b) for b in node.bases])
+
+    def member(self, cls: str, name: str) -> bool:
+        if cls not in self.classes:
+            return False
+        members, bases = self.classes[cls]
+        return name in members or any(self.member(base, name) for base in bases)
+
+    def has(self, chain: tuple[str, ...]) -> bool:
+        """``("BuilderFlag", "FP16")`` -> is ``trt.BuilderFlag.FP16`` published? (two levels are checked)"""
+        if chain[0] not in self.names:
+            return False
+        return len(chain) == 1 or self.member(chain[0], chain[1])
+
+
+@pytest.fixture(scope="module")
+def published() -> tuple[PublishedApi, trt_api.Version]:
+    try:
+        dist = importlib.metadata.distribution("tensorrt-stubs")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"tensorrt-stubs is not installed: {STUBS_PIN}")
+    files = {str(f): Path(dist.locate_file(f)) for f in dist.files or () if str(f).endswith(".pyi")}
+    api = PublishedApi(files["tensorrt/__init__.pyi"], files["tensorrt_bindings/tensorrt.pyi"])
+    return api, trt_api.parse_version(dist.version)
+
+
+# ---------------------------------------------------------------- what our code uses, by AST
+
+
+def _chain(node: ast.AST) -> tuple[str | None, tuple[str, ...]]:
+    """``a.b.c`` -> ("a", ("b", "c")); ``self._a.b`` -> ("self._a", ("b",)); else (None, ())."""
+    attrs: list[str] = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+            return f"self.{node.attr}", tuple(reversed(attrs))
+    return (node.id if isinstance(node, ast.Name) else None), tuple(reversed(attrs))
+
+
+def _outer_chains(tree: ast.AST, roots: set[str]) -> set[tuple[str, ...]]:
+    """The longest attribute chain of every expression rooted at one of ``roots``."""
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and id(node) not in inner:
+            root, attrs = _chain(node)
+            if root in roots:
+                found.add(attrs)
+    return found
+
+
+def trt_chains(tree: ast.AST) -> set[tuple[str, ...]]:
+    return _outer_chains(tree, {"trt"})
+
+
+def object_members(tree: ast.AST) -> set[tuple[str, str]]:
+    """(class, member) for ``builder.x``, ``self._engine.x`` ... per trt_api.OBJECT_CLASSES."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            root, attrs = _chain(node)
+            variable = (root or "").removeprefix("self.").lstrip("_")
+            if variable in trt_api.OBJECT_CLASSES and len(attrs) == 1 and root != "self":
+                found.add((trt_api.OBJECT_CLASSES[variable], attrs[0]))
+    return found
+
+
+def overrides(tree: ast.AST) -> set[tuple[str, str]]:
+    """(TensorRT base class, method) for every method of our subclasses of ``trt.X``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                root, attrs = _chain(base)
+                if root == "trt" and len(attrs) == 1:
+                    found |= {(attrs[0], f.name) for f in node.body if isinstance(f, ast.FunctionDef) and f.name != "__init__"}
+    return found
+
+
+def version_names(tree: ast.AST) -> set[str]:
+    """String literals passed to trt_api.available()/needed()."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in ("available", "needed"):
+                found.add(node.args[0].value)
+    return found
+
+
+def unpublished(api: PublishedApi, tree: ast.AST) -> list[str]:
+    """Every TensorRT name or method in ``tree`` that the published API lacks: what the tests below assert empty."""
+    missing = [".".join(c) for c in trt_chains(tree) if not api.has(c)]
+    missing += [f"{c}.{m}" for c, m in object_members(tree) | overrides(tree) if not api.member(c, m)]
+    return sorted(missing)
+
+
+@pytest.fixture(scope="module")
+def trees() -> dict[Path, ast.Module]:
+    return {path: ast.parse(path.read_text()) for path in TRT_SOURCES}
+
+
+def _all(trees: dict[Path, ast.Module], collect) -> set:
+    return set().union(*(collect(tree) for tree in trees.values()))
+
+
+def test_every_tensorrt_name_we_use_is_in_the_published_api(published, trees):
+    api, _ = published
+    for path, tree in trees.items():
+        assert unpublished(api, tree) == [], f"{path.name} uses TensorRT names the 10.x API does not have"
+    assert ("BuilderFlag", "FP16") in _all(trees, trt_chains)  # the collector does see our names
+
+
+def test_the_checker_flags_misspelt_names(published):
+    api, _ = published
+    fake = ast.parse(
+        "def build(trt, config, engine):\n"
+        "    trt.BuilderFlag.FP61\n"
+        "    trt.Bulder(None)\n"
+        "    config.set_memry_pool_limit(trt.MemoryPoolType.WORKSPACE, 1)\n"
+        "    engine.get_tensor_shape('x')\n"
+        "    class Monitor(trt.IProgressMonitor):\n"
+        "        def phase_begin(self, name, parent, steps): ...\n"
+    )
+    assert unpublished(api, fake) == [
+        "BuilderFlag.FP61", "Bulder", "IBuilderConfig.set_memry_pool_limit", "IProgressMonitor.phase_begin",
+    ]  # fmt: skip
+
+
+def test_called_methods_list_is_exactly_what_the_code_calls(published, trees):
+    api, _ = published
+    assert _all(trees, object_members) == set(trt_api.CALLED_METHODS)
+    assert [pair for pair in trt_api.CALLED_METHODS if not api.member(*pair)] == []
+
+
+def test_version_table_agrees_with_the_published_api(published):
+    api, version = published
+    for change in trt_api.CHANGES:
+        if not change.name.startswith("json:"):
+            published_there = api.has(tuple(change.name.split(".")))
+            assert published_there == trt_api.available(change.name, version), (change.name, version)
+
+
+def test_version_table_used_flags_match_the_code(trees):
+    used = {".".join(c) for c in _all(trees, trt_chains)}
+    used |= {f"{c}.{m}" for c, m in _all(trees, object_members)} | _all(trees, version_names)
+    used |= {f"json:{key}" for key in trt_api.LAYER_DTYPE_KEYS}
+    for change in trt_api.CHANGES:
+        assert (change.name in used) == change.used, change.name
+
+
+def test_version_checks_only_name_rows_of_the_table(trees):
+    names = {change.name for change in trt_api.CHANGES}
+    assert _all(trees, version_names) - names == set()  # a typo would silently count as "always available"
+
+
+def test_available_and_needed_follow_the_table():
+    assert trt_api.available("BuilderFlag.FP16", (10, 3)) and not trt_api.available("BuilderFlag.FP16", (11, 0))
+    assert trt_api.needed("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", (8, 6))
+    assert not trt_api.needed("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", (10, 3))
+    assert trt_api.needed("NetworkDefinitionCreationFlag.STRONGLY_TYPED", (10, 3))
+    assert not trt_api.needed("NetworkDefinitionCreationFlag.STRONGLY_TYPED", (11, 0))
+    assert not trt_api.available("IBuilderConfig.progress_monitor", (8, 6))
+    assert trt_api.available("Builder.create_network", (8, 5))  # not in the table: every version
+
+
+def test_versions_parse_and_old_ones_are_refused():
+    assert trt_api.parse_version("10.3.0.30") == (10, 3)
+    assert trt_api.parse_version("8.5.2.2") == (8, 5)
+    with pytest.raises(FcnEdgeError, match="too old"):
+        trt_api.check_supported((8, 4))
+    with pytest.raises(FcnEdgeError, match="MAJOR.MINOR"):
+        trt_api.parse_version("unknown")
+
+
+def test_tensorrt_stubs_do_not_pass_for_tensorrt():
+    import tensorrt
+
+    if hasattr(tensorrt, "Builder"):
+        pytest.skip("real TensorRT is installed here")
+    with pytest.raises(FcnEdgeError, match="type stubs"):
+        trt_api.import_tensorrt()
+
+
+# ---------------------------------------------------------------- cuda-python and PyCUDA names
+
+
+def test_every_cuda_python_name_we_use_exists_in_the_installed_cuda_python():
+    from fcn_edge.runtime.cuda_bindings.cuda_python import import_cuda_python
+
+    modules = dict(zip(("driver", "runtime"), import_cuda_python()))
+    tree = ast.parse(CUDA_PYTHON_SOURCE.read_text())
+    chains = _outer_chains(tree, {"driver", "runtime", "self._runtime"})
+    assert len(chains) > 25
+    missing = []
+    for root, module in modules.items():
+        for chain in _outer_chains(tree, {root, f"self._{root}"}):
+            target = module
+            for attr in chain:
+                target = getattr(target, attr, None)
+            if target is None:
+                missing.append(f"{root}.{'.'.join(chain)}")
+    assert missing == []
+
+
+def test_stream_handles_come_out_as_ints():
+    from fcn_edge.runtime.cuda_bindings.cuda_python import import_cuda_python, native_handle
+
+    _, runtime = import_cuda_python()
+    assert native_handle(runtime.cudaStream_t(1234)) == 1234
+
+
+def test_pycuda_surface_is_listed_and_small():
+    tree = ast.parse(PYCUDA_SOURCE.read_text())
+    used = {".".join(chain) for chain in _outer_chains(tree, {"drv", "self._drv"})}
+    assert used == set(pycuda_binding.SURFACE)
+    try:
+        import pycuda.driver as drv
+    except ImportError:
+        return  # PyCUDA needs the CUDA toolkit to build: the names are checked on GPU machines only
+    for name in pycuda_binding.SURFACE + pycuda_binding.OBJECT_SURFACE:
+        target = drv
+        for attr in name.split("."):
+            target = getattr(target, attr)
+
+
+# ---------------------------------------------------------------- no GPU here: clear errors, fast
+
+
+def test_cuda_python_without_a_device_says_so():
+    if find_gpu()[0] is not None:
+        pytest.skip("a CUDA GPU is visible: the no-device path cannot be exercised here")
+    with pytest.raises(FcnEdgeError, match="no CUDA device"):
+        open_cuda("cuda-python")
+    with pytest.raises(FcnEdgeError, match="no CUDA device"):
+        open_cuda("auto")
+
+
+def test_unknown_or_missing_bindings_are_user_errors():
+    with pytest.raises(FcnEdgeError, match="choose one of auto, cuda-python, pycuda"):
+        open_cuda("cupy")
+    try:
+        import pycuda.driver  # noqa: F401
+    except ImportError:
+        with pytest.raises(FcnEdgeError, match="pip install pycuda"):
+            open_cuda("pycuda")
+
+
+def test_probe_says_what_is_missing_quickly():
+    start = time.perf_counter()
+    result = probe()
+    assert time.perf_counter() - start < 5
+    if result.available:
+        assert result.version and result.gpu_name and re.fullmatch(r"\d+\.\d+", result.compute_capability)
+    else:
+        assert "GPU" in result.reason or "tensorrt" in result.reason
+        assert "\n" not in result.reason
+
+
+def test_torch_fallback_reports_no_gpu_on_a_cpu_build():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here")
+    gpu, reason = cuda_module._find_gpu_torch()
+    assert gpu is None and "torch.cuda.is_available() is False" in reason
+
+
+def test_host_buffer_views_share_its_memory():
+    freed = []
+    buffer = HostBuffer(np.zeros(64, np.uint8), None, lambda: freed.append(True))
+    frame = buffer.view(np.uint8, (2, 4, 3))
+    frame[:] = 7
+    assert buffer.array[:24].tolist() == [7] * 24 and buffer.array[24:].sum() == 0
+    assert buffer.view(np.float32, (4,)).nbytes == 16
+    buffer.free()
+    buffer.free()
+    assert freed == [True] and buffer.array is None
+
+
+# ---------------------------------------------------------------- what a build does, per version
+
+
+def _model(path: Path, *, qdq: bool = False, fp16: bool = False) -> Path:
+    nodes = [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT)]
+    initializers = []
+    if qdq:
+        initializers = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
+        nodes += [helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["out"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["y"], ["out"]))
+    out_type = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 4, 3])],
+        [helper.make_tensor_value_info("out", out_type, [1, 4, 4, 3])], initializers,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_onnx_kinds_sees_qdq_and_fp16(tmp_path):
+    assert onnx_kinds(_model(tmp_path / "fp32.onnx")) == frozenset()
+    assert onnx_kinds(_model(tmp_path / "int8.onnx", qdq=True)) == {"qdq"}
+    assert onnx_kinds(_model(tmp_path / "fp16.onnx", fp16=True)) == {"fp16"}
+
+
+QDQ, FP16, NONE = frozenset({"qdq"}), frozenset({"fp16"}), frozenset()
+
+
+def test_tensorrt_10_builds_strongly_typed_from_the_precision_model():
+    plan = plan_build((10, 3), TrtBuildOptions(precision="int8"), QDQ)
+    assert plan.strongly_typed and plan.strongly_typed_flag and not plan.explicit_batch_flag
+    assert not (plan.fp16_flag or plan.int8_flag or plan.calibrate_from_cache) and plan.progress_monitor
+    assert plan_build((10, 3), TrtBuildOptions(precision="fp16"), FP16).strongly_typed
+    with pytest.raises(FcnEdgeError, match="needs the Q/DQ model"):
+        plan_build((10, 3), TrtBuildOptions(precision="int8"), NONE)
+    with pytest.raises(FcnEdgeError, match="needs an FP16 ONNX"):
+        plan_build((10, 3), TrtBuildOptions(precision="fp16"), NONE)
+    with pytest.raises(FcnEdgeError, match="precision fp32 asked"):
+        plan_build((10, 3), TrtBuildOptions(precision="fp32"), QDQ)
+
+
+def test_tensorrt_10_weakly_typed_uses_flags_and_the_calibration_cache():
+    options = TrtBuildOptions(precision="int8", strongly_typed=False, calibration_cache=Path("c.cache"))
+    plan = plan_build((10, 3), options, NONE)
+    assert not plan.strongly_typed and plan.int8_flag and plan.calibrate_from_cache and not plan.explicit_batch_flag
+
+
+def test_tensorrt_8_uses_explicit_batch_and_precision_flags():
+    plan = plan_build((8, 6), TrtBuildOptions(precision="fp16"), NONE)
+    assert not plan.strongly_typed and plan.explicit_batch_flag and plan.fp16_flag and not plan.progress_monitor
+    plan = plan_build((8, 5), TrtBuildOptions(precision="int8"), QDQ)
+    assert plan.int8_flag and not plan.calibrate_from_cache
+    with pytest.raises(FcnEdgeError, match="no strongly typed networks"):
+        plan_build((8, 6), TrtBuildOptions(strongly_typed=True), NONE)
+    with pytest.raises(FcnEdgeError, match="or a calibration cache"):
+        plan_build((8, 6), TrtBuildOptions(precision="int8"), NONE)
+    with pytest.raises(FcnEdgeError, match="drop the calibration cache"):
+        plan_build((8, 6), TrtBuildOptions(precision="int8", calibration_cache=Path("c")), QDQ)
+    with pytest.raises(FcnEdgeError, match=r"8\.6\+"):
+        plan_build((8, 5), TrtBuildOptions(optimization_level=4), NONE)
+
+
+def test_tensorrt_11_is_strongly_typed_only():
+    plan = plan_build((11, 0), TrtBuildOptions(precision="int8"), QDQ)
+    assert plan.strongly_typed and not plan.strongly_typed_flag  # the default there: no flag passed
+    with pytest.raises(FcnEdgeError, match="strongly typed networks only"):
+        plan_build((11, 0), TrtBuildOptions(precision="fp16", strongly_typed=False), NONE)
+    with pytest.raises(FcnEdgeError, match="weakly typed INT8"):
+        plan_build((11, 0), TrtBuildOptions(precision="int8", calibration_cache=Path("c")), QDQ)
+
+
+def test_build_options_are_checked():
+    with pytest.raises(FcnEdgeError, match="choose one of fp32, fp16, int8"):
+        plan_build((10, 3), TrtBuildOptions(precision="fp8"), NONE)
+    with pytest.raises(FcnEdgeError, match="choose 0-5"):
+        plan_build((10, 3), TrtBuildOptions(optimization_level=7), NONE)
+    with pytest.raises(FcnEdgeError, match="DLA runs FP16 and INT8 only"):
+        plan_build((8, 6), TrtBuildOptions(dla_core=0), NONE)
+    with pytest.raises(FcnEdgeError, match="too old"):
+        plan_build((8, 2), TrtBuildOptions(), NONE)
+
+
+def test_profile_shapes_are_checked():
+    assert profile_shapes(TrtBuildOptions()) is None
+    shapes = profile_shapes(TrtBuildOptions(min_shape=(1, 64, 64, 3), opt_shape=(1, 256, 512, 3), max_shape=(4, 512, 1024, 3)))
+    assert shapes == ((1, 64, 64, 3), (1, 256, 512, 3), (4, 512, 1024, 3))
+    with pytest.raises(FcnEdgeError, match="all three"):
+        profile_shapes(TrtBuildOptions(min_shape=(1, 3)))
+    with pytest.raises(FcnEdgeError, match="min <= opt <= max"):
+        profile_shapes(TrtBuildOptions(min_shape=(1, 512), opt_shape=(1, 256), max_shape=(1, 1024)))
+    with pytest.raises(FcnEdgeError, match="different ranks"):
+        profile_shapes(TrtBuildOptions(min_shape=(1, 2), opt_shape=(1, 2, 3), max_shape=(1, 2)))
+
+
+def test_calibration_cache_must_match_the_tensorrt_version(tmp_path):
+    cache = write_cache(tmp_path / "model.cache", {"frame": 127.0}, trt_version="10.3.0")
+    assert read_calibration_cache(cache, "10.3.0.30").startswith(b"TRT-100300-EntropyCalibration2\n")
+    with pytest.raises(FcnEdgeError, match="rewrite the cache for 8.6.1"):
+        read_calibration_cache(cache, "8.6.1.6")
+    (tmp_path / "junk.cache").write_text("not a cache\n")
+    with pytest.raises(FcnEdgeError, match="not a TensorRT calibration cache"):
+        read_calibration_cache(tmp_path / "junk.cache", "10.3.0")
+    with pytest.raises(FcnEdgeError, match="not found"):
+        read_calibration_cache(tmp_path / "missing.cache", "10.3.0")
+
+
+def test_layer_precisions_read_10x_and_11x_inspector_json():
+    def layer(*types, key="Format/Datatype"):
+        return {"Name": "l", "LayerType": "x", "Inputs": [{key: t} for t in types], "Outputs": []}
+
+    tensorrt_10 = {"Layers": [
+        layer("Row major linear FP32"), layer("Channel major FP16 format where channel % 8 == 0"),
+        layer("Int8 NC/32HW32"), layer("Row major Int8 format"), layer("Row major linear UInt8 format"),
+        {"Name": "out", "Inputs": [], "Outputs": [{"Format/Datatype": "Row major linear Int32"}]},
+    ], "Bindings": ["frame", "labels"]}  # fmt: skip
+    assert layer_precisions(json.dumps(tensorrt_10)) == {"fp16": 1, "fp32": 1, "int32": 1, "int8": 2, "uint8": 1}
+    tensorrt_11 = {"Layers": [layer("Half", key="DataType"), layer("Float", key="DataType"), layer("Int8", key="DataType")]}
+    assert layer_precisions(json.dumps(tensorrt_11)) == {"fp16": 1, "fp32": 1, "int8": 1}
+    assert layer_precisions(json.dumps({"Layers": ["conv1", "relu1"]})) == {"unknown": 2}  # names-only verbosity
+
+
+# ---------------------------------------------------------------- the runner's refusal of foreign engines
+
+DEVICE = DeviceInfo(0, "Orin", "8.7", True)
+
+
+def test_engine_from_another_tensorrt_or_gpu_is_refused():
+    sidecar = {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7"}
+    check_engine_matches(sidecar, "10.3.0.30", DEVICE, Path("m.engine"))
+    with pytest.raises(FcnEdgeError, match=r"built with TensorRT 10\.3\.0\.30, this machine has 10\.7\.0.*rebuild with: python scripts/build_engine.py"):
+        check_engine_matches(sidecar, "10.7.0", DEVICE, Path("m.engine"))
+    with pytest.raises(FcnEdgeError, match=r"built for Orin \(compute 8\.7\).*RTX 4090.*rebuild with"):
+        check_engine_matches(sidecar, "10.3.0.30", DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", False), Path("m.engine"))
+
+
+def test_sidecar_sits_beside_the_engine_and_is_required(tmp_path):
+    engine = tmp_path / "fcn.fp16.engine"
+    assert sidecar_path(engine) == tmp_path / "fcn.fp16.engine.json"
+    with pytest.raises(FcnEdgeError, match="does not exist: build it"):
+        read_sidecar(engine)
+    engine.write_bytes(b"plan")
+    with pytest.raises(FcnEdgeError, match="is missing.*rebuild with"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text(json.dumps({"tensorrt_version": "10.3.0"}))
+    with pytest.raises(FcnEdgeError, match="lacks gpu_name, compute_capability"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(FcnEdgeError, match="not valid JSON"):
+        read_sidecar(engine)
