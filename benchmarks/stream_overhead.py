@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         video = tmp / "frames.avi"
         frames = write_video(video, args.frames, size)
         runner = open_runner(model, threads=args.threads, check_inputs=False)
-        overlay = Overlay(runner.metadata.palette if runner.metadata else [], 0.5)
+        overlay = Overlay(runner.palette or [], 0.5)
         kinds = {
             "video -> headless": lambda: (sources.video(video), []),
             "video -> mp4": lambda: (sources.video(video), [VideoFileSink(tmp / "out.mp4", 30)]),

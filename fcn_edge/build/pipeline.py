@@ -13,19 +13,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import onnx
 
 from ..atomic import atomic_path, write_bytes_atomic
-from ..data.synthetic import HELDOUT_SEED
 from ..errors import FcnEdgeError
-from ..export.metadata import write_metadata
-from ..quantize import calibration, fp16, qdq, statistics, trt_cache
-from ..quantize.sensitivity import keep_sensitive_layers
-from . import artifact, verify
+from ..quantize import calibration, trt_cache
+from . import artifact
 from . import onnxruntime as ort_backend
-from .source import SourceModel
+
+if TYPE_CHECKING:  # the modules that pull in torch load only once a build really runs (the skip check is fast)
+    from ..quantize import statistics
+    from .source import SourceModel
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 TUNING_IMAGES = 8  # calibration images the sensitivity pass ranks layers on
@@ -36,7 +36,8 @@ class Budget:
     max_miou_drop: float = 1.0  # mIoU points (x100) below FP32, where ground truth exists
     min_agreement: float = 98.0  # percent of pixels with the FP32 label
 
-    def problems(self, figures: verify.Figures) -> list[str]:
+    def problems(self, figures) -> list[str]:
+        """What ``figures`` (a verify.Figures) break, as phrases; empty when within budget."""
         found = []
         if figures.miou_drop is not None and figures.miou_drop > self.max_miou_drop:
             found.append(f"mIoU drop {figures.miou_drop:.2f} > {self.max_miou_drop:g} points")
@@ -63,9 +64,9 @@ class BuildOptions:
     opt_level: int | None = None
     dla_core: int | None = None
     timing_cache: Path | None = None
-    verify_scenes: int = verify.DEFAULT_SCENES
-    verify_size: tuple[int, int] = verify.DEFAULT_SIZE
-    latency_size: tuple[int, int] = verify.DEFAULT_LATENCY_SIZE
+    verify_scenes: int = 32
+    verify_size: tuple[int, int] = (256, 512)  # (H, W)
+    latency_size: tuple[int, int] = (512, 1024)
     progress: bool = True
 
     def recorded(self) -> dict[str, Any]:
@@ -186,17 +187,19 @@ def _optional_set(options: BuildOptions) -> calibration.CalibrationSet | None:
 class _Outcome:
     precision: str
     model: Path  # the ORT artifact (or the model a TensorRT engine is built from)
-    figures: list[verify.Figures]  # [artifact, ...other rows]
+    figures: list  # verify.Figures: [artifact, ...other rows]
     extras: dict[str, Path] = field(default_factory=dict)  # role -> temp path of each extra file
     details: dict[str, Any] = field(default_factory=dict)
 
 
 class _Work:
-    """State shared by the precisions one build tries: prepared graph, samples, FP32 reference, ranges."""
+    """State shared by the precisions one build tries: prepared graph, samples, FP32 reference."""
 
     def __init__(self, source: SourceModel, options: BuildOptions, calib_set, tmp: Path, log: Callable[[str], None], trt_version: str):
         self.source, self.options, self.calib_set, self.tmp, self.log = source, options, calib_set, tmp, log
         self.trt_version = trt_version  # the calibration cache header names the TensorRT it is for
+        from ..quantize import qdq
+        from . import verify
         self.prepared = tmp / "prepared.onnx"
         qdq.prepare(source.path, self.prepared)
         holdout = []

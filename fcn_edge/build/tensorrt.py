@@ -171,8 +171,12 @@ def _check_weak_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
 def onnx_kinds(onnx_path: Path) -> frozenset[str]:
     """Which reduced precisions the model already carries: "qdq" (Quantize/DequantizeLinear) and/or "fp16"."""
     import onnx
+    from google.protobuf.message import DecodeError
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    except DecodeError as error:
+        raise FcnEdgeError(f"{onnx_path} is not an ONNX model ({error}): re-export it with scripts/export_onnx.py") from None
     fp16 = onnx.TensorProto.FLOAT16
     kinds = set()
     if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
@@ -248,12 +252,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise FcnEdgeError(f"ONNX model {onnx_path} does not exist: export one with scripts/export_onnx.py")
+    shapes = profile_shapes(options)
     found = probe()
     if not found.available:
         raise FcnEdgeError(f"cannot build a TensorRT engine here: {found.reason}")
     trt = trt_api.import_tensorrt()
     plan = plan_build(trt_api.parse_version(trt.__version__), options, onnx_kinds(onnx_path))
-    shapes = profile_shapes(options)
     calibration = read_calibration_cache(options.calibration_cache, trt.__version__) if plan.calibrate_from_cache else None
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -277,7 +281,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
         cache = config.get_timing_cache()
         with atomic_path(options.timing_cache) as tmp:
             tmp.write_bytes(cache.serialize())
-    del keep_alive  # TensorRT requires the monitor and calibrator to outlive the build, no longer
+    del keep_alive  # the calibrator, timing cache and monitor had to outlive the build; now they may go
 
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(serialized)

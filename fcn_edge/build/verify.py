@@ -164,7 +164,8 @@ def table(rows: list[Figures], header: str) -> str:
     for r in rows:
         lines.append(
             f"  {r.label:<26}{pct(r.agreement):>10}{num(r.miou, '.4f'):>8}{num(r.miou_drop, '+.2f'):>7}"
-            f"{num(r.max_logit_diff, '.3g'):>12}{num(r.latency_ms, '.1f') + ' ms':>11}{num(r.latency_ratio, '.2f') + 'x':>8}"
+            f"{num(r.max_logit_diff, '.3g'):>12}{num(r.latency_ms, '.1f') + (' ms' if r.latency_ms else ''):>11}"
+            f"{num(r.latency_ratio, '.2f') + ('x' if r.latency_ratio else ''):>8}"
         )
     return "\n".join(lines)
 

@@ -4,7 +4,9 @@ Every float tensor the graph computes is made a graph output and observed on eac
 calibration input. Pass one records min, max and absolute max; for ``percentile`` and
 ``entropy`` a second pass fills a histogram of ``|x|`` over ``[0, absmax]`` with
 ``NUM_BINS`` bins (two passes instead of re-binning a growing histogram keep every bin the
-same width). The result, a symmetric ``amax`` per tensor, feeds the Q/DQ models for ONNX
+same width). Exact zeros are left out of the histograms: after a ReLU half the values
+are 0, and that one spike makes the entropy method clip at a small fraction of the real
+range (on the default model: mIoU -45 points with zeros counted, -0.1 without). The result, a symmetric ``amax`` per tensor, feeds the Q/DQ models for ONNX
 Runtime and TensorRT and the TensorRT calibration cache alike, so they cannot disagree.
 
 Methods:
@@ -104,7 +106,9 @@ def collect_ranges(
     hists = {n: np.zeros(NUM_BINS, np.int64) for n in names}
     for feed in tqdm(feeds, desc=f"calibrate: {method} histograms", leave=False, disable=not progress):
         for name, value in zip(names, session.run(names, feed)):
-            index = np.minimum(np.abs(value.ravel()) * (NUM_BINS / absmax[name]), NUM_BINS - 1).astype(np.int32)
+            magnitude = np.abs(value.ravel())
+            magnitude = magnitude[magnitude != 0]  # a ReLU's exact zeros would dominate the first bin (see docstring)
+            index = np.minimum(magnitude * (NUM_BINS / absmax[name]), NUM_BINS - 1).astype(np.int32)
             hists[name] += np.bincount(index, minlength=NUM_BINS)
     choose: Callable[[np.ndarray], int] = _entropy_bins if method == "entropy" else _percentile_bins
     amax = {n: max(absmax[n] * choose(hists[n]) / NUM_BINS, TINY) for n in names}

@@ -15,6 +15,7 @@ microseconds and can be switched off on the hot path with ``check_inputs=False``
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -34,7 +35,9 @@ class Runner:
         self.name = name
         self.check_inputs = check_inputs
         self.is_active = False
-        self.metadata: ModelMetadata | None = None  # classes and palette, when the artifact carries them
+        self.metadata: ModelMetadata | None = None  # the model's fcn_edge metadata, when a backend reads it
+        self.classes: list[str] | None = None  # class names and RGB palette: set by open_runner
+        self.palette: list[tuple[int, int, int]] | None = None
         self.last_inference_time = 0.0  # seconds spent in the last infer_impl call
 
     def activate(self) -> "Runner":
@@ -107,7 +110,9 @@ def open_runner(
 
     Each backend takes the options that mean something to it (ORT: ``threads``,
     ``providers``; TensorRT: ``cuda_binding``). Backends are imported here, lazily, so a
-    CPU-only install never imports TensorRT or CUDA.
+    CPU-only install never imports TensorRT or CUDA. The runner's ``classes`` and
+    ``palette`` come from the model's metadata or else from the build sidecar beside it
+    (``<artifact>.json``); None when neither has them.
     """
     path = Path(path)
     if backend not in BACKENDS:
@@ -125,7 +130,22 @@ def open_runner(
     if backend == "trt":
         from .trt import TrtRunner
 
-        return TrtRunner(path, cuda_binding=cuda_binding, check_inputs=check_inputs)
-    from .ort import OrtRunner
+        runner: Runner = TrtRunner(path, cuda_binding=cuda_binding, check_inputs=check_inputs)
+    else:
+        from .ort import OrtRunner
 
-    return OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs)
+        runner = OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs)
+    if runner.metadata is not None:
+        runner.classes, runner.palette = list(runner.metadata.classes), list(runner.metadata.palette)
+    else:
+        runner.classes, runner.palette = sidecar_classes(path)
+    return runner
+
+
+def sidecar_classes(path: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
+    """Class names and palette from the build sidecar's ``model`` entry; (None, None) if it has none."""
+    try:
+        model = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))["model"]
+        return [str(c) for c in model["classes"]], [tuple(int(v) for v in c) for c in model["palette"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None

@@ -141,23 +141,18 @@ def open_cuda(binding: str = "auto", device: int = 0) -> CudaBinding:
 
 
 def _installed_binding() -> str:
+    """cuda-python when it imports, else PyCUDA when installed."""
     import importlib.util
 
-    if _has_cuda_python():
-        return "cuda-python"
-    if importlib.util.find_spec("pycuda") is not None:
-        return "pycuda"
-    raise FcnEdgeError("no CUDA Python binding is installed: pip install cuda-python (or pip install 'fcn_edge[gpu]')")
-
-
-def _has_cuda_python() -> bool:
     from .cuda_bindings.cuda_python import import_cuda_python
 
     try:
         import_cuda_python()
+        return "cuda-python"
     except FcnEdgeError:
-        return False
-    return True
+        if importlib.util.find_spec("pycuda") is not None:
+            return "pycuda"
+    raise FcnEdgeError("no CUDA Python binding is installed: pip install cuda-python (or pip install 'fcn_edge[gpu]')")
 
 
 def find_gpu() -> tuple[DeviceInfo | None, str | None]:

@@ -34,7 +34,7 @@ from ..errors import FcnEdgeError
 from .base import Runner
 from .cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
 
-REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt on this machine"
+REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt --force on this machine"
 SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
 
 
@@ -44,6 +44,7 @@ def sidecar_path(engine_path: Path) -> Path:
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
+    """The engine's TensorRT facts: the sidecar's "engine" entry (as build/pipeline.py writes it), else its top level."""
     if not engine_path.is_file():
         raise FcnEdgeError(f"engine {engine_path} does not exist: build it with python scripts/build_engine.py ... --backend tensorrt")
     path = sidecar_path(engine_path)
@@ -53,10 +54,11 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
         sidecar = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FcnEdgeError(f"{path} is not valid JSON ({error}): {REBUILD}") from None
-    missing = [key for key in SIDECAR_KEYS if key not in sidecar]
+    facts = sidecar.get("engine") or sidecar
+    missing = [key for key in SIDECAR_KEYS if key not in facts]
     if missing:
         raise FcnEdgeError(f"{path} lacks {', '.join(missing)}: {REBUILD}")
-    return sidecar
+    return facts
 
 
 def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, engine_path: Path) -> None:
@@ -78,7 +80,8 @@ class _Memory:
 
     device: int
     host: HostBuffer | None  # page-locked; mapped (host.device_ptr == device) on integrated GPUs
-    nbytes: int
+    capacity: int  # bytes allocated
+    used: int  # bytes of the tensor at the bound shape: what is copied
 
 
 class TrtRunner(Runner):
@@ -146,11 +149,11 @@ class TrtRunner(Runner):
         cuda, stream = self._cuda, self._stream
         frames, labels = self._memory[self._input], self._memory[self._labels]
         if not self._zero_copy:
-            cuda.copy_htod(frames.device, frames.host, frames.nbytes, stream)
+            cuda.copy_htod(frames.device, frames.host, frames.used, stream)
         if not self._context.execute_async_v3(cuda.stream_handle(stream)):
             raise FcnEdgeError(f"TensorRT failed to run {self.path.name} (its error is printed above)")
         if not self._zero_copy:
-            cuda.copy_dtoh(labels.host, labels.device, labels.nbytes, stream)
+            cuda.copy_dtoh(labels.host, labels.device, labels.used, stream)
         cuda.synchronize(stream)
         return self._label_map if frame.ndim == 4 else self._label_map[0]
 
@@ -161,28 +164,31 @@ class TrtRunner(Runner):
             raise FcnEdgeError(f"frames of shape {shape} are outside the engine's input profile: {REBUILD} with shapes that cover them")
         shapes = {self._input: tuple(shape)}
         shapes.update({name: tuple(context.get_tensor_shape(name)) for name in self._outputs})
+        grew = False
         for name, tensor_shape in shapes.items():
             nbytes = int(np.prod(tensor_shape)) * self._dtypes[name].itemsize
             memory = self._memory.get(name)
-            if memory is None or nbytes > memory.nbytes:
+            if memory is None or nbytes > memory.capacity:
                 if memory is not None:
                     self._free(memory)
-                    self.reallocations += 1
+                    grew = True
                 memory = self._memory[name] = self._allocate(nbytes, host=name in (self._input, self._labels))
                 context.set_tensor_address(name, memory.device)
+            memory.used = nbytes
         self._frames = self._memory[self._input].host.view(np.uint8, tuple(shape))
         self._label_map = _label_map(self._memory[self._labels].host, shapes[self._labels])
         self._shape = tuple(shape)
         self.rebinds += 1
+        self.reallocations += grew
 
     def _allocate(self, nbytes: int, host: bool) -> _Memory:
         cuda = self._cuda
         if not host:  # an output nobody reads on the host (logits): device memory only
-            return _Memory(cuda.malloc(nbytes), None, nbytes)
+            return _Memory(cuda.malloc(nbytes), None, nbytes, nbytes)
         if self._zero_copy:
             mapped = cuda.mapped(nbytes)
-            return _Memory(mapped.device_ptr, mapped, nbytes)
-        return _Memory(cuda.malloc(nbytes), cuda.pinned(nbytes), nbytes)
+            return _Memory(mapped.device_ptr, mapped, nbytes, nbytes)
+        return _Memory(cuda.malloc(nbytes), cuda.pinned(nbytes), nbytes, nbytes)
 
     def _free(self, memory: _Memory) -> None:
         if memory.host is None or memory.host.device_ptr is None:

@@ -135,25 +135,32 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
 
 def stream(args: argparse.Namespace, source: sources.Source) -> StreamStats:
+    """Load the model, set up overlay and sinks, run; the source is closed on every path."""
     from ..runtime import open_runner  # ONNX Runtime, TensorRT, torch (metadata): after the cheap checks
     from .overlay import Overlay
     from .pipeline import Stream, StreamOptions
 
-    runner = open_runner(
-        args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
-        cuda_binding=args.cuda_binding, check_inputs=False,
-    )  # fmt: skip
-    meta = runner.metadata
-    if meta is None:
-        print(f"note: {args.model} has no fcn_edge metadata: default colours, no class names", file=sys.stderr)
-    overlay = Overlay(meta.palette if meta else [], args.alpha, meta.classes if meta else None, args.legend)
-    chosen = open_sinks(args, source.fps)
-    print(f"{source.description} -> {runner.name} -> {len(chosen) or 'no'} sink(s)", file=sys.stderr)
+    try:
+        # Input checks stay on: they cost microseconds, and a --gst pipeline may not deliver BGR frames.
+        runner = open_runner(
+            args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
+            cuda_binding=args.cuda_binding,
+        )
+        if runner.palette is None:
+            print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
+        overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
+        chosen = open_sinks(args, source.fps)
+        runner.activate()
+    except BaseException:
+        source.close()
+        raise
+    outputs = ", ".join(sink.description for sink in chosen) or "headless"
+    print(f"streaming {source.description} -> {runner.name} -> {outputs} (Ctrl-C stops)", file=sys.stderr)
     stop = threading.Event()
     install_stop_handlers(stop)
     options = StreamOptions(args.max_frames, args.reconnect, args.reconnect_delay)
     with runner:
-        stats = Stream(source, runner, overlay, chosen, options, stop).run()
+        stats = Stream(source, runner, overlay, chosen, options, stop).run()  # closes the source
     stats.info.update(source=source.description, model=str(args.model), runner=runner.name)
     return stats
 
@@ -165,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks.require_display()
     check_model(args.model)
     source = open_source(args)  # before the model loads: a missing camera is reported at once
-    try:
-        stats = stream(args, source)
-    finally:
-        source.close()
+    stats = stream(args, source)
     print(stats.summary(), file=sys.stderr)
     if args.stats_json:
         write_text_atomic(args.stats_json, json.dumps(stats.to_dict(), indent=2) + "\n")

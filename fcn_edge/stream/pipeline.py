@@ -40,7 +40,7 @@ import numpy as np
 from ..runtime.base import Runner
 from .overlay import Overlay
 from .sinks import Sink
-from .sources import Source
+from .sources import NETWORK_TIMEOUT_MS, Source
 from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STOPPED, StatusLine, StreamStats
 
 FILE_QUEUE = 2  # frames decoded ahead of inference for file sources
@@ -49,6 +49,7 @@ OVERLAY_QUEUE = 2  # inferred frames waiting for the overlay thread
 FRAME_POOL = FILE_QUEUE + OVERLAY_QUEUE + 3
 LABEL_POOL = OVERLAY_QUEUE + 2
 POLL = 0.05  # s: how often blocked threads look at the stop flags
+CAPTURE_JOIN = NETWORK_TIMEOUT_MS / 1000 + 1  # s: a camera read returns within a frame, a network read times out
 
 
 
@@ -61,7 +62,8 @@ class StreamOptions:
 
 
 class Stream:
-    """One run of the loop over an opened source and an active runner; ``run()`` returns the stats."""
+    """One run of the loop over an opened source and an active runner; ``run()`` closes the source and sinks
+    and returns the stats."""
 
     def __init__(
         self, source: Source, runner: Runner, overlay: Overlay, sinks: Sequence[Sink],
@@ -99,7 +101,7 @@ class Stream:
             self._halt.set()
             self._put(self._inferred, None, drawing)  # the overlay thread drains what is queued, then ends
             drawing.join()
-            capture.join(timeout=2.0)  # a live read returns within a frame (network: its read timeout)
+            capture.join(timeout=CAPTURE_JOIN)  # it closes the source; a stuck driver must not hang the exit
             for sink in self.sinks:
                 sink.close()
             status.close()

@@ -21,6 +21,7 @@ QUIT_KEYS = (ord("q"), 27)  # q, Esc
 
 
 class Sink:
+    description = "sink"
     stop_requested = False  # set by a sink the user can close (the window)
 
     def write(self, image: np.ndarray) -> None:
@@ -40,6 +41,7 @@ class VideoFileSink(Sink):
         if not self.path.parent.is_dir():
             raise FcnEdgeError(f"output folder {self.path.parent} does not exist: create it or choose another path")
         self.fps = fps if fps > 0 else 30.0
+        self.description = f"video {self.path}"
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._resized: np.ndarray | None = None
@@ -76,6 +78,7 @@ class ImageFolderSink(Sink):
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise FcnEdgeError(f"cannot create --save-dir {self.folder} ({error.strerror}): choose another folder") from None
+        self.description = f"PNGs in {self.folder}"
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
@@ -110,6 +113,8 @@ def require_display() -> None:
 
 class DisplaySink(Sink):
     """An OpenCV window; q or Esc (or closing the window) stops the stream."""
+
+    description = "window"
 
     def __init__(self) -> None:
         require_display()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 
 import numpy as np
@@ -43,7 +44,7 @@ def reference(path, frame):
 def test_lifecycle_and_metadata(frame_model):
     runner = open_runner(frame_model, threads=1)
     assert isinstance(runner, OrtRunner) and isinstance(runner, Runner) and not runner.is_active
-    assert runner.metadata.classes == CLASSES and runner.metadata.palette == PALETTE
+    assert runner.metadata.classes == runner.classes == CLASSES and runner.palette == PALETTE
     with pytest.raises(RuntimeError, match="not active"):
         runner.infer(frames()[0])
     with runner:
@@ -96,12 +97,17 @@ def test_input_checks_name_the_problem(frame_model, frame, fragment):
         runner.infer(frame)
 
 
-def test_model_without_metadata_has_none(frame_model, tmp_path):
+def test_classes_come_from_the_sidecar_when_the_model_has_no_metadata(frame_model, tmp_path):
     model = onnx.load(frame_model)
     del model.metadata_props[:]
-    bare = tmp_path / "bare.onnx"
+    bare = tmp_path / "bare.int8.onnx"
     onnx.save(model, bare)
-    assert open_runner(bare).metadata is None
+    runner = open_runner(bare)
+    assert runner.metadata is None and runner.classes is None and runner.palette is None
+    sidecar = {"model": {"classes": ["sky", "road"], "palette": [[0, 0, 255], [128, 64, 128]]}}
+    (tmp_path / "bare.int8.onnx.json").write_text(json.dumps(sidecar))
+    runner = open_runner(bare)
+    assert runner.classes == ["sky", "road"] and runner.palette == [(0, 0, 255), (128, 64, 128)]
 
 
 def test_a_model_that_does_not_take_frames_is_a_user_error(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import importlib.util
 import json
 import re
 import time
@@ -331,9 +332,7 @@ def test_cuda_python_without_a_device_says_so():
 def test_unknown_or_missing_bindings_are_user_errors():
     with pytest.raises(FcnEdgeError, match="choose one of auto, cuda-python, pycuda"):
         open_cuda("cupy")
-    try:
-        import pycuda.driver  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("pycuda") is None:
         with pytest.raises(FcnEdgeError, match="pip install pycuda"):
             open_cuda("pycuda")
 
@@ -394,6 +393,9 @@ def test_onnx_kinds_sees_qdq_and_fp16(tmp_path):
     assert onnx_kinds(_model(tmp_path / "fp32.onnx")) == frozenset()
     assert onnx_kinds(_model(tmp_path / "int8.onnx", qdq=True)) == {"qdq"}
     assert onnx_kinds(_model(tmp_path / "fp16.onnx", fp16=True)) == {"fp16"}
+    (tmp_path / "junk.onnx").write_bytes(b"\x01\x02 not protobuf" * 8)
+    with pytest.raises(FcnEdgeError, match="is not an ONNX model"):
+        onnx_kinds(tmp_path / "junk.onnx")
 
 
 QDQ, FP16, NONE = frozenset({"qdq"}), frozenset({"fp16"}), frozenset()
@@ -517,6 +519,9 @@ def test_sidecar_sits_beside_the_engine_and_is_required(tmp_path):
     sidecar_path(engine).write_text(json.dumps({"tensorrt_version": "10.3.0"}))
     with pytest.raises(FcnEdgeError, match="lacks gpu_name, compute_capability"):
         read_sidecar(engine)
+    facts = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}
+    sidecar_path(engine).write_text(json.dumps({"format": "x", "engine": facts}))  # as build/pipeline.py nests them
+    assert read_sidecar(engine) == facts
     sidecar_path(engine).write_text("{not json")
     with pytest.raises(FcnEdgeError, match="not valid JSON"):
         read_sidecar(engine)

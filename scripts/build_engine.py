@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Turn a checkpoint or ONNX model into a deployable, verified artifact at the precision asked.
+
+A TensorRT engine where a CUDA GPU and TensorRT are present, an ONNX Runtime model
+everywhere else; always a table of what the precision cost in accuracy and bought in
+speed, and a JSON sidecar next to the artifact. A second run with the same inputs and
+options finds the sidecar up to date and skips the build.
+
+  python scripts/build_engine.py --int8
+  python scripts/build_engine.py --onnx other.onnx --input-format tensor --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 --num-classes 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from fcn_edge.build import pipeline
+from fcn_edge.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.preprocess import Preprocess
+from fcn_edge.quantize.calibration import DEFAULT_DIR
+from fcn_edge.quantize.statistics import METHODS
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """'1x256x512x3' -> (1, 256, 512, 3)."""
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1x256x512x3") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape of 4 positive sizes like 1x256x512x3")
+    return dims
+
+
+def size(text: str) -> tuple[int, int]:
+    """'256x512' -> (256, 512) as (H, W)."""
+    try:
+        h, w = (int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size HxW like 256x512") from None
+    if min(h, w) < 32:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small: use at least 32 px per side")
+    return h, w
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    precision = p.add_mutually_exclusive_group()
+    for name in ("int8", "fp16", "fp32"):
+        precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
+    p.set_defaults(precision=None)
+    p.epilog = "Without --int8/--fp16/--fp32: the fastest precision that meets the accuracy budget (like trtexec --best)."
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
+    source.add_argument("--onnx", type=Path, help="an ONNX segmentation model, ours or any other")
+    p.add_argument("--name", help="artifact base name (default: the checkpoint's or ONNX file's stem)")
+    foreign = p.add_argument_group("for an ONNX model without fcn_edge metadata")
+    foreign.add_argument("--input-format", choices=("frame", "tensor"), help="frame: uint8 NHWC BGR; tensor: float32 NCHW normalised")
+    foreign.add_argument("--mean", type=float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
+    foreign.add_argument("--std", type=float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
+    foreign.add_argument("--channel-order", choices=("RGB", "BGR"), default=None, help="channel order the model expects (default RGB)")
+    classes = foreign.add_mutually_exclusive_group()
+    classes.add_argument("--num-classes", type=int)
+    classes.add_argument("--classes", help="comma-separated class names, class 0 first")
+    cal = p.add_argument_group("calibration (INT8)")
+    cal.add_argument("--calib-dir", type=Path, default=DEFAULT_DIR, help="folder of .jpg/.png frames (default calibration/)")
+    cal.add_argument("--calib-method", choices=METHODS, default="entropy",
+                     help="entropy (default): KL-optimal clipping, the best mIoU in our measurements; max: no clipping; "
+                          "percentile: 99.99th percentile of |x|")  # fmt: skip
+    cal.add_argument("--calib-size", type=size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)")
+    p.add_argument("--backend", choices=pipeline.BACKENDS, default="auto", help="auto: TensorRT when available, else ONNX Runtime")
+    trt = p.add_argument_group("TensorRT")
+    trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
+    trt.add_argument("--opt-shape", type=shape)
+    trt.add_argument("--max-shape", type=shape)
+    trt.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit")
+    trt.add_argument("--opt-level", type=int, help="builder optimization level 0-5")
+    trt.add_argument("--dla-core", type=int)
+    trt.add_argument("--timing-cache", type=Path)
+    out = p.add_argument_group("output and budget")
+    out.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    out.add_argument("--max-miou-drop", type=float, default=1.0, help="mIoU points the artifact may lose against FP32")
+    out.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels that must keep the FP32 label")
+    out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
+    out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
+    out.add_argument("--verify-size", type=size, default=(256, 512), help="HxW of the verification scenes")
+    out.add_argument("--latency-size", type=size, default=(512, 1024), help="HxW the latencies are measured at")
+    out.add_argument("--force", action="store_true", help="rebuild even when the sidecar says the artifact is up to date")
+    out.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def check_profile(args: argparse.Namespace) -> None:
+    given = [s for s in (args.min_shape, args.opt_shape, args.max_shape) if s is not None]
+    if given and len(given) != 3:
+        raise FcnEdgeError("--min-shape, --opt-shape and --max-shape go together: give all three or none")
+    if given and not all(a <= b <= c for a, b, c in zip(args.min_shape, args.opt_shape, args.max_shape)):
+        raise FcnEdgeError(
+            f"--max-shape {'x'.join(map(str, args.max_shape))} >= --opt-shape {'x'.join(map(str, args.opt_shape))} >= "
+            f"--min-shape {'x'.join(map(str, args.min_shape))} must hold in every dimension: fix the shapes"
+        )
+
+
+def source_spec(args: argparse.Namespace):
+    """(make_source(tmp), identifying inputs) for the checkpoint or ONNX model the flags name."""
+    from fcn_edge.build.source import from_onnx, load_onnx
+
+    classes = args.classes.split(",") if args.classes else [f"class_{i}" for i in range(args.num_classes)] if args.num_classes else None
+    if args.num_classes is not None and args.num_classes < 2:
+        raise FcnEdgeError(f"--num-classes {args.num_classes} must be at least 2")
+    preprocess = None
+    if args.mean or args.std or args.channel_order:
+        default = Preprocess()
+        preprocess = Preprocess(tuple(args.mean or default.mean), tuple(args.std or default.std), args.channel_order or "RGB")
+    if args.onnx is not None:
+        load_onnx(args.onnx)  # fail now, in a second, if it is not an ONNX model
+        name = args.name or args.onnx.name.removesuffix(".onnx")
+        described = from_onnx(args.onnx, args.input_format, preprocess, classes, name)
+        return (lambda tmp: described), {"name": name, "onnx_sha256": file_sha256(args.onnx)}
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    if not checkpoint.is_file():
+        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
+    name = args.name or checkpoint.stem
+
+    def export(tmp: Path):
+        from fcn_edge.export.onnx import export_checkpoint
+
+        path = tmp / f"{name}.onnx"
+        export_checkpoint(checkpoint, path)
+        return from_onnx(path, name=name, origin={"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)})
+
+    return export, {"name": name, "checkpoint_sha256": file_sha256(checkpoint)}
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    check_profile(args)
+    backend = pipeline.choose_backend(args.backend)
+    make_source, inputs = source_spec(args)
+    options = pipeline.BuildOptions(
+        precision=args.precision, backend=args.backend, calib_dir=args.calib_dir, calib_method=args.calib_method,
+        calib_size=args.calib_size, engines_dir=args.engines_dir,
+        budget=pipeline.Budget(args.max_miou_drop, args.min_agreement), allow_accuracy_drop=args.allow_accuracy_drop,
+        force=args.force, min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
+        workspace_mb=args.workspace, opt_level=args.opt_level, dla_core=args.dla_core, timing_cache=args.timing_cache,
+        verify_scenes=args.verify_scenes, verify_size=args.verify_size, latency_size=args.latency_size,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    built = pipeline.build(make_source, inputs, options, backend)
+    if built.skipped:
+        print(f"up to date, skipped: {built.paths.sidecar} (--force rebuilds)")
+        print(built.table)
+    else:
+        written = ", ".join(str(p) for p in built.paths.all())
+        print(f"wrote {written} and {built.paths.sidecar.name} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

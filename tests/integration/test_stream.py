@@ -1,0 +1,309 @@
+"""The stream loop: in-process with fake sources where hardware is missing, and ``python -m fcn_edge.stream``
+as a user runs it, with real OpenCV video I/O and a real ONNX Runtime model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from fcn_edge.data.synthetic import CLASSES, PALETTE
+from fcn_edge.errors import FcnEdgeError
+from fcn_edge.export import ModelMetadata, export_model
+from fcn_edge.models import ModelConfig, build_model
+from fcn_edge.preprocess import Preprocess
+from fcn_edge.runtime import Runner, open_runner
+from fcn_edge.stream.overlay import Overlay
+from fcn_edge.stream.pipeline import Stream, StreamOptions
+from fcn_edge.stream.sinks import Sink
+from fcn_edge.stream.sources import Source, SyntheticSource
+from fcn_edge.stream.stats import END_OF_INPUT, SOURCE_LOST, STOPPED, StageStats
+
+from conftest import ROOT, assert_user_error
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def frame_model(tmp_path_factory):
+    """The default architecture, random weights, exported as the stream runs it (frames in, labels out)."""
+    path = tmp_path_factory.getbasetemp() / "stream_frame_model.onnx"  # shared with the runner tests
+    if not path.exists():
+        torch.manual_seed(0)
+        config = ModelConfig(num_classes=len(CLASSES))
+        meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
+        export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
+    return path
+
+
+# --- fakes --------------------------------------------------------------------------------------
+
+
+class FakeRunner(Runner):
+    """Labels = blue channel // 32, after ``delay`` s: a model of known output and speed."""
+
+    def __init__(self, delay=0.0):
+        super().__init__("fake")
+        self.delay = delay
+
+    def activate_impl(self):
+        self.out = np.empty(0, np.uint8)
+
+    def infer_impl(self, frame):
+        time.sleep(self.delay)
+        if self.out.shape != frame.shape[:2]:
+            self.out = np.empty(frame.shape[:2], np.uint8)
+        np.floor_divide(frame[..., 0], 32, out=self.out)
+        return self.out
+
+    def deactivate_impl(self):
+        del self.out
+
+
+class FileLike(Source):
+    """Given frames, read like a video file (into the buffer when sizes match, as OpenCV does)."""
+
+    description = "test frames"
+
+    def __init__(self, frames):
+        self.frames, self.index, self.closed = frames, 0, False
+
+    def open(self):
+        self.index = 0
+
+    def read(self, buffer):
+        if self.index >= len(self.frames):
+            return None
+        frame = self.frames[self.index]
+        self.index += 1
+        if buffer is None or buffer.shape != frame.shape:
+            buffer = np.empty_like(frame)
+        np.copyto(buffer, frame)
+        return buffer
+
+    def close(self):
+        self.closed = True
+
+
+class UnpluggedCamera(Source):
+    """Stands in for a USB camera unplugged mid-stream, which this machine lacks: each connection delivers
+    the next burst of frames, and the first ``refusals`` reconnect attempts fail as a missing device does."""
+
+    description = "fake camera"
+    live = True
+
+    def __init__(self, bursts, refusals):
+        self.bursts, self.refusals = list(bursts), refusals
+        self.left = self.delivered = 0
+
+    def open(self):
+        if self.delivered and self.refusals:
+            self.refusals -= 1
+            raise FcnEdgeError("camera 9 is gone")
+        if not self.bursts:
+            raise FcnEdgeError("camera 9 is gone")
+        self.left = self.bursts.pop(0)
+
+    def read(self, buffer):
+        if self.left == 0:
+            return None
+        self.left -= 1
+        self.delivered += 1
+        time.sleep(0.002)
+        return np.full((24, 32, 3), self.delivered, np.uint8)
+
+    def close(self):
+        pass
+
+
+class Recorder(Sink):
+    def __init__(self, stop_after=None, fail_after=None):
+        self.images, self.stop_after, self.fail_after = [], stop_after, fail_after
+
+    def write(self, image):
+        if self.fail_after is not None and len(self.images) >= self.fail_after:
+            raise FcnEdgeError("disk full")
+        self.images.append(image.copy())
+        self.stop_requested = self.stop_after is not None and len(self.images) >= self.stop_after
+
+    def close(self):
+        self.closed = True
+
+
+def run(source, runner, sinks=(), **options):
+    source.open()
+    with runner:
+        stream = Stream(source, runner, Overlay(PALETTE, 0.5), list(sinks), StreamOptions(status_interval=0, **options),
+                        log=lambda message: logged.append(message))
+        return stream.run()
+
+
+logged: list[str] = []
+
+
+# --- the loop, in process ----------------------------------------------------------------------
+
+
+def test_every_file_frame_is_overlaid_in_order_across_size_changes(frame_model):
+    sizes = [(120, 160), (120, 160), (96, 128), (96, 128), (120, 160)]
+    frames = [np.random.default_rng(i).integers(0, 256, (*hw, 3), dtype=np.uint8) for i, hw in enumerate(sizes)]
+    recorder = Recorder()
+    runner = open_runner(frame_model, threads=1)
+    stats = run(FileLike(frames), runner, [recorder])
+    assert stats.frames == 5 and stats.dropped == 0 and stats.end_reason == END_OF_INPUT
+    assert runner.rebinds == 3  # the runner rebound its output for each new size
+    session = ort.InferenceSession(str(frame_model), providers=["CPUExecutionProvider"])
+    for frame, written in zip(frames, recorder.images):
+        labels = session.run(None, {"frame": frame[None]})[0][0]
+        assert np.array_equal(written, Overlay(PALETTE, 0.5).render(frame, labels))
+    assert recorder.closed
+
+
+def test_unplugged_camera_is_reconnected_then_reported_lost():
+    camera = UnpluggedCamera(bursts=[5, 4], refusals=1)
+    logged.clear()
+    stats = run(camera, FakeRunner(), [Recorder()], reconnect=3, reconnect_delay=0.001)
+    assert stats.end_reason == SOURCE_LOST
+    assert stats.reconnects == 1 and stats.reconnect_attempts == 2 + 3
+    assert stats.frames + stats.dropped == 9
+    assert any("reconnecting in 0.001 s (attempt 1 of 3)" in m for m in logged)
+    assert any("lost after 3 reconnect attempts" in m for m in logged)
+
+
+def test_a_slow_model_on_a_live_source_drops_stale_frames_not_latency():
+    stats = run(SyntheticSource((64, 48), fps=0), FakeRunner(delay=0.02), max_frames=8)
+    assert stats.frames == 8 and stats.dropped > 0
+    assert stats.stages["capture"].percentile(95) < 15  # a fresh frame is always waiting
+
+
+def test_a_sink_can_stop_the_stream_and_frames_in_flight_still_arrive():
+    frames = [np.full((24, 32, 3), i, np.uint8) for i in range(50)]
+    recorder = Recorder(stop_after=3)
+    stats = run(FileLike(frames), FakeRunner(), [recorder])
+    assert stats.end_reason == STOPPED and 3 <= stats.frames == len(recorder.images) < 50
+    assert [int(img[0, 0, 1]) for img in recorder.images] == [round(i * 0.5) for i in range(stats.frames)]
+
+
+def test_a_failing_sink_ends_the_stream_with_its_error_and_closes_everything():
+    source = FileLike([np.zeros((24, 32, 3), np.uint8)] * 50)
+    recorder = Recorder(fail_after=2)
+    with pytest.raises(FcnEdgeError, match="disk full"):
+        run(source, FakeRunner(), [recorder])
+    assert source.closed and recorder.closed
+
+
+def test_stage_percentiles_are_within_two_percent():
+    stage = StageStats()
+    for ms in range(1, 101):
+        stage.add(ms / 1e3)
+    assert stage.percentile(50) == pytest.approx(50, rel=0.02)
+    assert stage.percentile(95) == pytest.approx(95, rel=0.02)
+    assert stage.to_dict()["max_ms"] == pytest.approx(100)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def stream_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "fcn_edge.stream", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def count_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+def test_video_in_gives_an_mp4_with_every_frame_and_a_stats_file(frame_model, tmp_path):
+    video = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    for i in range(30):
+        writer.write(np.full((120, 160, 3), (i * 8, 100, 200 - i * 5), np.uint8))
+    writer.release()
+    output, stats_file = tmp_path / "out.mp4", tmp_path / "stats.json"
+    result = stream_cli("--video", video, "--model", frame_model, "--output", output, "--legend",
+                        "--stats-json", stats_file, "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert count_frames(output) == 30
+    stats = json.loads(stats_file.read_text())
+    assert stats["frames"] == 30 and stats["dropped"] == 0 and stats["end_reason"] == END_OF_INPUT
+    assert set(stats["stages_ms"]) == {"capture", "infer", "overlay", "write"}
+    assert "30 frames in" in result.stderr and "p95 ms" in result.stderr
+
+
+def test_images_of_changing_size_are_all_written(frame_model, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sizes = [(120, 160), (120, 160), (160, 96), (120, 160)]
+    for i, (h, w) in enumerate(sizes):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((h, w, 3), 60 * i, np.uint8))
+    result = stream_cli("--images", folder, "--model", frame_model, "--save-dir", tmp_path / "out",
+                        "--output", tmp_path / "out.mp4", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "out").iterdir())
+    assert [cv2.imread(str(p)).shape[:2] for p in written] == sizes
+    assert count_frames(tmp_path / "out.mp4") == len(sizes)  # resized to the first frame's size
+
+
+def test_ctrl_c_finishes_the_frame_and_leaves_a_playable_mp4(frame_model, tmp_path):
+    output = tmp_path / "live.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--width", "160", "--height", "120", "--model",
+         str(frame_model), "--output", str(output), "--threads", "1"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in process.stderr:  # wait for the loop to start: the stop handlers are in place by then
+        lines.append(line)
+        if line.startswith("streaming "):
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=30)[1]
+    stderr = "".join(lines) + rest
+    assert process.returncode == 0, stderr
+    assert "SIGINT: stopping after the current frame" in stderr and "ended: stopped" in stderr
+    assert count_frames(output) >= 1
+
+
+def test_a_missing_camera_fails_fast_saying_what_was_tried_and_what_to_try(frame_model):
+    start = time.monotonic()
+    result = stream_cli("--camera", "57", "--model", frame_model)
+    assert time.monotonic() - start < 5
+    assert_user_error(result, "camera index 57", "V4L2", "v4l2-ctl --list-devices", "--video", "--synthetic")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--synthetic", "--model", "{tmp}/missing.onnx"], ["missing.onnx does not exist"]),
+    (["--synthetic", "--display"], ["--display", "no GUI", "--headless"]),
+    (["--synthetic", "--max-frames", "0"], ["--max-frames 0"]),
+    (["--images", "{tmp}/nowhere"], ["nowhere does not exist"]),
+    (["--gst", "videotestsrc ! appsink"], ["no GStreamer", "system OpenCV"]),
+], ids=["missing-model", "display-headless-opencv", "max-frames", "missing-folder", "gstreamer"])
+def test_user_mistakes_are_one_line_errors(frame_model, tmp_path, args, fragments):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--model" not in args:
+        args += ["--model", str(frame_model)]
+    if "GUI" in fragments[1:2] and "NONE" not in cv2.getBuildInformation().split("GUI:")[1].split("\n")[0]:
+        pytest.skip("this OpenCV has a GUI")
+    if "GStreamer" in " ".join(fragments) and "YES" in cv2.getBuildInformation().split("GStreamer:")[1].split("\n")[0]:
+        pytest.skip("this OpenCV has GStreamer")
+    assert_user_error(stream_cli(*args), *(f.replace("{tmp}", str(tmp_path)) for f in fragments))
+
+
+def test_the_default_model_missing_says_how_to_build_it():
+    default = ROOT / "engines" / "default.int8.onnx"
+    if default.exists():
+        pytest.skip("engines/default.int8.onnx exists here")
+    assert_user_error(stream_cli("--synthetic"), "scripts/build_engine.py --int8")
