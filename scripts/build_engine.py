@@ -13,15 +13,19 @@ options finds the sidecar up to date and skips the build.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from fcn_edge.build import pipeline
-from fcn_edge.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+from fcn_edge.build.artifact import file_sha256
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.preprocess import Preprocess
 from fcn_edge.quantize.calibration import DEFAULT_DIR
 from fcn_edge.quantize.statistics import METHODS
+
+# fcn_edge.checkpoint.DEFAULT_CHECKPOINT (a test keeps them equal); that module imports torch,
+# which would cost the up-to-date check seconds.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
 
 
 def shape(text: str) -> tuple[int, ...]:
@@ -105,27 +109,37 @@ def check_profile(args: argparse.Namespace) -> None:
 
 
 def source_spec(args: argparse.Namespace):
-    """(make_source(tmp), identifying inputs) for the checkpoint or ONNX model the flags name."""
-    from fcn_edge.build.source import from_onnx, load_onnx
+    """(make_source(tmp), identifying inputs) for the checkpoint or ONNX model the flags name.
 
+    For a checkpoint nothing heavy is imported until ``make_source`` runs: the up-to-date
+    check needs only its hash.
+    """
     classes = args.classes.split(",") if args.classes else [f"class_{i}" for i in range(args.num_classes)] if args.num_classes else None
     if args.num_classes is not None and args.num_classes < 2:
         raise FcnEdgeError(f"--num-classes {args.num_classes} must be at least 2")
-    preprocess = None
-    if args.mean or args.std or args.channel_order:
-        default = Preprocess()
-        preprocess = Preprocess(tuple(args.mean or default.mean), tuple(args.std or default.std), args.channel_order or "RGB")
     if args.onnx is not None:
+        from fcn_edge.build.source import from_onnx, load_onnx
+
         load_onnx(args.onnx)  # fail now, in a second, if it is not an ONNX model
         name = args.name or args.onnx.name.removesuffix(".onnx")
-        described = from_onnx(args.onnx, args.input_format, preprocess, classes, name)
-        return (lambda tmp: described), {"name": name, "onnx_sha256": file_sha256(args.onnx)}
+        flags = {"input_format": args.input_format, "mean": args.mean, "std": args.std, "channel_order": args.channel_order, "classes": classes}
+
+        def describe(tmp: Path):
+            from fcn_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+            preprocess = None
+            if args.mean or args.std or args.channel_order:
+                preprocess = Preprocess(tuple(args.mean or IMAGENET_MEAN), tuple(args.std or IMAGENET_STD), args.channel_order or "RGB")
+            return from_onnx(args.onnx, args.input_format, preprocess, classes, name)
+
+        return describe, {"name": name, "onnx_sha256": file_sha256(args.onnx), "flags": json.dumps(flags)}
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not checkpoint.is_file():
         raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
     name = args.name or checkpoint.stem
 
     def export(tmp: Path):
+        from fcn_edge.build.source import from_onnx
         from fcn_edge.export.onnx import export_checkpoint
 
         path = tmp / f"{name}.onnx"

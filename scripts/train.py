@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     common = {"size": tuple(args.scene_size)} if args.dataset == "synthetic" else {}
-    train_set = build_dataset(args.dataset, args.data_root, "train", train_transforms(tuple(args.crop_size)),
+    # synthetic scenes already vary object scale; real datasets get the usual 0.5-2x
+    scale = (0.75, 1.25) if args.dataset == "synthetic" else (0.5, 2.0)
+    train_set = build_dataset(args.dataset, args.data_root, "train", train_transforms(tuple(args.crop_size), scale=scale),
                               **common, **({"length": args.train_length} if args.dataset == "synthetic" else {}))
     val_set = build_dataset(args.dataset, args.data_root, "val", eval_transforms(),
                             **common, **({"length": args.val_length} if args.dataset == "synthetic" else {}))

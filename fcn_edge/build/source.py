@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import onnx
 
-from ..data.palette import default_palette
 from ..errors import FcnEdgeError
-from ..export.metadata import INPUT_FORMATS, ModelMetadata, read_metadata
-from ..preprocess import Preprocess
+
+if TYPE_CHECKING:  # they import torch; load_onnx must stay fast for the up-to-date check
+    from ..export.metadata import ModelMetadata
+    from ..preprocess import Preprocess
 
 
 @dataclass
@@ -74,6 +75,10 @@ def from_onnx(
     origin: dict | None = None,
 ) -> SourceModel:
     """Describe ``path``: from its fcn_edge metadata, else from the flags' values (which also override)."""
+    from ..data.palette import default_palette
+    from ..export.metadata import INPUT_FORMATS, read_metadata
+    from ..preprocess import Preprocess
+
     model = load_onnx(path)
     props = {p.key for p in model.metadata_props}
     meta = read_metadata(model) if any(k.startswith("fcn_edge.") for k in props) else None

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..train.metrics import confusion_matrix, scores_from_confusion
-from .onnxruntime import THREADS, session
+from .onnxruntime import session
 from .source import SourceModel
 
 DEFAULT_SCENES = 32

@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.files import read_image
-from ..data.folder import IMAGE_EXTENSIONS
 from ..errors import FcnEdgeError
 
+# fcn_edge.data.folder's list (a test keeps them equal); importing fcn_edge.data loads torch,
+# which would cost the up-to-date check seconds.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 HOLDOUT_EVERY = 5
 CALIBRATION_SEED = 2_000_000  # default set's scenes: disjoint from training (0..) and held-out (1_000_000..) seeds
 DEFAULT_SIZE = (256, 512)  # (H, W) the calibration frames are resized to
@@ -64,6 +65,8 @@ def find_calibration_set(folder: str | Path) -> CalibrationSet:
 
 def load_frames(paths: list[Path], size: tuple[int, int] = DEFAULT_SIZE, desc: str = "load images") -> list[np.ndarray]:
     """uint8 HxWx3 BGR frames resized to ``size`` (H, W); an unreadable file raises naming it."""
+    from ..data.files import read_image  # the project's one image reader (it imports torch, via fcn_edge.data)
+
     height, width = size
     frames = []
     for path in tqdm(paths, desc=desc, leave=False):

@@ -5,7 +5,7 @@ point 0). The two placements differ in where activation Q/DQ pairs go and their 
 
   tensorrt     symmetric INT8 (zero point 0, scale = amax / 127), on the inputs of
                Conv/Gemm/MatMul and Add only (the residual add then fuses into the conv
-               before it). TensorRT fuses each Q into the producing layer, and a Resize
+               before it); biases stay float (TensorRT has no INT32 DequantizeLinear). TensorRT fuses each Q into the producing layer, and a Resize
                feeding a Conv runs INT8 as Resize -> Q/DQ -> Conv. A Q/DQ on every output
                would force INT8 reformat layers between fusions and can make INT8 slower
                than FP16.
@@ -78,6 +78,7 @@ def quantize(
     options = {"ActivationSymmetric": tensorrt, "WeightSymmetric": True}
     if tensorrt:
         options["OpTypesToExcludeOutputQuantization"] = list(ops)
+        options["QuantizeBias"] = False  # TensorRT takes float biases; it has no INT32 DequantizeLinear
     else:
         exclude_nodes = [*exclude_nodes, *narrow_convs(onnx.load(str(prepared), load_external_data=False))]
     with tempfile.TemporaryDirectory(prefix="fcn_edge_qdq_") as tmp, atomic_path(output) as out, _quiet():

@@ -132,18 +132,17 @@ def _entropy_bins(hist: np.ndarray) -> int:
         reference = hist[:bins].copy()
         if bins < NUM_BINS:
             reference[-1] += tail[bins]  # clipped values land in the last kept bin
-        divergence = _kl(reference, _quantised(hist[:bins]))
+        divergence = _kl(reference, _quantised(hist[:bins], reference != 0))
         if divergence < best:
             best, best_bins = divergence, bins
     return best_bins
 
 
-def _quantised(sliced: np.ndarray) -> np.ndarray:
-    """``sliced`` merged into QUANTIZED_BINS levels, each level spread back over its non-empty bins."""
+def _quantised(sliced: np.ndarray, nonzero: np.ndarray) -> np.ndarray:
+    """``sliced`` merged into QUANTIZED_BINS levels, each level spread back over the ``nonzero`` bins."""
     per_level = len(sliced) // QUANTIZED_BINS
     starts = np.arange(QUANTIZED_BINS) * per_level
     lengths = np.diff(np.append(starts, len(sliced)))  # the last level takes the remainder
-    nonzero = sliced != 0
     totals = np.add.reduceat(sliced, starts)
     counts = np.add.reduceat(nonzero.astype(np.float64), starts)
     density = np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
@@ -151,11 +150,19 @@ def _quantised(sliced: np.ndarray) -> np.ndarray:
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    p_sum, q_sum = p.sum(), q.sum()
-    if p_sum == 0 or q_sum == 0:
+    """KL(p || q) of the normalised histograms, both smoothed so an empty bin costs a lot but not infinity."""
+    p, q = _smoothed(p), _smoothed(q)
+    if p is None or q is None:
         return np.inf
     mask = p > 0
-    if np.any(q[mask] == 0):
-        return np.inf
-    p, q = p[mask] / p_sum, q[mask] / q_sum
-    return float(np.sum(p * np.log(p / q)))
+    return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-12))))
+
+
+def _smoothed(counts: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
+    """Normalised ``counts`` with ``eps`` moved onto every empty bin from the non-empty ones."""
+    total = counts.sum()
+    empty = counts == 0
+    filled = int((~empty).sum())
+    if total == 0 or filled == 0:
+        return None
+    return counts / total + eps * empty - (eps * int(empty.sum()) / filled) * ~empty

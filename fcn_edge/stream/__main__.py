@@ -121,8 +121,11 @@ def check_model(path: Path) -> None:
     raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with python scripts/build_engine.py")
 
 
-def install_stop_handlers(stop: threading.Event) -> None:
-    """First Ctrl-C/SIGTERM: finish the frame in flight and exit cleanly; a second one aborts."""
+def install_stop_handlers(stop: threading.Event) -> dict:
+    """First Ctrl-C/SIGTERM: finish the frame in flight and exit cleanly; a second one aborts.
+
+    Returns the previous handlers, to put back when the stream is over.
+    """
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
@@ -130,8 +133,7 @@ def install_stop_handlers(stop: threading.Event) -> None:
         stop.set()
         print(f"\n{signal.Signals(signum).name}: stopping after the current frame (again to abort)", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 def stream(args: argparse.Namespace, source: sources.Source) -> StreamStats:
@@ -154,13 +156,17 @@ def stream(args: argparse.Namespace, source: sources.Source) -> StreamStats:
     except BaseException:
         source.close()
         raise
+    stop = threading.Event()
+    previous = install_stop_handlers(stop)
     outputs = ", ".join(sink.description for sink in chosen) or "headless"
     print(f"streaming {source.description} -> {runner.name} -> {outputs} (Ctrl-C stops)", file=sys.stderr)
-    stop = threading.Event()
-    install_stop_handlers(stop)
     options = StreamOptions(args.max_frames, args.reconnect, args.reconnect_delay)
-    with runner:
-        stats = Stream(source, runner, overlay, chosen, options, stop).run()  # closes the source
+    try:
+        with runner:
+            stats = Stream(source, runner, overlay, chosen, options, stop).run()  # closes the source
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     stats.info.update(source=source.description, model=str(args.model), runner=runner.name)
     return stats
 

@@ -61,6 +61,11 @@ class StreamOptions:
     status_interval: float = 0.5  # s between status lines on a terminal; 0: none
 
 
+def log_line(message: str) -> None:
+    """A message on stderr, clearing a status line a terminal may be showing."""
+    print(("\r\x1b[2K" if sys.stderr.isatty() else "") + message, file=sys.stderr, flush=True)
+
+
 class Stream:
     """One run of the loop over an opened source and an active runner; ``run()`` closes the source and sinks
     and returns the stats."""
@@ -73,7 +78,7 @@ class Stream:
         self.source, self.runner, self.overlay, self.sinks = source, runner, overlay, list(sinks)
         self.options = options or StreamOptions()
         self.stop = stop or threading.Event()
-        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.log = log or log_line
         self.stats = StreamStats()
         self._halt = threading.Event()  # tells the worker threads to finish
         self._free_frames: queue.Queue = queue.Queue()

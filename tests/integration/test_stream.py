@@ -181,7 +181,7 @@ def test_unplugged_camera_is_reconnected_then_reported_lost():
 def test_a_slow_model_on_a_live_source_drops_stale_frames_not_latency():
     stats = run(SyntheticSource((64, 48), fps=0), FakeRunner(delay=0.02), max_frames=8)
     assert stats.frames == 8 and stats.dropped > 0
-    assert stats.stages["capture"].percentile(95) < 15  # a fresh frame is always waiting
+    assert stats.stages["capture"].percentile(50) < 5  # a fresh frame is (nearly) always waiting
 
 
 def test_a_sink_can_stop_the_stream_and_frames_in_flight_still_arrive():
@@ -275,6 +275,25 @@ def test_ctrl_c_finishes_the_frame_and_leaves_a_playable_mp4(frame_model, tmp_pa
     assert process.returncode == 0, stderr
     assert "SIGINT: stopping after the current frame" in stderr and "ended: stopped" in stderr
     assert count_frames(output) >= 1
+
+
+def test_a_camera_lost_for_good_ends_with_status_3_a_summary_and_a_finished_mp4(frame_model, tmp_path, monkeypatch,
+                                                                               capsys):
+    # In process, so the fake camera can stand in for an unplugged one (this machine has no camera).
+    from fcn_edge.stream import __main__ as cli
+
+    monkeypatch.setattr(cli.sources, "camera", lambda index, size, fps: UnpluggedCamera(bursts=[6], refusals=0))
+    output, stats_file = tmp_path / "cam.mp4", tmp_path / "stats.json"
+    handler = signal.getsignal(signal.SIGINT)
+    status = cli.main(["--camera", "0", "--model", str(frame_model), "--output", str(output), "--reconnect", "2",
+                       "--reconnect-delay", "0.01", "--stats-json", str(stats_file), "--threads", "1"])
+    stderr = capsys.readouterr().err
+    assert status == 3, stderr
+    stats = json.loads(stats_file.read_text())
+    assert stats["end_reason"] == SOURCE_LOST and stats["reconnect_attempts"] == 2 and stats["reconnects"] == 0
+    assert stats["frames"] + stats["dropped"] == 6 and count_frames(output) == stats["frames"]
+    assert "reconnecting in 0.01 s (attempt 1 of 2)" in stderr and "ended: source lost" in stderr
+    assert signal.getsignal(signal.SIGINT) is handler  # the stream put the caller's handler back
 
 
 def test_a_missing_camera_fails_fast_saying_what_was_tried_and_what_to_try(frame_model):

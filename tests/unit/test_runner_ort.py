@@ -136,3 +136,11 @@ def test_open_runner_user_errors(tmp_path, frame_model, name, kwargs, fragment):
         pytest.skip("this install has the CUDA provider")
     with pytest.raises(FcnEdgeError, match=fragment):
         open_runner(path, **kwargs)
+
+
+def test_engine_files_get_the_tensorrt_runner_lazily(tmp_path):
+    engine = tmp_path / "default.int8.engine"
+    engine.write_bytes(b"not built here")
+    runner = open_runner(engine, cuda_binding="pycuda")
+    assert type(runner).__name__ == "TrtRunner" and isinstance(runner, Runner) and not runner.is_active
+    assert runner.cuda_binding == "pycuda"

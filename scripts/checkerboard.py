@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Measure checkerboard artifacts: transposed-conv vs resize+conv decoders, and FCN checkpoints.
+
+Scores the reference decoders of Odena et al. (stride-2 kernel-3 transposed conv vs
+nearest/bilinear resize + 3x3 conv, two stages) at default init over several seeds and
+after a short training on synthetic segmentation, optionally scores FCN checkpoints'
+logits, prints a table and writes a side-by-side PNG. Method: docs/checkerboard.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fcn_edge.atomic import atomic_path
+from fcn_edge.checkpoint import Checkpoint, load_checkpoint
+from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
+from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.export.checkerboard import (
+    REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
+)  # fmt: skip
+from fcn_edge.preprocess import Preprocess
+
+LABELS = {"deconv": "deconv k3 s2", "nearest": "nearest resize + conv3", "bilinear": "bilinear resize + conv3"}
+PANEL = 128  # the figure shows the centre PANEL x PANEL of the first image, enlarged 2x
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--images", type=int, default=16, help="held-out synthetic scenes to score on")
+    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="size of those scenes")
+    p.add_argument("--seeds", type=int, default=5, help="initialisations scored per decoder")
+    p.add_argument("--steps", type=int, default=800, help="training steps per decoder (0: init only)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--train-size", type=int, default=64, help="side of the synthetic training scenes")
+    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
+    p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    for flag in ("images", "seeds", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise FcnEdgeError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least 1")
+    if args.steps < 0:
+        raise FcnEdgeError(f"--steps {args.steps} must be 0 or more")
+    if args.output.suffix.lower() != ".png":
+        raise FcnEdgeError(f"--output {args.output} must end in .png")
+    if not args.output.parent.is_dir():
+        raise FcnEdgeError(f"--output folder {args.output.parent} does not exist: create it or choose another path")
+    return args
+
+
+def training_batches(args: argparse.Namespace, preprocess: Preprocess) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The same labelled synthetic batches for every decoder."""
+    scenes = SyntheticScenes(args.steps * args.batch_size, TRAIN_SEED, (args.train_size, args.train_size))
+    batches = []
+    for start in range(0, len(scenes), args.batch_size):
+        images, masks = zip(*(scenes[i] for i in range(start, start + args.batch_size)))
+        batches.append((preprocess.images_to_tensor(images), torch.from_numpy(np.stack(masks).astype(np.int64))))
+    return batches
+
+
+@torch.no_grad()
+def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model.eval()(images)
+
+
+def stretch(channel: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(channel, (1, 99))
+    return np.clip((channel - low) / max(high - low, 1e-12) * 255, 0, 255).astype(np.uint8)
+
+
+def panel(gray_or_bgr: np.ndarray, label: str) -> np.ndarray:
+    """Centre crop, 2x nearest enlargement (pixel patterns stay visible), label on a dark strip."""
+    h, w = gray_or_bgr.shape[:2]
+    y, x = (h - PANEL) // 2, (w - PANEL) // 2
+    crop = gray_or_bgr[y : y + PANEL, x : x + PANEL]
+    image = cv2.resize(crop, (2 * PANEL, 2 * PANEL), interpolation=cv2.INTER_NEAREST)
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    strip = np.zeros((22, image.shape[1], 3), np.uint8)
+    cv2.putText(strip, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([strip, image])
+
+
+def figure_row(image: np.ndarray, outputs: dict[str, torch.Tensor], when: str) -> np.ndarray:
+    """Input, deconv and nearest-resize background logits, and their high-pass residuals on one shared scale."""
+    kinds = ("deconv", "nearest")
+    maps = {k: outputs[k][:1, :1] for k in kinds}  # first image, background logit
+    residuals = {k: high_pass(maps[k].double(), REFERENCE_STRIDE)[0, 0].numpy() for k in kinds}
+    scale = max(np.percentile(np.abs(r), 99) for r in residuals.values()) or 1.0
+    panels = [panel(image, "input")]
+    panels += [panel(stretch(maps[k][0, 0].numpy()), f"{LABELS[k]}, {when}") for k in kinds]
+    panels += [
+        panel(np.clip(128 + 127 * residuals[k] / scale, 0, 255).astype(np.uint8), f"high-pass {LABELS[k].split()[0]}, {when}")
+        for k in kinds
+    ]
+    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+    return np.hstack([p for item in panels for p in (item, gap)][:-1])
+
+
+def write_png(path: Path, rows: list[np.ndarray]) -> None:
+    gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
+    image = np.vstack([r for row in rows for r in (row, gap)][:-1])
+    data = cv2.imencode(".png", image)[1]
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+
+
+def score_checkpoint(checkpoint: Checkpoint, images: list[np.ndarray]) -> tuple[str, int, float]:
+    """Score an FCN's logits at the stride of its final upsampler."""
+    model = checkpoint.build()
+    stride = model.final_upsampler.factor
+    kind = checkpoint.config.upsample
+    described = f"deconv k{2 * stride} s{stride}" if kind == "deconv" else f"{checkpoint.config.resize_mode} resize + conv3"
+    return described, stride, checkerboard_score(logits(model, checkpoint.preprocess.images_to_tensor(images)), stride)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoints = [load_checkpoint(path) for path in args.checkpoint]  # fail before minutes of training
+    preprocess = Preprocess()
+    scenes = SyntheticScenes(args.images, HELDOUT_SEED, tuple(args.size))
+    images = [scenes[i][0] for i in range(args.images)]
+    inputs = preprocess.images_to_tensor(images)
+    classes = len(CLASSES)
+
+    init: dict[str, list[float]] = {k: [] for k in REFERENCE_KINDS}
+    first: dict[str, torch.Tensor] = {}
+    for seed in range(args.seeds):
+        for kind in REFERENCE_KINDS:
+            out = logits(reference_model(kind, classes, seed), inputs)
+            init[kind].append(checkerboard_score(out, REFERENCE_STRIDE))
+            first.setdefault(kind, out)
+    trained: dict[str, float] = {}
+    trained_out: dict[str, torch.Tensor] = {}
+    if args.steps:
+        batches = training_batches(args, preprocess)
+        for kind in REFERENCE_KINDS:
+            model = reference_model(kind, classes, seed=0)
+            loss = train_reference(model, batches)
+            trained_out[kind] = logits(model, inputs)
+            trained[kind] = checkerboard_score(trained_out[kind], REFERENCE_STRIDE)
+            print(f"trained {LABELS[kind]}: final loss {loss:.3f}")
+
+    print(f"\ncheckerboard score (stride {REFERENCE_STRIDE}, {TILES}-stride tiles; "
+          f"{args.images} held-out synthetic {args.size[0]}x{args.size[1]} scenes; chance ~{1 / TILES**2:.3f})")
+    trained_head = f"  trained ({args.steps} steps)" if args.steps else ""
+    print(f"{'decoder':<26}{'init mean [min, max] over ' + str(args.seeds) + ' seeds':>36}{trained_head}")
+    for kind in REFERENCE_KINDS:
+        values = init[kind]
+        row = f"{LABELS[kind]:<26}{np.mean(values):>14.4f} [{min(values):.4f}, {max(values):.4f}]"
+        print(row + (f"{trained[kind]:>12.4f}" if args.steps else ""))
+    for other in REFERENCE_KINDS[1:]:
+        ratios = [d / max(o, 1e-12) for d, o in zip(init["deconv"], init[other])]
+        row = f"{'deconv / ' + other:<26}{'min ' + format(min(ratios), '.1f') + 'x':>36}"
+        print(row + (f"{trained['deconv'] / max(trained[other], 1e-12):>11.1f}x" if args.steps else ""))
+
+    if checkpoints:
+        print(f"\n{'checkpoint':<40}{'upsampling':>26}{'stride':>8}{'score':>9}")
+        for path, checkpoint in zip(args.checkpoint, checkpoints):
+            described, stride, value = score_checkpoint(checkpoint, images)
+            print(f"{str(path):<40}{described:>26}{stride:>8}{value:>9.4f}")
+
+    rows = ([figure_row(images[0], trained_out, "trained")] if args.steps else []) + [figure_row(images[0], first, "init")]
+    write_png(args.output, rows)
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Quantization pieces on tiny real models: cache format, calibration folder, statistics, Q/DQ, FP16, sensitivity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from fcn_edge.build.onnxruntime import session
+from fcn_edge.errors import FcnEdgeError
+from fcn_edge.quantize import calibration, fp16, qdq, statistics, trt_cache
+from fcn_edge.quantize.sensitivity import keep_sensitive_layers
+
+# Hand-made: scale 1/127 is 0x3C010204 (amax 1.0), scale 1.0 is 0x3F800000 (amax 127).
+HAND_MADE_CACHE = "TRT-8601-EntropyCalibration2\ninput: 3c010204\n/conv1/Conv_output_0: 3f800000\n"
+
+
+def test_cache_writer_matches_hand_made_example_byte_for_byte(tmp_path):
+    path = trt_cache.write_cache(tmp_path / "model.calib", {"input": 1.0, "/conv1/Conv_output_0": 127.0}, "8.6.1")
+    assert path.read_bytes() == HAND_MADE_CACHE.encode("ascii")
+    version, scales = trt_cache.parse_cache(path.read_text())
+    assert version == 8601
+    assert scales == pytest.approx({"input": 1 / 127, "/conv1/Conv_output_0": 1.0}, rel=1e-7)
+
+
+def test_cache_round_trips_scales_and_names_the_version():
+    amax = {"a": 3.5, "b:0": 1e-3, "c/d": 250.0}
+    version, scales = trt_cache.parse_cache(trt_cache.format_cache({k: v / 127 for k, v in amax.items()}, "10.3.0"))
+    assert version == 100300
+    assert list(scales) == list(amax)
+    assert [s * 127 for s in scales.values()] == pytest.approx(list(amax.values()), rel=1e-6)
+    with pytest.raises(FcnEdgeError, match="not a TensorRT calibration cache"):
+        trt_cache.parse_cache("hello\n")
+
+
+def test_calibration_extensions_and_default_checkpoint_match_their_sources():
+    from fcn_edge.checkpoint import DEFAULT_CHECKPOINT
+    from fcn_edge.data.folder import IMAGE_EXTENSIONS
+
+    assert calibration.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
+    script = (Path(__file__).parents[2] / "scripts" / "build_engine.py").read_text()
+    assert 'Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"' in script
+    assert DEFAULT_CHECKPOINT == Path(__file__).resolve().parents[2] / "checkpoints" / "default.pt"
+
+
+def test_calibration_folder_split_hash_and_errors(tmp_path):
+    with pytest.raises(FcnEdgeError, match="does not exist"):
+        calibration.find_calibration_set(tmp_path / "missing")
+    with pytest.raises(FcnEdgeError, match="has 0 images"):
+        calibration.find_calibration_set(tmp_path)
+    for i in range(10):
+        cv2.imwrite(str(tmp_path / f"f{i:02d}.png"), np.full((40, 60, 3), i * 20, np.uint8))
+    found = calibration.find_calibration_set(tmp_path)
+    assert [p.name for p in found.holdout] == ["f04.png", "f09.png"]
+    assert len(found.calibrate) == 8
+    before = found.sha256()
+    frames = calibration.load_frames(found.calibrate, (32, 48))
+    assert frames[0].shape == (32, 48, 3) and frames[0].dtype == np.uint8
+    (tmp_path / "f00.png").write_bytes(b"not a png")
+    assert calibration.find_calibration_set(tmp_path).sha256() != before
+    with pytest.raises(FcnEdgeError, match="f00.png"):
+        calibration.load_frames(found.calibrate, (32, 48))
+
+
+class Tiny(nn.Module):
+    """conv-relu-conv-relu-conv on a float NCHW input ``x``; ``fragile`` gives conv b a huge outlier channel."""
+
+    def __init__(self, fragile: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 4, 1)
+        if fragile:
+            with torch.no_grad():  # channel 0 of b's output is ~1e4 everywhere and c ignores it: INT8 crushes the rest
+                self.b.weight[0] = 0
+                self.b.bias[0] = 1e4
+                self.c.weight[:, 0] = 0
+
+    def forward(self, x):
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def export_tiny(path: Path, fragile: bool = False) -> Path:
+    torch.onnx.export(
+        Tiny(fragile).eval(), (torch.zeros(1, 3, 32, 32),), str(path), input_names=["x"], output_names=["logits"],
+        dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "H", 3: "W"}}, dynamo=False, opset_version=17,
+    )  # fmt: skip
+    return path
+
+
+def feeds(count: int = 6, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(count)]
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("tiny")
+    qdq.prepare(export_tiny(tmp / "tiny.onnx"), tmp / "prepared.onnx")
+    return tmp / "prepared.onnx"
+
+
+def test_entropy_and_percentile_clip_an_outlier_that_max_keeps(prepared):
+    data = feeds()
+    data[0]["x"][0, 0, 0, 0] = 400.0  # one pixel far outside everything else
+    model = onnx.load(str(prepared))
+    ranges = {m: statistics.collect_ranges(model, data, m, progress=False) for m in statistics.METHODS}
+    assert ranges["max"].amax["x"] == pytest.approx(400.0)
+    assert ranges["entropy"].amax["x"] < 50 and ranges["percentile"].amax["x"] < 50
+
+
+@pytest.mark.parametrize("placement", qdq.PLACEMENTS)
+def test_qdq_models_are_symmetric_per_channel_and_run(prepared, tmp_path, placement):
+    ranges = statistics.collect_ranges(onnx.load(str(prepared)), feeds(), "entropy", progress=False)
+    out = tmp_path / f"{placement}.onnx"
+    qdq.quantize(prepared, out, ranges, placement)
+    model = onnx.load(str(out))
+    values = initializers(model)
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    weight_dq = [n for n in dq if n.input[0] in values and values[n.input[0]].ndim == 4]
+    assert len(weight_dq) == 3
+    for node in weight_dq:
+        scale, zero = values[node.input[1]], values[node.input[2]]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        assert axis == 0 and scale.shape == (values[node.input[0]].shape[0],) and not zero.any()
+        assert values[node.input[0]].dtype == np.int8
+    zero_points = [values[n.input[2]] for n in model.graph.node if n.op_type in qdq.QDQ_OPS and len(n.input) > 2]
+    if placement == "tensorrt":
+        assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+        assert not any(n.op_type == "QuantizeLinear" and n.input[0].endswith("logits") for n in model.graph.node)
+    summary = qdq.precision_summary(model)
+    assert summary["Conv"]["int8"] == 3
+    labels = session(out).run(None, feeds(1, seed=5)[0])[0].argmax(1)
+    reference = session(prepared).run(None, feeds(1, seed=5)[0])[0].argmax(1)
+    assert (labels == reference).mean() > 0.9
+
+
+def test_fp16_keeps_io_types_and_the_ends_in_fp32(prepared, tmp_path):
+    out = tmp_path / "fp16.onnx"
+    fp16.to_fp16(prepared, out)
+    model = onnx.load(str(out))
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT]
+    assert [o.type.tensor_type.elem_type for o in model.graph.output] == [onnx.TensorProto.FLOAT]
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    x = feeds(1)[0]
+    got, want = session(out).run(None, x)[0], session(prepared).run(None, x)[0]
+    assert np.abs(got - want).max() < 0.05
+
+
+def test_sensitivity_keeps_the_fragile_layer_in_float(tmp_path):
+    prepared = tmp_path / "prepared.onnx"
+    qdq.prepare(export_tiny(tmp_path / "fragile.onnx", fragile=True), prepared)
+    model = onnx.load(str(prepared))
+    data = feeds(4)
+    ranges = statistics.collect_ranges(model, data, "max", progress=False)
+    reference = [session(prepared).run(None, f)[0].argmax(1) for f in data]
+    scratch = tmp_path / "trial.onnx"
+
+    def agreement(excluded: list[str]) -> float:
+        qdq.quantize(prepared, scratch, ranges, "onnxruntime", excluded)
+        sess = session(scratch)
+        return float(np.mean([(sess.run(None, f)[0].argmax(1) == r).mean() for f, r in zip(data, reference)]))
+
+    assert agreement([]) < 0.8  # INT8 everywhere ruins it
+    convs = qdq.quantizable_convs(model)
+    result = keep_sensitive_layers(convs, agreement, lambda kept: agreement(kept) >= 0.98, progress=False)
+    fragile = [n.name for n in model.graph.node if n.op_type == "Conv"][1]
+    assert result.met and fragile in result.kept_float
+    assert len(result.kept_float) < len(convs)
+    assert result.ranking[0][1] < result.ranking[-1][1]
