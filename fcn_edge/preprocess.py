@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .errors import FcnEdgeError
 
@@ -51,14 +52,24 @@ class Preprocess:
         )
 
     def frames_to_tensor(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC BGR frames -> normalised float32 NCHW; traceable into ONNX."""
-        x = frames.to(torch.float32)
-        if self.channel_order == "RGB":
-            x = x.flip(-1)
-        mean = torch.tensor(self.mean, dtype=torch.float32) / self.scale
-        inv_std = self.scale / torch.tensor(self.std, dtype=torch.float32)
-        x = (x - mean) * inv_std
-        return x.permute(0, 3, 1, 2)
+        """uint8 NHWC BGR frames -> normalised float32 NCHW; traceable into ONNX.
+
+        Transpose first (on bytes, 4x cheaper than on floats), then one 1x1 convolution does
+        the channel swap, scaling and normalisation: ONNX Runtime runs Conv on NCHW far faster
+        than broadcast arithmetic over a trailing dimension of 3.
+        """
+        x = frames.permute(0, 3, 1, 2).to(torch.float32)
+        weight, bias = self.affine()
+        return F.conv2d(x, weight, bias)
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3x3x1x1 weight, bias) mapping BGR bytes to normalised ``channel_order`` values."""
+        source = [2, 1, 0] if self.channel_order == "RGB" else [0, 1, 2]
+        gain = torch.tensor([self.scale / s for s in self.std], dtype=torch.float32)
+        weight = torch.zeros(3, 3, 1, 1)
+        weight[range(3), source, 0, 0] = gain
+        bias = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=torch.float32)
+        return weight, bias
 
     def images_to_tensor(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """A list (or batch) of HxWx3 uint8 BGR arrays of one size -> float32 NCHW."""

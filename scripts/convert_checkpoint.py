@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(args.output, student, config, source.classes, source.palette, source.preprocess, training)
 
     width = max(len(name) for name in report.residuals)
-    print(f"{'upsampler':<{width}}  lstsq relative residual")
+    print(f"{'upsampler':<{width}}  {'student':<30}  relative residual vs the deconv")
     for name, residual in report.residuals.items():
-        print(f"{name:<{width}}  {residual:.4f}")
+        kind = f"{args.resize_mode} resize + conv3, lstsq" if name in report.fitted else "fixed bilinear resize"
+        print(f"{name:<{width}}  {kind:<30}  {residual:.4f}")
     print(f"label agreement with the original on {where}: {report.agreement_before:.4f} after the fit, "
           f"{report.agreement_after:.4f} after {args.steps} distillation steps ({report.loss})")
     if mious:

@@ -68,8 +68,11 @@ class DeployedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.input_format == "frame":
             x = self.preprocess.frames_to_tensor(x)
-        logits = self.model(x)
-        return logits, logits.argmax(1).to(torch.uint8)
+        height, width = x.shape[-2:]
+        # FCN crops its own logits in forward(); any other segmentation module is taken as is
+        padded = self.model.forward_padded(x) if hasattr(self.model, "forward_padded") else self.model(x)
+        # crop after ArgMax: the labels are one byte per pixel, the logits 4 x classes
+        return padded[:, :, :height, :width], padded.argmax(1).to(torch.uint8)[:, :height, :width]
 
 
 def max_opset() -> int:

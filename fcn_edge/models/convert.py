@@ -5,11 +5,14 @@ plain Resize + Conv that every edge runtime quantizes and fuses, and lets a user
 model trained with ``deconv`` instead of training again. No labels are needed:
 
 1. the student (``upsample="resize_conv"``) takes every shared weight by key;
-2. each 3x3 conv is fitted by least squares so that ``conv(resize(x))`` matches the
-   teacher's ``deconv(x)`` on the deconv's real inputs (hooked on a few images);
+2. each learned upsampler's 3x3 conv is fitted by least squares so that
+   ``conv(resize(x))`` matches the teacher's ``deconv(x)`` on the deconv's real inputs
+   (hooked on a few images); the final upsampler is a fixed bilinear resize in both
+   models (as in the FCN paper), so it is only measured;
 3. a short distillation on unlabelled images repairs what a shift-invariant 3x3 conv
-   cannot express (a deconv's response may differ per output phase) and the interplay
-   of the upsamplers, which step 2 fits one at a time.
+   cannot express (a deconv's response may differ per output phase), the border
+   handling (zero padding vs clamping) and the interplay of the upsamplers, which step 2
+   fits one at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Iterable, Iterator
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -34,7 +38,8 @@ TEMPERATURE = 1.0  # measured best of 1, 2, 4 and logit MSE (docs/checkerboard.m
 class ConversionReport:
     """What the pass did and cost, stored in the converted checkpoint's ``training``."""
 
-    residuals: dict[str, float]  # upsampler name -> ||conv(resize(x)) - deconv(x)|| / ||deconv(x)||
+    residuals: dict[str, float]  # upsampler name -> ||student(x) - deconv(x)|| / ||deconv(x)|| after the fit
+    fitted: list[str]  # the upsamplers fitted by least squares; the others are fixed resizes, only measured
     agreement_before: float  # share of pixels where student and teacher pick the same label
     agreement_after: float
     steps: int
@@ -53,11 +58,11 @@ def resize_conv_config(config: ModelConfig, resize_mode: str, source: str = "mod
     return replace(config, upsample="resize_conv", resize_mode=resize_mode)
 
 
-def upsampler_pairs(teacher: FCN, student: FCN) -> list[tuple[str, DeconvUpsample, ResizeConvUpsample]]:
-    """(name, teacher deconv, student resize+conv) for every upsampler, matched by module name."""
+def upsampler_pairs(teacher: FCN, student: FCN) -> list[tuple[str, DeconvUpsample, nn.Module]]:
+    """(name, teacher deconv, student upsampler) matched by module name, in forward order."""
     students = dict(student.named_modules())
     pairs = [(name, module, students[name]) for name, module in teacher.named_modules() if isinstance(module, DeconvUpsample)]
-    assert all(isinstance(s, ResizeConvUpsample) and s.factor == d.factor for _, d, s in pairs), "architectures diverge"
+    assert all(s.factor == d.factor for _, d, s in pairs), "architectures diverge"
     return pairs
 
 
@@ -132,6 +137,17 @@ def fit_resize_conv(deconv: DeconvUpsample, target: ResizeConvUpsample, inputs: 
 
 
 @torch.no_grad()
+def relative_residual(deconv: DeconvUpsample, upsampler: nn.Module, inputs: list[torch.Tensor]) -> float:
+    """||upsampler(x) - deconv(x)|| / ||deconv(x)|| over ``inputs``: how far a fixed upsampler is from the teacher's."""
+    error = norm = 0.0
+    for x in inputs:
+        target = deconv(x)
+        error += float((upsampler(x) - target).double().pow(2).sum())
+        norm += float(target.double().pow(2).sum())
+    return (error / max(norm, 1e-24)) ** 0.5
+
+
+@torch.no_grad()
 def label_agreement(teacher: FCN, student: FCN, images: Iterable[torch.Tensor]) -> float:
     """Share of pixels on which the two models' argmax labels agree."""
     same = total = 0
@@ -202,10 +218,16 @@ def convert(
     teacher.eval()
     student = build_student(teacher, resize_mode)
     inputs = capture_upsampler_inputs(teacher, calibration)
-    residuals = {name: fit_resize_conv(deconv, target, inputs[name]) for name, deconv, target in upsampler_pairs(teacher, student)}
+    residuals, fitted = {}, []
+    for name, deconv, target in upsampler_pairs(teacher, student):
+        if isinstance(target, ResizeConvUpsample):
+            residuals[name] = fit_resize_conv(deconv, target, inputs[name])
+            fitted.append(name)
+        else:
+            residuals[name] = relative_residual(deconv, target, inputs[name])
     before = label_agreement(teacher, student, eval_batches)
     final_loss = distill(teacher, student, train_batches, steps, lr, progress)
     after = label_agreement(teacher, student, eval_batches) if steps > 0 else before
     loss = f"KL, T={TEMPERATURE:g}"
-    report = ConversionReport(residuals, before, after, steps, loss, final_loss, time.monotonic() - started)
+    report = ConversionReport(residuals, fitted, before, after, steps, loss, final_loss, time.monotonic() - started)
     return student.eval(), report

@@ -1,7 +1,8 @@
 """FCN-32s/16s/8s (Long, Shelhamer & Darrell, 2015) over a feature-map backbone.
 
 The classifier is fully convolutional (3x3 conv + 1x1 conv instead of dense layers), the
-pool4/pool3 skips are scored with 1x1 convs and fused by addition, and the logits come
+pool4/pool3 skips are scored with 1x1 convs and fused by addition (the 2x upsamplers before
+each fusion are learned; the final one is fixed bilinear, as in the paper), and the logits come
 back at the input's resolution: inputs that are not a multiple of the output stride are
 padded (bottom/right) and the logits cropped back, so any height and width work.
 """
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 
 from ..errors import FcnEdgeError
 from .backbones import SPECS, build_backbone
-from .upsample import RESIZE_MODES, UPSAMPLE_MODES, make_upsampler
+from .upsample import RESIZE_MODES, UPSAMPLE_MODES, make_final_upsampler, make_upsampler
 
 HEADS = {"fcn32s": (), "fcn16s": ("pool4",), "fcn8s": ("pool4", "pool3")}
 OUTPUT_STRIDE = 32
@@ -82,9 +83,18 @@ class FCN(nn.Module):
             make_upsampler(config.upsample, k, 2, config.resize_mode) for _ in skips
         )
         final_factor = OUTPUT_STRIDE // 2 ** len(skips)
-        self.final_upsampler = make_upsampler(config.upsample, k, final_factor, config.resize_mode)
+        self.final_upsampler = make_final_upsampler(config.upsample, k, final_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        return self.forward_padded(x)[:, :, :height, :width]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` padded bottom/right to a multiple of the output stride.
+
+        Cropping is left to the caller so a deployed graph can crop its uint8 labels
+        instead of the float logits (32x less memory traffic at full resolution).
+        """
         height, width = x.shape[-2:]
         pad_h = (OUTPUT_STRIDE - height % OUTPUT_STRIDE) % OUTPUT_STRIDE
         pad_w = (OUTPUT_STRIDE - width % OUTPUT_STRIDE) % OUTPUT_STRIDE
@@ -93,8 +103,7 @@ class FCN(nn.Module):
         score = self.classifier(features["pool5"])
         for (name, skip_score), upsampler in zip(self.skip_scores.items(), self.skip_upsamplers):
             score = upsampler(score) + skip_score(features[name])
-        logits = self.final_upsampler(score)
-        return logits[:, :, :height, :width]
+        return self.final_upsampler(score)
 
 
 def build_model(config: ModelConfig) -> FCN:

@@ -57,6 +57,33 @@ class ResizeConvUpsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=self.factor, mode=self.mode, align_corners=align))
 
 
+class BilinearUpsample(nn.Module):
+    """A fixed bilinear resize: the final FCN upsampler, which Long et al. do not learn."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+
+
+def make_final_upsampler(mode: str, channels: int, factor: int) -> nn.Module:
+    """Fixed bilinear upsampling to the input size.
+
+    As in the FCN paper the last, largest upsampling is not learned. In ``deconv`` mode it is
+    the classic frozen bilinear ConvTranspose2d (which the export pass turns into an exact
+    Resize); in ``resize_conv`` mode a plain resize, so no convolution runs at full resolution.
+    """
+    if mode == "deconv":
+        deconv = DeconvUpsample(channels, factor)
+        deconv.weight.requires_grad_(False)
+        return deconv
+    if mode == "resize_conv":
+        return BilinearUpsample(factor)
+    raise ValueError(f"upsample mode {mode!r} not in {UPSAMPLE_MODES}")
+
+
 def make_upsampler(mode: str, channels: int, factor: int, resize_mode: str = "bilinear") -> nn.Module:
     if mode == "deconv":
         return DeconvUpsample(channels, factor)

@@ -39,7 +39,7 @@ def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     if missing:
         raise FcnEdgeError(
             f"ONNX Runtime provider {', '.join(missing)} is not available in this install "
-            f"(available: {', '.join(available)}): install onnxruntime-gpu for CUDA/TensorRT or use --backend ort with cpu"
+            f"(available: {', '.join(available)}): install onnxruntime-gpu for CUDA/TensorRT, or use --providers cpu"
         )
     return names + [PROVIDERS["cpu"]] * (PROVIDERS["cpu"] not in names)
 
@@ -60,9 +60,9 @@ class OrtRunner(Runner):
         if not self.path.is_file():
             raise FcnEdgeError(f"model {self.path} does not exist: build one with python scripts/build_engine.py or pass --model")
         self.providers = resolve_providers(providers)
-        self.threads = threads or default_threads()
-        if self.threads < 1:
+        if threads is not None and threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
+        self.threads = threads or default_threads()
         self.spinning = spinning
         self.rebinds = 0  # output buffer (re)allocations: one per frame size seen
         self.metadata = _metadata_or_none(self.path)
@@ -72,6 +72,7 @@ class OrtRunner(Runner):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
