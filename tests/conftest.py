@@ -33,3 +33,22 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def frame_model(tmp_path_factory) -> Path:
+    """The default architecture with random weights, exported as the stream runs it (frames in, labels out)."""
+    import torch
+
+    from fcn_edge.data.synthetic import CLASSES, PALETTE
+    from fcn_edge.export import ModelMetadata, export_model
+    from fcn_edge.models import ModelConfig, build_model
+    from fcn_edge.preprocess import Preprocess
+
+    path = tmp_path_factory.mktemp("frame_model") / "frame_model.onnx"
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=len(CLASSES))
+    meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
+    # >= 10,000 pixels, so one near-tie label flip cannot fail the 99.99% agreement check
+    export_model(build_model(config), meta, path, verify_sizes=((1, 96, 128),))
+    return path

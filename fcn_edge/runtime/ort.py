@@ -54,6 +54,7 @@ class OrtRunner(Runner):
         threads: int | None = None,
         spinning: bool = False,
         check_inputs: bool = True,
+        optimize: bool = True,
     ) -> None:
         super().__init__(f"ort:{Path(path).name}", check_inputs)
         self.path = Path(path)
@@ -64,6 +65,7 @@ class OrtRunner(Runner):
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
         self.threads = threads or default_threads()
         self.spinning = spinning
+        self.optimize = optimize  # False only to demonstrate that the latency tests catch it
         self.rebinds = 0  # output buffer (re)allocations: one per frame size seen
         self.metadata = _metadata_or_none(self.path)
 
@@ -71,7 +73,9 @@ class OrtRunner(Runner):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
         options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         try:

@@ -13,13 +13,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
-from fcn_edge.data.synthetic import CLASSES, PALETTE
+from fcn_edge.data.synthetic import PALETTE
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.export import ModelMetadata, export_model
-from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.preprocess import Preprocess
 from fcn_edge.runtime import Runner, open_runner
 from fcn_edge.stream.overlay import Overlay
 from fcn_edge.stream.pipeline import Stream, StreamOptions
@@ -30,18 +26,6 @@ from fcn_edge.stream.stats import END_OF_INPUT, SOURCE_LOST, STOPPED, StageStats
 from conftest import ROOT, assert_user_error
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def frame_model(tmp_path_factory):
-    """The default architecture, random weights, exported as the stream runs it (frames in, labels out)."""
-    path = tmp_path_factory.getbasetemp() / "stream_frame_model.onnx"  # shared with the runner tests
-    if not path.exists():
-        torch.manual_seed(0)
-        config = ModelConfig(num_classes=len(CLASSES))
-        meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
-        export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
-    return path
 
 
 # --- fakes --------------------------------------------------------------------------------------

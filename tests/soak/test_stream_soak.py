@@ -11,12 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from fcn_edge.data.synthetic import CLASSES, PALETTE
-from fcn_edge.export import ModelMetadata, export_model
-from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.preprocess import Preprocess
 from fcn_edge.runtime import open_runner
 from fcn_edge.stream.overlay import Overlay
 from fcn_edge.stream.pipeline import Stream, StreamOptions
@@ -26,18 +22,6 @@ from fcn_edge.stream.sources import SyntheticSource
 pytestmark = pytest.mark.soak
 
 FRAMES, WARMUP, LIMIT_MB = 5000, 500, 20
-
-
-@pytest.fixture(scope="session")
-def frame_model(tmp_path_factory):
-    """The default architecture, random weights, exported as the stream runs it (frames in, labels out)."""
-    path = tmp_path_factory.getbasetemp() / "stream_frame_model.onnx"
-    if not path.exists():
-        torch.manual_seed(0)
-        config = ModelConfig(num_classes=len(CLASSES))
-        meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
-        export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
-    return path
 
 
 def rss_mb() -> float:

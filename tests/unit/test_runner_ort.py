@@ -9,28 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 from fcn_edge.data.synthetic import CLASSES, PALETTE
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.export import ModelMetadata, export_model
-from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.preprocess import Preprocess
 from fcn_edge.runtime import Runner, open_runner
 from fcn_edge.runtime.ort import OrtRunner
-
-
-@pytest.fixture(scope="session")
-def frame_model(tmp_path_factory):
-    """The default architecture, random weights, exported as the stream runs it (frames in, labels out)."""
-    path = tmp_path_factory.getbasetemp() / "stream_frame_model.onnx"  # shared with the stream tests
-    if not path.exists():
-        torch.manual_seed(0)
-        config = ModelConfig(num_classes=len(CLASSES))
-        meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
-        export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
-    return path
 
 
 def frames(h=120, w=160, n=2):

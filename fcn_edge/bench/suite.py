@@ -1,0 +1,123 @@
+"""Every available backend x precision at every size, timed interleaved with the machine's ceiling.
+
+PyTorch eager FP32 is the reference a user would otherwise run; ONNX Runtime FP32 and
+INT8 run everywhere; CUDA and TensorRT join where a GPU is present. All backends take the
+same uint8 camera frame and return labels, so the figures are end to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint
+from ..data.synthetic import render_scene
+from ..export.onnx import DeployedModel
+from ..runtime import open_runner
+from . import ceiling
+from .flops import conv_gflops
+from .latency import LatencyStats, interleaved
+
+REFERENCE = "ref:ort-matmul-fp32"  # what every latency is normalised by (same threads, same run)
+
+
+@dataclass
+class Backend:
+    name: str  # e.g. "ort-int8"
+    precision: str
+    ceiling: str  # which reference workload is this backend's ceiling
+    open: Callable[[], Callable[[np.ndarray], object]]
+
+
+@dataclass
+class SizeResult:
+    size: tuple[int, int]  # (H, W)
+    gflops: float
+    stats: dict[str, LatencyStats]  # backends and the "ref:" workloads
+    ceilings: dict[str, str] = field(default_factory=dict)  # backend -> its ceiling workload
+    memory_mb: dict[str, float] = field(default_factory=dict)
+
+    def normalised(self) -> dict[str, float]:
+        ref = self.stats[REFERENCE].median_ms
+        return {f"{name}@{self.size[1]}x{self.size[0]}": s.median_ms / ref for name, s in self.stats.items() if not name.startswith("ref:")}
+
+    def rows(self) -> list[dict]:
+        refs = {name: ceiling.matmul_flops() / s.median_ms / 1e6 for name, s in self.stats.items() if name.startswith("ref:")}
+        rows = []
+        for name, s in self.stats.items():
+            if name.startswith("ref:"):
+                continue
+            achieved = self.gflops / (s.median_ms / 1000.0)
+            ceiling_name = self.ceilings.get(name)
+            rows.append({
+                "backend": name, "size": f"{self.size[1]}x{self.size[0]}", **s.to_dict(),
+                "gflops": self.gflops, "achieved_gflop_s": achieved,
+                "ceiling_gflop_s": refs.get(ceiling_name), "ceiling_share": achieved / refs[ceiling_name] if ceiling_name in refs else None,
+                "memory_mb": self.memory_mb.get(name),
+            })  # fmt: skip
+        return rows
+
+
+def test_frame(height: int, width: int) -> np.ndarray:
+    """A synthetic scene at the asked size: real-looking content, same for every backend."""
+    image, _ = render_scene(np.random.default_rng(7), (256, 256))
+    return np.ascontiguousarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
+
+
+def pytorch_backend(checkpoint: Checkpoint, threads: int, device: str = "cpu") -> Backend:
+    def open_() -> Callable[[np.ndarray], object]:
+        torch.set_num_threads(threads)
+        model = DeployedModel(checkpoint.build(), checkpoint.preprocess, "frame").to(device).eval()
+
+        def infer(frame: np.ndarray) -> object:
+            with torch.inference_mode():
+                labels = model(torch.from_numpy(frame[None]).to(device))[1]
+                return labels.cpu() if device != "cpu" else labels
+
+        return infer
+
+    name = "pytorch-fp32" if device == "cpu" else "pytorch-cuda-fp32"
+    return Backend(name, "fp32", "ref:torch-matmul", open_)
+
+
+def runner_backend(name: str, precision: str, path: Path, **options) -> Backend:
+    def open_() -> Callable[[np.ndarray], object]:
+        runner = open_runner(path, check_inputs=False, **options).activate()
+        return runner.infer
+
+    return Backend(name, precision, "ref:ort-matmul-int8" if precision == "int8" else "ref:ort-matmul-fp32", open_)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width: int, threads: int,
+             rounds: int = 7, per_round: int = 3) -> SizeResult:
+    """Open every backend (recording the memory it took), then time all of them interleaved."""
+    frame = test_frame(height, width)
+    workloads: dict[str, Callable[[], object]] = {
+        REFERENCE: ceiling.ort_matmul(threads=threads),
+        "ref:ort-matmul-int8": ceiling.ort_matmul(threads=threads, int8=True),
+        "ref:torch-matmul": ceiling.torch_matmul(),
+    }
+    memory = {}
+    for backend in backends:
+        before = _rss_mb()
+        infer = backend.open()
+        infer(frame)
+        memory[backend.name] = _rss_mb() - before
+        workloads[backend.name] = lambda infer=infer: infer(frame)
+    torch.set_num_threads(threads)
+    stats = interleaved(workloads, rounds=rounds, per_round=per_round)
+    ceilings = {b.name: b.ceiling for b in backends}
+    return SizeResult((height, width), conv_gflops(model, height, width), stats, ceilings, memory)
