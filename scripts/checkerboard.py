@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-size", type=int, default=64, help="side of the synthetic training scenes")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
+    p.add_argument("--fcn-size", type=int, default=512, help="scene side for --checkpoint (the 1/8 decoder map needs room)")
     p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
@@ -109,13 +110,30 @@ def write_png(path: Path, rows: list[np.ndarray]) -> None:
         tmp.write_bytes(data.tobytes())
 
 
-def score_checkpoint(checkpoint: Checkpoint, images: list[np.ndarray]) -> tuple[str, int, float]:
-    """Score an FCN's logits at the stride of its final upsampler."""
+def describe(checkpoint: Checkpoint) -> str:
+    config = checkpoint.config
+    if config.upsample == "deconv":
+        return "deconv k4 s2"
+    return f"{config.resize_mode} resize+conv3"
+
+
+@torch.no_grad()
+def score_checkpoint(checkpoint: Checkpoint, images: list[np.ndarray]) -> tuple[float, float]:
+    """(decoder score, logits score) of an FCN.
+
+    The decoder map is what enters the final (fixed bilinear) upsampler, at 1/8 of the input
+    for FCN-8s, scored at the product of the learned x2 upsamplers' strides; the logits
+    are scored at the final upsampler's factor (it matters for checkpoints whose final
+    deconv was trained).
+    """
     model = checkpoint.build()
-    stride = model.final_upsampler.factor
-    kind = checkpoint.config.upsample
-    described = f"deconv k{2 * stride} s{stride}" if kind == "deconv" else f"{checkpoint.config.resize_mode} resize + conv3"
-    return described, stride, checkerboard_score(logits(model, checkpoint.preprocess.images_to_tensor(images)), stride)
+    decoder_maps: list[torch.Tensor] = []
+    hook = model.final_upsampler.register_forward_hook(lambda module, args, out: decoder_maps.append(args[0]))
+    outputs = [model(checkpoint.preprocess.images_to_tensor([image])) for image in images]
+    hook.remove()
+    skips = len(model.skip_upsamplers)
+    decoder = checkerboard_score(decoder_maps, 2**skips) if skips else float("nan")
+    return decoder, checkerboard_score(outputs, model.final_upsampler.factor)
 
 
 @run_cli
@@ -124,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoints = [load_checkpoint(path) for path in args.checkpoint]  # fail before minutes of training
+    fcn_scenes = SyntheticScenes(args.images, HELDOUT_SEED, (args.fcn_size, args.fcn_size))
     preprocess = Preprocess()
     scenes = SyntheticScenes(args.images, HELDOUT_SEED, tuple(args.size))
     images = [scenes[i][0] for i in range(args.images)]
@@ -162,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         print(row + (f"{trained['deconv'] / max(trained[other], 1e-12):>11.1f}x" if args.steps else ""))
 
     if checkpoints:
-        print(f"\n{'checkpoint':<40}{'upsampling':>26}{'stride':>8}{'score':>9}")
+        fcn_images = [fcn_scenes[i][0] for i in range(len(fcn_scenes))]
+        print(f"\nFCN checkpoints ({len(fcn_images)} held-out synthetic {args.fcn_size}x{args.fcn_size} scenes)")
+        print("decoder: the map entering the final upsampler, stride 2^(x2 upsamplers); logits: stride = final factor")
+        print(f"{'checkpoint':<40}{'upsampling':>24}{'decoder':>10}{'logits':>10}")
         for path, checkpoint in zip(args.checkpoint, checkpoints):
-            described, stride, value = score_checkpoint(checkpoint, images)
-            print(f"{str(path):<40}{described:>26}{stride:>8}{value:>9.4f}")
+            decoder, logits_score = score_checkpoint(checkpoint, fcn_images)
+            decoder_text = "n/a" if np.isnan(decoder) else f"{decoder:.4f}"
+            print(f"{str(path):<40}{describe(checkpoint):>24}{decoder_text:>10}{logits_score:>10.4f}")
 
     rows = ([figure_row(images[0], trained_out, "trained")] if args.steps else []) + [figure_row(images[0], first, "init")]
     write_png(args.output, rows)

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
                    help="synthetic scene size, or crop size for --images")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=1e-3, help="for the new upsampler convs; shared weights get lr/10")
     p.add_argument("--calibration", type=int, default=16, help="images whose upsampler inputs the fit uses")
     p.add_argument("--eval-length", type=int, default=200, help="held-out synthetic scenes for agreement and mIoU")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

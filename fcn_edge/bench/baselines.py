@@ -66,11 +66,15 @@ def load_baseline(machine_class: str, directory: Path = BASELINE_DIR) -> dict:
 
 
 def compare(baseline: dict, normalised: dict[str, float], tolerance: float | None = None) -> list[Verdict]:
+    """One verdict per measured figure; a figure the baseline lacks is an error, not a pass."""
     tol = baseline.get("tolerance", DEFAULT_TOLERANCE) if tolerance is None else tolerance
-    missing = sorted(set(baseline["normalised"]) - set(normalised))
-    if missing:
-        raise FcnEdgeError(f"baseline entries not measured in this run: {', '.join(missing)}")
-    return [Verdict(key, baseline["normalised"][key], normalised[key], tol) for key in sorted(baseline["normalised"])]
+    unknown = sorted(set(normalised) - set(baseline["normalised"]))
+    if unknown:
+        raise FcnEdgeError(
+            f"the baseline has no figure for {', '.join(unknown)}: record one with "
+            "`python scripts/benchmark.py --update-baseline --reason '...'`"
+        )
+    return [Verdict(key, baseline["normalised"][key], normalised[key], tol) for key in sorted(normalised)]
 
 
 def save_baseline(fingerprint: dict, normalised: dict[str, float], reference: str, reason: str,

@@ -121,3 +121,18 @@ def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width
     stats = interleaved(workloads, rounds=rounds, per_round=per_round)
     ceilings = {b.name: b.ceiling for b in backends}
     return SizeResult((height, width), conv_gflops(model, height, width), stats, ceilings, memory)
+
+
+def backends_for(checkpoint: Checkpoint, fp32_onnx: Path, int8_onnx: Path, threads: int) -> list[Backend]:
+    """PyTorch eager and ONNX Runtime FP32/INT8 everywhere; CUDA PyTorch where a GPU is visible."""
+    backends = [
+        pytorch_backend(checkpoint, threads),
+        runner_backend("ort-fp32", "fp32", fp32_onnx, threads=threads),
+        runner_backend("ort-int8", "int8", int8_onnx, threads=threads),
+    ]
+    if torch.cuda.is_available():
+        backends.append(pytorch_backend(checkpoint, threads, device="cuda"))
+    for engine in sorted(int8_onnx.parent.glob(f"{fp32_onnx.stem.split('.')[0]}.*.engine")):
+        precision = engine.suffixes[-2].lstrip(".")
+        backends.append(runner_backend(f"tensorrt-{precision}", precision, engine))
+    return backends

@@ -174,17 +174,23 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 def distill(
-    teacher: FCN, student: FCN, batches: Iterator[torch.Tensor], steps: int, lr: float = 3e-4, progress: bool = True
+    teacher: FCN, student: FCN, batches: Iterator[torch.Tensor], steps: int, lr: float = 1e-3, progress: bool = True
 ) -> float:
     """Fine-tune the whole student to the teacher's logits; returns the mean loss of the last 10% of steps.
 
-    Both stay in eval mode: the student must reproduce the function the teacher computes
-    at inference, so BatchNorm keeps the statistics learned on the full training set (a few
+    The new upsampler convs learn at ``lr``, the weights shared with the teacher at lr/10:
+    they are already right, and Adam's first steps move every parameter by about its
+    learning rate whatever its gradient, which at full rate flips labels before it fixes
+    any (measured on an untrained FCN: agreement 0.98 -> 0.93 after 8 steps). Both models
+    stay in eval mode: the student must reproduce the function the teacher computes at
+    inference, so BatchNorm keeps the statistics learned on the full training set (a few
     hundred unlabelled images must not shift them) and dropout stays off.
     """
     teacher.eval()
     student.eval()
-    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    new = [p for name, p in student.named_parameters() if "upsampler" in name]
+    shared = [p for name, p in student.named_parameters() if "upsampler" not in name]
+    optimizer = torch.optim.Adam([{"params": new, "lr": lr}, {"params": shared, "lr": lr / 10}])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / max(steps, 1))
     tail = []
     bar = tqdm(range(steps), desc="distil", leave=False, disable=not progress)
@@ -210,7 +216,7 @@ def convert(
     train_batches: Iterator[torch.Tensor],
     eval_batches: Iterable[torch.Tensor],  # iterated twice: before and after distillation
     steps: int,
-    lr: float = 3e-4,
+    lr: float = 1e-3,
     progress: bool = True,
 ) -> tuple[FCN, ConversionReport]:
     """Teacher (deconv) -> student (resize_conv): copy, least-squares fit, distil, measure."""

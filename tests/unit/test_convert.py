@@ -24,6 +24,15 @@ from conftest import assert_user_error, run_script
 NEAREST_TO_DECONV = torch.tensor([[0.0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]])
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors on a shared 2-core machine: a second torch thread only adds contention (measured 100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def deconv_fcn(num_classes: int = 4) -> nn.Module:
     """An untrained deconv FCN-8s (bilinear deconvs) whose skip scores are not zero, so every upsampler matters."""
     torch.manual_seed(0)
@@ -67,21 +76,31 @@ def test_student_shares_every_weight_but_the_upsamplers():
             assert torch.equal(value, teacher_state[key]), key
 
 
-def test_converted_fcn_has_no_transposed_conv_fits_closely_and_distillation_keeps_agreement():
+def test_converted_fcn_has_no_transposed_conv_and_the_fit_reproduces_the_deconvs():
     teacher = deconv_fcn()
-    calibration = scene_batches(4)
-    fixed = scene_batches(2, seed=100)[0]
-    student, report = convert(teacher, "bilinear", calibration, itertools.repeat(fixed), [fixed], steps=8, lr=1e-3,
-                              progress=False)  # fmt: skip
+    batches = scene_batches(4)
+    student, report = convert(teacher, "bilinear", batches, iter([]), batches, steps=0, progress=False)
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in student.modules())
     assert set(report.residuals) == {"skip_upsamplers.0", "skip_upsamplers.1", "final_upsampler"}
     assert report.fitted == ["skip_upsamplers.0", "skip_upsamplers.1"]  # the final one is a fixed resize in both
-    # bilinear deconvs are bilinear resizes away from the border; the 3x3 conv can only approximate the border
+    # bilinear deconvs are bilinear resizes away from the border; only the border is approximated
     assert max(report.residuals.values()) < 0.1
-    assert report.agreement_before > 0.9
-    assert report.agreement_after >= report.agreement_before - 1e-3
+    assert report.agreement_before > 0.95
     with torch.no_grad():
-        assert student(fixed).shape == teacher(fixed).shape
+        assert student(batches[0]).shape == teacher(batches[0]).shape
+
+
+def test_a_few_distillation_steps_raise_the_label_agreement():
+    teacher = deconv_fcn()
+    with torch.no_grad():  # confident logits, and skip deconvs that a 3x3 conv after a resize cannot copy exactly
+        teacher.classifier[-1].weight.mul_(20)
+        for upsampler in teacher.skip_upsamplers:
+            upsampler.weight.add_(0.05 * torch.randn_like(upsampler.weight))
+    fixed = scene_batches(2, seed=100)[0]
+    _, report = convert(teacher, "bilinear", scene_batches(4), itertools.repeat(fixed), [fixed], steps=20, lr=3e-4,
+                        progress=False)  # fmt: skip
+    assert report.agreement_before < 0.99
+    assert report.agreement_after > report.agreement_before
 
 
 def test_converting_a_resize_conv_model_is_a_user_error():

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Latency of every available backend x precision for the default (or given) model.
+
+Prints a table, writes JSON and a PNG chart under benchmarks/, and with --check compares
+the in-run normalised latencies against this machine class's committed baseline.
+
+  python scripts/benchmark.py                        # table + benchmarks/results/<class>.{json,png}
+  python scripts/benchmark.py --check                # exit 1 if slower than the baseline
+  python scripts/benchmark.py --update-baseline --reason "new ORT release"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from fcn_edge.atomic import write_text_atomic
+from fcn_edge.errors import FcnEdgeError, run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SIZES = ("512x256", "1024x512", "640x480")
+
+
+def size(text: str) -> tuple[int, int]:
+    """'1024x512' (W x H, as cameras are named) -> (H, W)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size WxH like 1024x512") from None
+    return height, width
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "default.pt")
+    p.add_argument("--int8", type=Path, help="ORT INT8 artifact (default: engines/<checkpoint stem>.int8.onnx)")
+    p.add_argument("--sizes", type=size, nargs="+", default=[size(s) for s in DEFAULT_SIZES], metavar="WxH")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per size")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON and PNG")
+    p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
+    p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")
+    p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
+    return p.parse_args(argv)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.update_baseline and not args.reason.strip():
+        raise FcnEdgeError("--update-baseline needs --reason '...': say why the old baseline no longer holds")
+    from fcn_edge.bench import baselines, report
+    from fcn_edge.bench.fingerprint import fingerprint
+    from fcn_edge.bench.suite import backends_for, run_size
+    from fcn_edge.checkpoint import load_checkpoint
+    from fcn_edge.export import export_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    int8 = args.int8 or ROOT / "engines" / f"{args.checkpoint.stem}.int8.onnx"
+    if not int8.is_file():
+        raise FcnEdgeError(f"INT8 artifact {int8} not found: build it with python scripts/build_engine.py --int8 (or pass --int8)")
+    machine = fingerprint()
+    with tempfile.TemporaryDirectory(prefix="fcn_edge_bench_") as tmp:
+        fp32 = Path(tmp) / f"{args.checkpoint.stem}.fp32.onnx"
+        export_checkpoint(args.checkpoint, fp32)
+        backends = backends_for(checkpoint, fp32, int8, args.threads)
+        model = checkpoint.build()
+        results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds) for h, w in args.sizes]
+    rows = [row for result in results for row in result.rows()]
+    normalised = {k: v for result in results for k, v in result.normalised().items()}
+    print(report.table(rows))
+    payload = {"fingerprint": machine, "checkpoint": str(args.checkpoint), "threads": args.threads, "rows": rows,
+               "normalised": normalised, "reference": "ONNX Runtime FP32 MatMul 1024^3, same threads, interleaved"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / machine["machine_class"]
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+    report.chart(rows, stem.with_suffix(".png"), title=f"{machine['machine_class']} ({args.threads} threads)")
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    if args.update_baseline:
+        print(f"baseline: {baselines.save_baseline(machine, normalised, payload['reference'], args.reason)}")
+    if args.check:
+        verdicts = baselines.compare(baselines.load_baseline(machine["machine_class"]), normalised)
+        print("\n".join(v.line() for v in verdicts))
+        return 0 if all(v.ok for v in verdicts) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

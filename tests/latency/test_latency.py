@@ -1,0 +1,65 @@
+"""Latency regression tests (`pytest -m latency`): in-run normalised latencies against the baseline.
+
+Each ONNX Runtime latency is divided by an ONNX Runtime FP32 matrix product timed interleaved
+with it (same threads, same run), and that ratio is compared with the committed baseline for
+this machine class. The two injected slowdowns show that the comparison catches a real
+regression; on another machine class the tests skip with the refusal message.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fcn_edge.bench import baselines
+from fcn_edge.bench.fingerprint import fingerprint
+from fcn_edge.bench.suite import run_size, runner_backend
+from fcn_edge.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from fcn_edge.export import export_checkpoint
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.latency
+
+HEIGHT, WIDTH, THREADS = 256, 512, 2
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    try:
+        return baselines.load_baseline(fingerprint()["machine_class"])
+    except baselines.BaselineMismatch as refusal:
+        pytest.skip(str(refusal))
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """The default model's FP32 export and its INT8 artifact (built if engines/ lacks it)."""
+    int8 = ROOT / "engines" / "default.int8.onnx"
+    if not int8.is_file():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "build_engine.py"), "--int8"], check=True, cwd=ROOT)
+    fp32 = tmp_path_factory.mktemp("latency") / "default.fp32.onnx"
+    export_checkpoint(DEFAULT_CHECKPOINT, fp32)
+    return fp32, int8
+
+
+def normalised(artifacts, **options) -> dict[str, float]:
+    fp32, int8 = artifacts
+    backends = [runner_backend("ort-fp32", "fp32", fp32, **options), runner_backend("ort-int8", "int8", int8, **options)]
+    model = load_checkpoint(DEFAULT_CHECKPOINT).build()
+    return run_size(backends, model, HEIGHT, WIDTH, THREADS, rounds=9, per_round=3).normalised()
+
+
+def test_unchanged_tree_is_within_the_baseline(baseline, artifacts):
+    verdicts = baselines.compare(baseline, normalised(artifacts, threads=THREADS))
+    print("\n".join(v.line() for v in verdicts))
+    assert len(verdicts) == 2 and all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts)
+
+
+@pytest.mark.parametrize("slowdown", [{"threads": 1}, {"threads": THREADS, "optimize": False}], ids=["one-thread", "no-graph-optimisation"])
+def test_an_injected_slowdown_fails_the_comparison(baseline, artifacts, slowdown):
+    verdicts = baselines.compare(baseline, normalised(artifacts, **slowdown))
+    print("\n".join(v.line() for v in verdicts))
+    assert not all(v.ok for v in verdicts), "the slowdown went unnoticed:\n" + "\n".join(v.line() for v in verdicts)
