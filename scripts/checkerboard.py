@@ -4,7 +4,8 @@
 Scores the reference decoders of Odena et al. (stride-2 kernel-3 transposed conv vs
 nearest/bilinear resize + 3x3 conv, two stages) at default init over several seeds and
 after a short training on synthetic segmentation, optionally scores FCN checkpoints'
-logits, prints a table and writes a side-by-side PNG. Method: docs/checkerboard.md.
+decoder maps and logits, prints a table and writes a side-by-side PNG. Method:
+docs/checkerboard.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fcn_edge.export.checkerboard import (
 from fcn_edge.preprocess import Preprocess
 
 LABELS = {"deconv": "deconv k3 s2", "nearest": "nearest resize + conv3", "bilinear": "bilinear resize + conv3"}
-PANEL = 128  # the figure shows the centre PANEL x PANEL of the first image, enlarged 2x
+PANEL = 128  # the figure shows (up to) the centre PANEL x PANEL of the first image, enlarged 2x
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-size", type=int, default=64, help="side of the synthetic training scenes")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
-    p.add_argument("--fcn-size", type=int, default=512, help="scene side for --checkpoint (the 1/8 decoder map needs room)")
+    p.add_argument("--fcn-size", type=int, default=512,
+                   help="scene side for --checkpoint (the 1/8 decoder map needs room)")
     p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
@@ -77,9 +79,10 @@ def stretch(channel: np.ndarray) -> np.ndarray:
 def panel(gray_or_bgr: np.ndarray, label: str) -> np.ndarray:
     """Centre crop, 2x nearest enlargement (pixel patterns stay visible), label on a dark strip."""
     h, w = gray_or_bgr.shape[:2]
-    y, x = (h - PANEL) // 2, (w - PANEL) // 2
-    crop = gray_or_bgr[y : y + PANEL, x : x + PANEL]
-    image = cv2.resize(crop, (2 * PANEL, 2 * PANEL), interpolation=cv2.INTER_NEAREST)
+    side = min(PANEL, h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    crop = gray_or_bgr[y : y + side, x : x + side]
+    image = cv2.resize(crop, (2 * side, 2 * side), interpolation=cv2.INTER_NEAREST)
     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     strip = np.zeros((22, image.shape[1], 3), np.uint8)
     cv2.putText(strip, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
@@ -94,10 +97,9 @@ def figure_row(image: np.ndarray, outputs: dict[str, torch.Tensor], when: str) -
     scale = max(np.percentile(np.abs(r), 99) for r in residuals.values()) or 1.0
     panels = [panel(image, "input")]
     panels += [panel(stretch(maps[k][0, 0].numpy()), f"{LABELS[k]}, {when}") for k in kinds]
-    panels += [
-        panel(np.clip(128 + 127 * residuals[k] / scale, 0, 255).astype(np.uint8), f"high-pass {LABELS[k].split()[0]}, {when}")
-        for k in kinds
-    ]
+    for k in kinds:
+        grey = np.clip(128 + 127 * residuals[k] / scale, 0, 255).astype(np.uint8)
+        panels.append(panel(grey, f"high-pass {LABELS[k].split()[0]}, {when}"))
     gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
     return np.hstack([p for item in panels for p in (item, gap)][:-1])
 
@@ -105,7 +107,7 @@ def figure_row(image: np.ndarray, outputs: dict[str, torch.Tensor], when: str) -
 def write_png(path: Path, rows: list[np.ndarray]) -> None:
     gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     image = np.vstack([r for row in rows for r in (row, gap)][:-1])
-    data = cv2.imencode(".png", image)[1]
+    data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]  # the noise panels are large otherwise
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.tobytes())
 
@@ -142,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoints = [load_checkpoint(path) for path in args.checkpoint]  # fail before minutes of training
-    fcn_scenes = SyntheticScenes(args.images, HELDOUT_SEED, (args.fcn_size, args.fcn_size))
     preprocess = Preprocess()
     scenes = SyntheticScenes(args.images, HELDOUT_SEED, tuple(args.size))
     images = [scenes[i][0] for i in range(args.images)]
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(row + (f"{trained['deconv'] / max(trained[other], 1e-12):>11.1f}x" if args.steps else ""))
 
     if checkpoints:
-        fcn_images = [fcn_scenes[i][0] for i in range(len(fcn_scenes))]
+        fcn_scenes = SyntheticScenes(args.images, HELDOUT_SEED, (args.fcn_size, args.fcn_size))
+        fcn_images = [fcn_scenes[i][0] for i in range(args.images)]
         print(f"\nFCN checkpoints ({len(fcn_images)} held-out synthetic {args.fcn_size}x{args.fcn_size} scenes)")
         print("decoder: the map entering the final upsampler, stride 2^(x2 upsamplers); logits: stride = final factor")
         print(f"{'checkpoint':<40}{'upsampling':>24}{'decoder':>10}{'logits':>10}")
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             decoder_text = "n/a" if np.isnan(decoder) else f"{decoder:.4f}"
             print(f"{str(path):<40}{describe(checkpoint):>24}{decoder_text:>10}{logits_score:>10.4f}")
 
-    rows = ([figure_row(images[0], trained_out, "trained")] if args.steps else []) + [figure_row(images[0], first, "init")]
+    rows = [figure_row(images[0], trained_out, "trained")] if args.steps else []
+    rows.append(figure_row(images[0], first, "init"))
     write_png(args.output, rows)
     print(f"\nwrote {args.output}")
     return 0

@@ -13,7 +13,7 @@ import argparse
 import itertools
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -78,12 +78,16 @@ def image_files(folder: Path) -> list[Path]:
         raise FcnEdgeError(f"--images {folder} is not a folder: pass a folder of {', '.join(IMAGE_EXTENSIONS)} images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise FcnEdgeError(f"--images {folder} holds no {', '.join(IMAGE_EXTENSIONS)} images: add some or omit --images")
+        kinds = ", ".join(IMAGE_EXTENSIONS)
+        raise FcnEdgeError(f"--images {folder} holds no {kinds} images: add some or omit --images")
     return files
 
 
-def folder_sources(args, preprocess: Preprocess):
-    """(calibration, training batches, evaluation batches) from a user's folder of images."""
+Sources = tuple[Iterable[torch.Tensor], Iterator[torch.Tensor], Iterable[torch.Tensor], str]
+
+
+def folder_sources(args: argparse.Namespace, preprocess: Preprocess) -> Sources:
+    """(calibration, training batches, evaluation batches, what they are) from a user's folder of images."""
     files = image_files(args.images)
     held = files[::HELD_OUT_EVERY] if len(files) >= HELD_OUT_EVERY else []
     train_files = [f for f in files if f not in held]
@@ -104,11 +108,12 @@ def scenes(dataset: SyntheticScenes) -> Iterator[np.ndarray]:
     return (dataset[i][0] for i in range(len(dataset)))
 
 
-def synthetic_sources(args, preprocess: Preprocess):
-    """(calibration, training batches, evaluation batches) from synthetic scenes; no labels used."""
+def synthetic_sources(args: argparse.Namespace, preprocess: Preprocess) -> Sources:
+    """(calibration, training batches, evaluation batches, what they are) from synthetic scenes; no labels used."""
     size = tuple(args.size)
     calibration_set = SyntheticScenes(args.calibration, TRAIN_SEED, size)
-    train_set = SyntheticScenes(args.steps * args.batch_size, TRAIN_SEED + args.calibration, size, train_transforms(size))
+    train_seed = TRAIN_SEED + args.calibration
+    train_set = SyntheticScenes(args.steps * args.batch_size, train_seed, size, train_transforms(size))
     eval_set = SyntheticScenes(args.eval_length, HELDOUT_SEED, size)
     calibration = list(batched(scenes(calibration_set), args.batch_size, preprocess))
     evaluation = list(batched(scenes(eval_set), args.batch_size, preprocess))

@@ -35,6 +35,19 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Test tensors are small: on a shared 2-core machine a second torch thread only adds
+    contention (a small forward pass measured 100x slower). Scripts run as subprocesses keep
+    their own settings."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def frame_model(tmp_path_factory) -> Path:
     """The default architecture with random weights, exported as the stream runs it (frames in, labels out)."""

@@ -69,8 +69,8 @@ def phase_shares(maps: torch.Tensor, stride: int, tiles: int = TILES) -> torch.T
     if min(height, width) < side:
         need = side + 2 * stride
         raise FcnEdgeError(
-            f"maps of {maps.shape[-2]}x{maps.shape[-1]} are too small to score stride {stride} with {tiles}-stride tiles: "
-            f"use inputs of at least {need}x{need} px or fewer tiles"
+            f"maps of {maps.shape[-2]}x{maps.shape[-1]} are too small to score stride {stride} with "
+            f"{tiles}-stride tiles: use inputs of at least {need}x{need} px or fewer tiles"
         )
     residual = high_pass(maps.double(), stride)[..., stride:-stride, stride:-stride]
     rows, cols = height // side, width // side

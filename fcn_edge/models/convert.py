@@ -61,7 +61,8 @@ def resize_conv_config(config: ModelConfig, resize_mode: str, source: str = "mod
 def upsampler_pairs(teacher: FCN, student: FCN) -> list[tuple[str, DeconvUpsample, nn.Module]]:
     """(name, teacher deconv, student upsampler) matched by module name, in forward order."""
     students = dict(student.named_modules())
-    pairs = [(name, module, students[name]) for name, module in teacher.named_modules() if isinstance(module, DeconvUpsample)]
+    deconvs = [(name, module) for name, module in teacher.named_modules() if isinstance(module, DeconvUpsample)]
+    pairs = [(name, deconv, students[name]) for name, deconv in deconvs]
     assert all(s.factor == d.factor for _, d, s in pairs), "architectures diverge"
     return pairs
 
@@ -85,7 +86,8 @@ def capture_upsampler_inputs(teacher: FCN, images: Iterable[torch.Tensor]) -> di
     for name, module in teacher.named_modules():
         if isinstance(module, DeconvUpsample):
             captured[name] = []
-            hooks.append(module.register_forward_hook(lambda m, args, out, n=name: captured[n].append(args[0].detach())))
+            keep = captured[name].append
+            hooks.append(module.register_forward_hook(lambda m, args, out, keep=keep: keep(args[0].detach())))
     try:
         for batch in images:
             teacher(batch)
@@ -113,7 +115,9 @@ def _sample_pixels(deconv: DeconvUpsample, target: ResizeConvUpsample, x: torch.
 
 
 @torch.no_grad()
-def fit_resize_conv(deconv: DeconvUpsample, target: ResizeConvUpsample, inputs: list[torch.Tensor], seed: int = 0) -> float:
+def fit_resize_conv(
+    deconv: DeconvUpsample, target: ResizeConvUpsample, inputs: list[torch.Tensor], seed: int = 0
+) -> float:
     """Least-squares fit of ``target.conv`` to ``deconv`` on ``inputs``; returns the relative residual.
 
     Each output pixel is one equation: its 3x3 x C patch of ``resize(x)`` (plus 1 for the
@@ -157,7 +161,9 @@ def label_agreement(teacher: FCN, student: FCN, images: Iterable[torch.Tensor]) 
     return same / max(total, 1)
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = TEMPERATURE
+) -> torch.Tensor:
     """Per-pixel KL(teacher || student) of the softmaxes at ``temperature``, times T^2 (Hinton et al., 2015).
 
     KL and not logit MSE: a label depends only on logit differences, and KL ignores each

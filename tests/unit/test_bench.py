@@ -23,8 +23,9 @@ def test_stats_from_samples():
 
 def test_conv_gflops_match_hand_count():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1, stride=2), nn.ConvTranspose2d(4, 4, 4, 2, 1))
-    # 10x20 output: 200 px * 8 * 3*3*3 ; 5x10: 50 px * 4 * 8 ; deconv: 50 input px * 4*4 * 4
-    macs = 200 * 8 * 27 + 50 * 4 * 8 + 50 * 16 * 4
+    # 10x20 output: 200 px * 8 out * 3*3*3 ; 5x10 output: 50 px * 4 out * 8 in ;
+    # deconv: each of 50 input px x 4 in-channels is spread over 4*4 taps x 4 out-channels
+    macs = 200 * 8 * 27 + 50 * 4 * 8 + 50 * 4 * 16 * 4
     assert conv_gflops(model, 10, 20) == pytest.approx(2 * macs / 1e9)
 
 

@@ -24,15 +24,6 @@ from conftest import assert_user_error, run_script
 NEAREST_TO_DECONV = torch.tensor([[0.0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: a second torch thread only adds contention (measured 100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def deconv_fcn(num_classes: int = 4) -> nn.Module:
     """An untrained deconv FCN-8s (bilinear deconvs) whose skip scores are not zero, so every upsampler matters."""
     torch.manual_seed(0)
