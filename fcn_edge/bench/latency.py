@@ -59,7 +59,7 @@ def measure(fn: Callable[[], object], warmup: int = 3, min_runs: int = 10, min_s
     return stats_from_ms(samples)
 
 
-def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per_round: int = 3, warmup: int = 2) -> dict[str, LatencyStats]:
+def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per_round: int = 3, warmup: int = 5) -> dict[str, LatencyStats]:
     """Round-robin timing: each round runs every workload ``per_round`` times in turn."""
     for fn in workloads.values():
         for _ in range(warmup):

@@ -105,11 +105,13 @@ def open_runner(
     providers: Sequence[str] | None = None,
     cuda_binding: str = "auto",
     check_inputs: bool = True,
+    optimize: bool = True,
 ) -> Runner:
     """An inactive runner for ``path``: TensorRT for .engine/.plan files, ONNX Runtime for .onnx.
 
     Each backend takes the options that mean something to it (ORT: ``threads``,
-    ``providers``; TensorRT: ``cuda_binding``). Backends are imported here, lazily, so a
+    ``providers``, ``optimize`` (graph optimisations, off only to show the latency tests
+    catch it); TensorRT: ``cuda_binding``). Backends are imported here, lazily, so a
     CPU-only install never imports TensorRT or CUDA. The runner's ``classes`` and
     ``palette`` come from the model's metadata or else from the build sidecar beside it
     (``<artifact>.json``); None when neither has them.
@@ -134,7 +136,7 @@ def open_runner(
     else:
         from .ort import OrtRunner
 
-        runner = OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs)
+        runner = OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize)
     if runner.metadata is not None:
         runner.classes, runner.palette = list(runner.metadata.classes), list(runner.metadata.palette)
     else:
