@@ -5,7 +5,6 @@ Saved atomically and loaded with ``weights_only=True``: a checkpoint is data, ne
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ from .atomic import atomic_path
 from .errors import FcnEdgeError
 from .models import FCN, ModelConfig, build_model
 from .models.weights import load_state_strict
+from .paths import file_sha256
 from .preprocess import Preprocess
 
 FORMAT = "fcn_edge.checkpoint/1"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
 
 
 @dataclass
@@ -42,14 +41,6 @@ class Checkpoint:
         if self.path is None:
             raise ValueError("checkpoint has no file")
         return file_sha256(self.path)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fcn_edge.atomic import write_text_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.paths import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = ("512x256", "1024x512", "640x480")
@@ -34,7 +35,7 @@ def size(text: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "default.pt")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--int8", type=Path, help="ORT INT8 artifact (default: engines/<checkpoint stem>.int8.onnx)")
     p.add_argument("--sizes", type=size, nargs="+", default=[size(s) for s in DEFAULT_SIZES], metavar="WxH")
     p.add_argument("--threads", type=int, default=2)

@@ -18,14 +18,11 @@ import time
 from pathlib import Path
 
 from fcn_edge.build import pipeline
-from fcn_edge.build.artifact import file_sha256
 from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.paths import DEFAULT_CHECKPOINT, file_sha256
 from fcn_edge.quantize.calibration import DEFAULT_DIR
 from fcn_edge.quantize.statistics import METHODS
 
-# fcn_edge.checkpoint.DEFAULT_CHECKPOINT (a test keeps them equal); that module imports torch,
-# which would cost the up-to-date check seconds.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
 
 
 def shape(text: str) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from fcn_edge.checkpoint import load_checkpoint, save_checkpoint
 from fcn_edge.data.files import read_image
-from fcn_edge.data.folder import IMAGE_EXTENSIONS
+from fcn_edge.paths import IMAGE_EXTENSIONS
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
 from fcn_edge.data.transforms import Compose, RandomCrop, RandomHorizontalFlip, train_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli

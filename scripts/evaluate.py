@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from fcn_edge.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from fcn_edge.checkpoint import load_checkpoint
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.paths import DEFAULT_CHECKPOINT
 from fcn_edge.train.loop import evaluate
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_edge.checkpoint import DEFAULT_CHECKPOINT
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
+from fcn_edge.paths import DEFAULT_CHECKPOINT
 
 ENGINES = Path(__file__).resolve().parent.parent / "engines"
 OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits", "labels")}

@@ -26,6 +26,7 @@ import onnx
 
 from ..atomic import write_text_atomic
 from ..errors import FcnEdgeError
+from ..paths import file_sha256
 
 FORMAT = "fcn_edge.artifact/1"
 PRECISIONS = ("int8", "fp16", "fp32")
@@ -69,15 +70,6 @@ def check_engines_dir(engines_dir: Path) -> None:
             engines_dir.mkdir()
         except OSError as error:
             raise FcnEdgeError(f"cannot create --engines-dir {engines_dir}: {error.strerror}; choose another folder") from None
-
-
-def file_sha256(path: Path) -> str:
-    """Same digest as fcn_edge.checkpoint.file_sha256, without importing torch (the skip check must be fast)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_key(inputs: dict[str, Any], options: dict[str, Any]) -> str:

@@ -17,10 +17,10 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import FcnEdgeError
+from ..paths import IMAGE_EXTENSIONS
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_index_mask, require_dir
 from .palette import default_palette
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 LAYOUT = "images/<name>.{jpg,jpeg,png,bmp}, masks/<name>.png (class ids, 255 = ignore) and classes.txt"
 
 

@@ -19,10 +19,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FcnEdgeError
+from ..paths import IMAGE_EXTENSIONS
 
 # fcn_edge.data.folder's list (a test keeps them equal); importing fcn_edge.data loads torch,
 # which would cost the up-to-date check seconds.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 HOLDOUT_EVERY = 5
 CALIBRATION_SEED = 2_000_000  # default set's scenes: disjoint from training (0..) and held-out (1_000_000..) seeds
 DEFAULT_SIZE = (256, 512)  # (H, W) the calibration frames are resized to

@@ -16,8 +16,9 @@ import pytest
 from fcn_edge.bench import baselines
 from fcn_edge.bench.fingerprint import fingerprint
 from fcn_edge.bench.suite import run_size, runner_backend
-from fcn_edge.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from fcn_edge.checkpoint import load_checkpoint
 from fcn_edge.export import export_checkpoint
+from fcn_edge.paths import DEFAULT_CHECKPOINT
 
 from conftest import ROOT
 
