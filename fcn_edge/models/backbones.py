@@ -73,7 +73,7 @@ class BackboneSpec:
 
 
 SPECS: dict[str, BackboneSpec] = {
-    "edge_resnet": BackboneSpec(BasicBlock, (1, 2, 2, 2), (32, 64, 96, 128), "edge"),
+    "edge_resnet": BackboneSpec(BasicBlock, (1, 2, 2, 2), (48, 96, 144, 192), "edge"),
     "resnet18": BackboneSpec(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512), "resnet"),
     "resnet34": BackboneSpec(BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512), "resnet"),
     "resnet50": BackboneSpec(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), "resnet"),
