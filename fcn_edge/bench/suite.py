@@ -63,7 +63,7 @@ class SizeResult:
         return rows
 
 
-def test_frame(height: int, width: int) -> np.ndarray:
+def sample_frame(height: int, width: int) -> np.ndarray:
     """A synthetic scene at the asked size: real-looking content, same for every backend."""
     image, _ = render_scene(np.random.default_rng(7), (256, 256))
     return np.ascontiguousarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
@@ -104,7 +104,7 @@ def _rss_mb() -> float:
 def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width: int, threads: int,
              rounds: int = 7, per_round: int = 3) -> SizeResult:
     """Open every backend (recording the memory it took), then time all of them interleaved."""
-    frame = test_frame(height, width)
+    frame = sample_frame(height, width)
     workloads: dict[str, Callable[[], object]] = {
         REFERENCE: ceiling.ort_matmul(threads=threads),
         "ref:ort-matmul-int8": ceiling.ort_matmul(threads=threads, int8=True),
