@@ -88,7 +88,7 @@ def test_a_few_distillation_steps_raise_the_label_agreement():
         for upsampler in teacher.skip_upsamplers:
             upsampler.weight.add_(0.05 * torch.randn_like(upsampler.weight))
     fixed = scene_batches(2, seed=100)[0]
-    _, report = convert(teacher, "bilinear", scene_batches(4), itertools.repeat(fixed), [fixed], steps=20, lr=3e-4,
+    _, report = convert(teacher, "bilinear", scene_batches(4), itertools.repeat(fixed), [fixed], steps=20, lr=1e-4,
                         progress=False)  # fmt: skip
     assert report.agreement_before < 0.99
     assert report.agreement_after > report.agreement_before
