@@ -13,22 +13,15 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
+from ..runtime.ort import session_options
+
 VERSION = ort.__version__
 THREADS = 2
 
 
-def session_options(threads: int = THREADS) -> ort.SessionOptions:
-    """What the sidecar records and the runtime uses: all graph optimisations, ``threads`` intra-op threads."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return options
-
-
 def describe_options(threads: int = THREADS) -> dict:
-    return {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": threads, "providers": ["CPUExecutionProvider"]}
+    return {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": threads, "allow_spinning": False,
+            "providers": ["CPUExecutionProvider"]}
 
 
 def session(model: str | Path | onnx.ModelProto, threads: int = THREADS) -> ort.InferenceSession:

@@ -31,6 +31,19 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def session_options(threads: int, spinning: bool = False, optimize: bool = True) -> ort.SessionOptions:
+    """The options every ONNX Runtime session of the project runs with (runtime, build verification)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
+
+
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     """Short names (cpu, cuda, tensorrt) or full provider names -> an available list ending in CPU."""
     names = [PROVIDERS.get(p.lower(), p) for p in (providers or ["cpu"])]
@@ -70,14 +83,7 @@ class OrtRunner(Runner):
         self.metadata = _metadata_or_none(self.path)
 
     def activate_impl(self) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        )
-        options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options = session_options(self.threads, self.spinning, self.optimize)
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
