@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", type=Path)
     p.add_argument("--split", default="val")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
-    p.add_argument("--scene-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
+    p.add_argument("--scene-size", type=int, nargs=2, default=(160, 160), metavar=("H", "W"))
     p.add_argument("--batch-size", type=int, help="default: 8 for synthetic, 1 for datasets of mixed image sizes")
     p.add_argument("--threads", type=int)
     return p.parse_args(argv)

@@ -27,7 +27,7 @@ from .metrics import Scores, confusion_matrix, scores_from_confusion
 
 @dataclass
 class TrainConfig:
-    epochs: int = 18
+    epochs: int = 12
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 4e-3
