@@ -1,4 +1,4 @@
-"""Timing that survives a shared, noisy machine: warm-up, enough runs, robust statistics.
+"""Timing that survives a shared, noisy machine: warm-up, interleaved runs, robust statistics.
 
 Figures are compared only as ratios measured in one run: ``interleaved`` times several
 workloads round-robin, so a burst of load from a neighbour hits all of them alike.
@@ -6,7 +6,6 @@ workloads round-robin, so a burst of load from a neighbour hits all of them alik
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -48,17 +47,6 @@ def time_call(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def measure(fn: Callable[[], object], warmup: int = 3, min_runs: int = 10, min_seconds: float = 2.0, max_runs: int = 1000) -> LatencyStats:
-    """Warm up, then run until both ``min_runs`` and ``min_seconds`` are reached."""
-    for _ in range(warmup):
-        fn()
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < max_runs and (len(samples) < min_runs or time.perf_counter() - start < min_seconds):
-        samples.append(time_call(fn))
-    return stats_from_ms(samples)
-
-
 def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per_round: int = 3, warmup: int = 5) -> dict[str, LatencyStats]:
     """Round-robin timing: each round runs every workload ``per_round`` times in turn."""
     for fn in workloads.values():
@@ -70,7 +58,3 @@ def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per
             samples[name].extend(time_call(fn) for _ in range(per_round))
     return {name: stats_from_ms(values) for name, values in samples.items()}
 
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
