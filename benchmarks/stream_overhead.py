@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_edge.atomic import write_text_atomic  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
-from fcn_edge.runtime import open_runner  # noqa: E402
+from fcn_edge.backends import open_runner  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions  # noqa: E402
@@ -52,9 +52,10 @@ def stand_in_model(path: Path) -> str:
     import torch
 
     from fcn_edge.data.synthetic import CLASSES, PALETTE
-    from fcn_edge.export import ModelMetadata, export_model
+    from fcn_edge.export import export_model
+    from fcn_edge.metadata import ModelMetadata
     from fcn_edge.models import ModelConfig, build_model
-    from fcn_edge.preprocess import Preprocess
+    from fcn_edge.spec import Preprocess
 
     torch.manual_seed(0)
     config = ModelConfig(num_classes=len(CLASSES))

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from fcn_edge.build import pipeline
+from fcn_edge.compile import pipeline
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.paths import DEFAULT_CHECKPOINT, file_sha256
 from fcn_edge.quantize.calibration import DEFAULT_DIR
@@ -115,14 +115,14 @@ def source_spec(args: argparse.Namespace):
     if args.num_classes is not None and args.num_classes < 2:
         raise FcnEdgeError(f"--num-classes {args.num_classes} must be at least 2")
     if args.onnx is not None:
-        from fcn_edge.build.source import from_onnx, load_onnx
+        from fcn_edge.compile.source import from_onnx, load_onnx
 
         load_onnx(args.onnx)  # fail now, in a second, if it is not an ONNX model
         name = args.name or args.onnx.name.removesuffix(".onnx")
         flags = {"input_format": args.input_format, "mean": args.mean, "std": args.std, "channel_order": args.channel_order, "classes": classes}
 
         def describe(tmp: Path):
-            from fcn_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+            from fcn_edge.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
             preprocess = None
             if args.mean or args.std or args.channel_order:
@@ -136,7 +136,7 @@ def source_spec(args: argparse.Namespace):
     name = args.name or checkpoint.stem
 
     def export(tmp: Path):
-        from fcn_edge.build.source import from_onnx
+        from fcn_edge.compile.source import from_onnx
         from fcn_edge.export.onnx import export_checkpoint
 
         path = tmp / f"{name}.onnx"

@@ -24,7 +24,8 @@ from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.export.checkerboard import (
     REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
 )  # fmt: skip
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.models.preprocess import images_to_tensor
+from fcn_edge.spec import Preprocess
 
 LABELS = {"deconv": "deconv k3 s2", "nearest": "nearest resize + conv3", "bilinear": "bilinear resize + conv3"}
 PANEL = 128  # the figure shows (up to) the centre PANEL x PANEL of the first image, enlarged 2x
@@ -62,7 +63,7 @@ def training_batches(args: argparse.Namespace, preprocess: Preprocess) -> list[t
     batches = []
     for start in range(0, len(scenes), args.batch_size):
         images, masks = zip(*(scenes[i] for i in range(start, start + args.batch_size)))
-        batches.append((preprocess.images_to_tensor(images), torch.from_numpy(np.stack(masks).astype(np.int64))))
+        batches.append((images_to_tensor(preprocess, images), torch.from_numpy(np.stack(masks).astype(np.int64))))
     return batches
 
 
@@ -131,7 +132,7 @@ def score_checkpoint(checkpoint: Checkpoint, images: list[np.ndarray]) -> tuple[
     model = checkpoint.build()
     decoder_maps: list[torch.Tensor] = []
     hook = model.final_upsampler.register_forward_hook(lambda module, args, out: decoder_maps.append(args[0]))
-    outputs = [model(checkpoint.preprocess.images_to_tensor([image])) for image in images]
+    outputs = [model(images_to_tensor(checkpoint.preprocess, [image])) for image in images]
     hook.remove()
     skips = len(model.skip_upsamplers)
     decoder = checkerboard_score(decoder_maps, 2**skips) if skips else float("nan")
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     preprocess = Preprocess()
     scenes = SyntheticScenes(args.images, HELDOUT_SEED, tuple(args.size))
     images = [scenes[i][0] for i in range(args.images)]
-    inputs = preprocess.images_to_tensor(images)
+    inputs = images_to_tensor(preprocess, images)
     classes = len(CLASSES)
 
     init: dict[str, list[float]] = {k: [] for k in REFERENCE_KINDS}

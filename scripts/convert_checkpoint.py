@@ -27,7 +27,8 @@ from fcn_edge.data.transforms import Compose, RandomCrop, RandomHorizontalFlip, 
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models.convert import convert, resize_conv_config
 from fcn_edge.models.upsample import RESIZE_MODES
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.models.preprocess import images_to_tensor
+from fcn_edge.spec import Preprocess
 from fcn_edge.train.loop import evaluate
 
 HELD_OUT_EVERY = 10  # with --images, every 10th file measures agreement and is not distilled on
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def batched(images: Iterator[np.ndarray], size: int, preprocess: Preprocess) -> Iterator[torch.Tensor]:
     """Group uint8 BGR images into preprocessed NCHW batches."""
     while batch := list(itertools.islice(images, size)):
-        yield preprocess.images_to_tensor(batch)
+        yield images_to_tensor(preprocess, batch)
 
 
 class FolderImages:
@@ -70,7 +71,7 @@ class FolderImages:
         self.files, self.preprocess = files, preprocess
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        return (self.preprocess.images_to_tensor(read_image(path)) for path in self.files)
+        return (images_to_tensor(self.preprocess, read_image(path)) for path in self.files)
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -54,9 +54,10 @@ def frame_model(tmp_path_factory) -> Path:
     import torch
 
     from fcn_edge.data.synthetic import CLASSES, PALETTE
-    from fcn_edge.export import ModelMetadata, export_model
+    from fcn_edge.export import export_model
+    from fcn_edge.metadata import ModelMetadata
     from fcn_edge.models import ModelConfig, build_model
-    from fcn_edge.preprocess import Preprocess
+    from fcn_edge.spec import Preprocess
 
     path = tmp_path_factory.mktemp("frame_model") / "frame_model.onnx"
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..data.synthetic import render_scene
 from ..export.onnx import DeployedModel
-from ..runtime import open_runner
+from ..backends import open_runner
 from . import ceiling
 from .flops import conv_gflops
 from .latency import LatencyStats, interleaved

@@ -3,15 +3,17 @@
 ``dataset[i]`` is ``(image, mask)``: ``image`` HxWx3 uint8 **BGR** (as OpenCV reads it),
 ``mask`` HxW uint8 class ids with 255 = ignore. Each dataset has ``classes``, ``palette``
 (RGB per class) and ``ignore_index``; an optional ``transform(image, mask)`` runs last.
-Datasets never normalise or make tensors: :mod:`fcn_edge.preprocess` does that, once.
+Datasets never normalise or make tensors (:mod:`fcn_edge.spec` describes that, once) and never
+import torch: a DataLoader takes any such sequence, and the compile stage verifies on the
+same datasets on boxes without torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from torch.utils.data import Dataset
+import numpy as np
 
 from ..errors import FcnEdgeError
 from .cityscapes import Cityscapes
@@ -22,12 +24,23 @@ from .voc import VOCSegmentation
 DATASETS = ("synthetic", "voc", "cityscapes", "folder")
 SYNTHETIC_SPLITS = {"train": (TRAIN_SEED, 2000), "val": (HELDOUT_SEED, 200), "heldout": (HELDOUT_SEED, 200)}
 
+
+
+class SegmentationDataset(Protocol):
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 __all__ = [
-    "DATASETS", "Cityscapes", "ImageMaskFolder", "SyntheticScenes", "VOCSegmentation", "build_dataset",
+    "DATASETS", "SegmentationDataset", "Cityscapes", "ImageMaskFolder", "SyntheticScenes", "VOCSegmentation", "build_dataset",
 ]  # fmt: skip
 
 
-def build_dataset(name: str, root: str | None, split: str, transform: Callable | None = None, **kw: Any) -> Dataset:
+def build_dataset(name: str, root: str | None, split: str, transform: Callable | None = None, **kw: Any) -> SegmentationDataset:
     """Make a dataset by name, as the scripts' ``--dataset/--data-root/--split`` flags say.
 
     ``synthetic`` needs no root: split "train" is scenes from ``TRAIN_SEED`` (``length``

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import FcnEdgeError
 from .files import IGNORE_INDEX, check_same_size, read_image, read_index_mask, require_dir
@@ -49,7 +48,7 @@ IMAGE_SUFFIX = "_leftImg8bit.png"
 MASK_SUFFIX = "_gtFine_labelIds.png"
 
 
-class Cityscapes(Dataset):
+class Cityscapes:
     """Cityscapes ``split`` ("train", "val"; "test" has no public labels)."""
 
     classes = CLASSES

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import FcnEdgeError
 from ..paths import IMAGE_EXTENSIONS
@@ -34,7 +33,7 @@ def read_classes(path: Path) -> list[str]:
     return names
 
 
-class ImageMaskFolder(Dataset):
+class ImageMaskFolder:
     """Pairs ``images/<stem>.*`` with ``masks/<stem>.png``, sorted by stem."""
 
     ignore_index = IGNORE_INDEX

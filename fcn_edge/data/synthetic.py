@@ -22,7 +22,6 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import FcnEdgeError
 from .files import IGNORE_INDEX
@@ -263,7 +262,7 @@ def render_scene(
     return _camera(image, rng), mask
 
 
-class SyntheticScenes(Dataset):
+class SyntheticScenes:
     """``length`` deterministic scenes; sample i is drawn from seed ``seed + i``."""
 
     classes = CLASSES

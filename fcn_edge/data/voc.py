@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import FcnEdgeError
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_label_png, require_dir
@@ -31,7 +30,7 @@ PALETTE = default_palette(len(CLASSES))
 LAYOUT = "a Pascal VOC 2012 tree with JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/<split>.txt"
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation:
     """VOC 2012 ``split`` ("train", "val", "trainval" or any list in ImageSets/Segmentation)."""
 
     classes = CLASSES

@@ -1,7 +1,7 @@
 """Export a model to one self-contained, verified .onnx file a runtime can feed camera frames.
 
 The graph is the whole deployed function: uint8 NHWC BGR frames in (or normalised float
-NCHW), :meth:`Preprocess.frames_to_tensor`, the FCN with its pad-to-stride and crop, and
+NCHW), :func:`fcn_edge.models.preprocess.frames_to_tensor`, the FCN with its pad-to-stride and crop, and
 ArgMax cast to uint8 labels, so one byte per pixel leaves the accelerator. Batch, height
 and width are dynamic. Then the graph passes (:mod:`.passes`), onnxslim, the ONNX checker
 and shape inference, verification against PyTorch (:mod:`.verify`), and the metadata
@@ -42,8 +42,9 @@ from torch import nn
 from ..atomic import atomic_path
 from ..checkpoint import load_checkpoint
 from ..errors import FcnEdgeError
-from ..preprocess import Preprocess
-from .metadata import INPUT_FORMATS, ModelMetadata, write_metadata
+from ..models.preprocess import frames_to_tensor
+from ..spec import Preprocess
+from ..metadata import INPUT_FORMATS, ModelMetadata, write_metadata
 from .passes import PassReport, replace_bilinear_deconvs
 from .report import ExportReport
 from .verify import DEFAULT_VERIFY_SIZES, Tolerance, check_against_torch, torch_outputs, verification_inputs
@@ -67,7 +68,7 @@ class DeployedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.input_format == "frame":
-            x = self.preprocess.frames_to_tensor(x)
+            x = frames_to_tensor(self.preprocess, x)
         height, width = x.shape[-2:]
         # FCN crops its own logits in forward(); any other segmentation module is taken as is
         padded = self.model.forward_padded(x) if hasattr(self.model, "forward_padded") else self.model(x)

@@ -20,7 +20,8 @@ import torch
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
 from ..data.synthetic import HELDOUT_SEED, render_scene
-from ..preprocess import Preprocess
+from ..models.preprocess import images_to_tensor
+from ..spec import Preprocess
 
 # (batch, height, width). Each has at least 10,000 pixels, so the 99.99% agreement limit allows
 # one flipped near-tie instead of none; 105x141 is odd and not a multiple of the output stride.
@@ -82,7 +83,7 @@ def verification_inputs(sizes, preprocess: Preprocess, input_format: str) -> lis
             render_scene(np.random.default_rng(HELDOUT_SEED + 100 * index + item), (height, width))[0]
             for item in range(batch)
         ])
-        x = frames if input_format == "frame" else preprocess.images_to_tensor(frames).numpy()
+        x = frames if input_format == "frame" else images_to_tensor(preprocess, frames).numpy()
         batches.append(((batch, height, width), x))
     return batches
 

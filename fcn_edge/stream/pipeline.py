@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..runtime.base import Runner
+from ..runner import Runner
 from .overlay import Overlay
 from .sinks import Sink
 from .sources import NETWORK_TIMEOUT_MS, Source

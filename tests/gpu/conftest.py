@@ -7,9 +7,9 @@ from typing import Iterator
 
 import pytest
 
-from fcn_edge.build import trt_api
+from fcn_edge.backends.tensorrt import api as trt_api
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.runtime.cuda import CudaBinding, find_gpu, open_cuda
+from fcn_edge.backends.cuda import CudaBinding, find_gpu, open_cuda
 
 
 @functools.cache

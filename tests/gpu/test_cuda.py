@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from fcn_edge.runtime.cuda import CudaError
+from fcn_edge.backends.cuda import CudaError
 
 pytestmark = pytest.mark.gpu
 

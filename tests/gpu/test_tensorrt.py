@@ -15,9 +15,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fcn_edge.build.tensorrt import TrtBuildOptions, build_engine
+from fcn_edge.backends.tensorrt import TrtBuildOptions, build_engine
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.runtime.trt import TrtRunner, sidecar_path
+from fcn_edge.backends.tensorrt import TrtRunner
+from fcn_edge.sidecar import sidecar_path
 
 pytestmark = pytest.mark.gpu
 

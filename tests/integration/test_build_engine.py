@@ -95,7 +95,7 @@ def test_checkpoint_builds_fp16_with_metadata(tmp_path, calib):
     from fcn_edge.checkpoint import save_checkpoint
     from fcn_edge.data.synthetic import CLASSES, PALETTE
     from fcn_edge.models import ModelConfig, build_model
-    from fcn_edge.preprocess import Preprocess
+    from fcn_edge.spec import Preprocess
 
     config = ModelConfig(num_classes=len(CLASSES))
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_model(config).eval(), config, CLASSES, PALETTE, Preprocess())
@@ -158,7 +158,7 @@ def test_user_mistakes_are_one_line_errors_and_write_nothing(case, fragments, fo
 
 
 def test_tensorrt_backend_without_gpu_fails_fast(foreign, calib, tmp_path):
-    from fcn_edge.build.tensorrt import probe
+    from fcn_edge.backends.tensorrt import probe
 
     if probe().available:
         pytest.skip("TensorRT and a GPU are present here")

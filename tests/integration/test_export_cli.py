@@ -11,9 +11,9 @@ import torch
 
 from fcn_edge.checkpoint import save_checkpoint
 from fcn_edge.data.synthetic import CLASSES, PALETTE
-from fcn_edge.export import read_metadata
+from fcn_edge.metadata import read_metadata
 from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.spec import Preprocess
 
 from conftest import assert_user_error, run_script
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fcn_edge.data.synthetic import CLASSES, PALETTE
-from fcn_edge.runtime import open_runner
+from fcn_edge.backends import open_runner
 from fcn_edge.stream.overlay import Overlay
 from fcn_edge.stream.pipeline import Stream, StreamOptions
 from fcn_edge.stream.sinks import Sink

@@ -12,7 +12,8 @@ from torch.nn import functional as F
 from fcn_edge.data.synthetic import HELDOUT_SEED, SyntheticScenes
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.export.checkerboard import REFERENCE_STRIDE, checkerboard_score, high_pass, reference_model
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.models.preprocess import images_to_tensor
+from fcn_edge.spec import Preprocess
 from conftest import assert_user_error, run_script
 
 
@@ -64,7 +65,7 @@ def test_maps_too_small_for_one_tile_are_a_user_error():
 
 def test_stride2_kernel3_deconv_scores_5x_resize_conv_at_initialisation():
     scenes = SyntheticScenes(3, HELDOUT_SEED, (96, 96))
-    images = Preprocess().images_to_tensor([scenes[i][0] for i in range(len(scenes))])
+    images = images_to_tensor(Preprocess(), [scenes[i][0] for i in range(len(scenes))])
     for seed in range(3):
         with torch.no_grad():
             scores = {kind: checkerboard_score(reference_model(kind, 8, seed)(images), REFERENCE_STRIDE)

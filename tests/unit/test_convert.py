@@ -16,7 +16,8 @@ from fcn_edge.errors import FcnEdgeError
 from fcn_edge.models import ModelConfig, build_model
 from fcn_edge.models.convert import build_student, convert, fit_resize_conv, resize_conv_config
 from fcn_edge.models.upsample import DeconvUpsample, ResizeConvUpsample
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.models.preprocess import images_to_tensor
+from fcn_edge.spec import Preprocess
 from conftest import assert_user_error, run_script
 
 # conv(nearest_x2(x)) in 1-D is a stride-2 kernel-4 transposed conv with taps
@@ -37,7 +38,7 @@ def deconv_fcn(num_classes: int = 4) -> nn.Module:
 def scene_batches(count: int, size: int = 128, seed: int = 0, batch: int = 2) -> list[torch.Tensor]:
     scenes = SyntheticScenes(count, seed, (size, size))
     images = [scenes[i][0] for i in range(count)]
-    return [Preprocess().images_to_tensor(images[i : i + batch]) for i in range(0, count, batch)]
+    return [images_to_tensor(Preprocess(), images[i : i + batch]) for i in range(0, count, batch)]
 
 
 def test_fit_recovers_a_conv_that_the_deconv_represents_exactly():

@@ -7,8 +7,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.export.metadata import FORMAT, ModelMetadata, read_metadata, write_metadata
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.metadata import FORMAT, ModelMetadata, read_metadata, write_metadata
+from fcn_edge.spec import Preprocess
 
 
 def identity_model() -> onnx.ModelProto:

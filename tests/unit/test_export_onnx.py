@@ -19,10 +19,12 @@ from torch.nn import functional as F
 from fcn_edge.checkpoint import load_checkpoint, save_checkpoint
 from fcn_edge.data.synthetic import CLASSES, PALETTE, render_scene
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.export import ModelMetadata, Tolerance, export_checkpoint, export_model, read_metadata
+from fcn_edge.export import Tolerance, export_checkpoint, export_model
+from fcn_edge.metadata import ModelMetadata, read_metadata
 from fcn_edge.export.passes import TRAINED_REASON
 from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.models.preprocess import images_to_tensor
+from fcn_edge.spec import Preprocess
 
 SIZES = ((2, 64, 96), (1, 97, 107), (1, 96, 128))  # (batch, height, width); 97x107 is odd
 
@@ -56,7 +58,7 @@ def ort_vs_torch(onnx_path, checkpoint_path, input_format):
     names = [o.name for o in session.get_outputs()]
     for seed, (batch, height, width) in enumerate(SIZES):
         frames = np.stack([render_scene(np.random.default_rng(seed * 10 + i), (height, width))[0] for i in range(batch)])
-        tensor = checkpoint.preprocess.images_to_tensor(frames)
+        tensor = images_to_tensor(checkpoint.preprocess, frames)
         feed = frames if input_format == "frame" else tensor.numpy()
         got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: feed})))
         with torch.no_grad():

@@ -10,7 +10,7 @@ from fcn_edge.errors import FcnEdgeError
 from fcn_edge.models import HEADS, ModelConfig, build_model
 from fcn_edge.models.upsample import UPSAMPLE_MODES, DeconvUpsample, bilinear_kernel
 from fcn_edge.models.weights import load_pretrained_backbone, load_state_strict
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.spec import Preprocess
 
 
 @pytest.mark.parametrize("head", list(HEADS))

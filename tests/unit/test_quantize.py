@@ -14,7 +14,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from fcn_edge.build.onnxruntime import session
+from fcn_edge.backends.onnxruntime import session
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.quantize import calibration, fp16, qdq, statistics, trt_cache
 from fcn_edge.quantize.sensitivity import keep_sensitive_layers

@@ -13,8 +13,9 @@ from onnx import TensorProto, helper
 
 from fcn_edge.data.synthetic import CLASSES, PALETTE
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.runtime import Runner, open_runner
-from fcn_edge.runtime.ort import OrtRunner
+from fcn_edge.backends import open_runner
+from fcn_edge.backends.onnxruntime import OrtRunner
+from fcn_edge.runner import Runner
 
 
 def frames(h=120, w=160, n=2):

@@ -22,8 +22,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from fcn_edge.build import trt_api
-from fcn_edge.build.tensorrt import (
+from fcn_edge.backends.tensorrt import api as trt_api
+from fcn_edge.backends.tensorrt.build import (
     TrtBuildOptions,
     layer_precisions,
     onnx_kinds,
@@ -34,15 +34,16 @@ from fcn_edge.build.tensorrt import (
 )
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.quantize.trt_cache import write_cache
-from fcn_edge.runtime import cuda as cuda_module
-from fcn_edge.runtime.cuda import DeviceInfo, HostBuffer, find_gpu, open_cuda
-from fcn_edge.runtime.cuda_bindings import pycuda as pycuda_binding
-from fcn_edge.runtime.trt import check_engine_matches, read_sidecar, sidecar_path
+from fcn_edge.backends import cuda as cuda_module
+from fcn_edge.backends.cuda import DeviceInfo, HostBuffer, find_gpu, open_cuda
+from fcn_edge.backends.cuda import pycuda as pycuda_binding
+from fcn_edge.backends.tensorrt.runner import check_engine_matches, read_sidecar
+from fcn_edge.sidecar import sidecar_path
 
 ROOT = Path(__file__).resolve().parents[2]
-TRT_SOURCES = [ROOT / "fcn_edge/build/tensorrt.py", ROOT / "fcn_edge/runtime/trt.py", ROOT / "fcn_edge/build/trt_api.py"]
-CUDA_PYTHON_SOURCE = ROOT / "fcn_edge/runtime/cuda_bindings/cuda_python.py"
-PYCUDA_SOURCE = ROOT / "fcn_edge/runtime/cuda_bindings/pycuda.py"
+TRT_SOURCES = [ROOT / "fcn_edge/backends/tensorrt/build.py", ROOT / "fcn_edge/backends/tensorrt/runner.py", ROOT / "fcn_edge/backends/tensorrt/api.py"]
+CUDA_PYTHON_SOURCE = ROOT / "fcn_edge/backends/cuda/cuda_python.py"
+PYCUDA_SOURCE = ROOT / "fcn_edge/backends/cuda/pycuda.py"
 STUBS_PIN = "pip install --no-deps tensorrt-stubs==10.13.0.35.1"
 
 
@@ -279,7 +280,7 @@ def test_tensorrt_stubs_do_not_pass_for_tensorrt():
 
 
 def test_every_cuda_python_name_we_use_exists_in_the_installed_cuda_python():
-    from fcn_edge.runtime.cuda_bindings.cuda_python import import_cuda_python
+    from fcn_edge.backends.cuda.cuda_python import import_cuda_python
 
     modules = dict(zip(("driver", "runtime"), import_cuda_python()))
     tree = ast.parse(CUDA_PYTHON_SOURCE.read_text())
@@ -297,7 +298,7 @@ def test_every_cuda_python_name_we_use_exists_in_the_installed_cuda_python():
 
 
 def test_stream_handles_come_out_as_ints():
-    from fcn_edge.runtime.cuda_bindings.cuda_python import import_cuda_python, native_handle
+    from fcn_edge.backends.cuda.cuda_python import import_cuda_python, native_handle
 
     _, runtime = import_cuda_python()
     assert native_handle(runtime.cudaStream_t(1234)) == 1234

@@ -1,9 +1,11 @@
-"""The one definition of input preprocessing.
+"""The one description of input preprocessing, free of torch.
 
 Training, evaluation, calibration, export (inside the ONNX graph) and the runtime all
-call :meth:`Preprocess.frames_to_tensor` or read a ``Preprocess`` back from checkpoint
-or ONNX metadata. A calibration set preprocessed differently from the runtime is the
-most common silent INT8 accuracy loss, so there is no second implementation.
+build their preprocessing from this description (the torch form is
+``fcn_edge.models.preprocess``) or read it back from checkpoint or ONNX metadata. A
+calibration set preprocessed differently from the runtime is the most common silent INT8
+accuracy loss, so there is no second definition. Runners and the compile stage import
+this module on boxes that have no torch.
 
 Frames arrive as OpenCV gives them: uint8, HxWx3, BGR. The network sees float32 NCHW
 in ``channel_order``, scaled to [0, 1] and normalised with ``mean``/``std``.
@@ -15,8 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from .errors import FcnEdgeError
 
@@ -51,31 +51,22 @@ class Preprocess:
             scale=float(data.get("scale", 1.0 / 255.0)),
         )
 
-    def frames_to_tensor(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC BGR frames -> normalised float32 NCHW; traceable into ONNX.
-
-        Transpose first (on bytes, 4x cheaper than on floats), then one 1x1 convolution does
-        the channel swap, scaling and normalisation: ONNX Runtime runs Conv on NCHW far faster
-        than broadcast arithmetic over a trailing dimension of 3.
-        """
-        x = frames.permute(0, 3, 1, 2).to(torch.float32)
-        weight, bias = self.affine()
-        return F.conv2d(x, weight, bias)
-
-    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """(3x3x1x1 weight, bias) mapping BGR bytes to normalised ``channel_order`` values."""
         source = [2, 1, 0] if self.channel_order == "RGB" else [0, 1, 2]
-        gain = torch.tensor([self.scale / s for s in self.std], dtype=torch.float32)
-        weight = torch.zeros(3, 3, 1, 1)
-        weight[range(3), source, 0, 0] = gain
-        bias = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=torch.float32)
+        weight = np.zeros((3, 3, 1, 1), dtype=np.float32)
+        weight[range(3), source, 0, 0] = [self.scale / s for s in self.std]
+        bias = np.array([-m / s for m, s in zip(self.mean, self.std)], dtype=np.float32)
         return weight, bias
 
-    def images_to_tensor(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-        """A list (or batch) of HxWx3 uint8 BGR arrays of one size -> float32 NCHW."""
-        batch = np.ascontiguousarray(np.stack(list(images)) if not isinstance(images, np.ndarray) else images)
-        if batch.ndim == 3:
-            batch = batch[None]
-        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
-            raise FcnEdgeError(f"expected uint8 HxWx3 BGR images, got {batch.dtype} of shape {batch.shape}")
-        return self.frames_to_tensor(torch.from_numpy(batch))
+    def frames_to_array(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 NHWC BGR frames -> float32 NCHW, the numpy twin of the graph's preprocessing.
+
+        For models that take a normalised tensor: the compile stage feeds them on boxes
+        without torch. Same ``affine()``, so the two cannot drift apart.
+        """
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise FcnEdgeError(f"expected uint8 NxHxWx3 BGR frames, got {frames.dtype} of shape {frames.shape}")
+        weight, bias = self.affine()
+        x = frames.transpose(0, 3, 1, 2).astype(np.float32)
+        return np.einsum("oc,nchw->nohw", weight[:, :, 0, 0], x, optimize=True) + bias[None, :, None, None]

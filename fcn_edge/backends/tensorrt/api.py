@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import FcnEdgeError
+from ...errors import FcnEdgeError
 
 Version = tuple[int, int]
 

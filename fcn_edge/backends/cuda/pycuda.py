@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ...errors import FcnEdgeError
-from ..cuda import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
+from .binding import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
 
 # Every pycuda.driver name this module uses (tests/unit/test_trt_api.py keeps SURFACE in step with
 # the code), and the methods it calls on PyCUDA objects (checked where PyCUDA is installed).

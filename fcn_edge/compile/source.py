@@ -18,8 +18,8 @@ import onnx
 from ..errors import FcnEdgeError
 
 if TYPE_CHECKING:  # they import torch; load_onnx must stay fast for the up-to-date check
-    from ..export.metadata import ModelMetadata
-    from ..preprocess import Preprocess
+    from ..metadata import ModelMetadata
+    from ..spec import Preprocess
 
 
 @dataclass
@@ -41,7 +41,7 @@ class SourceModel:
         batch = batch[None] if batch.ndim == 3 else batch
         if self.input_format == "frame":
             return {self.input_name: np.ascontiguousarray(batch)}
-        return {self.input_name: self.preprocess.images_to_tensor(batch).numpy()}
+        return {self.input_name: self.preprocess.frames_to_array(np.ascontiguousarray(batch))}
 
     def describe(self) -> dict:
         return {
@@ -76,8 +76,8 @@ def from_onnx(
 ) -> SourceModel:
     """Describe ``path``: from its fcn_edge metadata, else from the flags' values (which also override)."""
     from ..data.palette import default_palette
-    from ..export.metadata import INPUT_FORMATS, read_metadata
-    from ..preprocess import Preprocess
+    from ..metadata import INPUT_FORMATS, read_metadata
+    from ..spec import Preprocess
 
     model = load_onnx(path)
     props = {p.key for p in model.metadata_props}

@@ -13,35 +13,18 @@ inferences (on this 2-core machine spinning made inference alone slower, too).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import FcnEdgeError
-from .base import Runner
+from ...errors import FcnEdgeError
+from ...runner import Runner
+from ...metadata import read_metadata
+from .session import default_threads, session_options
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-
-
-def default_threads() -> int:
-    """The cores this process may use (what ``taskset``/cgroups allow), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def session_options(threads: int, spinning: bool = False, optimize: bool = True) -> ort.SessionOptions:
-    """The options every ONNX Runtime session of the project runs with (runtime, build verification)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    )
-    options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return options
 
 
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:
@@ -122,8 +105,6 @@ class OrtRunner(Runner):
 
 def _metadata_or_none(path: Path):
     """Class names and palette from the model's fcn_edge metadata; None if it has none."""
-    from ..export.metadata import read_metadata  # imports torch (via preprocess): only when a runner is made
-
     try:
         return read_metadata(path)
     except FcnEdgeError:

@@ -1,14 +1,12 @@
-"""All CUDA calls, behind one small interface with two interchangeable bindings.
+"""The one small interface every CUDA binding implements (cuda-python, PyCUDA).
 
-:func:`open_cuda` picks cuda-python (NVIDIA's bindings, pip wheels) or PyCUDA; the
-TensorRT runner and the tests only see :class:`CudaBinding`. Host memory is always
+:func:`fcn_edge.backends.cuda.open_cuda` picks one; the TensorRT runner and the tests
+only see :class:`CudaBinding`. Host memory is always
 page-locked and exposed as a numpy array over that memory (:class:`HostBuffer`), so a
 frame written into it is what the GPU reads: on a desktop GPU through one async copy,
 on Jetson (integrated GPU, CPU and GPU share DRAM) through a mapped buffer and its
 device pointer, with no copy at all. Every CUDA status is checked; a failure raises
 :class:`CudaError` naming the call and CUDA's error name.
-
-Bindings are imported only when opened: a CPU-only install never imports CUDA.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import FcnEdgeError
+from ...errors import FcnEdgeError
 
 BINDINGS = ("auto", "cuda-python", "pycuda")
 NO_GPU_HINT = "run on a machine with an NVIDIA GPU and driver, or use the ONNX Runtime backend"
@@ -123,56 +121,3 @@ class CudaBinding(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the binding's hold on the device (after freeing what it allocated)."""
-
-
-def open_cuda(binding: str = "auto", device: int = 0) -> CudaBinding:
-    """The named binding on ``device``; "auto" takes cuda-python if installed, else PyCUDA."""
-    if binding not in BINDINGS:
-        raise FcnEdgeError(f"unknown CUDA binding {binding!r}: choose one of {', '.join(BINDINGS)}")
-    if binding == "auto":
-        binding = _installed_binding()
-    if binding == "cuda-python":
-        from .cuda_bindings.cuda_python import CudaPython
-
-        return CudaPython(device)
-    from .cuda_bindings.pycuda import PyCuda
-
-    return PyCuda(device)
-
-
-def _installed_binding() -> str:
-    """cuda-python when it imports, else PyCUDA when installed."""
-    import importlib.util
-
-    from .cuda_bindings.cuda_python import import_cuda_python
-
-    try:
-        import_cuda_python()
-        return "cuda-python"
-    except FcnEdgeError:
-        if importlib.util.find_spec("pycuda") is not None:
-            return "pycuda"
-    raise FcnEdgeError("no CUDA Python binding is installed: pip install cuda-python (or pip install 'fcn_edge[gpu]')")
-
-
-def find_gpu() -> tuple[DeviceInfo | None, str | None]:
-    """The first visible GPU, or None and why not. Quick: no context is created where cuda-python is installed."""
-    from .cuda_bindings.cuda_python import find_gpu_driver, import_cuda_python
-
-    try:
-        driver, _ = import_cuda_python()
-    except FcnEdgeError:
-        return _find_gpu_torch()
-    return find_gpu_driver(driver)
-
-
-def _find_gpu_torch() -> tuple[DeviceInfo | None, str | None]:
-    """Fallback when cuda-python is absent: a CUDA build of torch also knows the GPU."""
-    try:
-        import torch
-    except ImportError:
-        return None, "no CUDA GPU visible (neither cuda-python nor torch is installed: pip install cuda-python)"
-    if not torch.cuda.is_available():
-        return None, f"no CUDA GPU visible (torch {torch.__version__}: torch.cuda.is_available() is False)"
-    props = torch.cuda.get_device_properties(0)
-    return DeviceInfo(0, props.name, f"{props.major}.{props.minor}", bool(props.is_integrated)), None

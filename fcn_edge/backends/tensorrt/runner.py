@@ -17,7 +17,7 @@ straight into it: ``infer`` then copies nothing on the host either. The labels r
 are a view of the runner's output buffer, overwritten by the next call.
 
 Uses the name-based tensor API of TensorRT 8.5+ (the binding API is deprecated there and
-removed in 10.0; see fcn_edge/build/trt_api.py).
+removed in 10.0; see fcn_edge/backends/tensorrt/api.py).
 """
 
 from __future__ import annotations
@@ -29,22 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from ..build import trt_api
-from ..errors import FcnEdgeError
-from .base import Runner
-from .cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
+from ...errors import FcnEdgeError
+from ...runner import Runner
+from ...sidecar import sidecar_path
+from ..cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
+from . import api as trt_api
 
 REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt --force on this machine"
 SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
 
 
-def sidecar_path(engine_path: Path) -> Path:
-    """``engines/x.fp16.engine`` -> ``engines/x.fp16.engine.json``."""
-    return engine_path.with_name(engine_path.name + ".json")
-
-
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
-    """The engine's TensorRT facts: the sidecar's "engine" entry (as build/pipeline.py writes it), else its top level."""
+    """The engine's TensorRT facts: the sidecar's "engine" entry (as the compile stage writes it), else its top level."""
     if not engine_path.is_file():
         raise FcnEdgeError(f"engine {engine_path} does not exist: build it with python scripts/build_engine.py ... --backend tensorrt")
     path = sidecar_path(engine_path)

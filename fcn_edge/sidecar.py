@@ -1,4 +1,6 @@
-"""Artifact naming, the JSON sidecar, and the up-to-date check.
+"""Artifact naming, the JSON sidecar, and the up-to-date check: the one path rule and schema.
+
+Torch-free: the compile stage writes sidecars, every runner reads them.
 
     engines/<model>.<precision>.<engine|onnx>         the artifact
     engines/<model>.<precision>.<engine|onnx>.json    its sidecar (written last)
@@ -24,12 +26,35 @@ from typing import Any
 
 import onnx
 
-from ..atomic import write_text_atomic
-from ..errors import FcnEdgeError
-from ..paths import file_sha256
+from .atomic import write_text_atomic
+from .errors import FcnEdgeError
+from .paths import file_sha256
 
 FORMAT = "fcn_edge.artifact/1"
 PRECISIONS = ("int8", "fp16", "fp32")
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """``engines/x.fp16.engine`` -> ``engines/x.fp16.engine.json``."""
+    return artifact.with_name(artifact.name + ".json")
+
+
+def read_sidecar(artifact: Path) -> dict[str, Any] | None:
+    """The sidecar beside ``artifact`` as a dict; None when there is none or it is not a JSON object."""
+    try:
+        content = json.loads(sidecar_path(artifact).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
+    """Class names and palette from the sidecar's ``model`` entry; (None, None) if it has none."""
+    try:
+        model = (read_sidecar(artifact) or {})["model"]
+        return [str(c) for c in model["classes"]], [tuple(int(v) for v in c) for c in model["palette"]]
+    except (KeyError, TypeError, ValueError):
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -39,7 +64,7 @@ class ArtifactPaths:
 
     @property
     def sidecar(self) -> Path:
-        return self.artifact.with_name(self.artifact.name + ".json")
+        return sidecar_path(self.artifact)
 
     def all(self) -> list[Path]:
         return [self.artifact, *self.extras.values()]
@@ -80,11 +105,8 @@ def build_key(inputs: dict[str, Any], options: dict[str, Any]) -> str:
 
 def up_to_date(paths: ArtifactPaths, key: str) -> dict | None:
     """The sidecar when it has ``key`` and every file it lists still has its recorded hash; else None."""
-    try:
-        sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if sidecar.get("format") != FORMAT or sidecar.get("key") != key:
+    sidecar = read_sidecar(paths.artifact)
+    if sidecar is None or sidecar.get("format") != FORMAT or sidecar.get("key") != key:
         return None
     for entry in sidecar.get("files", {}).values():
         path = paths.sidecar.parent / entry["path"]

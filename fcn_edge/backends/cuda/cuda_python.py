@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import FcnEdgeError
-from ..cuda import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
+from .binding import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
 
 INSTALL = "pip install cuda-python (or pip install 'fcn_edge[gpu]')"
 

@@ -18,8 +18,8 @@ import onnx
 
 from ..errors import FcnEdgeError
 from ..quantize import calibration, trt_cache
-from . import artifact
-from . import onnxruntime as ort_backend
+from .. import sidecar as artifact
+from ..backends import onnxruntime as ort_backend
 
 if TYPE_CHECKING:  # .steps and .source pull in torch: imported only once a build really runs, so the skip is fast
     from .source import SourceModel
@@ -89,7 +89,7 @@ def choose_backend(requested: str) -> Backend:
     if requested == "onnxruntime":
         cpu.why = "ONNX Runtime (--backend onnxruntime)"
         return cpu
-    from .tensorrt import probe
+    from ..backends.tensorrt import probe
 
     found = probe()
     if found.available:

@@ -18,13 +18,12 @@ from typing import Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 from tqdm import tqdm
 
 from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from ..data.synthetic import HELDOUT_SEED, render_scene
-from ..train.metrics import confusion_matrix, scores_from_confusion
-from .onnxruntime import session
+from ..metrics import confusion_matrix, scores_from_confusion
+from ..backends.onnxruntime import session
 from .source import SourceModel
 
 DEFAULT_SCENES = 32
@@ -132,10 +131,10 @@ def compare(
 def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:
     if source.classes != SYNTHETIC_CLASSES or not any(s.mask is not None for s in samples):
         return None
-    matrix = torch.zeros(len(source.classes), len(source.classes), dtype=torch.int64)
+    matrix = np.zeros((len(source.classes), len(source.classes)), dtype=np.int64)
     for sample, lab in zip(samples, labels):
         if sample.mask is not None:
-            matrix += confusion_matrix(torch.from_numpy(sample.mask), torch.from_numpy(lab), len(source.classes))
+            matrix += confusion_matrix(sample.mask, lab, len(source.classes))
     return scores_from_confusion(matrix).miou
 
 

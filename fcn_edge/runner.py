@@ -15,17 +15,14 @@ microseconds and can be switched off on the hot path with ``check_inputs=False``
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import FcnEdgeError
+from .errors import FcnEdgeError
 
 if TYPE_CHECKING:
-    from ..export.metadata import ModelMetadata
+    from .metadata import ModelMetadata
 
 
 class Runner:
@@ -38,7 +35,6 @@ class Runner:
         self.metadata: ModelMetadata | None = None  # the model's fcn_edge metadata, when a backend reads it
         self.classes: list[str] | None = None  # class names and RGB palette: set by open_runner
         self.palette: list[tuple[int, int, int]] | None = None
-        self.last_inference_time = 0.0  # seconds spent in the last infer_impl call
 
     def activate(self) -> "Runner":
         """Allocate everything inference needs; a no-op when already active."""
@@ -53,10 +49,7 @@ class Runner:
             raise RuntimeError(f"runner {self.name} is not active: call activate() or use it as a context manager")
         if self.check_inputs:
             check_frame(frame)
-        start = time.perf_counter()
-        labels = self.infer_impl(frame)
-        self.last_inference_time = time.perf_counter() - start
-        return labels
+        return self.infer_impl(frame)
 
     def deactivate(self) -> None:
         """Free what ``activate`` allocated; a no-op when not active."""
@@ -91,63 +84,3 @@ def check_frame(frame: object) -> None:
         )
     if not frame.flags.c_contiguous:
         raise FcnEdgeError("the frame is not C-contiguous (a crop or a flipped view?): pass np.ascontiguousarray(frame)")
-
-
-BACKENDS = ("auto", "ort", "trt")
-TRT_SUFFIXES = (".engine", ".plan")
-
-
-def open_runner(
-    path: str | Path,
-    backend: str = "auto",
-    *,
-    threads: int | None = None,
-    providers: Sequence[str] | None = None,
-    cuda_binding: str = "auto",
-    check_inputs: bool = True,
-    optimize: bool = True,
-) -> Runner:
-    """An inactive runner for ``path``: TensorRT for .engine/.plan files, ONNX Runtime for .onnx.
-
-    Each backend takes the options that mean something to it (ORT: ``threads``,
-    ``providers``, ``optimize`` (graph optimisations, off only to show the latency tests
-    catch it); TensorRT: ``cuda_binding``). Backends are imported here, lazily, so a
-    CPU-only install never imports TensorRT or CUDA. The runner's ``classes`` and
-    ``palette`` come from the model's metadata or else from the build sidecar beside it
-    (``<artifact>.json``); None when neither has them.
-    """
-    path = Path(path)
-    if backend not in BACKENDS:
-        raise FcnEdgeError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        if path.suffix in TRT_SUFFIXES:
-            backend = "trt"
-        elif path.suffix == ".onnx":
-            backend = "ort"
-        else:
-            raise FcnEdgeError(
-                f"cannot tell the backend of {path} from its suffix: use a .onnx (ONNX Runtime) or "
-                f".engine/.plan (TensorRT) file, or pass --backend"
-            )
-    if backend == "trt":
-        from .trt import TrtRunner
-
-        runner: Runner = TrtRunner(path, cuda_binding=cuda_binding, check_inputs=check_inputs)
-    else:
-        from .ort import OrtRunner
-
-        runner = OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize)
-    if runner.metadata is not None:
-        runner.classes, runner.palette = list(runner.metadata.classes), list(runner.metadata.palette)
-    else:
-        runner.classes, runner.palette = sidecar_classes(path)
-    return runner
-
-
-def sidecar_classes(path: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
-    """Class names and palette from the build sidecar's ``model`` entry; (None, None) if it has none."""
-    try:
-        model = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))["model"]
-        return [str(c) for c in model["classes"]], [tuple(int(v) for v in c) for c in model["palette"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, None

@@ -17,11 +17,12 @@ import onnx
 
 from ..atomic import atomic_path, write_bytes_atomic
 from ..data.synthetic import HELDOUT_SEED
-from ..export.metadata import write_metadata
+from ..metadata import write_metadata
 from ..quantize import calibration, fp16, qdq, statistics, trt_cache
 from ..quantize.sensitivity import keep_sensitive_layers
-from . import artifact, verify
-from . import onnxruntime as ort_backend
+from .. import sidecar as artifact
+from ..backends import onnxruntime as ort_backend
+from . import verify
 from .source import SourceModel
 
 if TYPE_CHECKING:  # pipeline imports this module
@@ -188,7 +189,7 @@ class Work:
         return sidecar
 
     def _build_engine(self, outcome: Outcome, engine_path: Path) -> dict:
-        from .tensorrt import TrtBuildOptions, build_engine
+        from ..backends.tensorrt import TrtBuildOptions, build_engine
 
         onnx_path = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
         options = TrtBuildOptions(

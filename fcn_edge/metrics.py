@@ -1,17 +1,21 @@
-"""Segmentation metrics from a confusion matrix (rows: ground truth, columns: prediction)."""
+"""Segmentation metrics from a confusion matrix (rows: ground truth, columns: prediction).
+
+numpy only: the compile stage scores artifacts on boxes without torch; training counts
+with torch and hands the matrix here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
     valid = labels != ignore_index
-    index = labels[valid].to(torch.int64) * num_classes + predictions[valid].to(torch.int64)
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    index = labels[valid].astype(np.int64) * num_classes + predictions[valid].astype(np.int64)
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 @dataclass
@@ -29,7 +33,7 @@ class Scores:
         return "\n".join(rows)
 
 
-def scores_from_confusion(matrix: torch.Tensor | np.ndarray) -> Scores:
+def scores_from_confusion(matrix: np.ndarray) -> Scores:
     """IoU = TP / (TP + FP + FN) per class; mIoU averages the classes that occur."""
     m = np.asarray(matrix, dtype=np.float64)
     tp = np.diag(m)

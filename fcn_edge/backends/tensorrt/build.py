@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import FcnEdgeError
-from . import trt_api
-from .trt_api import Version, available, needed
+from ...atomic import atomic_path
+from ...errors import FcnEdgeError
+from . import api as trt_api
+from .api import Version, available, needed
 
 PRECISIONS = ("fp32", "fp16", "int8")
 Shape = tuple[int, ...]
@@ -53,7 +53,7 @@ class TrtProbe:
 
 def probe() -> TrtProbe:
     """Look for a CUDA GPU and an importable TensorRT; fast (well under 5 s) when either is missing."""
-    from ..runtime.cuda import find_gpu
+    from ..cuda import find_gpu
 
     gpu, gpu_problem = find_gpu()
     version, trt_problem = None, None
@@ -206,7 +206,7 @@ def profile_shapes(options: TrtBuildOptions) -> tuple[Shape, Shape, Shape] | Non
 
 def read_calibration_cache(path: Path, trt_version: str) -> bytes:
     """The cache bytes, after checking TensorRT will accept them rather than try to recalibrate."""
-    from ..quantize.trt_cache import parse_cache, version_number
+    from ...quantize.trt_cache import parse_cache, version_number
 
     if not path.is_file():
         raise FcnEdgeError(f"calibration cache {path} not found: write it with scripts/quantize.py (fcn_edge.quantize.trt_cache)")

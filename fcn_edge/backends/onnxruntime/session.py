@@ -1,4 +1,6 @@
-"""The ONNX Runtime backend: an artifact is a precision-specific .onnx plus the session options to run it.
+"""ONNX Runtime sessions: the options every session of the project runs with, for the runner and the build.
+
+An ONNX Runtime artifact is a precision-specific .onnx plus these options.
 
 ONNX Runtime optimises a graph when a session opens (Q/DQ units into integer kernels,
 layout changes), so the artifact is the portable .onnx and not a pre-optimised file:
@@ -7,16 +9,33 @@ those embed instruction-set-specific kernels and would break on a different CPU.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
-from ..runtime.ort import session_options
-
 VERSION = ort.__version__
 THREADS = 2
+
+
+def default_threads() -> int:
+    """The cores this process may use (what ``taskset``/cgroups allow), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def session_options(threads: int, spinning: bool = False, optimize: bool = True) -> ort.SessionOptions:
+    """The options every ONNX Runtime session of the project runs with (runtime, build verification)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
 
 
 def describe_options(threads: int = THREADS) -> dict:

@@ -17,8 +17,8 @@ from typing import Any
 import onnx
 from google.protobuf.message import DecodeError
 
-from ..errors import FcnEdgeError
-from ..preprocess import Preprocess
+from .errors import FcnEdgeError
+from .spec import Preprocess
 
 FORMAT = "fcn_edge.onnx/1"
 PREFIX = "fcn_edge."

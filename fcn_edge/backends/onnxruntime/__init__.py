@@ -1,0 +1,31 @@
+"""ONNX Runtime: the CPU backend on every machine (CUDA/TensorRT providers where installed).
+
+An artifact for it is a precision-specific .onnx run with :func:`session_options`; the
+compile stage opens verification sessions with :func:`session`, the stream and the
+benchmarks run :class:`OrtRunner`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .runner import OrtRunner, resolve_providers
+from .session import THREADS, VERSION, default_threads, describe_options, session, session_options
+
+__all__ = [
+    "THREADS", "VERSION", "OrtRunner", "default_threads", "describe_options", "make_runner", "resolve_providers",
+    "session", "session_options",
+]  # fmt: skip
+
+
+def make_runner(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    check_inputs: bool = True,
+    optimize: bool = True,
+) -> OrtRunner:
+    """An inactive runner; ``optimize=False`` (graph optimisations off) only shows that the latency tests catch it."""
+    return OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize)

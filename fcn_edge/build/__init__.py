@@ -1,1 +1,0 @@
-"""Build stage: a checkpoint or ONNX model -> a verified artifact (TensorRT engine or ONNX Runtime model) + sidecar."""
