@@ -8,6 +8,7 @@ scripts print it and exit non-zero. Anything else is a bug and keeps its traceba
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from typing import Callable
 
@@ -31,3 +32,21 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
             return 130
 
     return wrapper
+
+
+TRAIN_EXTRA = "pip install torch==2.13.0 && pip install 'fcn_edge[train]' (a CPU torch first; on a GPU machine the torch build that matches its CUDA)"
+
+
+def require_torch(what: str, instead: str = "") -> None:
+    """Raise one line naming the [train] extra when torch is not installed (the deploy core has none)."""
+    if importlib.util.find_spec("torch") is None:
+        raise FcnEdgeError(f"{what} needs PyTorch, which this install lacks: {TRAIN_EXTRA}{instead}")
+
+
+def exit_without_torch(script: str) -> None:
+    """For scripts that import torch at the top: one ``error:`` line and exit status 2, before the import fails."""
+    try:
+        require_torch(script)
+    except FcnEdgeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

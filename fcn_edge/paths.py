@@ -1,8 +1,13 @@
 """Project-wide file facts with no heavy imports.
 
 The build's up-to-date check must answer in well under a second, so what it needs (the
-default checkpoint's place, the image types, the file digest) lives here, away from the
-modules that import torch.
+default places, the image types, the file digest) lives here, away from the modules that
+import torch.
+
+The default folders are relative to the working folder, in every entry point, like
+``runs/``: an installed package has no repository folder to anchor them to, and a user
+expects ``engines/`` to mean the one they are looking at. Run the commands from the
+project folder, or pass the flag (--checkpoint, --calib-dir, --engines-dir, --model).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
+DEFAULT_CHECKPOINT = Path("checkpoints") / "default.pt"
+CALIBRATION_DIR = Path("calibration")
+ENGINES_DIR = Path("engines")
+DEFAULT_MODEL = ENGINES_DIR / "default.int8.onnx"  # what the stream runs: build_engine.py --int8 writes it
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 

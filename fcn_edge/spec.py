@@ -14,7 +14,7 @@ in ``channel_order``, scaled to [0, 1] and normalised with ``mean``/``std``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 

@@ -16,6 +16,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from fcn_edge.errors import exit_without_torch
+
+# before anything imports torch: on a deploy-only install, one line naming the extra
+exit_without_torch("scripts/benchmark.py")
+
 from fcn_edge.atomic import write_text_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.paths import DEFAULT_CHECKPOINT

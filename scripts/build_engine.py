@@ -13,13 +13,13 @@ options finds the sidecar up to date and skips the build.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from fcn_edge.compile import pipeline
+from fcn_edge.compile import pipeline, source
+from fcn_edge.compile.options import Budget, BuildOptions
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.paths import DEFAULT_CHECKPOINT, file_sha256
+from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from fcn_edge.quantize.calibration import DEFAULT_DIR
 from fcn_edge.quantize.statistics import METHODS
 
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     trt.add_argument("--dla-core", type=int)
     trt.add_argument("--timing-cache", type=Path)
     out = p.add_argument_group("output and budget")
-    out.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    out.add_argument("--engines-dir", type=Path, default=ENGINES_DIR, help="default: engines/ in the working folder")
     out.add_argument("--max-miou-drop", type=float, default=1.0, help="mIoU points the artifact may lose against FP32")
     out.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
@@ -105,58 +105,23 @@ def check_profile(args: argparse.Namespace) -> None:
         )
 
 
-def source_spec(args: argparse.Namespace):
-    """(make_source(tmp), identifying inputs) for the checkpoint or ONNX model the flags name.
-
-    For a checkpoint nothing heavy is imported until ``make_source`` runs: the up-to-date
-    check needs only its hash.
-    """
-    classes = args.classes.split(",") if args.classes else [f"class_{i}" for i in range(args.num_classes)] if args.num_classes else None
-    if args.num_classes is not None and args.num_classes < 2:
-        raise FcnEdgeError(f"--num-classes {args.num_classes} must be at least 2")
-    if args.onnx is not None:
-        from fcn_edge.compile.source import from_onnx, load_onnx
-
-        load_onnx(args.onnx)  # fail now, in a second, if it is not an ONNX model
-        name = args.name or args.onnx.name.removesuffix(".onnx")
-        flags = {"input_format": args.input_format, "mean": args.mean, "std": args.std, "channel_order": args.channel_order, "classes": classes}
-
-        def describe(tmp: Path):
-            from fcn_edge.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-
-            preprocess = None
-            if args.mean or args.std or args.channel_order:
-                preprocess = Preprocess(tuple(args.mean or IMAGENET_MEAN), tuple(args.std or IMAGENET_STD), args.channel_order or "RGB")
-            return from_onnx(args.onnx, args.input_format, preprocess, classes, name)
-
-        return describe, {"name": name, "onnx_sha256": file_sha256(args.onnx), "flags": json.dumps(flags)}
-    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
-    if not checkpoint.is_file():
-        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
-    name = args.name or checkpoint.stem
-
-    def export(tmp: Path):
-        from fcn_edge.compile.source import from_onnx
-        from fcn_edge.export.onnx import export_checkpoint
-
-        path = tmp / f"{name}.onnx"
-        export_checkpoint(checkpoint, path)
-        return from_onnx(path, name=name, origin={"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)})
-
-    return export, {"name": name, "checkpoint_sha256": file_sha256(checkpoint)}
-
-
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     check_profile(args)
     backend = pipeline.choose_backend(args.backend)
-    make_source, inputs = source_spec(args)
-    options = pipeline.BuildOptions(
-        precision=args.precision, backend=args.backend, calib_dir=args.calib_dir, calib_method=args.calib_method,
+    classes = args.classes.split(",") if args.classes else None
+    if args.onnx is not None:
+        make_source, inputs = source.spec_from_onnx(
+            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes
+        )
+    else:
+        make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)
+    options = BuildOptions(
+        precision=args.precision, calib_dir=args.calib_dir, calib_method=args.calib_method,
         calib_size=args.calib_size, engines_dir=args.engines_dir,
-        budget=pipeline.Budget(args.max_miou_drop, args.min_agreement), allow_accuracy_drop=args.allow_accuracy_drop,
+        budget=Budget(args.max_miou_drop, args.min_agreement), allow_accuracy_drop=args.allow_accuracy_drop,
         force=args.force, min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
         workspace_mb=args.workspace, opt_level=args.opt_level, dla_core=args.dla_core, timing_cache=args.timing_cache,
         verify_scenes=args.verify_scenes, verify_size=args.verify_size, latency_size=args.latency_size,

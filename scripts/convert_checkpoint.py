@@ -15,6 +15,11 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from fcn_edge.errors import exit_without_torch
+
+# before anything imports torch: on a deploy-only install, one line naming the extra
+exit_without_torch("scripts/convert_checkpoint.py")
+
 import numpy as np
 import torch
 from torch import nn

@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fcn_edge.errors import exit_without_torch
+
+# before anything imports torch: on a deploy-only install, one line naming the extra
+exit_without_torch("scripts/export_onnx.py")
+
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
-from fcn_edge.paths import DEFAULT_CHECKPOINT
+from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
-ENGINES = Path(__file__).resolve().parent.parent / "engines"
 OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits", "labels")}
 
 
@@ -32,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output = args.output
     if output is None:
-        ENGINES.mkdir(exist_ok=True)
-        output = ENGINES / f"{args.checkpoint.stem}.onnx"
+        ENGINES_DIR.mkdir(exist_ok=True)
+        output = ENGINES_DIR / f"{args.checkpoint.stem}.onnx"
     report = export_checkpoint(
         args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],
         opset=args.opset, graph_passes=not args.no_graph_passes,

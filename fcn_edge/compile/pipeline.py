@@ -8,11 +8,10 @@ engines folder until the artifact has passed its accuracy budget.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import onnx
 
@@ -20,65 +19,10 @@ from ..errors import FcnEdgeError
 from ..quantize import calibration, trt_cache
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
-
-if TYPE_CHECKING:  # .steps and .source pull in torch: imported only once a build really runs, so the skip is fast
-    from .source import SourceModel
+from .options import Backend, BuildOptions
+from .source import SourceModel
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
-
-
-@dataclass(frozen=True)
-class Budget:
-    max_miou_drop: float = 1.0  # mIoU points (x100) below FP32, where ground truth exists
-    min_agreement: float = 98.0  # percent of pixels with the FP32 label
-
-    def problems(self, figures) -> list[str]:
-        """What ``figures`` (a verify.Figures) break, as phrases; empty when within budget."""
-        found = []
-        if figures.miou_drop is not None and figures.miou_drop > self.max_miou_drop:
-            found.append(f"mIoU drop {figures.miou_drop:.2f} > {self.max_miou_drop:g} points")
-        if figures.agreement is not None and 100 * figures.agreement < self.min_agreement:
-            found.append(f"label agreement {100 * figures.agreement:.2f}% < {self.min_agreement:g}%")
-        return found
-
-
-@dataclass
-class BuildOptions:
-    precision: str | None = None  # int8 | fp16 | fp32; None: the fastest that meets the budget
-    backend: str = "auto"
-    calib_dir: Path = calibration.DEFAULT_DIR
-    calib_method: str = "entropy"
-    calib_size: tuple[int, int] = calibration.DEFAULT_SIZE
-    engines_dir: Path = Path("engines")
-    budget: Budget = field(default_factory=Budget)
-    allow_accuracy_drop: bool = False
-    force: bool = False
-    min_shape: tuple[int, ...] | None = None
-    opt_shape: tuple[int, ...] | None = None
-    max_shape: tuple[int, ...] | None = None
-    workspace_mb: int | None = None
-    opt_level: int | None = None
-    dla_core: int | None = None
-    timing_cache: Path | None = None
-    verify_scenes: int = 32
-    verify_size: tuple[int, int] = (256, 512)  # (H, W)
-    latency_size: tuple[int, int] = (512, 1024)
-    progress: bool = True
-
-    def recorded(self) -> dict[str, Any]:
-        """The options that change the artifact (the sidecar's ``options``, part of its key)."""
-        skip = {"force", "progress", "engines_dir", "allow_accuracy_drop", "precision", "backend"}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        values["calib_dir"] = str(self.calib_dir)
-        values["timing_cache"] = str(self.timing_cache) if self.timing_cache else None
-        return values
-
-
-@dataclass
-class Backend:
-    name: str  # "tensorrt" | "onnxruntime"
-    why: str
-    facts: dict[str, Any]  # version, GPU name, compute capability
 
 
 def choose_backend(requested: str) -> Backend:
@@ -145,7 +89,7 @@ def build(
 
     with tempfile.TemporaryDirectory(prefix="fcn_edge_build_") as tmp_name:
         tmp = Path(tmp_name)
-        from .steps import Work
+        from .steps import Work  # the quantization tools load slowly: only once a build really runs
 
         source = make_source(tmp)
         log(f"backend: {backend.why}")

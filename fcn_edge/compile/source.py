@@ -8,16 +8,18 @@ frame becomes this model's input, the same way the runtime will do it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import onnx
 
-from ..errors import FcnEdgeError
+from ..errors import FcnEdgeError, require_torch
+from ..paths import file_sha256
 
-if TYPE_CHECKING:  # they import torch; load_onnx must stay fast for the up-to-date check
+if TYPE_CHECKING:  # load_onnx must stay fast for the up-to-date check
     from ..metadata import ModelMetadata
     from ..spec import Preprocess
 
@@ -51,6 +53,62 @@ class SourceModel:
             "input_format": self.input_format,
             **self.origin,
         }
+
+
+MakeSource = Callable[[Path], SourceModel]  # called with the build's temporary folder
+
+
+def spec_from_onnx(
+    path: Path,
+    name: str | None = None,
+    input_format: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    channel_order: str | None = None,
+    classes: list[str] | None = None,
+    num_classes: int | None = None,
+) -> tuple[MakeSource, dict]:
+    """(make_source, identifying inputs) for an ONNX model and the flags that describe a foreign one.
+
+    The model is opened now, so a file that is not ONNX fails in a second; the inputs (its
+    hash and the flags) are all the up-to-date check needs.
+    """
+    if num_classes is not None and num_classes < 2:
+        raise FcnEdgeError(f"--num-classes {num_classes} must be at least 2")
+    classes = classes or ([f"class_{i}" for i in range(num_classes)] if num_classes else None)
+    load_onnx(path)
+    name = name or path.name.removesuffix(".onnx")
+    flags = {"input_format": input_format, "mean": mean, "std": std, "channel_order": channel_order, "classes": classes}
+
+    def describe(tmp: Path) -> SourceModel:
+        from ..spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+        preprocess = None
+        if mean or std or channel_order:
+            preprocess = Preprocess(tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD), channel_order or "RGB")
+        return from_onnx(path, input_format, preprocess, classes, name)
+
+    return describe, {"name": name, "onnx_sha256": file_sha256(path), "flags": json.dumps(flags)}
+
+
+def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[MakeSource, dict]:
+    """(make_source, identifying inputs) for an fcn_edge checkpoint, exported in the build's temporary folder.
+
+    Nothing heavy is imported until the source is made: the up-to-date check needs only the hash.
+    """
+    if not checkpoint.is_file():
+        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
+    name = name or checkpoint.stem
+
+    def export(tmp: Path) -> SourceModel:
+        require_torch("building from a checkpoint (it is exported first)", "; or pass an exported model with --onnx")
+        from ..export.onnx import export_checkpoint
+
+        path = tmp / f"{name}.onnx"
+        export_checkpoint(checkpoint, path)
+        return from_onnx(path, name=name, origin={"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)})
+
+    return export, {"name": name, "checkpoint_sha256": file_sha256(checkpoint)}
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:

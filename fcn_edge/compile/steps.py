@@ -11,7 +11,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import onnx
 
@@ -23,10 +23,9 @@ from ..quantize.sensitivity import keep_sensitive_layers
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
 from . import verify
+from .options import BuildOptions
 from .source import SourceModel
 
-if TYPE_CHECKING:  # pipeline imports this module
-    from .pipeline import BuildOptions
 
 TUNING_IMAGES = 8  # calibration images the sensitivity pass ranks layers on
 

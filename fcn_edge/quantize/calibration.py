@@ -19,14 +19,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FcnEdgeError
-from ..paths import IMAGE_EXTENSIONS
+from ..paths import CALIBRATION_DIR, IMAGE_EXTENSIONS
 
 # fcn_edge.data.folder's list (a test keeps them equal); importing fcn_edge.data loads torch,
 # which would cost the up-to-date check seconds.
 HOLDOUT_EVERY = 5
 CALIBRATION_SEED = 2_000_000  # default set's scenes: disjoint from training (0..) and held-out (1_000_000..) seeds
 DEFAULT_SIZE = (256, 512)  # (H, W) the calibration frames are resized to
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "calibration"
+DEFAULT_DIR = CALIBRATION_DIR
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """TensorRT and CUDA names checked against the published APIs, and the GPU-free logic of build/runtime.
 
 No GPU and no TensorRT here: the TensorRT names our code uses are checked, by AST, against
-the ``tensorrt-stubs`` package (NVIDIA's 10.x Python API as .pyi files; CI installs it
-with ``pip install --no-deps tensorrt-stubs==10.13.0.35.1``), the cuda-python names
+the ``tensorrt-stubs`` wheel (NVIDIA's 10.x Python API as .pyi files), read from
+``.ci/reference/`` where .ci/run downloads it (``pip download --no-deps``: the stubs' own
+dependency is TensorRT, which does not install here), the cuda-python names
 against the installed cuda-python, and everything that decides what a build or a run
 does is pure Python tested directly.
 """
@@ -10,11 +11,13 @@ does is pure Python tested directly.
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import importlib.util
 import json
 import re
+import sys
 import time
+import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +47,17 @@ ROOT = Path(__file__).resolve().parents[2]
 TRT_SOURCES = [ROOT / "fcn_edge/backends/tensorrt/build.py", ROOT / "fcn_edge/backends/tensorrt/runner.py", ROOT / "fcn_edge/backends/tensorrt/api.py"]
 CUDA_PYTHON_SOURCE = ROOT / "fcn_edge/backends/cuda/cuda_python.py"
 PYCUDA_SOURCE = ROOT / "fcn_edge/backends/cuda/pycuda.py"
-STUBS_PIN = "pip install --no-deps tensorrt-stubs==10.13.0.35.1"
+REFERENCE = ROOT / ".ci" / "reference"
+STUBS_PIN = f"pip download --no-deps -d {REFERENCE} tensorrt-stubs==10.13.0.35.1 (the line in .ci/run)"
 
 
 # ---------------------------------------------------------------- the published TensorRT API
 
 
-def _parse_stub(path: Path) -> ast.Module:
+def _parse_stub(text: str, name: str) -> ast.Module:
     """Parse a .pyi; the generated stubs have a few invalid signatures (a parameter named ``in``,
     a default before a non-default), which are replaced by ``(*args, **kwargs)`` keeping the name."""
-    lines = path.read_text().split("\n")
+    lines = text.split("\n")
     for _ in range(50):
         try:
             return ast.parse("\n".join(lines))
@@ -63,15 +67,15 @@ def _parse_stub(path: Path) -> ast.Module:
             if not match:
                 raise
             lines[error.lineno - 1] = f"{match[1]}def {match[2]}(*args, **kwargs):"
-    raise AssertionError(f"{path}: too many syntax errors to repair")
+    raise AssertionError(f"{name}: too many syntax errors to repair")
 
 
 class PublishedApi:
     """Top-level names of ``tensorrt`` and the members (with inherited ones) of its classes."""
 
-    def __init__(self, package: Path, bindings: Path) -> None:
+    def __init__(self, package: str, bindings: str) -> None:
         self.names: set[str] = set()
-        for node in _parse_stub(package).body:
+        for node in _parse_stub(package, "tensorrt/__init__.pyi").body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 self.names |= {(a.asname or a.name).split(".")[0] for a in node.names}
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -81,7 +85,7 @@ class PublishedApi:
             elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 self.names.add(node.name)
         self.classes: dict[str, tuple[set[str], list[str]]] = {}
-        for node in _parse_stub(bindings).body:
+        for node in _parse_stub(bindings, "tensorrt_bindings/tensorrt.pyi").body:
             if isinstance(node, ast.ClassDef):
                 members = set()
                 for item in node.body:
@@ -108,13 +112,13 @@ class PublishedApi:
 
 @pytest.fixture(scope="module")
 def published() -> tuple[PublishedApi, trt_api.Version]:
-    try:
-        dist = importlib.metadata.distribution("tensorrt-stubs")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"tensorrt-stubs is not installed: {STUBS_PIN}")
-    files = {str(f): Path(dist.locate_file(f)) for f in dist.files or () if str(f).endswith(".pyi")}
-    api = PublishedApi(files["tensorrt/__init__.pyi"], files["tensorrt_bindings/tensorrt.pyi"])
-    return api, trt_api.parse_version(dist.version)
+    wheels = sorted(REFERENCE.glob("tensorrt_stubs-*.whl"))
+    if not wheels:
+        pytest.skip(f"the tensorrt-stubs wheel is not in {REFERENCE}: {STUBS_PIN}")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        package, bindings = (wheel.read(name).decode().replace("\r\n", "\n") for name in ("tensorrt/__init__.pyi", "tensorrt_bindings/tensorrt.pyi"))
+    api = PublishedApi(package, bindings)
+    return api, trt_api.parse_version(wheels[-1].name.split("-")[1])
 
 
 # ---------------------------------------------------------------- what our code uses, by AST
@@ -267,11 +271,9 @@ def test_versions_parse_and_old_ones_are_refused():
         trt_api.parse_version("unknown")
 
 
-def test_tensorrt_stubs_do_not_pass_for_tensorrt():
-    import tensorrt
-
-    if hasattr(tensorrt, "Builder"):
-        pytest.skip("real TensorRT is installed here")
+def test_tensorrt_stubs_do_not_pass_for_tensorrt(monkeypatch):
+    """tensorrt-stubs installs an importable, empty ``tensorrt`` namespace: stand one in."""
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
     with pytest.raises(FcnEdgeError, match="type stubs"):
         trt_api.import_tensorrt()
 
