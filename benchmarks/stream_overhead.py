@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from fcn_edge.atomic import write_text_atomic  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.backends import open_runner  # noqa: E402
+from fcn_edge.cli import size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions  # noqa: E402
@@ -145,15 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
     p.add_argument("--frames", type=int, default=12, help="frames per measurement (default 12)")
     p.add_argument("--rounds", type=int, default=9, help="loop runs per loop kind (default 9)")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
     p.add_argument("--note", default="", help="what the model is, for the table (e.g. untrained weights)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
     args = p.parse_args(argv)
     if args.frames <= WARMUP or args.rounds < 1:
         raise FcnEdgeError(f"--frames must be more than {WARMUP} and --rounds at least 1")
-    size = (args.width, args.height)
+    size = (args.size[1], args.size[0])  # (width, height), as OpenCV and the sources take it
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

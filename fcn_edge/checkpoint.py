@@ -16,9 +16,10 @@ from .errors import FcnEdgeError
 from .models import FCN, ModelConfig, build_model
 from .models.weights import load_state_strict
 from .paths import file_sha256
-from .preprocess import Preprocess
+from .spec import Preprocess
 
 FORMAT = "fcn_edge.checkpoint/1"
+REQUIRED_KEYS = ("config", "state_dict", "classes", "palette", "preprocess")  # "training" is optional
 
 
 @dataclass
@@ -51,10 +52,9 @@ def save_checkpoint(
     palette: list[tuple[int, int, int]],
     preprocess: Preprocess,
     training: dict[str, Any] | None = None,
-    half: bool = False,
 ) -> Path:
-    """Write atomically. ``half`` stores float weights as float16 (for the shipped default)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
+    """Write atomically: a crash mid-save leaves the previous file, never half of a new one."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "config": config.to_dict(),
@@ -80,8 +80,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (torch.load failed: {type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (no '{FORMAT}' format tag): pass one written by scripts/train.py")
-    model_dtype = torch.float32
-    state = {k: (v.to(model_dtype) if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise FcnEdgeError(f"checkpoint {path} has no {', '.join(map(repr, missing))} (incomplete): write it again with scripts/train.py")
+    # float32 whatever was stored: the shipped default keeps float16 weights to halve its size
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
     return Checkpoint(
         config=ModelConfig.from_dict(payload["config"]),
         state_dict=state,

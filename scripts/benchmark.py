@@ -23,26 +23,18 @@ exit_without_torch("scripts/benchmark.py")
 
 from fcn_edge.atomic import write_text_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.paths import DEFAULT_CHECKPOINT
+from fcn_edge.cli import model_size
+from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SIZES = ("512x256", "1024x512", "640x480")
-
-
-def size(text: str) -> tuple[int, int]:
-    """'1024x512' (W x H, as cameras are named) -> (H, W)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size WxH like 1024x512") from None
-    return height, width
+DEFAULT_SIZES = ((256, 512), (512, 1024), (480, 640))  # (H, W); tables name them as cameras do, WxH
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--int8", type=Path, help="ORT INT8 artifact (default: engines/<checkpoint stem>.int8.onnx)")
-    p.add_argument("--sizes", type=size, nargs="+", default=[size(s) for s in DEFAULT_SIZES], metavar="WxH")
+    p.add_argument("--int8-model", type=Path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
+    p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per size")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON and PNG")
@@ -64,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     from fcn_edge.export import export_checkpoint
 
     checkpoint = load_checkpoint(args.checkpoint)
-    int8 = args.int8 or ROOT / "engines" / f"{args.checkpoint.stem}.int8.onnx"
+    int8 = args.int8_model or ENGINES_DIR / f"{args.checkpoint.stem}.int8.onnx"
     if not int8.is_file():
-        raise FcnEdgeError(f"INT8 artifact {int8} not found: build it with python scripts/build_engine.py --int8 (or pass --int8)")
+        raise FcnEdgeError(f"INT8 artifact {int8} not found: build it with python scripts/build_engine.py --int8 (or pass --int8-model)")
     machine = fingerprint()
     with tempfile.TemporaryDirectory(prefix="fcn_edge_bench_") as tmp:
         fp32 = Path(tmp) / f"{args.checkpoint.stem}.fp32.onnx"

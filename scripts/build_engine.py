@@ -16,6 +16,8 @@ import argparse
 import time
 from pathlib import Path
 
+from fcn_edge.backends import BACKENDS
+from fcn_edge.cli import model_size, shape
 from fcn_edge.compile import pipeline, source
 from fcn_edge.compile.options import Budget, BuildOptions
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -23,28 +25,6 @@ from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from fcn_edge.quantize.calibration import DEFAULT_DIR
 from fcn_edge.quantize.statistics import METHODS
 
-
-
-def shape(text: str) -> tuple[int, ...]:
-    """'1x256x512x3' -> (1, 256, 512, 3)."""
-    try:
-        dims = tuple(int(d) for d in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1x256x512x3") from None
-    if len(dims) != 4 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape of 4 positive sizes like 1x256x512x3")
-    return dims
-
-
-def size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512) as (H, W)."""
-    try:
-        h, w = (int(d) for d in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size HxW like 256x512") from None
-    if min(h, w) < 32:
-        raise argparse.ArgumentTypeError(f"{text!r} is too small: use at least 32 px per side")
-    return h, w
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,8 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cal.add_argument("--calib-method", choices=METHODS, default="entropy",
                      help="entropy (default): KL-optimal clipping, the best mIoU in our measurements; max: no clipping; "
                           "percentile: 99.99th percentile of |x|")  # fmt: skip
-    cal.add_argument("--calib-size", type=size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)")
-    p.add_argument("--backend", choices=pipeline.BACKENDS, default="auto", help="auto: TensorRT when available, else ONNX Runtime")
+    cal.add_argument("--calib-size", type=model_size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: TensorRT when available, else ONNX Runtime")
     trt = p.add_argument_group("TensorRT")
     trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
     trt.add_argument("--opt-shape", type=shape)
@@ -87,8 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
     out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
-    out.add_argument("--verify-size", type=size, default=(256, 512), help="HxW of the verification scenes")
-    out.add_argument("--latency-size", type=size, default=(512, 1024), help="HxW the latencies are measured at")
+    out.add_argument("--verify-size", type=model_size, default=(256, 512), help="HxW of the verification scenes")
+    out.add_argument("--latency-size", type=model_size, default=(512, 1024), help="HxW the latencies are measured at")
     out.add_argument("--force", action="store_true", help="rebuild even when the sidecar says the artifact is up to date")
     out.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)

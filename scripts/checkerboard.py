@@ -25,6 +25,7 @@ import torch
 from fcn_edge.atomic import atomic_path
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
+from fcn_edge.cli import size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.export.checkerboard import (
     REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
@@ -38,19 +39,19 @@ PANEL = 128  # the figure shows (up to) the centre PANEL x PANEL of the first im
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--images", type=int, default=16, help="held-out synthetic scenes to score on")
-    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="size of those scenes")
+    p.add_argument("--scenes", type=int, default=16, help="held-out synthetic scenes to score on")
+    p.add_argument("--size", type=size_hw, default=(256, 256), metavar="HxW", help="size of those scenes")
     p.add_argument("--seeds", type=int, default=5, help="initialisations scored per decoder")
     p.add_argument("--steps", type=int, default=800, help="training steps per decoder (0: init only)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--train-size", type=int, default=64, help="side of the synthetic training scenes")
+    p.add_argument("--train-size", type=size_hw, default=(64, 64), metavar="HxW", help="size of the synthetic training scenes")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
-    p.add_argument("--fcn-size", type=int, default=512,
-                   help="scene side for --checkpoint (the 1/8 decoder map needs room)")
+    p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
+                   help="scene size for --checkpoint (the 1/8 decoder map needs room)")
     p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
-    for flag in ("images", "seeds", "batch_size"):
+    for flag in ("scenes", "seeds", "batch_size"):
         if getattr(args, flag) < 1:
             raise FcnEdgeError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least 1")
     if args.steps < 0:
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def training_batches(args: argparse.Namespace, preprocess: Preprocess) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The same labelled synthetic batches for every decoder."""
-    scenes = SyntheticScenes(args.steps * args.batch_size, TRAIN_SEED, (args.train_size, args.train_size))
+    scenes = SyntheticScenes(args.steps * args.batch_size, TRAIN_SEED, args.train_size)
     batches = []
     for start in range(0, len(scenes), args.batch_size):
         images, masks = zip(*(scenes[i] for i in range(start, start + args.batch_size)))
@@ -151,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     checkpoints = [load_checkpoint(path) for path in args.checkpoint]  # fail before minutes of training
     preprocess = Preprocess()
-    scenes = SyntheticScenes(args.images, HELDOUT_SEED, tuple(args.size))
-    images = [scenes[i][0] for i in range(args.images)]
+    scenes = SyntheticScenes(args.scenes, HELDOUT_SEED, args.size)
+    images = [scenes[i][0] for i in range(args.scenes)]
     inputs = images_to_tensor(preprocess, images)
     classes = len(CLASSES)
 
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trained {LABELS[kind]}: final loss {loss:.3f}")
 
     print(f"\ncheckerboard score (stride {REFERENCE_STRIDE}, {TILES}-stride tiles; "
-          f"{args.images} held-out synthetic {args.size[0]}x{args.size[1]} scenes; chance ~{1 / TILES**2:.3f})")
+          f"{args.scenes} held-out synthetic {args.size[0]}x{args.size[1]} scenes; chance ~{1 / TILES**2:.3f})")
     trained_head = f"  trained ({args.steps} steps)" if args.steps else ""
     print(f"{'decoder':<26}{'init mean [min, max] over ' + str(args.seeds) + ' seeds':>36}{trained_head}")
     for kind in REFERENCE_KINDS:
@@ -188,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print(row + (f"{trained['deconv'] / max(trained[other], 1e-12):>11.1f}x" if args.steps else ""))
 
     if checkpoints:
-        fcn_scenes = SyntheticScenes(args.images, HELDOUT_SEED, (args.fcn_size, args.fcn_size))
-        fcn_images = [fcn_scenes[i][0] for i in range(args.images)]
-        print(f"\nFCN checkpoints ({len(fcn_images)} held-out synthetic {args.fcn_size}x{args.fcn_size} scenes)")
+        fcn_scenes = SyntheticScenes(args.scenes, HELDOUT_SEED, args.fcn_size)
+        fcn_images = [fcn_scenes[i][0] for i in range(args.scenes)]
+        print(f"\nFCN checkpoints ({len(fcn_images)} held-out synthetic {args.fcn_size[0]}x{args.fcn_size[1]} scenes)")
         print("decoder: the map entering the final upsampler, stride 2^(x2 upsamplers); logits: stride = final factor")
         print(f"{'checkpoint':<40}{'upsampling':>24}{'decoder':>10}{'logits':>10}")
         for path, checkpoint in zip(args.checkpoint, checkpoints):

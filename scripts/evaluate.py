@@ -1,14 +1,23 @@
 #!/usr/bin/env python3
-"""Evaluate a checkpoint on a dataset: per-class IoU table, mIoU and pixel accuracy."""
+"""Evaluate a checkpoint on a dataset: per-class IoU table, mIoU and pixel accuracy.
+
+Every image is scored at its own full size, one at a time (see fcn_edge.train.loop.evaluate).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from fcn_edge.errors import exit_without_torch
+
+# before anything imports torch: on a deploy-only install, one line naming the extra
+exit_without_torch("scripts/evaluate.py")
+
 import torch
 
 from fcn_edge.checkpoint import load_checkpoint
+from fcn_edge.cli import size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -23,8 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", type=Path)
     p.add_argument("--split", default="val")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
-    p.add_argument("--scene-size", type=int, nargs=2, default=(160, 160), metavar=("H", "W"))
-    p.add_argument("--batch-size", type=int, help="default: 8 for synthetic, 1 for datasets of mixed image sizes")
+    p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW")
     p.add_argument("--threads", type=int)
     return p.parse_args(argv)
 
@@ -32,6 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for flag in ("length", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise FcnEdgeError(f"--{flag} {value} is out of range: use at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
@@ -43,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.checkpoint} was trained on classes {checkpoint.classes[:4]}... but the {args.dataset} dataset "
             f"has {list(dataset.classes)[:4]}...: evaluate on the dataset it was trained for"
         )
-    scores = evaluate(
-        checkpoint.build(), dataset, checkpoint.preprocess, len(checkpoint.classes), torch.device("cpu"),
-        batch_size=args.batch_size or (8 if synthetic else 1),
-    )
+    scores = evaluate(checkpoint.build(), dataset, checkpoint.preprocess, len(checkpoint.classes), torch.device("cpu"))
     print(f"{args.checkpoint} on {args.dataset}/{args.split} ({len(dataset)} images)")
     print(scores.table(checkpoint.classes))
     return 0

@@ -7,10 +7,17 @@ Multi-process data-parallel: ``torchrun --nproc_per_node 2 scripts/train.py ...`
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+
+from fcn_edge.errors import exit_without_torch
+
+# before anything imports torch: on a deploy-only install, one line naming the extra
+exit_without_torch("scripts/train.py")
 
 import torch
 
+from fcn_edge.cli import size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms, train_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -29,8 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", type=Path, help="dataset folder (not needed for synthetic)")
     p.add_argument("--train-length", type=int, default=4000, help="synthetic scenes per epoch")
     p.add_argument("--val-length", type=int, default=200, help="held-out synthetic scenes")
-    p.add_argument("--scene-size", type=int, nargs=2, default=(160, 160), metavar=("H", "W"), help="synthetic scene size")
-    p.add_argument("--crop-size", type=int, nargs=2, default=(160, 160), metavar=("H", "W"))
+    p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW", help="synthetic scene size")
+    p.add_argument("--crop-size", type=size_hw, default=(160, 160), metavar="HxW")
     p.add_argument("--backbone", default="edge_resnet", choices=list(SPECS))
     p.add_argument("--head", default="fcn8s", choices=list(HEADS))
     p.add_argument("--upsample", default="resize_conv", choices=list(UPSAMPLE_MODES))
@@ -62,9 +69,32 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Flag values TrainConfig does not hold; checked before any data is read or file written."""
+    for flag in ("threads", "train_length", "val_length"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise FcnEdgeError(f"--{flag.replace('_', '-')} {value} is out of range: use at least 1")
+    if args.resume is not None and not args.resume.is_file():
+        raise FcnEdgeError(f"--resume {args.resume} does not exist: pass the last.pt of the run to continue")
+    for folder in (args.out, *args.out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FcnEdgeError(f"--out {args.out}: {folder} is a file, not a folder: choose another --out")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise FcnEdgeError(f"--out {args.out}: {folder} is not writable: choose another --out")
+            return
+
+
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, loss=args.loss, class_weights=args.class_weights, seed=args.seed,
+        workers=args.workers, amp=not args.no_amp, max_minutes=args.max_minutes,
+    )
+    check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -79,14 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         num_classes=len(train_set.classes), backbone=args.backbone, head=args.head,
         upsample=args.upsample, resize_mode=args.resize_mode,
     )
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, loss=args.loss, class_weights=args.class_weights, seed=args.seed,
-        workers=args.workers, amp=not args.no_amp, max_minutes=args.max_minutes,
-    )
     context = init_distributed(device)
-    if context.is_main:
-        args.out.mkdir(parents=True, exist_ok=True)
     try:
         summary = train(
             model_config, config, train_set, val_set, train_set.classes, train_set.palette, args.out,

@@ -18,11 +18,11 @@ import onnx
 from ..errors import FcnEdgeError
 from ..quantize import calibration, trt_cache
 from .. import sidecar as artifact
+from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
 from .options import Backend, BuildOptions
 from .source import SourceModel
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 
 def choose_backend(requested: str) -> Backend:

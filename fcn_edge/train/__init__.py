@@ -1,1 +1,1 @@
-"""Training: losses, metrics, the loop and torch.distributed set-up."""
+"""Training: losses, the loop and torch.distributed set-up."""

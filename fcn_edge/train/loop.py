@@ -1,4 +1,13 @@
-"""The training loop: read top to bottom once, no framework, no callbacks."""
+"""The training loop, read top to bottom once like torchvision's references/segmentation/train.py.
+
+``train`` is the main loop: build the model, loader and optimiser, resume if asked, then each
+epoch ``train_one_epoch``, ``evaluate`` and ``save_epoch``. No framework, no callbacks.
+
+A run resumed from last.pt after epoch k repeats epoch k+1 bit for bit (same seed, same
+machine): last.pt keeps the optimiser, scheduler and GradScaler state, and every epoch draws
+its randomness afresh from (seed, epoch), never from what earlier epochs left behind
+(:func:`seed_epoch`).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +24,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..errors import FcnEdgeError
+from ..metrics import Scores, confusion_matrix, scores_from_confusion
 from ..models import ModelConfig, build_model
+from ..models.preprocess import frames_to_tensor, images_to_tensor
 from ..models.weights import load_pretrained_backbone, load_state_strict
-from ..preprocess import Preprocess
+from ..spec import Preprocess
 from .distributed import DistContext, any_rank, barrier, sync_buffers
 from .losses import build_loss, median_frequency_weights
-from .metrics import Scores, confusion_matrix, scores_from_confusion
+
+# What last.pt keeps beyond best.pt, and what an exact resume needs.
+RESUME_STATE = ("optimizer", "scheduler", "scaler")
 
 
 @dataclass
@@ -41,13 +54,61 @@ class TrainConfig:
     amp: bool = True  # only takes effect on CUDA
     max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
 
+    def __post_init__(self) -> None:
+        """Reject a value here, before data and model are built, not minutes into a run."""
+        checks = (
+            ("epochs", self.epochs, self.epochs >= 1, "train for at least 1 epoch"),
+            ("batch-size", self.batch_size, self.batch_size >= 1, "use at least 1"),
+            ("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "use a positive learning rate such as 4e-3"),
+            ("weight-decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0, "use 0 or more"),
+            ("seed", self.seed, self.seed >= 0, "use 0 or more"),
+            ("workers", self.workers, self.workers >= 0, "use 0 (load in the main process) or more"),
+            ("max-minutes", self.max_minutes, self.max_minutes is None or self.max_minutes > 0, "use a positive budget or leave it out"),
+        )
+        for flag, value, ok, fix in checks:
+            if not ok:
+                raise FcnEdgeError(f"--{flag} {value} is out of range: {fix}")
+
 
 def collate(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch of (BGR uint8 image, uint8 mask) -> (uint8 NHWC frames, int64 N x H x W labels)."""
+    """Training crops (all one size) -> (uint8 NHWC frames, int64 N x H x W labels)."""
     images, masks = zip(*samples)
     frames = torch.from_numpy(np.stack(images))
     labels = torch.from_numpy(np.stack(masks).astype(np.int64))
     return frames, labels
+
+
+def build_loader(train_set: Dataset, config: TrainConfig, context: DistContext) -> DataLoader:
+    """Shuffled batches of random crops; its generator is reseeded every epoch by :func:`seed_epoch`."""
+    sampler = DistributedSampler(train_set, context.world_size, context.rank, shuffle=True, seed=config.seed) if context.enabled else None
+    loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=torch.Generator(),
+        num_workers=config.workers,
+        collate_fn=collate,
+        drop_last=True,
+    )
+    if len(loader) == 0:
+        raise FcnEdgeError(f"training set has {len(train_set)} samples, fewer than one batch of {config.batch_size}: lower --batch-size")
+    return loader
+
+
+def seed_epoch(loader: DataLoader, seed: int, epoch: int, rank: int) -> None:
+    """Seed everything random in an epoch from (seed, epoch, rank) alone.
+
+    The loader's generator decides the shuffle and the data workers' seeds (each worker seeds
+    its torch RNG from it, and augmentations draw from torch's RNG, see data/transforms.py);
+    torch's global RNG drives augmentation when workers=0, and dropout. So epoch k+1 is the
+    same whether or not epochs 0..k ran in this process, and no RNG state needs saving.
+    """
+    epoch_seed = int(np.random.SeedSequence((seed, epoch, rank)).generate_state(1)[0])
+    torch.manual_seed(epoch_seed)
+    loader.generator.manual_seed(epoch_seed)
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -61,6 +122,67 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     raise FcnEdgeError(f"unknown optimizer {config.optimizer!r}: choose sgd or adamw")
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Poly decay per step over the whole run."""
+    total = config.epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total - 1) / total) ** config.poly_power)
+
+
+def make_criterion(config: TrainConfig, train_set: Dataset, classes: list[str], device: torch.device,
+                   show_progress: bool, log: Callable[[str], None]) -> nn.Module:
+    weight = None
+    if config.class_weights:
+        masks = (train_set[i][1] for i in tqdm(range(len(train_set)), desc="class weights", disable=not show_progress))
+        weight = median_frequency_weights(masks, len(classes)).to(device)
+        log("class weights: " + ", ".join(f"{c}={w:.2f}" for c, w in zip(classes, weight.tolist())))
+    return build_loss(config.loss, weight).to(device)
+
+
+def load_resume_state(path: Path) -> Checkpoint:
+    """The checkpoint to continue from; only a run's last.pt keeps the training state."""
+    checkpoint = load_checkpoint(path)
+    missing = [key for key in RESUME_STATE if key not in checkpoint.training]
+    if missing:
+        raise FcnEdgeError(
+            f"cannot resume from {path}: it has no {' or '.join(missing)} state (best.pt keeps only weights): "
+            f"resume from last.pt in the same folder"
+        )
+    return checkpoint
+
+
+def train_one_epoch(
+    net: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    loader: DataLoader,
+    preprocess: Preprocess,
+    device: torch.device,
+    description: str,
+    show_progress: bool,
+) -> float:
+    """One pass over the loader; returns the mean loss."""
+    net.train()
+    running = 0.0
+    bar = tqdm(loader, desc=description, leave=False, disable=not show_progress)
+    for frames, labels in bar:
+        inputs = frames_to_tensor(preprocess, frames).to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+            loss = criterion(net(inputs), labels)
+        if not math.isfinite(loss.item()):
+            raise FcnEdgeError(f"loss became {loss.item()} in {description}: lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        running += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    return running / len(loader)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -68,16 +190,31 @@ def evaluate(
     preprocess: Preprocess,
     num_classes: int,
     device: torch.device,
-    batch_size: int = 8,
     progress: bool = True,
 ) -> Scores:
+    """Score every image at its own full size, one image at a time.
+
+    Batch 1 is the honest number: nothing is resized or padded to match a neighbour
+    (resizing a mask changes the labels being scored; padding changes what border pixels
+    see), datasets of mixed image sizes such as VOC need nothing special, and it is how the
+    deployed model sees frames.
+    """
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for frames, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
-        logits = model(preprocess.frames_to_tensor(frames).to(device))
-        matrix += confusion_matrix(labels, logits.argmax(1).cpu(), num_classes)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for i in tqdm(range(len(dataset)), desc="eval", leave=False, disable=not progress):
+        image, mask = dataset[i]
+        logits = model(images_to_tensor(preprocess, image).to(device))
+        matrix += confusion_matrix(mask, logits[0].argmax(0).cpu().numpy(), num_classes)
     return scores_from_confusion(matrix)
+
+
+def save_epoch(out_dir: Path, model: nn.Module, training: dict[str, Any], improved: bool, **meta: Any) -> None:
+    """last.pt keeps what a resume needs; best.pt only the weights and their record."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out_dir / "last.pt", model, training=training, **meta)
+    if improved:
+        record = {k: v for k, v in training.items() if k not in RESUME_STATE}
+        save_checkpoint(out_dir / "best.pt", model, training=record, **meta)
 
 
 def train(
@@ -99,93 +236,54 @@ def train(
 
     Returns a summary with the final (unwrapped) ``model``, ``best_miou``, ``minutes`` and ``history``.
     """
-    torch.manual_seed(config.seed + context.rank)
+    torch.manual_seed(config.seed)
     model = build_model(model_config).to(device)
     if pretrained_backbone is not None:
         load_pretrained_backbone(model.backbone, pretrained_backbone)
+    loader = build_loader(train_set, config, context)
     optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, len(loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
     start_epoch, best_miou, history = 0, -1.0, []
     if resume is not None:
-        state = load_checkpoint(resume)
+        state = load_resume_state(resume)
         load_state_strict(model, state.state_dict, f"checkpoint {resume}")
         optimizer.load_state_dict(state.training["optimizer"])
+        scheduler.load_state_dict(state.training["scheduler"])
+        if state.training["scaler"]:  # empty when written by a run without AMP (CPU)
+            scaler.load_state_dict(state.training["scaler"])
         start_epoch = int(state.training["epoch"]) + 1
         best_miou = float(state.training.get("best_miou", -1.0))
         history = list(state.training.get("history", []))
         log(f"resumed from {resume} at epoch {start_epoch}")
-
-    weight = None
-    if config.class_weights:
-        masks = (train_set[i][1] for i in tqdm(range(len(train_set)), desc="class weights", disable=not context.is_main))
-        weight = median_frequency_weights(masks, model_config.num_classes).to(device)
-        log("class weights: " + ", ".join(f"{c}={w:.2f}" for c, w in zip(classes, weight.tolist())))
-    criterion = build_loss(config.loss, weight).to(device)
-
-    sampler = DistributedSampler(train_set, context.world_size, context.rank, shuffle=True, seed=config.seed) if context.enabled else None
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
-        train_set,
-        batch_size=config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator if sampler is None else None,
-        num_workers=config.workers,
-        collate_fn=collate,
-        drop_last=True,
-    )
-    if len(loader) == 0:
-        raise FcnEdgeError(f"training set has {len(train_set)} samples, fewer than one batch of {config.batch_size}: lower --batch-size")
-    total_steps = config.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: (1 - min(step, total_steps - 1) / total_steps) ** config.poly_power
-    )
-    for _ in range(start_epoch * len(loader)):
-        scheduler.step()
+    criterion = make_criterion(config, train_set, classes, device, context.is_main, log)
     net = DistributedDataParallel(model) if context.enabled else model
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    meta = dict(config=model_config, classes=classes, palette=palette, preprocess=preprocess)
     started = time.monotonic()
 
     for epoch in range(start_epoch, config.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        running = 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not context.is_main)
-        for frames, labels in bar:
-            inputs = preprocess.frames_to_tensor(frames).to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = criterion(net(inputs), labels)
-            if not math.isfinite(loss.item()):
-                raise FcnEdgeError(f"loss became {loss.item()} at epoch {epoch + 1}: lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            running += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        seed_epoch(loader, config.seed, epoch, context.rank)
+        loss = train_one_epoch(net, criterion, optimizer, scheduler, scaler, loader, preprocess, device,
+                               f"epoch {epoch + 1}/{config.epochs}", context.is_main)
         sync_buffers(model, context)
         elapsed = time.monotonic() - started
         if context.is_main:
             scores = evaluate(model, val_set, preprocess, model_config.num_classes, device)
-            history.append({"epoch": epoch, "loss": running / len(loader), "miou": scores.miou, "minutes": elapsed / 60})
+            history.append({"epoch": epoch, "loss": loss, "miou": scores.miou, "minutes": elapsed / 60})
             improved = scores.miou > best_miou
             best_miou = max(best_miou, scores.miou)
             training = {
                 "epoch": epoch,
                 "best_miou": best_miou,
                 "history": history,
-                "optimizer": optimizer.state_dict(),
                 "train_config": asdict(config),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
             }
-            meta = dict(config=model_config, classes=classes, palette=palette, preprocess=preprocess)
-            save_checkpoint(out_dir / "last.pt", model, training=training, **meta)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", model, training={k: v for k, v in training.items() if k != "optimizer"}, **meta)
+            save_epoch(out_dir, model, training, improved, **meta)
             log(
-                f"epoch {epoch + 1:3d}/{config.epochs}  loss {running / len(loader):.4f}  "
+                f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  "
                 f"val mIoU {scores.miou:.4f}  pixel acc {scores.pixel_accuracy:.4f}  "
                 f"{elapsed / 60:.1f} min{'  *best' if improved else ''}"
             )

@@ -77,7 +77,7 @@ def test_stride2_kernel3_deconv_scores_5x_resize_conv_at_initialisation():
 @pytest.mark.slow
 def test_script_prints_the_table_and_writes_the_figure(tmp_path):
     out = tmp_path / "checkerboard.png"
-    result = run_script("checkerboard.py", "--steps", "0", "--seeds", "1", "--images", "2", "--size", "96", "96",
+    result = run_script("checkerboard.py", "--steps", "0", "--seeds", "1", "--scenes", "2", "--size", "96x96",
                         "--threads", "1", "--output", out)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "deconv / nearest" in result.stdout and "deconv / bilinear" in result.stdout
@@ -92,7 +92,7 @@ def test_script_refuses_a_missing_output_folder(tmp_path):
 
 @pytest.mark.training
 def test_the_gap_survives_training(tmp_path):
-    result = run_script("checkerboard.py", "--seeds", "2", "--images", "8", "--threads", "1",
+    result = run_script("checkerboard.py", "--seeds", "2", "--scenes", "8", "--threads", "1",
                         "--output", tmp_path / "cb.png")  # fmt: skip
     assert result.returncode == 0, result.stderr
     for other in ("nearest", "bilinear"):

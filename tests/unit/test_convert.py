@@ -113,7 +113,7 @@ def test_script_converts_and_records_the_conversion(deconv_checkpoint, tmp_path)
     out = tmp_path / "converted.pt"
     result = run_script(
         "convert_checkpoint.py", "--checkpoint", deconv_checkpoint, "--output", out, "--steps", "2",
-        "--size", "64", "64", "--calibration", "2", "--eval-length", "4", "--batch-size", "2", "--threads", "1",
+        "--size", "64x64", "--calibration", "2", "--eval-length", "4", "--batch-size", "2", "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for fragment in ("final_upsampler", "label agreement", "mIoU on 4 held-out", "0 ConvTranspose2d"):

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.preprocess import Preprocess
+from fcn_edge.models.preprocess import frames_to_tensor
+from fcn_edge.spec import Preprocess
 from fcn_edge.train.losses import FocalLoss, build_loss, median_frequency_weights
 from fcn_edge.train.loop import TrainConfig, make_optimizer
-from fcn_edge.train.metrics import confusion_matrix, scores_from_confusion
+from fcn_edge.metrics import confusion_matrix, scores_from_confusion
 
 
 @pytest.mark.parametrize("name", ["ce", "focal"])
@@ -68,7 +69,7 @@ def test_one_optimisation_step_lowers_the_loss_on_a_fixed_batch():
     model = build_model(config).train()
     frames = torch.randint(0, 255, (4, 64, 64, 3), dtype=torch.uint8)
     labels = (frames[..., 2].to(torch.int64) > 127).to(torch.int64)  # learnable from red channel
-    x = Preprocess().frames_to_tensor(frames)
+    x = frames_to_tensor(Preprocess(), frames)
     optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
     criterion = build_loss("ce")
     torch.manual_seed(1)  # same dropout mask for both forwards

@@ -1,0 +1,38 @@
+"""The command-line conventions every script and ``python -m fcn_edge.stream`` share.
+
+Sizes are ``HxW`` (rows first, as numpy and ONNX shapes are), shapes are ``NxHxWxC``, and
+backends have one name each (:data:`BACKEND_NAMES`). A flag means one thing everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+BACKEND_NAMES = ("onnxruntime", "tensorrt")  # the words every --backend flag takes, besides "auto"
+
+
+def size_hw(text: str, minimum: int = 1) -> tuple[int, int]:
+    """'256x512' -> (256, 512), as (H, W)."""
+    try:
+        h, w = (int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size HxW like 256x512") from None
+    if min(h, w) < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small: use at least {minimum} px per side")
+    return h, w
+
+
+def model_size(text: str) -> tuple[int, int]:
+    """A size a model runs at: at least one stride (32 px) per side."""
+    return size_hw(text, minimum=32)
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """'1x256x512x3' -> (1, 256, 512, 3)."""
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1x256x512x3") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape of 4 positive sizes like 1x256x512x3")
+    return dims
