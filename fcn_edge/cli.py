@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_NAMES = ("onnxruntime", "tensorrt")  # the words every --backend flag takes, besides "auto"
-
-
 def size_hw(text: str, minimum: int = 1) -> tuple[int, int]:
     """'256x512' -> (256, 512), as (H, W)."""
     try:

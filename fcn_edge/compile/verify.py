@@ -26,10 +26,6 @@ from ..metrics import confusion_matrix, scores_from_confusion
 from ..backends.onnxruntime import session
 from .source import SourceModel
 
-DEFAULT_SCENES = 32
-DEFAULT_SIZE = (256, 512)  # (H, W) of the verification scenes
-DEFAULT_LATENCY_SIZE = (512, 1024)
-
 
 @dataclass
 class Sample:

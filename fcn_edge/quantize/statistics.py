@@ -20,7 +20,6 @@ Methods:
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +46,6 @@ class TensorRanges:
     amax: dict[str, float]
     low: dict[str, float] = field(default_factory=dict)
     high: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps({"method": self.method, "amax": self.amax, "low": self.low, "high": self.high}, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TensorRanges":
-        data = json.loads(text)
-        return cls(data["method"], data["amax"], data.get("low", {}), data.get("high", {}))
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:
