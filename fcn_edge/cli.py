@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 
-def size_hw(text: str, minimum: int = 1) -> tuple[int, int]:
-    """'256x512' -> (256, 512), as (H, W)."""
+def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
+    """'256x512' -> (256, 512), as (H, W); beyond ``maximum`` a typo, which would exhaust memory, not a size."""
     try:
         h, w = (int(d) for d in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size HxW like 256x512") from None
     if min(h, w) < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} is too small: use at least {minimum} px per side")
+    if max(h, w) > maximum:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large: use at most {maximum} px per side")
     return h, w
 
 
 def model_size(text: str) -> tuple[int, int]:
-    """A size a model runs at: at least one stride (32 px) per side."""
-    return size_hw(text, minimum=32)
+    """A size a model runs at: one stride (32 px) to 4096 px per side (a 4K frame; a model's activations are
+    tens of times the frame)."""
+    return size_hw(text, minimum=32, maximum=4096)
 
 
 def shape(text: str) -> tuple[int, ...]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import signal
 import sys
+import threading
 from typing import Callable
 
 
@@ -17,21 +19,50 @@ class FcnEdgeError(Exception):
     """A problem with the user's input, environment or files, not with the code."""
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception, like Ctrl-C's KeyboardInterrupt, so that cleanup (temporary files, locks) runs."""
+
+
+EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+
+
 def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
-    """Wrap a script's ``main`` so user errors print one line and exit with status 2."""
+    """Wrap a script's ``main``: user errors and running out of memory print one line and exit with status 2;
+    Ctrl-C and SIGTERM clean up and exit 130 and 143."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        previous = _raise_on_sigterm()
         try:
             return int(main(argv) or 0)
         except FcnEdgeError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
+            return EXIT_USER_ERROR
+        except MemoryError:
+            print("error: out of memory: use smaller sizes (or fewer images), or free memory first", file=sys.stderr)
+            return EXIT_USER_ERROR
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _raise_on_sigterm():
+    """Make SIGTERM raise Terminated in the main thread; the handler it replaced, or None when left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 TRAIN_EXTRA = "pip install torch==2.13.0 && pip install 'fcn_edge[train]' (a CPU torch first; on a GPU machine the torch build that matches its CUDA)"

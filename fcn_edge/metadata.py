@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -63,6 +63,15 @@ class ModelMetadata:
             source_sha256=str(values["source_sha256"]),
             model_config=dict(values["model_config"]),
         )
+
+
+def check_classes(classes: Sequence[str], where: str) -> None:
+    """Class names become label meanings and legend entries: none empty, none twice (``where`` names the source)."""
+    if any(not c.strip() for c in classes):
+        raise FcnEdgeError(f"{where} has an empty class name: give every class a name")
+    twice = sorted({c for c in classes if list(classes).count(c) > 1})
+    if twice:
+        raise FcnEdgeError(f"{where} names {', '.join(map(repr, twice))} more than once: class names must differ")
 
 
 def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:

@@ -9,11 +9,12 @@ Torch-free: the compile stage writes sidecars, every runner reads them.
     engines/<model>.int8.calib.onnx                   the FP32 graph whose tensor names the cache uses
 
 The sidecar holds what a runtime needs (classes, palette, preprocessing, I/O, profiles)
-and what the artifact was made from: hashes of the source (checkpoint or ONNX) and of the
-calibration set, the build options and library versions, folded into one ``key``. A build
-whose key and file hashes match an existing sidecar is skipped; anything else rebuilds.
-Every file is written atomically and the sidecar last, so a build that dies leaves no
-sidecar claiming files that are not there.
+and what the artifact was made from: hashes of the source (checkpoint or ONNX, external
+data included) and of the calibration set, the build options and library versions, folded
+into one ``key``. A build whose key and file hashes match a well-formed sidecar is skipped;
+anything else (a sidecar edited by hand included) rebuilds. ``<model>`` is a plain file
+name, never a path. All files are written under temporary names and renamed together, the
+sidecar last, so a build that dies leaves the old files or the new ones, never a mix.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import onnx
 
-from .atomic import write_text_atomic
+from .atomic import check_writable
 from .errors import FcnEdgeError
 from .paths import file_sha256
 
 FORMAT = "fcn_edge.artifact/1"
-PRECISIONS = ("int8", "fp16", "fp32")
+PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+MAX_NAME_BYTES = 200  # leaves room in the 255-byte file name limit for ".int8.trt-qdq.onnx.json" and a temp suffix
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -49,12 +51,23 @@ def read_sidecar(artifact: Path) -> dict[str, Any] | None:
 
 
 def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
-    """Class names and palette from the sidecar's ``model`` entry; (None, None) if it has none."""
-    try:
-        model = (read_sidecar(artifact) or {})["model"]
-        return [str(c) for c in model["classes"]], [tuple(int(v) for v in c) for c in model["palette"]]
-    except (KeyError, TypeError, ValueError):
+    """Class names and palette from the sidecar's ``model`` entry; (None, None) if it has none or they are malformed."""
+    model = (read_sidecar(artifact) or {}).get("model")
+    if _model_problem(model):
         return None, None
+    return list(model["classes"]), [tuple(c) for c in model["palette"]]
+
+
+def check_name(name: str) -> None:
+    """Artifact names become file names in the engines folder: never a path, never hidden, never too long."""
+    if (
+        not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0")
+        or len(name.encode("utf-8")) > MAX_NAME_BYTES
+    ):  # fmt: skip
+        raise FcnEdgeError(
+            f"artifact name {name!r} (--name, else the model file's stem) is not a plain file name: use letters, digits, "
+            f"'-', '_' and '.', no '/' or leading '.', at most {MAX_NAME_BYTES} bytes"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,11 +96,12 @@ def artifact_paths(engines_dir: Path, name: str, precision: str, backend: str) -
     return ArtifactPaths(base.with_name(f"{base.name}.{ext}"), extras)
 
 
-def check_engines_dir(engines_dir: Path) -> None:
-    """Create ``engines_dir`` if its parent exists; a one-line error if it cannot hold files."""
+def check_engines_dir(engines_dir: Path) -> bool:
+    """Create ``engines_dir`` if its parent exists (True when created); a one-line error if it cannot hold files."""
     if engines_dir.exists() and not engines_dir.is_dir():
         raise FcnEdgeError(f"--engines-dir {engines_dir} is a file, not a folder: choose a folder")
-    if not engines_dir.exists():
+    created = not engines_dir.exists()
+    if created:
         parent = engines_dir.parent
         if not parent.is_dir():
             raise FcnEdgeError(f"--engines-dir {engines_dir}: its parent {parent} is not a folder; create it or choose another path")
@@ -95,6 +109,8 @@ def check_engines_dir(engines_dir: Path) -> None:
             engines_dir.mkdir()
         except OSError as error:
             raise FcnEdgeError(f"cannot create --engines-dir {engines_dir}: {error.strerror}; choose another folder") from None
+    check_writable(engines_dir, "--engines-dir")  # a read-only folder is found now, not after the build
+    return created
 
 
 def build_key(inputs: dict[str, Any], options: dict[str, Any]) -> str:
@@ -103,20 +119,73 @@ def build_key(inputs: dict[str, Any], options: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def up_to_date(paths: ArtifactPaths, key: str) -> dict | None:
-    """The sidecar when it has ``key`` and every file it lists still has its recorded hash; else None."""
-    sidecar = read_sidecar(paths.artifact)
-    if sidecar is None or sidecar.get("format") != FORMAT or sidecar.get("key") != key:
+def up_to_date(paths: ArtifactPaths, key: str, log: Callable[[str], None] = print) -> dict | None:
+    """The sidecar when it is well-formed, has ``key`` and every file it lists still has its recorded hash; else None.
+
+    A sidecar that does not match the schema (edited by hand, truncated) means "rebuild",
+    said through ``log``; so does one of another format version, silently.
+    """
+    if not paths.sidecar.exists():
         return None
-    for entry in sidecar.get("files", {}).values():
+    try:
+        sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError):
+        sidecar = None
+    if isinstance(sidecar, dict) and sidecar.get("format") != FORMAT:
+        return None
+    problem = schema_problem(sidecar, paths)
+    if problem:
+        log(f"{paths.sidecar} is damaged ({problem}): rebuilding")
+        return None
+    if sidecar["key"] != key:
+        return None
+    for entry in sidecar["files"].values():
         path = paths.sidecar.parent / entry["path"]
         if not path.is_file() or file_sha256(path) != entry["sha256"]:
             return None
     return sidecar
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    return {"path": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+def schema_problem(sidecar: Any, paths: ArtifactPaths) -> str | None:
+    """What is wrong with a sidecar for ``paths`` (None when nothing): the fields the skip check and runners read."""
+    if not isinstance(sidecar, dict):
+        return "not a JSON object"
+    if not isinstance(sidecar.get("key"), str):
+        return "no key"
+    files = sidecar.get("files")
+    expected = {"artifact": paths.artifact.name, **{role: p.name for role, p in paths.extras.items()}}
+    if not isinstance(files, dict) or set(files) != set(expected):
+        return f"files must list {', '.join(sorted(expected))}"
+    for role, entry in files.items():
+        if not isinstance(entry, dict) or entry.get("path") != expected[role] or not _is_sha256(entry.get("sha256")):
+            return f"files.{role} must have path {expected[role]!r} and a sha256"
+    verification = sidecar.get("verification")
+    if not isinstance(verification, dict) or not isinstance(verification.get("table"), str) or not isinstance(verification.get("passed"), bool):
+        return "no verification table and result"
+    return _model_problem(sidecar.get("model"))
+
+
+def _model_problem(model: Any) -> str | None:
+    if not isinstance(model, dict):
+        return "no model entry"
+    classes, palette = model.get("classes"), model.get("palette")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "model.classes must be a list of names"
+    if not isinstance(palette, list) or len(palette) != len(classes) or not all(
+        isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette
+    ):
+        return "model.palette must be one [r, g, b] of 0..255 per class"
+    return None
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def file_entry(path: Path, written: Path | None = None) -> dict[str, Any]:
+    """The sidecar's record of ``path``, whose bytes are at ``written`` until the build renames them into place."""
+    actual = written or path
+    return {"path": path.name, "sha256": file_sha256(actual), "bytes": actual.stat().st_size}
 
 
 def io_description(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
@@ -137,6 +206,9 @@ def io_description(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def write_sidecar(paths: ArtifactPaths, content: dict[str, Any]) -> None:
-    files = {"artifact": file_entry(paths.artifact), **{role: file_entry(p) for role, p in paths.extras.items()}}
-    write_text_atomic(paths.sidecar, json.dumps({"format": FORMAT, **content, "files": files}, indent=2) + "\n")
+def write_sidecar(paths: ArtifactPaths, content: dict[str, Any], staged: dict[Path, Path]) -> None:
+    """Write the sidecar into its staged file, recording the staged bytes of the artifact and extras (see atomic_files)."""
+    files = {"artifact": file_entry(paths.artifact, staged[paths.artifact])}
+    files.update({role: file_entry(p, staged[p]) for role, p in paths.extras.items()})
+    text = json.dumps({"format": FORMAT, **content, "files": files}, indent=2) + "\n"
+    staged[paths.sidecar].write_text(text, encoding="utf-8")

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Latency of every available backend x precision for the default (or given) model.
+"""Latency of every available backend x precision for the default (or given) model, against the machine's peak.
 
 Prints a table, writes JSON and a PNG chart under benchmarks/, and with --check compares
-the in-run normalised latencies against this machine class's committed baseline.
+the in-run normalised latencies against this machine class's committed baseline. Every row
+is timed interleaved with the others (figures from the quieter half of the rounds), and its
+achieved rate is given as a share of the peak a micro-kernel measures for its precision in
+the same run (fcn_edge.bench.peak; kept in the JSON).
 
   python scripts/benchmark.py                        # table + benchmarks/results/<class>.{json,png}
   python scripts/benchmark.py --check                # exit 1 if slower than the baseline
   python scripts/benchmark.py --update-baseline --reason "new ORT release"
+  python scripts/benchmark.py --sizes 512x1024 --reference-int8 old/default.int8.onnx   # an older artifact, same run
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from fcn_edge.errors import exit_without_torch
 # before anything imports torch: on a deploy-only install, one line naming the extra
 exit_without_torch("scripts/benchmark.py")
 
-from fcn_edge.atomic import write_text_atomic
+from fcn_edge.atomic import ensure_folder, write_text_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.cli import model_size
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
@@ -36,7 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--int8-model", type=Path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
     p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per size")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds per size (the quieter half count)")
+    p.add_argument("--reference-int8", type=Path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
+    p.add_argument("--reference-fp32", type=Path,
+                   help="another FP32 .onnx (row ort-fp32-reference); labels agreement is then measured against it")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON and PNG")
     p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
     p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")
@@ -49,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_baseline and not args.reason.strip():
         raise FcnEdgeError("--update-baseline needs --reason '...': say why the old baseline no longer holds")
-    from fcn_edge.bench import baselines, report
+    ensure_folder(args.out, "--out")  # now, not after minutes of timing
+    from fcn_edge.bench import baselines, peak, report
     from fcn_edge.bench.fingerprint import fingerprint
-    from fcn_edge.bench.suite import backends_for, run_size
+    from fcn_edge.bench.suite import backends_for, reference_backends, run_size
     from fcn_edge.checkpoint import load_checkpoint
     from fcn_edge.export import export_checkpoint
 
@@ -59,19 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     int8 = args.int8_model or ENGINES_DIR / f"{args.checkpoint.stem}.int8.onnx"
     if not int8.is_file():
         raise FcnEdgeError(f"INT8 artifact {int8} not found: build it with python scripts/build_engine.py --int8 (or pass --int8-model)")
+    for path, flag in ((args.reference_int8, "--reference-int8"), (args.reference_fp32, "--reference-fp32")):
+        if path is not None and not path.is_file():
+            raise FcnEdgeError(f"{flag} {path} does not exist: pass an .onnx artifact, or leave the flag out")
     machine = fingerprint()
+    first_peak = peak.measure(args.threads)
     with tempfile.TemporaryDirectory(prefix="fcn_edge_bench_") as tmp:
         fp32 = Path(tmp) / f"{args.checkpoint.stem}.fp32.onnx"
         export_checkpoint(args.checkpoint, fp32)
-        backends = backends_for(checkpoint, fp32, int8, args.threads)
+        backends = backends_for(checkpoint, fp32, int8, args.threads) + reference_backends(args.reference_fp32, args.reference_int8, args.threads)
         model = checkpoint.build()
-        results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds) for h, w in args.sizes]
+        results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds, quiet=True) for h, w in args.sizes]
+    peaks = peak.best(first_peak, peak.measure(args.threads))  # before and after the timing: load elsewhere only lowers it
+    for result in results:
+        result.peak = peaks["gops"]
     rows = [row for result in results for row in result.rows()]
-    normalised = {k: v for result in results for k, v in result.normalised().items()}
+    normalised = {k: v for result in results for k, v in result.normalised().items() if "-reference@" not in k}
     print(report.table(rows))
-    payload = {"fingerprint": machine, "checkpoint": str(args.checkpoint), "threads": args.threads, "rows": rows,
-               "normalised": normalised, "reference": "ONNX Runtime FP32 MatMul 1024^3, same threads, interleaved"}
-    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"peak ({peaks['method']}): " + ", ".join(f"{p} {g:.0f}" if g else f"{p} n/a" for p, g in peaks["gops"].items()) + " GOP/s")
+    payload = {"fingerprint": machine, "checkpoint": str(args.checkpoint), "threads": args.threads, "peak": peaks, "rows": rows,
+               "normalised": normalised, "reference": "ONNX Runtime FP32 MatMul 1024^3, same threads, interleaved",
+               "artifacts": {"int8": str(int8), "reference_int8": str(args.reference_int8 or ""),
+                             "reference_fp32": str(args.reference_fp32 or "")}}  # fmt: skip
     stem = args.out / machine["machine_class"]
     write_text_atomic(stem.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     report.chart(rows, stem.with_suffix(".png"), title=f"{machine['machine_class']} ({args.threads} threads)")

@@ -30,10 +30,11 @@ from fcn_edge.quantize.statistics import METHODS
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     precision = p.add_mutually_exclusive_group()
-    for name in ("int8", "fp16", "fp32"):
+    for name in ("int8", "fp16", "bf16", "fp32"):
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
     p.set_defaults(precision=None)
-    p.epilog = "Without --int8/--fp16/--fp32: the fastest precision that meets the accuracy budget (like trtexec --best)."
+    p.epilog = ("Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "
+                "--best). --bf16: the FP32 graph run in BF16 by OpenVINO, on CPUs with AVX512_BF16 or AMX.")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
     source.add_argument("--onnx", type=Path, help="an ONNX segmentation model, ours or any other")
@@ -52,7 +53,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="entropy (default): KL-optimal clipping, the best mIoU in our measurements; max: no clipping; "
                           "percentile: 99.99th percentile of |x|")  # fmt: skip
     cal.add_argument("--calib-size", type=model_size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: TensorRT when available, else ONNX Runtime")
+    cal.add_argument("--calib-data", metavar="NAME:ROOT",
+                     help="instead of --calib-dir: frames from a dataset's train split (voc:ROOT, cityscapes:ROOT, folder:ROOT)")
+    cal.add_argument("--calib-images", type=int, default=64, help="frames --calib-data samples, evenly spaced (default 64)")
+    val = p.add_argument_group("verification data (default: the data the model is for; README, Compile)")
+    val.add_argument("--val-data", metavar="NAME:ROOT",
+                     help="labelled images to verify on and compute mIoU: voc:ROOT, cityscapes:ROOT, folder:ROOT or synthetic")
+    val.add_argument("--val-split", default="val", help="split of --val-data (default val)")
+    val.add_argument("--val-images", type=int, default=50, help="at most this many --val-data images, evenly spaced; 0: all (default 50)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
     trt = p.add_argument_group("TensorRT")
     trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
     trt.add_argument("--opt-shape", type=shape)
@@ -66,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--max-miou-drop", type=float, default=1.0, help="mIoU points the artifact may lose against FP32")
     out.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
+    out.add_argument("--search-minutes", type=float, default=5.0,
+                     help="time for the search that keeps quantized nodes in float when INT8 misses the budget (default 5)")
     out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
     out.add_argument("--verify-size", type=model_size, default=(256, 512), help="HxW of the verification scenes")
     out.add_argument("--latency-size", type=model_size, default=(512, 1024), help="HxW the latencies are measured at")
@@ -85,11 +96,31 @@ def check_profile(args: argparse.Namespace) -> None:
         )
 
 
+def check_ranges(args: argparse.Namespace) -> None:
+    """Out-of-range numbers stop here, before any file is read or written."""
+    checks = [
+        (args.verify_scenes < 0, f"--verify-scenes {args.verify_scenes} must be 0 or more"),
+        (args.calib_images < 2, f"--calib-images {args.calib_images} must be at least 2"),
+        (args.val_images < 0, f"--val-images {args.val_images} must be 0 (all) or more"),
+        (args.search_minutes < 0, f"--search-minutes {args.search_minutes:g} must be 0 or more"),
+        (args.max_miou_drop < 0, f"--max-miou-drop {args.max_miou_drop:g} must be 0 or more (points of mIoU)"),
+        (not 0 <= args.min_agreement <= 100, f"--min-agreement {args.min_agreement:g} must be a percentage, 0 to 100"),
+        (args.std is not None and min(args.std) <= 0, f"--std {' '.join(f'{v:g}' for v in args.std or [])} must be positive"),
+        (args.workspace is not None and args.workspace < 1, f"--workspace {args.workspace} must be at least 1 (MB)"),
+        (args.opt_level is not None and not 0 <= args.opt_level <= 5, f"--opt-level {args.opt_level} must be 0 to 5"),
+        (args.dla_core is not None and args.dla_core < 0, f"--dla-core {args.dla_core} must be 0 or more"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise FcnEdgeError(message)
+
+
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     check_profile(args)
+    check_ranges(args)
     backend = pipeline.choose_backend(args.backend)
     classes = args.classes.split(",") if args.classes else None
     if args.onnx is not None:
@@ -105,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         force=args.force, min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
         workspace_mb=args.workspace, opt_level=args.opt_level, dla_core=args.dla_core, timing_cache=args.timing_cache,
         verify_scenes=args.verify_scenes, verify_size=args.verify_size, latency_size=args.latency_size,
-        progress=not args.no_progress,
+        progress=not args.no_progress, calib_data=args.calib_data, calib_images=args.calib_images, val_data=args.val_data,
+        val_split=args.val_split, val_images=args.val_images, search_minutes=args.search_minutes,
     )  # fmt: skip
     built = pipeline.build(make_source, inputs, options, backend)
     if built.skipped:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from fcn_edge.atomic import atomic_path
+from fcn_edge.atomic import atomic_path, check_output
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
 from fcn_edge.cli import size_hw
@@ -58,8 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise FcnEdgeError(f"--steps {args.steps} must be 0 or more")
     if args.output.suffix.lower() != ".png":
         raise FcnEdgeError(f"--output {args.output} must end in .png")
-    if not args.output.parent.is_dir():
-        raise FcnEdgeError(f"--output folder {args.output.parent} does not exist: create it or choose another path")
+    check_output(args.output, "--output")  # before the measurements, which take minutes
     return args
 
 

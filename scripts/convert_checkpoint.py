@@ -20,6 +20,7 @@ exit_without_torch("scripts/convert_checkpoint.py")
 
 import torch
 
+from fcn_edge.atomic import check_output
 from fcn_edge.cli import size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models.conversion import convert_checkpoint, count_transposed
@@ -47,6 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise FcnEdgeError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least {minimum}")
     if args.output.resolve() == args.checkpoint.resolve():
         raise FcnEdgeError(f"--output {args.output} is the input checkpoint: write the converted model to a new file")
+    check_output(args.output, "--output")  # before the conversion, which takes a minute
     return args
 
 

@@ -11,6 +11,7 @@ from fcn_edge.errors import exit_without_torch
 # before anything imports torch: on a deploy-only install, one line naming the extra
 exit_without_torch("scripts/export_onnx.py")
 
+from fcn_edge.atomic import check_output
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
@@ -36,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output = args.output
     if output is None:
-        ENGINES_DIR.mkdir(exist_ok=True)
+        if not ENGINES_DIR.exists():
+            ENGINES_DIR.mkdir()
         output = ENGINES_DIR / f"{args.checkpoint.stem}.onnx"
+    check_output(output, "--output")  # before the export, which takes seconds
     report = export_checkpoint(
         args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],
         opset=args.opset, graph_passes=not args.no_graph_passes,

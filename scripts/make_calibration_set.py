@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn_edge.atomic import write_bytes_atomic
+from fcn_edge.atomic import ensure_folder, write_bytes_atomic
 from fcn_edge.data.synthetic import render_scene
 from fcn_edge.cli import size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -39,15 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.count < 1:
         raise FcnEdgeError(f"--count {args.count} must be at least 1")
-    args.out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(args.out, "--out")
     total = 0
-    for i in tqdm(range(args.count), desc="scenes"):
-        image, _ = render_scene(np.random.default_rng(args.seed + i), tuple(args.size))
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise FcnEdgeError(f"OpenCV could not encode scene {i} as JPEG")
-        write_bytes_atomic(args.out / f"scene_{i:03d}.jpg", data.tobytes())
-        total += data.size
+    written = []
+    try:
+        for i in tqdm(range(args.count), desc="scenes"):
+            image, _ = render_scene(np.random.default_rng(args.seed + i), tuple(args.size))
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                raise FcnEdgeError(f"OpenCV could not encode scene {i} as JPEG")
+            written.append(args.out / f"scene_{i:03d}.jpg")
+            write_bytes_atomic(written[-1], data.tobytes())
+            total += data.size
+    except BaseException:  # a part of a set would be calibrated on as if it were all of it
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     print(f"wrote {args.count} scenes ({args.size[0]}x{args.size[1]}, {total / 1e6:.2f} MB) to {args.out}")
     return 0
 

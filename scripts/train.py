@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             model_config, config, train_set, val_set, train_set.classes, train_set.palette, args.out,
             context=context, device=device, pretrained_backbone=args.pretrained_backbone, resume=args.resume,
             log=print if context.is_main else (lambda _: None),
+            data={"dataset": args.dataset, "root": str(args.data_root.resolve()) if args.data_root else None, "val_split": "val"},
         )
     finally:
         shutdown(context)

@@ -2,7 +2,11 @@
 
 :func:`open_runner` is the one place that picks a backend for a file, so the stream loop
 and the benchmarks never branch on the backend. Backend packages are imported here
-lazily: a CPU-only install never imports TensorRT or CUDA.
+lazily: a CPU-only install never imports TensorRT, CUDA or OpenVINO.
+
+For a .onnx file ``auto`` follows the build: its sidecar names the CPU backend the build
+measured fastest (OpenVINO or ONNX Runtime) and the precision (BF16 runs on OpenVINO only).
+Without a sidecar, or without OpenVINO installed, ONNX Runtime runs it.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from typing import Sequence
 
 from ..errors import FcnEdgeError
 from ..runner import Runner
-from ..sidecar import sidecar_classes
+from ..sidecar import read_sidecar, sidecar_classes
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 TENSORRT_SUFFIXES = (".engine", ".plan")
 
 
 def backend_for(path: Path, backend: str = "auto") -> str:
-    """The backend that runs ``path``: the one asked for, else by file type."""
+    """The backend that runs ``path``: the one asked for, else by file type and the build's sidecar."""
     if backend not in BACKENDS:
         raise FcnEdgeError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
@@ -27,6 +31,12 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     if path.suffix in TENSORRT_SUFFIXES:
         return "tensorrt"
     if path.suffix == ".onnx":
+        sidecar = read_sidecar(path) or {}
+        if sidecar.get("precision") == "bf16":
+            return "openvino"  # nothing else runs BF16 on a CPU; open_runner says what to install if missing
+        built_for = (sidecar.get("backend") or {}).get("name")
+        if built_for == "openvino" and _openvino_installed():
+            return "openvino"
         return "onnxruntime"
     raise FcnEdgeError(
         f"cannot tell the backend of {path} from its suffix: use a .onnx (ONNX Runtime) or "
@@ -44,18 +54,25 @@ def open_runner(
     check_inputs: bool = True,
     optimize: bool = True,
 ) -> Runner:
-    """An inactive runner for ``path``: TensorRT for .engine/.plan files, ONNX Runtime for .onnx.
+    """An inactive runner for ``path``: TensorRT for .engine/.plan files; ONNX Runtime or OpenVINO for .onnx.
 
     Each backend takes the options that mean something to it (ONNX Runtime: ``threads``,
-    ``providers``, ``optimize``; TensorRT: ``cuda_binding``). The runner's ``classes`` and
-    ``palette`` come from the model's metadata or else from the build sidecar beside it;
-    None when neither has them.
+    ``providers``, ``optimize``; OpenVINO: ``threads``, and the precision from the sidecar;
+    TensorRT: ``cuda_binding``). The runner's ``classes`` and ``palette`` come from the model's
+    metadata or else from the build sidecar beside it; None when neither has them.
     """
     path = Path(path)
-    if backend_for(path, backend) == "tensorrt":
+    chosen = backend_for(path, backend)
+    if chosen == "tensorrt":
         from . import tensorrt
 
         runner: Runner = tensorrt.make_runner(path, cuda_binding=cuda_binding, check_inputs=check_inputs)
+    elif chosen == "openvino":
+        from . import openvino
+        from .onnxruntime import default_threads
+
+        precision = "bf16" if (read_sidecar(path) or {}).get("precision") == "bf16" else "fp32"
+        runner = openvino.make_runner(path, threads=threads or default_threads(), precision=precision, check_inputs=check_inputs)
     else:
         from . import onnxruntime
 
@@ -65,3 +82,9 @@ def open_runner(
     else:
         runner.classes, runner.palette = sidecar_classes(path)
     return runner
+
+
+def _openvino_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("openvino") is not None

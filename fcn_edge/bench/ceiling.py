@@ -15,6 +15,8 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
 
+from ..backends.onnxruntime.session import session_options
+
 MATMUL_SIZE = 1024
 
 
@@ -32,9 +34,7 @@ def torch_matmul(n: int = MATMUL_SIZE) -> Callable[[], object]:
 
 
 def _ort_session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def ort_matmul(n: int = MATMUL_SIZE, threads: int = 2, int8: bool = False) -> Callable[[], object]:

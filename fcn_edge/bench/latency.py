@@ -47,14 +47,21 @@ def time_call(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per_round: int = 3, warmup: int = 5) -> dict[str, LatencyStats]:
-    """Round-robin timing: each round runs every workload ``per_round`` times in turn."""
+def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per_round: int = 3, warmup: int = 5,
+                quiet_by: str | None = None) -> dict[str, LatencyStats]:  # fmt: skip
+    """Round-robin timing: each round runs every workload ``per_round`` times in turn.
+
+    ``quiet_by`` names a reference workload: only the rounds in which it ran at or below its median
+    round time count (the quieter half of the rounds: a burst of load elsewhere slows the reference too).
+    """
     for fn in workloads.values():
         for _ in range(warmup):
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in workloads}
+    rounds_ms: list[dict[str, list[float]]] = []
     for _ in range(rounds):
-        for name, fn in workloads.items():
-            samples[name].extend(time_call(fn) for _ in range(per_round))
-    return {name: stats_from_ms(values) for name, values in samples.items()}
+        rounds_ms.append({name: [time_call(fn) for _ in range(per_round)] for name, fn in workloads.items()})
+    if quiet_by is not None:
+        level = float(np.median([np.median(r[quiet_by]) for r in rounds_ms]))
+        rounds_ms = [r for r in rounds_ms if np.median(r[quiet_by]) <= level]
+    return {name: stats_from_ms([t for r in rounds_ms for t in r[name]]) for name in workloads}
 

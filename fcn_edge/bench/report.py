@@ -8,14 +8,21 @@ from ..atomic import atomic_path
 
 
 def table(rows: list[dict]) -> str:
-    header = f"{'backend':<18}{'size':>10}{'median':>9}{'p90':>9}{'p99':>9}{'fps':>7}{'GFLOP/s':>9}{'ceiling':>9}{'mem MB':>8}"
+    """ceiling: share of a library matrix product's rate; peak: share of the micro-kernel peak of the row's precision;
+    agree: labels equal to the FP32 row's on the benchmark frame."""
+
+    def pct(value: float | None, digits: int = 0) -> str:
+        return f"{100 * value:.{digits}f}%" if value is not None else "n/a"
+
+    header = (f"{'backend':<20}{'size':>10}{'median':>9}{'p90':>9}{'p99':>9}{'fps':>7}{'GFLOP/s':>9}{'ceiling':>9}"
+              f"{'peak':>7}{'agree':>9}{'mem MB':>8}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for r in rows:
-        share = f"{100 * r['ceiling_share']:.0f}%" if r["ceiling_share"] is not None else "n/a"
         memory = f"{r['memory_mb']:.0f}" if r["memory_mb"] is not None else "n/a"
         lines.append(
-            f"{r['backend']:<18}{r['size']:>10}{r['median_ms']:>7.1f}ms{r['p90_ms']:>7.1f}ms{r['p99_ms']:>7.1f}ms"
-            f"{r['throughput_per_s']:>7.1f}{r['achieved_gflop_s']:>9.1f}{share:>9}{memory:>8}"
+            f"{r['backend']:<20}{r['size']:>10}{r['median_ms']:>7.1f}ms{r['p90_ms']:>7.1f}ms{r['p99_ms']:>7.1f}ms"
+            f"{r['throughput_per_s']:>7.1f}{r['achieved_gflop_s']:>9.1f}{pct(r['ceiling_share']):>9}"
+            f"{pct(r.get('peak_share')):>7}{pct(r.get('agreement_vs_fp32'), 2):>9}{memory:>8}"
         )
     return "\n".join(lines)
 

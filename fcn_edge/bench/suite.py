@@ -1,13 +1,17 @@
 """Every available backend x precision at every size, timed interleaved with the machine's ceiling.
 
 PyTorch eager FP32 is the reference a user would otherwise run; ONNX Runtime FP32 and
-INT8 run everywhere; CUDA and TensorRT join where a GPU is present. All backends take the
-same uint8 camera frame and return labels, so the figures are end to end.
+INT8 run everywhere; OpenVINO FP32, BF16 and INT8 join where the [openvino] extra is
+installed; CUDA and TensorRT where a GPU is present. All backends take the same uint8
+camera frame and return labels, so the figures are end to end. Each row's achieved rate is
+also given as a share of the machine's peak for its precision (:mod:`.peak`), and its labels'
+agreement with the FP32 row's on the same frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +28,7 @@ from .flops import conv_gflops
 from .latency import LatencyStats, interleaved
 
 REFERENCE = "ref:ort-matmul-fp32"  # what every latency is normalised by (same threads, same run)
+AGREEMENT_REFERENCES = ("ort-fp32-reference", "ort-fp32")  # the first present: whose labels every row's are compared with
 
 
 @dataclass
@@ -41,6 +46,9 @@ class SizeResult:
     stats: dict[str, LatencyStats]  # backends and the "ref:" workloads
     ceilings: dict[str, str] = field(default_factory=dict)  # backend -> its ceiling workload
     memory_mb: dict[str, float] = field(default_factory=dict)
+    precisions: dict[str, str] = field(default_factory=dict)  # backend -> fp32 | bf16 | int8 ...
+    agreement: dict[str, float] = field(default_factory=dict)  # backend -> share of pixels with the FP32 row's label
+    peak: dict[str, float | None] = field(default_factory=dict)  # precision -> the machine's peak, GOP/s (.peak), set by the caller
 
     def normalised(self) -> dict[str, float]:
         ref = self.stats[REFERENCE].median_ms
@@ -54,11 +62,13 @@ class SizeResult:
                 continue
             achieved = self.gflops / (s.median_ms / 1000.0)
             ceiling_name = self.ceilings.get(name)
+            peak = self.peak.get(self.precisions.get(name, ""))
             rows.append({
-                "backend": name, "size": f"{self.size[1]}x{self.size[0]}", **s.to_dict(),
+                "backend": name, "precision": self.precisions.get(name), "size": f"{self.size[1]}x{self.size[0]}", **s.to_dict(),
                 "gflops": self.gflops, "achieved_gflop_s": achieved,
                 "ceiling_gflop_s": refs.get(ceiling_name), "ceiling_share": achieved / refs[ceiling_name] if ceiling_name in refs else None,
-                "memory_mb": self.memory_mb.get(name),
+                "peak_gop_s": peak, "peak_share": achieved / peak if peak else None,
+                "agreement_vs_fp32": self.agreement.get(name), "memory_mb": self.memory_mb.get(name),
             })  # fmt: skip
         return rows
 
@@ -93,6 +103,18 @@ def runner_backend(name: str, precision: str, path: Path, **options) -> Backend:
     return Backend(name, precision, "ref:ort-matmul-int8" if precision == "int8" else "ref:ort-matmul-fp32", open_)
 
 
+def openvino_backend(name: str, precision: str, path: Path, threads: int) -> Backend:
+    """OpenVINO running ``path`` (FP32 or Q/DQ INT8 .onnx); ``precision`` bf16 runs an FP32 file in BF16."""
+
+    def open_() -> Callable[[np.ndarray], object]:
+        from ..backends import openvino
+
+        runner = openvino.make_runner(path, threads=threads, precision="bf16" if precision == "bf16" else "fp32", check_inputs=False)
+        return runner.activate().infer
+
+    return Backend(name, precision, "ref:ort-matmul-int8" if precision == "int8" else "ref:ort-matmul-fp32", open_)
+
+
 def _rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -102,37 +124,60 @@ def _rss_mb() -> float:
 
 
 def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width: int, threads: int,
-             rounds: int = 7, per_round: int = 3) -> SizeResult:
-    """Open every backend (recording the memory it took), then time all of them interleaved."""
+             rounds: int = 7, per_round: int = 3, quiet: bool = False) -> SizeResult:
+    """Open every backend (recording the memory it took and its labels), then time all of them interleaved.
+
+    ``quiet``: figures from the rounds in which the reference matrix product ran at or below its median
+    (the quieter half of a shared machine's rounds; :func:`.latency.interleaved`).
+    """
     frame = sample_frame(height, width)
     workloads: dict[str, Callable[[], object]] = {
         REFERENCE: ceiling.ort_matmul(threads=threads),
         "ref:ort-matmul-int8": ceiling.ort_matmul(threads=threads, int8=True),
         "ref:torch-matmul": ceiling.torch_matmul(),
     }
-    memory = {}
+    memory, labels = {}, {}
     for backend in backends:
         before = _rss_mb()
         infer = backend.open()
-        infer(frame)
+        labels[backend.name] = np.array(infer(frame)).reshape(height, width)  # copied: runners reuse their buffers
         memory[backend.name] = _rss_mb() - before
         workloads[backend.name] = lambda infer=infer: infer(frame)
     torch.set_num_threads(threads)
-    stats = interleaved(workloads, rounds=rounds, per_round=per_round)
-    ceilings = {b.name: b.ceiling for b in backends}
-    return SizeResult((height, width), conv_gflops(model, height, width), stats, ceilings, memory)
+    stats = interleaved(workloads, rounds=rounds, per_round=per_round, quiet_by=REFERENCE if quiet else None)
+    reference = next((labels[name] for name in AGREEMENT_REFERENCES if name in labels), None)
+    agreement = {name: float((lab == reference).mean()) for name, lab in labels.items()} if reference is not None else {}
+    return SizeResult((height, width), conv_gflops(model, height, width), stats, {b.name: b.ceiling for b in backends}, memory,
+                      {b.name: b.precision for b in backends}, agreement)  # fmt: skip
 
 
 def backends_for(checkpoint: Checkpoint, fp32_onnx: Path, int8_onnx: Path, threads: int) -> list[Backend]:
-    """PyTorch eager and ONNX Runtime FP32/INT8 everywhere; CUDA PyTorch where a GPU is visible."""
+    """PyTorch eager and ONNX Runtime FP32/INT8 everywhere; OpenVINO where installed; CUDA PyTorch where a GPU is visible."""
     backends = [
         pytorch_backend(checkpoint, threads),
-        runner_backend("ort-fp32", "fp32", fp32_onnx, threads=threads),
-        runner_backend("ort-int8", "int8", int8_onnx, threads=threads),
+        runner_backend("ort-fp32", "fp32", fp32_onnx, threads=threads, backend="onnxruntime"),
+        runner_backend("ort-int8", "int8", int8_onnx, threads=threads, backend="onnxruntime"),
     ]
+    if find_spec("openvino") is not None:
+        from ..backends.openvino import probe
+
+        backends.append(openvino_backend("openvino-fp32", "fp32", fp32_onnx, threads))
+        if probe().bf16:
+            backends.append(openvino_backend("openvino-bf16", "bf16", fp32_onnx, threads))
+        backends.append(openvino_backend("openvino-int8", "int8", int8_onnx, threads))
     if torch.cuda.is_available():
         backends.append(pytorch_backend(checkpoint, threads, device="cuda"))
     for engine in sorted(int8_onnx.parent.glob(f"{fp32_onnx.stem.split('.')[0]}.*.engine")):
         precision = engine.suffixes[-2].lstrip(".")
         backends.append(runner_backend(f"tensorrt-{precision}", precision, engine))
+    return backends
+
+
+def reference_backends(fp32_onnx: Path | None, int8_onnx: Path | None, threads: int) -> list[Backend]:
+    """Older artifacts timed on ONNX Runtime in the same run, so that a change is measured as a ratio (never baselined)."""
+    backends = []
+    if fp32_onnx is not None:
+        backends.append(runner_backend("ort-fp32-reference", "fp32", fp32_onnx, threads=threads, backend="onnxruntime"))
+    if int8_onnx is not None:
+        backends.append(runner_backend("ort-int8-reference", "int8", int8_onnx, threads=threads, backend="onnxruntime"))
     return backends

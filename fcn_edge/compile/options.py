@@ -47,6 +47,12 @@ class BuildOptions:
     verify_size: tuple[int, int] = (256, 512)  # (H, W)
     latency_size: tuple[int, int] = (512, 1024)
     progress: bool = True
+    calib_data: str | None = None  # "voc:ROOT" etc.: calibration frames from a dataset's train split (.images)
+    calib_images: int = 64  # frames sampled from calib_data
+    val_data: str | None = None  # "voc:ROOT", "synthetic", ...; None: chosen by .images' rules
+    val_split: str = "val"
+    val_images: int = 50  # at most this many images of val_data, evenly spaced; 0: all
+    search_minutes: float = 5.0  # time budget of the mixed-precision search (.mixed)
 
     def recorded(self) -> dict[str, Any]:
         """The options that change the artifact (the sidecar's ``options``, part of its key)."""
@@ -59,6 +65,8 @@ class BuildOptions:
 
 @dataclass
 class Backend:
-    name: str  # "tensorrt" | "onnxruntime"
+    name: str  # "tensorrt" | "onnxruntime" | "openvino"
     why: str
     facts: dict[str, Any]  # version, GPU name, compute capability
+    # CPU runtimes each precision is verified and timed on; the fastest runs the artifact (its sidecar says which)
+    cpu_backends: tuple[str, ...] = ("onnxruntime",)

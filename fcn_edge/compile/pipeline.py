@@ -3,11 +3,13 @@
 Order matters for the user: everything that can be checked in a second (backend, shapes,
 calibration folder, engines folder, whether the artifact is already up to date) is checked
 before anything slow (export, calibration, verification), and nothing is written to the
-engines folder until the artifact has passed its accuracy budget.
+engines folder until the artifact has passed its accuracy budget. Then all its files are
+written under temporary names and renamed together, under a lock on the artifact's name.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,24 +17,38 @@ from typing import Any, Callable
 
 import onnx
 
+from ..atomic import write_errors
 from ..errors import FcnEdgeError
+from ..lock import build_lock
 from ..quantize import calibration, trt_cache
 from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
+from . import images
 from .options import Backend, BuildOptions
-from .source import SourceModel
+from .source import SourceModel, external_data_files
+
+TEMP_COPIES = 12  # copies of the model (prepared, quantized, observed, verification twins) a build's temporary folder holds, with slack
 
 
 
 def choose_backend(requested: str) -> Backend:
-    """auto: TensorRT when probe() finds a GPU and TensorRT, else ONNX Runtime; say why either way."""
+    """auto: TensorRT when probe() finds a GPU and TensorRT, else the CPU runtimes installed, the fastest
+    measured per artifact (ONNX Runtime, and OpenVINO with the [openvino] extra); say why either way."""
     if requested not in BACKENDS:
         raise FcnEdgeError(f"--backend {requested!r} is unknown: choose one of {', '.join(BACKENDS)}")
+    from ..backends import openvino as ov_backend
+
     cpu = Backend("onnxruntime", "", {"name": "onnxruntime", "version": ort_backend.VERSION, "device": "CPU"})
     if requested == "onnxruntime":
         cpu.why = "ONNX Runtime (--backend onnxruntime)"
         return cpu
+    openvino = ov_backend.probe()
+    if requested == "openvino":
+        if not openvino.available:
+            raise FcnEdgeError(f"--backend openvino is not available here: {openvino.reason}")
+        facts = {"name": "openvino", "version": openvino.version, "device": "CPU", "bf16": openvino.bf16}
+        return Backend("openvino", "OpenVINO (--backend openvino)", facts, ("openvino",))
     from ..backends.tensorrt import probe
 
     found = probe()
@@ -41,15 +57,32 @@ def choose_backend(requested: str) -> Backend:
         return Backend("tensorrt", f"TensorRT: {found.reason}", facts)
     if requested == "tensorrt":
         raise FcnEdgeError(f"--backend tensorrt is not available here: {found.reason}; use --backend onnxruntime or auto")
-    cpu.why = f"ONNX Runtime on the CPU, because TensorRT is not available: {found.reason}"
+    if openvino.available:
+        cpu.facts.update(openvino=openvino.version, bf16=openvino.bf16)
+        cpu.cpu_backends = ("onnxruntime", "openvino")
+        cpu.why = f"the faster of ONNX Runtime and OpenVINO on the CPU, measured, because TensorRT is not available: {found.reason}"
+    else:
+        cpu.why = f"ONNX Runtime on the CPU, because TensorRT is not available: {found.reason}"
     return cpu
 
 
-def candidate_precisions(requested: str | None, backend: str) -> list[str]:
-    """The asked precision, or for 'best' the fastest first (FP16 gives no speed on ORT's CPU kernels)."""
+def candidate_precisions(requested: str | None, backend: Backend) -> list[str]:
+    """The asked precision, or for 'best' the fastest first (FP16 gives no speed on ORT's CPU kernels;
+    BF16 runs on OpenVINO only, where the CPU has BF16 instructions)."""
+    bf16 = "openvino" in backend.cpu_backends and backend.facts.get("bf16", False)
+    if requested == "bf16" and not bf16:
+        raise FcnEdgeError(
+            "--bf16 runs on OpenVINO on a CPU with BF16 instructions (AVX512_BF16 or AMX) only: "
+            f"{'this CPU has none' if 'openvino' in backend.cpu_backends else 'install it with pip install fcn_edge[openvino]'}; "
+            "use --fp32 or --int8"
+        )
+    if requested == "fp16" and backend.name == "openvino":
+        raise FcnEdgeError("--fp16 is for TensorRT and ONNX Runtime: OpenVINO on the CPU runs --bf16, --int8 or --fp32")
     if requested:
         return [requested]
-    return ["int8", "fp16", "fp32"] if backend == "tensorrt" else ["int8", "fp32"]
+    if backend.name == "tensorrt":
+        return ["int8", "fp16", "fp32"]
+    return ["int8", "bf16", "fp32"] if bf16 else ["int8", "fp32"]
 
 
 @dataclass
@@ -73,17 +106,38 @@ def build(
     ``make_source(tmp_dir)`` produces the FP32 model (exporting a checkpoint when needed);
     ``source_inputs`` are the hashes that identify it without producing it (for the skip check).
     """
-    calib_set = calibration.find_calibration_set(options.calib_dir) if _needs_calibration(options) else _optional_set(options)
+    calib_set = _calibration_set(options) if _needs_calibration(options) else _optional_set(options)
+    if options.verify_scenes == 0 and options.val_data in (None, "synthetic") and not (calib_set and calib_set.holdout):
+        raise FcnEdgeError(
+            f"nothing to verify on: --verify-scenes 0 and no hold-out images in --calib-dir {options.calib_dir} "
+            f"(every {calibration.HOLDOUT_EVERY}th image is one): use --verify-scenes 1 or more"
+        )
     inputs = {**source_inputs, "calibration_sha256": calib_set.sha256() if calib_set else None}
-    precisions = candidate_precisions(options.precision, backend.name)
+    val_data = images.parse_spec(options.val_data, "--val-data")
+    if val_data is not None and val_data.name != "synthetic":  # the user's labelled files, checked and hashed now
+        inputs["val_data_sha256"] = images.dataset_sha256(val_data, options.val_split, options.val_images)
+    created = artifact.check_engines_dir(options.engines_dir)
+    temporary = f"the build's temporary folder in {tempfile.gettempdir()} (TMPDIR)"
+    try:
+        with build_lock(options.engines_dir, source_inputs["name"]), write_errors(temporary):
+            return _build(make_source, inputs, calib_set, options, backend, log)
+    except BaseException:
+        if created and not any(options.engines_dir.iterdir()):
+            options.engines_dir.rmdir()  # a failed first build leaves no empty engines folder behind
+        raise
+
+
+def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, options: BuildOptions, backend: Backend,
+           log: Callable[[str], None]) -> Built:  # fmt: skip
+    """Skip when up to date, else build; runs under the artifact name's lock."""
+    precisions = candidate_precisions(options.precision, backend)
     requested = options.precision or "best"  # an explicit --fp32 artifact must not satisfy a 'best' build
     versions = {"onnxruntime": ort_backend.VERSION, "onnx": onnx.__version__, "backend": backend.facts}
-    artifact.check_engines_dir(options.engines_dir)
-    name = source_inputs["name"]
+    name = inputs["name"]
     for precision in precisions:
         paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
         key = artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions})
-        existing = None if options.force else artifact.up_to_date(paths, key)
+        existing = None if options.force else artifact.up_to_date(paths, key, log)
         if existing:
             return Built(paths, existing, True, existing["verification"]["table"], existing["verification"]["passed"])
 
@@ -92,14 +146,18 @@ def build(
         from .steps import Work  # the quantization tools load slowly: only once a build really runs
 
         source = make_source(tmp)
+        _check_room(tmp, source.path)
         log(f"backend: {backend.why}")
-        work = Work(source, options, calib_set, tmp, log, backend.facts.get("version") if backend.name == "tensorrt" else trt_cache.DEFAULT_TRT_VERSION)
+        work = Work(source, options, calib_set, tmp, log, backend.facts.get("version") if backend.name == "tensorrt" else trt_cache.DEFAULT_TRT_VERSION,
+                    target=backend.name, cpu_backends=backend.cpu_backends)  # fmt: skip
         for index, precision in enumerate(precisions):
             last = index == len(precisions) - 1
             paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
             key = artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions})
             outcome = work.make(precision)
-            problems = options.budget.problems(outcome.figures[0])
+            # every file the build writes meets the budget: the TensorRT Q/DQ model of an INT8 build too
+            problems = [f"{row.label}: {problem}" for row in outcome.figures for problem in options.budget.problems(row)]
+            problems += outcome.details.get("problems", [])  # e.g. an INT8 model the search had to make all float
             slower = (outcome.figures[0].latency_ratio or 0) >= 1
             if (problems or slower) and not last and not options.precision:
                 why = "; ".join(problems) if problems else f"{outcome.figures[0].latency_ratio:.2f}x the FP32 latency"
@@ -107,6 +165,9 @@ def build(
                 continue
             table = work.table(outcome, precision)
             log(table)
+            if slower and options.precision == precision and precision != "fp32":
+                log(f"{precision.upper()} here is {outcome.figures[0].latency_ratio:.2f}x the FP32 latency, not faster: "
+                    "--fp32 is faster on this machine (without a precision flag the build picks the faster one)")  # fmt: skip
             if problems and not options.allow_accuracy_drop:
                 raise FcnEdgeError(
                     f"the {precision.upper()} build misses the accuracy budget ({'; '.join(problems)}); nothing written to "
@@ -117,12 +178,30 @@ def build(
     raise AssertionError("unreachable: the last precision always returns or raises")
 
 
+def _check_room(tmp: Path, model: Path) -> None:
+    """Say a full temporary folder now: ONNX Runtime's optimiser writes its file from C++ and truncates it silently."""
+    size = sum(p.stat().st_size for p in [model, *external_data_files(model, onnx.load(str(model), load_external_data=False))])
+    free = shutil.disk_usage(tmp).free
+    if free < TEMP_COPIES * size:
+        raise FcnEdgeError(
+            f"the build's temporary folder {tmp.parent} has {free / 1e6:.1f} MB free and a build of this model needs about "
+            f"{TEMP_COPIES * size / 1e6:.1f} MB: free some space, or set TMPDIR to a folder on a bigger disk"
+        )
+
+
 def _needs_calibration(options: BuildOptions) -> bool:
     return options.precision in (None, "int8")
 
 
+def _calibration_set(options: BuildOptions) -> calibration.CalibrationSet:
+    return images.calibration_set(options.calib_dir, images.parse_spec(options.calib_data, "--calib-data"), options.calib_images)
+
+
 def _optional_set(options: BuildOptions) -> calibration.CalibrationSet | None:
+    """FP16/FP32 builds verify on a calibration hold-out when there is one; a named --calib-data must exist."""
+    if options.calib_data:
+        return _calibration_set(options)
     try:
-        return calibration.find_calibration_set(options.calib_dir)
+        return _calibration_set(options)
     except FcnEdgeError:
         return None

@@ -17,7 +17,9 @@ import numpy as np
 import onnx
 
 from ..errors import FcnEdgeError, require_torch
+from ..metadata import check_classes
 from ..paths import file_sha256
+from ..sidecar import check_name
 
 if TYPE_CHECKING:  # load_onnx must stay fast for the up-to-date check
     from ..metadata import ModelMetadata
@@ -36,6 +38,7 @@ class SourceModel:
     outputs: list[str]
     metadata: ModelMetadata | None = None  # ours; None for a foreign model
     origin: dict = field(default_factory=dict)  # what it was made from (checkpoint path and hash, or the ONNX)
+    fixed_size: tuple[int, int] | None = None  # (H, W) when the model takes only one input size
 
     def feed(self, frames: Sequence[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR frames (one size) -> this model's input dict."""
@@ -75,9 +78,12 @@ def spec_from_onnx(
     """
     if num_classes is not None and num_classes < 2:
         raise FcnEdgeError(f"--num-classes {num_classes} must be at least 2")
+    if classes is not None:
+        check_classes(classes, "--classes")
     classes = classes or ([f"class_{i}" for i in range(num_classes)] if num_classes else None)
-    load_onnx(path)
+    model = load_onnx(path)
     name = name or path.name.removesuffix(".onnx")
+    check_name(name)
     flags = {"input_format": input_format, "mean": mean, "std": std, "channel_order": channel_order, "classes": classes}
 
     def describe(tmp: Path) -> SourceModel:
@@ -88,7 +94,11 @@ def spec_from_onnx(
             preprocess = Preprocess(tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD), channel_order or "RGB")
         return from_onnx(path, input_format, preprocess, classes, name)
 
-    return describe, {"name": name, "onnx_sha256": file_sha256(path), "flags": json.dumps(flags)}
+    inputs = {"name": name, "onnx_sha256": file_sha256(path), "flags": json.dumps(flags)}
+    data = external_data_files(path, model)
+    if data:  # the weights live there: a model whose .data changed is not up to date
+        inputs["external_data_sha256"] = json.dumps({p.name: file_sha256(p) for p in data})
+    return describe, inputs
 
 
 def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[MakeSource, dict]:
@@ -96,32 +106,73 @@ def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[Mak
 
     Nothing heavy is imported until the source is made: the up-to-date check needs only the hash.
     """
+    if checkpoint.is_dir():
+        raise FcnEdgeError(f"checkpoint {checkpoint} is a folder: pass the .pt file inside it (--checkpoint)")
     if not checkpoint.is_file():
         raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
     name = name or checkpoint.stem
+    check_name(name)  # it also names a file in the build's temporary folder
 
     def export(tmp: Path) -> SourceModel:
         require_torch("building from a checkpoint (it is exported first)", "; or pass an exported model with --onnx")
+        from ..checkpoint import load_checkpoint
         from ..export.onnx import export_checkpoint
 
         path = tmp / f"{name}.onnx"
         export_checkpoint(checkpoint, path)
-        return from_onnx(path, name=name, origin={"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)})
+        trained_on = load_checkpoint(checkpoint).training.get("data") or None  # the dataset a build verifies on by default
+        origin = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "trained_on": trained_on}
+        return from_onnx(path, name=name, origin=origin)
 
     return export, {"name": name, "checkpoint_sha256": file_sha256(checkpoint)}
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """The model at ``path`` or a one-line error saying what is wrong with the file."""
+    """The model at ``path`` (its graph; external weights stay on disk) or a one-line error saying what is wrong."""
+    if path.is_dir():
+        raise FcnEdgeError(f"ONNX model {path} is a folder: pass the .onnx file inside it with --onnx")
     if not path.is_file():
         raise FcnEdgeError(f"ONNX model {path} does not exist: pass an exported .onnx with --onnx or use --checkpoint")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf raises DecodeError, RuntimeWarning and others for non-ONNX bytes
         raise FcnEdgeError(f"{path} is not an ONNX model ({type(error).__name__}): pass a .onnx file") from None
     if not model.graph.node or not model.graph.input:
         raise FcnEdgeError(f"{path} is not an ONNX model (it has no graph): pass a .onnx file")
+    if not model.ir_version or not model.opset_import or not model.graph.output:
+        raise FcnEdgeError(f"{path} is incomplete (no IR version, opset or outputs; a truncated copy?): copy or export it again")
+    external_data_files(path, model)
     return model
+
+
+def external_data_files(path: Path, model: onnx.ModelProto) -> list[Path]:
+    """The files beside ``path`` that hold its external tensors (sorted); a one-line error if one is missing."""
+    locations = {
+        entry.value
+        for tensor in _tensors(model.graph)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    files = sorted(path.parent / location for location in locations)
+    for file in files:
+        if not file.is_file():
+            raise FcnEdgeError(f"{path} keeps its weights in {file}, which is missing: copy it beside the .onnx file")
+    return files
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every tensor of ``graph``: initializers and constant attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
 
 
 def from_onnx(
@@ -151,8 +202,9 @@ def from_onnx(
     input_format = input_format or meta.input_format
     if input_format not in INPUT_FORMATS:
         raise FcnEdgeError(f"--input-format {input_format!r} is not supported: choose {' or '.join(INPUT_FORMATS)}")
-    _check_input(path, inputs[0], input_format)
+    fixed_size = _check_input(path, inputs[0], input_format)
     classes = classes or meta.classes
+    _check_outputs(path, model, len(classes))
     return SourceModel(
         path=path,
         name=name or path.name.removesuffix(".onnx"),
@@ -164,17 +216,53 @@ def from_onnx(
         outputs=[o.name for o in model.graph.output],
         metadata=meta,
         origin=origin or {"onnx": str(path)},
+        fixed_size=fixed_size,
     )
 
 
-def _check_input(path: Path, value: onnx.ValueInfoProto, input_format: str) -> None:
+def _check_input(path: Path, value: onnx.ValueInfoProto, input_format: str) -> tuple[int, int] | None:
+    """The input's fixed (H, W), None when its size is dynamic; an error for a layout the build cannot feed."""
     tensor = value.type.tensor_type
     dims = [d.dim_value or None for d in tensor.shape.dim]
     expected = (onnx.TensorProto.UINT8, 3) if input_format == "frame" else (onnx.TensorProto.FLOAT, 1)
     channels_at = dims[expected[1]] if len(dims) == 4 else None
     if tensor.elem_type != expected[0] or len(dims) != 4 or channels_at not in (3, None):
         layout = "uint8 [N,H,W,3] BGR frames" if input_format == "frame" else "float32 [N,3,H,W] normalised images"
+        raise FcnEdgeError(f"{path} input {_describe(value)} is not {layout}: pass the right --input-format")
+    batch, height, width = (dims[0], dims[1], dims[2]) if input_format == "frame" else (dims[0], dims[2], dims[3])
+    if bool(height) != bool(width):
         raise FcnEdgeError(
-            f"{path} input {value.name!r} is {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} {dims}, "
-            f"not {layout}: pass the right --input-format"
+            f"{path} input {_describe(value)} fixes only its {'height' if height else 'width'}: export it with both "
+            "height and width fixed, or both dynamic"
         )
+    if batch not in (None, 1):
+        raise FcnEdgeError(f"{path} input {_describe(value)} has a fixed batch of {batch}: export it with batch 1 or a dynamic batch")
+    return (height, width) if height else None
+
+
+def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> None:
+    """A segmentation model gives [N,K,H,W] logits or [N,H,W] labels; K is the number of classes.
+
+    Checked where the graph declares ranks and sizes; the verification checks the rest on real outputs.
+    """
+    ranked = [o for o in model.graph.output if o.type.tensor_type.HasField("shape")]
+    dims = {o.name: [d.dim_value or None for d in o.type.tensor_type.shape.dim] for o in ranked}
+    if len(ranked) == len(model.graph.output) and not any(len(d) in (3, 4) for d in dims.values()):
+        raise FcnEdgeError(
+            f"{path} outputs {', '.join(_describe(o) for o in ranked)}: not a segmentation model, which gives "
+            "[N,K,H,W] logits or [N,H,W] labels (a classifier or detector cannot be built here)"
+        )
+    for output in ranked:
+        channels = dims[output.name][1] if len(dims[output.name]) == 4 else None
+        if channels and channels != classes:
+            raise FcnEdgeError(
+                f"{path} output {_describe(output)} scores {channels} classes, but {classes} were given "
+                f"(--num-classes, --classes or its metadata): give {channels}"
+            )
+
+
+def _describe(value: onnx.ValueInfoProto) -> str:
+    """'x float [1, 3, 224, 224]' (symbolic sizes by name)."""
+    tensor = value.type.tensor_type
+    dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+    return f"{value.name!r} {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} {dims}"

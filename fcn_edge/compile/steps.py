@@ -3,31 +3,36 @@
 :class:`Work` prepares the FP32 graph (shape inference, basic optimisations), renders the
 verification images and the FP32 reference once, then makes and verifies each precision
 the build tries, and finally writes the chosen one (and its extras) and the sidecar.
+Latency is measured where the artifact will run: ONNX Runtime on this CPU, or, for a
+TensorRT build, the engine itself on the GPU (built once here and copied at write time).
+Every graph bound for TensorRT goes through the CPU compatibility check
+(:mod:`fcn_edge.backends.tensorrt.compat`); what it finds is logged and recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import onnx
 
-from ..atomic import atomic_path, write_bytes_atomic
-from ..data.synthetic import HELDOUT_SEED
+from ..atomic import atomic_files
+from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
 from ..quantize import calibration, fp16, qdq, statistics, trt_cache
-from ..quantize.sensitivity import keep_sensitive_layers
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
-from . import verify
+from ..backends.tensorrt import compat
+from . import cpu, images, mixed, verify
 from .options import BuildOptions
 from .source import SourceModel
 
 
-TUNING_IMAGES = 8  # calibration images the sensitivity pass ranks layers on
 
 
 @dataclass
@@ -37,41 +42,111 @@ class Outcome:
     figures: list  # verify.Figures: [artifact, ...other rows]
     extras: dict[str, Path] = field(default_factory=dict)  # role -> temp path of each extra file
     details: dict[str, Any] = field(default_factory=dict)
+    engine: tuple[Path, dict] | None = None  # TensorRT target: the engine built and timed here, and its facts
+    verified_on: str = "onnxruntime"  # the CPU runtime figures[0] was verified on while making it
+    runs_on: str = ""  # CPU target: the runtime measured fastest, which runs the artifact
+    measured: dict[str, float] = field(default_factory=dict)  # CPU target: latency (ms) per runtime
 
 
 class Work:
     """State shared by the precisions one build tries: prepared graph, samples, FP32 reference."""
 
-    def __init__(self, source: SourceModel, options: BuildOptions, calib_set, tmp: Path, log: Callable[[str], None], trt_version: str):
+    def __init__(self, source: SourceModel, options: BuildOptions, calib_set, tmp: Path, log: Callable[[str], None], trt_version: str,
+                 target: str = "onnxruntime", cpu_backends: tuple[str, ...] = ("onnxruntime",)):  # fmt: skip
         self.source, self.options, self.calib_set, self.tmp, self.log = source, options, calib_set, tmp, log
         self.trt_version = trt_version  # the calibration cache header names the TensorRT it is for
+        self.target = target  # the backend the artifact runs on: where latency is measured
+        self.cpu_backends = cpu_backends  # CPU target: the runtimes verified and timed, the fastest wins (.cpu)
+        self._fp32_latencies: dict[str, float] = {}  # CPU target: the FP32 source's latency per runtime
+        self._engines: dict[Path, tuple[Path, dict]] = {}  # TensorRT target: engines built so far, by source graph
         self.prepared = tmp / "prepared.onnx"
         qdq.prepare(source.path, self.prepared)
+        if source.fixed_size:
+            self.options = options = _at_fixed_size(options, source.fixed_size, log)
         holdout = []
         if calib_set and calib_set.holdout:
             frames = calibration.load_frames(calib_set.holdout, options.calib_size, "load hold-out images")
             holdout = [(f"calibration:{p.name}", f) for p, f in zip(calib_set.holdout, frames)]
-        self.samples = verify.verification_samples(options.verify_scenes, options.verify_size, holdout)
+        self.plan = images.choose(source, images.parse_spec(options.val_data, "--val-data"), options.val_split,
+                                  images.parse_spec(options.calib_data, "--calib-data"))  # fmt: skip
+        self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size,
+                                      source.fixed_size is not None, holdout)  # fmt: skip
         self.reference = verify.reference(source, self.samples, options.progress)
         self.fp32_latency: float | None = None
 
     def make(self, precision: str) -> Outcome:
-        outcome = {"int8": self._int8, "fp16": self._fp16, "fp32": self._fp32}[precision]()
-        outcome.figures[0] = self._timed(outcome.figures[0], outcome.model)
+        outcome = {"int8": self._int8, "fp16": self._fp16, "fp32": self._fp32, "bf16": self._bf16}[precision]()
+        outcome.details["tensorrt_compat"] = self._compat(outcome)
+        if self.target == "tensorrt":
+            outcome.figures[0] = self._timed(outcome.figures[0], outcome)
+        else:
+            outcome.figures = self._on_cpu(outcome)
         return outcome
 
-    def _compare(self, model: Path, label: str) -> verify.Figures:
-        return verify.compare(model, label, self.source, self.samples, self.reference, self.options.progress)
+    def _on_cpu(self, outcome: Outcome) -> list:
+        """A verified, timed row per CPU runtime that runs this precision, the fastest first (it runs the artifact)."""
+        size, precision = self.options.latency_size, outcome.precision
+        timed = []
+        for backend in [b for b in self.cpu_backends if precision in cpu.RUNS[b]]:
+            open_session = cpu.opener(backend, precision)
+            row = outcome.figures[0] if backend == outcome.verified_on else verify.compare(
+                outcome.model, cpu.label(precision, backend), self.source, self.samples, self.reference, self.options.progress,
+                open_session,
+            )  # fmt: skip
+            outcome.measured[backend] = verify.median_latency_ms(outcome.model, self.source, size, open_session=open_session)
+            timed.append(row)
+        outcome.runs_on = min(outcome.measured, key=outcome.measured.get)
+        if outcome.runs_on not in self._fp32_latencies:  # the FP32 row and every ratio: the source on the winner
+            self._fp32_latencies[outcome.runs_on] = verify.median_latency_ms(
+                self.source.path, self.source, size, open_session=cpu.opener(outcome.runs_on, "fp32"))
+        self.fp32_latency = self._fp32_latencies[outcome.runs_on]
+        timed = [dataclasses.replace(row, latency_ms=ms, latency_ratio=ms / self.fp32_latency) for row, ms in zip(timed, outcome.measured.values())]
+        rest = outcome.figures[1:] if outcome.verified_on in outcome.measured else outcome.figures
+        return sorted(timed, key=lambda row: row.latency_ms) + rest
 
-    def _timed(self, figures: verify.Figures, model: Path) -> verify.Figures:
-        size = self.options.latency_size
+    def _compat(self, outcome: Outcome) -> dict[str, list[str]]:
+        """What each TensorRT line's ONNX parser would reject in the graph an engine of this precision is built from."""
+        graph = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
+        found = {line: [p.describe() for p in problems] for line, problems in compat.report(graph).items()}
+        rejecting = [line for line, problems in found.items() if problems]
+        if rejecting:
+            first = found[rejecting[0]]
+            self.log(
+                f"note: TensorRT {', '.join(f'{line}.x' for line in rejecting)} would reject {len(first)} node(s) of the "
+                f"{outcome.precision.upper()} graph for TensorRT, e.g. {first[0]}; list them with python -m "
+                f"fcn_edge.backends.tensorrt.compat {self.source.path.name}"
+            )
+        return found
+
+    def _compare(self, model: Path, label: str, open_session: Callable = ort_backend.session) -> verify.Figures:
+        return verify.compare(model, label, self.source, self.samples, self.reference, self.options.progress, open_session)
+
+    def _timed(self, figures: verify.Figures, outcome: Outcome) -> verify.Figures:
+        """The TensorRT target's row, timed as an engine on the GPU (CPU targets: :meth:`_on_cpu`)."""
         if self.fp32_latency is None:
-            self.fp32_latency = verify.median_latency_ms(self.source.path, self.source, size)
-        latency = verify.median_latency_ms(model, self.source, size)
+            self.fp32_latency = self._engine_latency(Outcome("fp32", self.prepared, []))
+        latency = self._engine_latency(outcome)
         return dataclasses.replace(figures, latency_ms=latency, latency_ratio=latency / self.fp32_latency)
+
+    def _engine_latency(self, outcome: Outcome) -> float:
+        """Build (once per graph) and time the engine of ``outcome`` on the GPU; it is kept for write()."""
+        from ..backends.tensorrt import timing
+
+        graph = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
+        if graph not in self._engines:
+            engine = self.tmp / f"{outcome.precision}.engine"
+            self._engines[graph] = (engine, self._build_engine(outcome, engine))
+        outcome.engine = self._engines[graph]
+        frame = render_scene(np.random.default_rng(HELDOUT_SEED), self.options.latency_size)[0]
+        return timing.median_latency_ms(*outcome.engine, frame)
 
     def _fp32(self) -> Outcome:
         return Outcome("fp32", self.prepared, [self._compare(self.prepared, "FP32 (prepared)")])
+
+    def _bf16(self) -> Outcome:
+        """The FP32 graph run in BF16 by OpenVINO: a precision of the runtime, not of the file."""
+        figures = self._compare(self.prepared, cpu.label("bf16", "openvino"), cpu.opener("openvino", "bf16"))
+        return Outcome("bf16", self.prepared, [figures], verified_on="openvino")
 
     def _fp16(self) -> Outcome:
         path = self.tmp / "fp16.onnx"
@@ -84,20 +159,19 @@ class Work:
         feeds = [self.source.feed([f]) for f in frames]
         prepared_model = onnx.load(str(self.prepared))
         ranges = statistics.collect_ranges(prepared_model, feeds, options.calib_method, progress=options.progress)
-        ort_path, trt_path = self.tmp / "int8.onnx", self.tmp / "int8.trt-qdq.onnx"
-        qdq.quantize(self.prepared, ort_path, ranges, "onnxruntime")
-        figures = self._compare(ort_path, "INT8 (ONNX Runtime)")
+        trials = mixed.Trials(self.prepared, ranges, self.tmp, self._compare_placement, options.budget.problems)
+        problems = trials.problems([])
         kept: list[str] = []
         sensitivity = None
-        if self.options.budget.problems(figures):
-            self.log(f"INT8 misses the budget ({'; '.join(self.options.budget.problems(figures))}): ranking layers")
-            result = self._sensitivity(prepared_model, ranges, frames[:TUNING_IMAGES], ort_path)
-            kept = result.kept_float
-            sensitivity = {"ranking": [{"layer": n, "agreement_alone": a} for n, a in result.ranking], "met": result.met}
-            qdq.quantize(self.prepared, ort_path, ranges, "onnxruntime", kept)
-            figures = self._compare(ort_path, "INT8 (ONNX Runtime)")
-        qdq.quantize(self.prepared, trt_path, ranges, "tensorrt", kept)
-        trt_figures = self._compare(trt_path, "INT8 TensorRT Q/DQ on CPU")
+        if problems:
+            self.log(f"INT8 misses the budget ({'; '.join(problems)}): searching for the quantized nodes to keep in float")
+            kept, sensitivity = mixed.keep_in_float(
+                self.prepared, trials.get([], ["onnxruntime"]).paths["onnxruntime"], ranges, feeds, trials.meets,
+                options.search_minutes, self.log, options.progress,
+            )  # fmt: skip
+        chosen = trials.get(kept)
+        ort_path, trt_path = chosen.paths["onnxruntime"], chosen.paths["tensorrt"]
+        figures, trt_figures, unquantized = chosen.figures["onnxruntime"], chosen.figures["tensorrt"], chosen.unquantized
         cache = self.tmp / "int8.calib"
         trt_cache.write_cache(cache, ranges.amax, self.trt_version)
         extras = {"tensorrt_qdq_onnx": trt_path, "tensorrt_calibration_cache": cache, "tensorrt_calibration_onnx": self.prepared}
@@ -109,82 +183,69 @@ class Work:
             "kept_float": kept,
             "narrow_convs_float_on_onnxruntime": qdq.narrow_convs(prepared_model),
             "sensitivity": sensitivity,
+            "problems": (sensitivity or {}).pop("problems", []),
             "tensorrt_qdq_layers": qdq.precision_summary(onnx.load(str(trt_path))),
+            "tensorrt_qdq_unquantized_inputs": unquantized,  # placement rules: conv->relu, residual main branches
             "tensorrt_cache_version": trt_cache.version_number(self.trt_version),
         }  # fmt: skip
         return Outcome("int8", ort_path, [figures, trt_figures], extras, details)
 
-    def _sensitivity(self, prepared_model: onnx.ModelProto, ranges: statistics.TensorRanges, frames: list, scratch: Path):
-        reference_sess = ort_backend.session(self.prepared)
-        targets = [verify.predict(reference_sess, self.source, f)[0] for f in frames]
-
-        def agreement(excluded: list[str]) -> float:
-            qdq.quantize(self.prepared, scratch, ranges, "onnxruntime", excluded)
-            sess = ort_backend.session(scratch)
-            same = sum(int((verify.predict(sess, self.source, f)[0] == t).sum()) for f, t in zip(frames, targets))
-            return same / sum(t.size for t in targets)
-
-        def meets(excluded: list[str]) -> bool:
-            qdq.quantize(self.prepared, scratch, ranges, "onnxruntime", excluded)
-            return not self.options.budget.problems(self._compare(scratch, "INT8 trial"))
-
-        return keep_sensitive_layers(qdq.quantizable_convs(prepared_model), agreement, meets, progress=self.options.progress)
+    def _compare_placement(self, model: Path, placement: str) -> verify.Figures:
+        return self._compare(model, "INT8 (ONNX Runtime)" if placement == "onnxruntime" else "INT8 TensorRT Q/DQ on CPU")
 
     def table(self, outcome: Outcome, precision: str) -> str:
         fp32 = verify.Figures("FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0)
-        images = f"{self.options.verify_scenes} held-out synthetic scenes {self.options.verify_size[0]}x{self.options.verify_size[1]}"
-        holdout = len(self.samples) - self.options.verify_scenes
         header = (
-            f"verification ({precision.upper()}): {images} + {holdout} calibration hold-out images; "
-            f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, ONNX Runtime CPU, {ort_backend.THREADS} threads"
+            f"verification ({precision.upper()}): {self.plan.describe(self.samples, self.options.verify_scenes)}; "
+            f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, "
+            + ("TensorRT engine on the GPU" if self.target == "tensorrt" else f"{cpu.LABELS[outcome.runs_on]} CPU, {ort_backend.THREADS} threads")
         )
         return verify.table([fp32, *outcome.figures], header)
 
     def write(self, outcome: Outcome, paths: artifact.ArtifactPaths, backend, key: str, inputs, versions, table: str, passed: bool) -> dict:
-        """Copy the files into the engines folder (TensorRT: build the engine), then the sidecar, last."""
+        """Write the files (TensorRT: build the engine) and the sidecar under temporary names, then rename them all."""
         started = time.perf_counter()
         model = onnx.load(str(outcome.model))
-        engine_facts = None
-        if backend.name == "tensorrt":
-            engine_facts = self._build_engine(outcome, paths.artifact)
-        else:
-            _copy_model(outcome.model, paths.artifact, self.source)
-        for role, path in paths.extras.items():
-            if path.suffix == ".onnx":
-                _copy_model(outcome.extras[role], path, self.source)
+        with atomic_files([*paths.all(), paths.sidecar]) as staged:
+            engine_facts = None
+            if backend.name == "tensorrt":
+                built, engine_facts = outcome.engine  # built and timed on the GPU by make()
+                shutil.copyfile(built, staged[paths.artifact])
             else:
-                write_bytes_atomic(path, outcome.extras[role].read_bytes())
-        sidecar = {
-            "key": key,
-            "artifact": paths.artifact.name,
-            "precision": outcome.precision,
-            "backend": {**backend.facts, "why": backend.why, **({"session_options": ort_backend.describe_options()} if backend.name == "onnxruntime" else {})},
-            "model": self.source.describe(),
-            "io": artifact.io_description(model),
-            "profiles": {"min": self.options.min_shape, "opt": self.options.opt_shape, "max": self.options.max_shape},
-            "layers": qdq.precision_summary(model),
-            "engine": engine_facts,
-            "sources": inputs,
-            "options": self.options.recorded(),
-            "versions": versions,
-            "details": outcome.details,
-            "verification": {
-                "images": {
-                    "synthetic_seeds": [HELDOUT_SEED, HELDOUT_SEED + self.options.verify_scenes],
-                    "synthetic_size": list(self.options.verify_size),
-                    "calibration_holdout": [s.name for s in self.samples[self.options.verify_scenes :]],
+                _copy_model(outcome.model, staged[paths.artifact], self.source)
+            for role, path in paths.extras.items():
+                if path.suffix == ".onnx":
+                    _copy_model(outcome.extras[role], staged[path], self.source)
+                else:
+                    shutil.copyfile(outcome.extras[role], staged[path])
+            sidecar = {
+                "key": key,
+                "artifact": paths.artifact.name,
+                "precision": outcome.precision,
+                "backend": {**backend.facts, "why": backend.why} if backend.name == "tensorrt" else cpu.facts(
+                    outcome.runs_on, outcome.precision, outcome.measured, backend.why, backend.facts.get("openvino", backend.facts.get("version"))),
+                "model": self.source.describe(),
+                "io": artifact.io_description(model),
+                "profiles": {"min": self.options.min_shape, "opt": self.options.opt_shape, "max": self.options.max_shape},
+                "layers": qdq.precision_summary(model),
+                "engine": engine_facts,
+                "sources": inputs,
+                "options": self.options.recorded(),
+                "versions": versions,
+                "details": outcome.details,
+                "verification": {
+                    "images": self.plan.record(self.samples),
+                    "latency_size": list(self.options.latency_size),
+                    "budget": dataclasses.asdict(self.options.budget),
+                    "rows": verify.as_dict(outcome.figures),
+                    "fp32_miou": self.reference.miou,
+                    "fp32_latency_ms": self.fp32_latency,
+                    "passed": passed,
+                    "table": table,
                 },
-                "latency_size": list(self.options.latency_size),
-                "budget": dataclasses.asdict(self.options.budget),
-                "rows": verify.as_dict(outcome.figures),
-                "fp32_miou": self.reference.miou,
-                "fp32_latency_ms": self.fp32_latency,
-                "passed": passed,
-                "table": table,
-            },
-            "write_seconds": round(time.perf_counter() - started, 3),
-        }
-        artifact.write_sidecar(paths, sidecar)
+                "write_seconds": round(time.perf_counter() - started, 3),
+            }
+            artifact.write_sidecar(paths, sidecar, staged)
         return sidecar
 
     def _build_engine(self, outcome: Outcome, engine_path: Path) -> dict:
@@ -200,10 +261,15 @@ class Work:
         return build_engine(onnx_path, engine_path, options)
 
 
+def _at_fixed_size(options: BuildOptions, size: tuple[int, int], log: Callable[[str], None]) -> BuildOptions:
+    """A model that takes one input size is calibrated, verified and timed at that size."""
+    log(f"the model's input is fixed at {size[0]}x{size[1]}: calibrating, verifying and timing at {size[0]}x{size[1]}")
+    return dataclasses.replace(options, calib_size=size, verify_size=size, latency_size=size)
+
+
 def _copy_model(source_path: Path, target: Path, source: SourceModel) -> None:
-    """Write the ONNX at ``target`` atomically, with the source's fcn_edge metadata (if any) carried over."""
+    """Write the ONNX at ``target`` (a staged file) with the source's fcn_edge metadata (if any) carried over."""
     model = onnx.load(str(source_path))
     if source.metadata is not None:
         write_metadata(model, source.metadata)
-    with atomic_path(target) as tmp:
-        onnx.save_model(model, tmp)
+    onnx.save_model(model, target)

@@ -1,10 +1,10 @@
 """Every build reports what it cost: each artifact against the FP32 model on held-out images.
 
-Images: held-out synthetic scenes (seeds from ``HELDOUT_SEED``, never trained or calibrated
-on, with exact ground truth) plus the calibration folder's hold-out split (the user's own
-frames, no labels). Figures per artifact: label agreement with FP32 over all pixels, mIoU
-against ground truth and its change (only when the model's classes are the synthetic ones),
-the largest logit difference (through a "logits twin": the same graph with ArgMax's input
+Images (:mod:`.images` chooses them): a labelled dataset of the user's, or held-out synthetic
+scenes (seeds from ``HELDOUT_SEED``, never trained or calibrated on, with exact ground
+truth), and/or the calibration folder's hold-out split (the user's own frames, no labels).
+Figures per artifact: label agreement with FP32 over all pixels, mIoU against ground truth
+and its change (where the samples carry masks), the largest logit difference (through a "logits twin": the same graph with ArgMax's input
 also made an output), and median latency of artifact and FP32 with the same threads.
 """
 
@@ -13,18 +13,20 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
-from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from ..data.synthetic import HELDOUT_SEED, render_scene
+from ..errors import FcnEdgeError
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..backends.onnxruntime import session
 from .source import SourceModel
+
+LOGIT_BYTES = 512 * 2**20  # FP32 logits kept for max|dlogit|: 21 classes at VOC size are 15 MB an image
 
 
 @dataclass
@@ -70,14 +72,18 @@ def logits_twin(model: onnx.ModelProto) -> onnx.ModelProto:
 def predict(sess: ort.InferenceSession, source: SourceModel, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(labels HxW, logits KxHxW or None) for one frame, whatever outputs the graph has."""
     labels = logits = None
-    for meta, value in zip(sess.get_outputs(), sess.run(None, source.feed([frame]))):
+    outputs = list(zip(sess.get_outputs(), sess.run(None, source.feed([frame]))))
+    for _, value in outputs:
         if value.ndim == 4 and np.issubdtype(value.dtype, np.floating):
             logits = value[0].astype(np.float32)
         elif value.ndim == 3 and labels is None:
             labels = value[0]
     if labels is None:
         if logits is None:
-            raise ValueError(f"{source.path} has no [N,H,W] labels or [N,K,H,W] logits output")
+            shapes = ", ".join(f"{m.name} {v.dtype} {list(v.shape)}" for m, v in outputs)
+            raise FcnEdgeError(
+                f"{source.path} gives {shapes}: not a segmentation model, which gives [N,K,H,W] logits or [N,H,W] labels"
+            )
         labels = logits.argmax(0)
     return labels.astype(np.int64), logits
 
@@ -94,19 +100,50 @@ class Reference:
 def reference(source: SourceModel, samples: list[Sample], progress: bool = True) -> Reference:
     sess = session(logits_twin(onnx.load(str(source.path))))
     labels, logits = [], []
+    kept_bytes = 0
     for sample in tqdm(samples, desc="verify: FP32", leave=False, disable=not progress):
         lab, log = predict(sess, source, sample.frame)
+        _check_per_pixel(source, sample, lab)
         labels.append(lab)
-        logits.append(log)
+        kept_bytes += 0 if log is None else log.nbytes
+        logits.append(log if kept_bytes <= LOGIT_BYTES else None)  # max|dlogit| over the first images only
+    _check_class_count(source, labels, logits)
     return Reference(labels, logits, _miou(source, samples, labels))
 
 
+def _check_per_pixel(source: SourceModel, sample: Sample, labels: np.ndarray) -> None:
+    """Labels (or scores) must come at the input's size: a per-pixel map, not a coarse grid or a class vector."""
+    if labels.shape != sample.frame.shape[:2]:
+        height, width = sample.frame.shape[:2]
+        raise FcnEdgeError(
+            f"{source.path} answers a {height}x{width} input with {'x'.join(map(str, labels.shape))} labels: a build needs "
+            "per-pixel class scores [N,K,H,W] (or labels [N,H,W]) at the input's size; export the model with its final upsampling"
+        )
+
+
+def _check_class_count(source: SourceModel, labels: list[np.ndarray], logits: list[np.ndarray | None]) -> None:
+    """The model's real outputs against the class names it was given (the graph may not declare its sizes)."""
+    count = len(source.classes)
+    scored = {log.shape[0] for log in logits if log is not None}
+    highest = max(int(lab.max()) for lab in labels)
+    if scored - {count} or highest >= count:
+        found = f"scores {max(scored)} classes" if scored - {count} else f"predicts class {highest}"
+        raise FcnEdgeError(
+            f"{source.path} {found}, but {count} class names were given (--num-classes, --classes or its metadata): "
+            "give as many as the model has"
+        )
+
+
 def compare(
-    model: onnx.ModelProto | Path, label: str, source: SourceModel, samples: list[Sample], ref: Reference, progress: bool = True
+    model: onnx.ModelProto | Path, label: str, source: SourceModel, samples: list[Sample], ref: Reference, progress: bool = True,
+    open_session: Callable = session,
 ) -> Figures:
-    """Accuracy figures of one artifact against the FP32 reference (latency is measured separately)."""
+    """Accuracy figures of one artifact against the FP32 reference (latency is measured separately).
+
+    ``open_session`` runs it: ONNX Runtime's :func:`session` unless another CPU backend is verified.
+    """
     loaded = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    sess = session(logits_twin(loaded))
+    sess = open_session(logits_twin(loaded))
     same = total = 0
     diff: float | None = None
     labels = []
@@ -125,18 +162,19 @@ def compare(
 
 
 def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:
-    if source.classes != SYNTHETIC_CLASSES or not any(s.mask is not None for s in samples):
-        return None
+    masked = [(s.mask, lab) for s, lab in zip(samples, labels) if s.mask is not None]
+    if not masked:
+        return None  # no ground truth (images.samples attaches masks only for the model's own classes)
     matrix = np.zeros((len(source.classes), len(source.classes)), dtype=np.int64)
-    for sample, lab in zip(samples, labels):
-        if sample.mask is not None:
-            matrix += confusion_matrix(sample.mask, lab, len(source.classes))
+    for mask, lab in masked:
+        matrix += confusion_matrix(mask, lab, len(source.classes))
     return scores_from_confusion(matrix).miou
 
 
-def median_latency_ms(model: Path, source: SourceModel, size: tuple[int, int], runs: int = 10, warmup: int = 2) -> float:
-    """Median wall time of one batch-1 inference at ``size`` (H, W), THREADS intra-op threads."""
-    sess = session(model)
+def median_latency_ms(model: Path, source: SourceModel, size: tuple[int, int], runs: int = 10, warmup: int = 2,
+                      open_session: Callable = session) -> float:  # fmt: skip
+    """Median wall time of one batch-1 inference at ``size`` (H, W), THREADS threads, in ``open_session``'s backend."""
+    sess = open_session(model)
     feed = source.feed([render_scene(np.random.default_rng(HELDOUT_SEED), size)[0]])
     for _ in range(warmup):
         sess.run(None, feed)

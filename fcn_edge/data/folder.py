@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import FcnEdgeError
+from ..metadata import check_classes
 from ..paths import IMAGE_EXTENSIONS
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_index_mask, require_dir
 from .palette import default_palette
@@ -30,6 +31,7 @@ def read_classes(path: Path) -> list[str]:
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not names:
         raise FcnEdgeError(f"{path} lists no classes: write one class name per line (class 0 first)")
+    check_classes(names, str(path))
     return names
 
 

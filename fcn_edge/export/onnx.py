@@ -2,7 +2,9 @@
 
 The graph is the whole deployed function: uint8 NHWC BGR frames in (or normalised float
 NCHW), :func:`fcn_edge.models.preprocess.frames_to_tensor`, the FCN with its pad-to-stride and crop, and
-ArgMax cast to uint8 labels, so one byte per pixel leaves the accelerator. Batch, height
+ArgMax cast to uint8 labels, so one byte per pixel leaves the accelerator. uint8 appears only at
+the graph boundary (the frame's first op is a Cast to float; the labels' last op is the Cast to
+uint8), as TensorRT's ONNX parser requires: fcn_edge.backends.tensorrt.compat checks it. Batch, height
 and width are dynamic. Then the graph passes (:mod:`.passes`), onnxslim, the ONNX checker
 and shape inference, verification against PyTorch (:mod:`.verify`), and the metadata
 (:mod:`.metadata`). The file is written atomically and only once verification passed.
@@ -45,6 +47,7 @@ from ..errors import FcnEdgeError
 from ..models.preprocess import frames_to_tensor
 from ..spec import Preprocess
 from ..metadata import INPUT_FORMATS, ModelMetadata, write_metadata
+from .lean import LeanReport, make_lean
 from .passes import PassReport, replace_bilinear_deconvs
 from .report import ExportReport
 from .verify import DEFAULT_VERIFY_SIZES, Tolerance, check_against_torch, torch_outputs, verification_inputs
@@ -72,8 +75,10 @@ class DeployedModel(nn.Module):
         height, width = x.shape[-2:]
         # FCN crops its own logits in forward(); any other segmentation module is taken as is
         padded = self.model.forward_padded(x) if hasattr(self.model, "forward_padded") else self.model(x)
-        # crop after ArgMax: the labels are one byte per pixel, the logits 4 x classes
-        return padded[:, :, :height, :width], padded.argmax(1).to(torch.uint8)[:, :height, :width]
+        # crop after ArgMax (fewer bytes than the logits); the indices pass through float, the one type
+        # TensorRT casts both from its INT32 ArgMax and to the UINT8 output, and UINT8 only at the output
+        labels = padded.argmax(1).to(torch.float32)[:, :height, :width].to(torch.uint8)
+        return padded[:, :, :height, :width], labels
 
 
 def max_opset() -> int:
@@ -137,7 +142,12 @@ def export_model(
         if graph_passes:
             exported, pass_report = replace_bilinear_deconvs(exported)
         full = _tidy(exported)
+        lean = LeanReport() if graph_passes else None
+        if lean:
+            full = make_lean(full, lean)
         final = _select_outputs(full, meta.outputs) if tuple(meta.outputs) != OUTPUT_NAMES else full
+        if lean and final is not full:  # without the logits output, the label Resize has ArgMax as its only reader
+            final = make_lean(final, lean)
         cases = verification_inputs(verify_sizes, meta.preprocess, meta.input_format)
         references = torch_outputs(deployed, cases)
         checks = check_against_torch(full, cases, references)
@@ -166,6 +176,7 @@ def export_model(
         convtranspose_remaining=deconvs,
         reasons=_reasons(pass_report, deconvs),
         graph_pass=pass_report,
+        lean=lean,
         checks=checks,
         tolerance=tolerance,
         seconds=time.perf_counter() - started,

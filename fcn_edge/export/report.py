@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .lean import LeanReport
 from .passes import PassReport
 from .verify import SizeCheck, Tolerance
 
@@ -25,6 +26,7 @@ class ExportReport:
     checks: list[SizeCheck]  # per verification size
     tolerance: Tolerance
     seconds: float
+    lean: LeanReport | None = None  # None when graph passes were skipped
 
     @property
     def max_abs_diff(self) -> float:
@@ -47,6 +49,9 @@ class ExportReport:
         lines += [f"  {reason}" for reason in self.reasons]
         pass_lines = self.graph_pass.lines() if self.graph_pass else ["skipped (--no-graph-passes)"]
         lines += [f"{'graph pass':<14}{pass_lines[0]}", *pass_lines[1:]]
+        if self.lean:
+            lean_lines = self.lean.lines()
+            lines += [f"{'graph pass':<14}{lean_lines[0]}", *lean_lines[1:]]
         lines.append(
             f"verification  ONNX Runtime CPU vs PyTorch; limits |logit diff| <= {self.tolerance.max_abs_diff:g}, "
             f"label agreement >= {100 * self.tolerance.min_agreement:g}%"

@@ -15,11 +15,12 @@ from ..spec import Preprocess
 def frames_to_tensor(preprocess: Preprocess, frames: torch.Tensor) -> torch.Tensor:
     """uint8 NHWC BGR frames -> normalised float32 NCHW; traceable into ONNX.
 
-    Transpose first (on bytes, 4x cheaper than on floats), then one 1x1 convolution does
-    the channel swap, scaling and normalisation: ONNX Runtime runs Conv on NCHW far faster
-    than broadcast arithmetic over a trailing dimension of 3.
+    Cast to float first, then transpose: TensorRT's ONNX parser takes UINT8 only as a network
+    input or output, so the first op on the frame must be the Cast (DESIGN.md, principle 8).
+    Then one 1x1 convolution does the channel swap, scaling and normalisation: ONNX Runtime
+    runs Conv on NCHW far faster than broadcast arithmetic over a trailing dimension of 3.
     """
-    x = frames.permute(0, 3, 1, 2).to(torch.float32)
+    x = frames.to(torch.float32).permute(0, 3, 1, 2)
     weight, bias = preprocess.affine()
     return F.conv2d(x, torch.from_numpy(weight), torch.from_numpy(bias))
 

@@ -4,16 +4,18 @@ Weights are always symmetric INT8 with one scale per output channel of each Conv
 point 0). The two placements differ in where activation Q/DQ pairs go and their type:
 
   tensorrt     symmetric INT8 (zero point 0, scale = amax / 127), on the inputs of
-               Conv/Gemm/MatMul and Add only (the residual add then fuses into the conv
-               before it); biases stay float (TensorRT has no INT32 DequantizeLinear). TensorRT fuses each Q into the producing layer, and a Resize
-               feeding a Conv runs INT8 as Resize -> Q/DQ -> Conv. A Q/DQ on every output
-               would force INT8 reformat layers between fusions and can make INT8 slower
-               than FP16.
+               Conv/Gemm/MatMul and on the residual input of each Add (the main-branch conv
+               then fuses with the Add, :mod:`.placement`); biases stay float (TensorRT has
+               no INT32 DequantizeLinear). TensorRT fuses each Q into the producing layer,
+               and a Resize feeding a Conv runs INT8 as Resize -> Q/DQ -> Conv. A Q/DQ on
+               every output would force INT8 reformat layers between fusions and can make
+               INT8 slower than FP16.
   onnxruntime  on the inputs and outputs of Conv and Add, so ONNX Runtime's CPU optimizer
-               turns every DQ -> Conv -> Q unit into one integer conv (QLinearConv).
-               Activations are UINT8 with the observed minimum (clipped to -amax) as the
-               low end: a ReLU output then gets zero point 0 and the ReLU folds into the
-               conv. Symmetric INT8 activations measured slower on x86: ONNX Runtime's
+               turns every DQ -> Conv -> Q unit into one integer conv (QLinearConv), except
+               between an op and the ReLU after it (:mod:`.placement`): the pair after the
+               ReLU stays. Activations are UINT8 with the observed minimum (clipped to
+               -amax) as the low end: a ReLU output then gets zero point 0 and the ReLU
+               folds into the conv. Symmetric INT8 activations measured slower on x86: ONNX Runtime's
                S8->U8 rewrite left 12 of 26 convs unfused. Convs with fewer than
                ``MIN_INT8_CHANNELS`` input and output channels stay float: ONNX Runtime's
                integer conv is slower than its float NCHWc conv there (the FCN's final
@@ -39,6 +41,8 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..atomic import atomic_path
+from . import placement as qdq_placement
+from .label_ops import label_convs
 from .statistics import TensorRanges
 
 PLACEMENTS = ("onnxruntime", "tensorrt")
@@ -46,6 +50,7 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TENSORRT_OPS = (*WEIGHTED_OPS, "Add")
 ONNXRUNTIME_OPS = (*WEIGHTED_OPS, "Add")
 MIN_INT8_CHANNELS = 16
+PLACEMENT_RULES = {"tensorrt": ("activation", "residual"), "onnxruntime": ("activation",)}  # see .placement
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -53,10 +58,33 @@ def prepare(source: str | Path, output: str | Path) -> None:
     """Symbolic shape inference (dynamic N/H/W merged) and ORT's basic graph optimisations.
 
     Statistics, Q/DQ placement and node names all refer to this prepared graph; without
-    shapes the quantizer silently skips tensors whose type it cannot see.
+    shapes the quantizer silently skips tensors whose type it cannot see. The optimiser fuses
+    ``Cast(int -> float) -> Cast(float -> uint8)`` into one cast from an integer to UINT8,
+    which TensorRT cannot parse (UINT8 converts from FP32/FP16 only), so the float step is
+    put back.
     """
     with atomic_path(output) as tmp, _quiet():
         quant_pre_process(str(source), str(tmp), auto_merge=True)
+        model = onnx.load(str(tmp))
+        if _uint8_through_float(model.graph):
+            onnx.save_model(model, tmp)
+
+
+def _uint8_through_float(graph: onnx.GraphProto) -> int:
+    """Make every cast to UINT8 from a non-float tensor go through FP32; returns how many it split."""
+    typed = [*graph.value_info, *graph.input, *graph.output]
+    types = {v.name: v.type.tensor_type.elem_type for v in typed} | {t.name: t.data_type for t in graph.initializer}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    split = 0
+    for index, node in reversed(list(enumerate(graph.node))):
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        source_type = types.get(node.input[0]) if node.input else None
+        if to == onnx.TensorProto.UINT8 and source_type and source_type not in floats:
+            via = f"{node.output[0]}_as_float"
+            graph.node.insert(index, onnx.helper.make_node("Cast", [node.input[0]], [via], name=f"{node.name or via}_float", to=onnx.TensorProto.FLOAT))
+            node.input[0] = via
+            split += 1
+    return split
 
 
 def quantize(
@@ -65,8 +93,11 @@ def quantize(
     ranges: TensorRanges,
     placement: str = "onnxruntime",
     exclude_nodes: Sequence[str] = (),
-) -> None:
-    """Write the Q/DQ model of ``prepared`` for ``placement``; ``exclude_nodes`` stay in float."""
+) -> list[str]:
+    """Write the Q/DQ model of ``prepared`` for ``placement``; ``exclude_nodes`` stay in float.
+
+    Returns the inputs the placement rules left un-quantized ("node:input").
+    """
     if placement not in PLACEMENTS:
         raise ValueError(f"placement {placement!r} not in {PLACEMENTS}")
     tensorrt = placement == "tensorrt"
@@ -75,12 +106,14 @@ def quantize(
         for name, amax in ranges.amax.items()
     })  # fmt: skip
     ops = TENSORRT_OPS if tensorrt else ONNXRUNTIME_OPS
+    graph = onnx.load(str(prepared), load_external_data=False)
+    exclude_nodes = [*exclude_nodes, *label_convs(graph)]  # float on every placement (.label_ops)
     options = {"ActivationSymmetric": tensorrt, "WeightSymmetric": True}
     if tensorrt:
         options["OpTypesToExcludeOutputQuantization"] = list(ops)
         options["QuantizeBias"] = False  # TensorRT takes float biases; it has no INT32 DequantizeLinear
     else:
-        exclude_nodes = [*exclude_nodes, *narrow_convs(onnx.load(str(prepared), load_external_data=False))]
+        exclude_nodes = [*exclude_nodes, *narrow_convs(graph)]
     with tempfile.TemporaryDirectory(prefix="fcn_edge_qdq_") as tmp, atomic_path(output) as out, _quiet():
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(data, cache)
@@ -91,6 +124,10 @@ def quantize(
             weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes),
             calibrate_method=CalibrationMethod.MinMax, extra_options=options, calibration_cache_path=cache,
         )
+        model = onnx.load(str(out))
+        freed = qdq_placement.apply(model, PLACEMENT_RULES[placement])
+        onnx.save_model(model, out)
+    return freed
 
 
 def narrow_convs(model: onnx.ModelProto) -> list[str]:
@@ -104,10 +141,11 @@ def narrow_convs(model: onnx.ModelProto) -> list[str]:
     return narrow
 
 
-def quantizable_convs(model: onnx.ModelProto) -> list[str]:
-    """Names of the weighted nodes both placements make INT8: the layers sensitivity can keep in float."""
-    skip = set(narrow_convs(model))
-    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in skip]
+def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes the ONNX Runtime placement quantizes (not only convs: Adds too), what the
+    mixed-precision search may keep in float; with all of them excluded no Q/DQ is left."""
+    skip = set(narrow_convs(model)) | set(label_convs(model))
+    return [n.name for n in model.graph.node if n.op_type in ONNXRUNTIME_OPS and n.name not in skip]
 
 
 def precision_summary(model: onnx.ModelProto) -> dict[str, dict[str, int]]:

@@ -1,50 +1,63 @@
-"""Which layers to keep in float so an INT8 model stays within its accuracy budget.
+"""Which quantized nodes to keep in float so an INT8 model meets its accuracy budget, in bounded time.
 
-Ranking ("quantize only one layer"): each candidate layer is made INT8 alone, with every
-other candidate in float, and scored by label agreement with the FP32 model on tuning
-images. A layer that ruins the output on its own ranks first. Then the worst layers are
-kept in float one at a time, worst first, until the caller's budget check passes.
+Candidates are every node the INT8 model quantizes (convolutions, but also the Adds and
+whatever else carries Q/DQ), so keeping all of them in float is the FP32 model: the search
+can always reach the budget, at worst by giving up INT8 entirely, and says so.
 
-Scoring one layer alone, rather than "all but one", is deliberate: a tensor with a huge
-outlier range is quantized both by the layer producing it and by the one reading it, so
-keeping only one of the two in float changes nothing and "all but one" ranks neither.
-Alone, each of the two ruins the output and both rank first.
-
-The pass is generic: the caller passes ``score(excluded)`` and ``meets_budget(excluded)``,
-which build and evaluate a Q/DQ model with those layers in float.
+1. Rank: one pass per tuning image measures each node's own quantization error
+   (:mod:`.layer_error`), worst first. Its cost is about two FP32 passes per image, not
+   one evaluation per node.
+2. Search: keep the ``k`` worst nodes in float, ``k`` growing 1, 2, 4, ... until the budget
+   is met, then bisect between the last miss and the first hit. Each trial builds and
+   verifies a real Q/DQ model (the ranking is a proxy; the budget is checked on real
+   images). ``k = 0`` is known to miss (the caller tried it) and ``k = all`` to meet
+   (it is the FP32 model), so about ``2 log2(k)`` trials find the smallest ``k`` the
+   ranking allows, and when the time budget runs out the smallest ``k`` known to meet
+   the budget is the answer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
-
-from tqdm import tqdm
 
 
 @dataclass
-class SensitivityResult:
-    ranking: list[tuple[str, float]]  # (layer, agreement with only it INT8), worst first
-    kept_float: list[str]  # layers kept in float, in the order they were added
-    met: bool  # whether the budget passed with ``kept_float``
+class SearchResult:
+    kept_float: list[str]  # the worst-ranked nodes kept in float
+    trials: list[tuple[int, bool]] = field(default_factory=list)  # (nodes kept in float, met the budget), in order
+    out_of_time: bool = False
 
 
-def keep_sensitive_layers(
-    candidates: Sequence[str],
-    score: Callable[[list[str]], float],
+def rank(errors: dict[str, float], candidates: Sequence[str]) -> list[str]:
+    """Candidates worst first; those without a measured error (unreachable by the probe) go last, in graph order."""
+    measured = sorted((n for n in candidates if n in errors), key=lambda n: -errors[n])
+    return measured + [n for n in candidates if n not in errors]
+
+
+def fewest_in_float(
+    ranking: Sequence[str],
     meets_budget: Callable[[list[str]], bool],
-    max_layers: int | None = None,
-    progress: bool = True,
-) -> SensitivityResult:
-    """Rank ``candidates`` and keep the worst in float until ``meets_budget`` (at most ``max_layers``)."""
-    ranking = []
-    for layer in tqdm(candidates, desc="sensitivity: rank layers", leave=False, disable=not progress):
-        ranking.append((layer, score([c for c in candidates if c != layer])))
-    ranking.sort(key=lambda item: item[1])
-    limit = len(ranking) if max_layers is None else min(max_layers, len(ranking))
-    kept: list[str] = []
-    for layer, _ in ranking[:limit]:
-        kept.append(layer)
-        if meets_budget(kept):
-            return SensitivityResult(ranking, kept, True)
-    return SensitivityResult(ranking, kept, False)
+    seconds: float,
+    log: Callable[[str], None] = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SearchResult:
+    """The smallest prefix of ``ranking`` to keep in float so ``meets_budget`` passes (see the module docstring)."""
+    deadline = clock() + seconds
+    missed, met, step = 0, len(ranking), 1  # k = missed is known to miss, k = met to meet
+    result = SearchResult([])
+    while met - missed > 1:
+        if clock() >= deadline:
+            result.out_of_time = True
+            break
+        k = step if met == len(ranking) and step < met else (missed + met) // 2  # grow until a hit, then bisect
+        ok = meets_budget(list(ranking[:k]))
+        result.trials.append((k, ok))
+        log(f"search: {k} of {len(ranking)} quantized nodes in float {'meets' if ok else 'misses'} the budget")
+        if ok:
+            met = k
+        else:
+            missed, step = k, 2 * k
+    result.kept_float = list(ranking[:met])
+    return result

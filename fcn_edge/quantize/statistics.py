@@ -30,6 +30,8 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
+from ..backends.onnxruntime.session import apply_thread_policy
+
 METHODS = ("max", "percentile", "entropy")
 NUM_BINS = 2048
 QUANTIZED_BINS = 128
@@ -66,6 +68,7 @@ def _observing_session(model: onnx.ModelProto, names: Sequence[str], threads: in
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every observed tensor
     options.intra_op_num_threads = threads
+    apply_thread_policy(options)
     with tempfile.TemporaryDirectory(prefix="fcn_edge_calib_") as tmp:
         path = Path(tmp) / "observed.onnx"
         onnx.save_model(observed, path)  # a path, not bytes: models over 2 GB serialise only to files

@@ -2,26 +2,35 @@
 
 Exit status: 0 when the input ends, --max-frames is reached, the window is closed or the
 run is stopped with Ctrl-C/SIGTERM (stopping a live stream is the normal way to end it;
-the recording is finalised and the summary printed first); 2 for a user error (bad flag,
-no camera, missing model); 3 when a live source is lost and reconnecting fails; 130 when
-a second Ctrl-C aborts without waiting.
+the recording is finalised and the summary printed first; during start-up, too); 2 for a
+user error (bad flag, no camera, missing model) or a failure while running (a full disk, an
+unreadable image: the line says what was kept); 3 when a live source is lost and
+reconnecting fails; 130 when a second Ctrl-C aborts without waiting.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import signal
 import sys
+
+if __name__ == "__main__":  # a stop while the imports below load (about a second) is a clean stop, too
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, lambda *_: sys.exit(0))
+
+import argparse
+import json
 import threading
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import check_output, write_text_atomic
+from ..backends import BACKENDS
+from ..cli import size_hw
 from ..errors import FcnEdgeError, run_cli
+from ..paths import DEFAULT_MODEL
 from . import sinks, sources
+from . import serve
 from .stats import SOURCE_LOST, StreamStats
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "engines" / "default.int8.onnx"
 EXIT_SOURCE_LOST = 3
 
 
@@ -36,12 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src.add_argument("--video", type=Path, metavar="FILE", help="video file (every frame is processed)")
     src.add_argument("--images", type=Path, metavar="DIR", help="folder of images, in name order")
     src.add_argument("--synthetic", action="store_true", help="moving synthetic scenes (no device needed)")
-    p.add_argument("--width", type=int, help="requested capture width (cameras, CSI, synthetic)")
-    p.add_argument("--height", type=int, help="requested capture height (cameras, CSI, synthetic)")
+    p.add_argument("--size", type=size_hw, metavar="HxW", help="requested capture size, e.g. 720x1280 (cameras, CSI, synthetic)")
     p.add_argument("--fps", type=float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
-    p.add_argument("--backend", choices=("auto", "ort", "trt"), default="auto", help="default: by file type")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
+    p.add_argument("--threads", type=int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
     p.add_argument("--cuda-binding", choices=("auto", "cuda-python", "pycuda"), default="auto", help="TensorRT runner")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
@@ -49,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
     p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (mp4v; .avi: MJPG)")
     p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame")
+    p.add_argument("--serve", type=serve.parse_address, metavar="[HOST:]PORT",
+                   help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)")
+    p.add_argument("--serve-quality", type=int, default=80, metavar="Q", help="JPEG quality served, 1..100 (80)")
+    p.add_argument("--serve-width", type=int, default=640, metavar="W", help="wider frames are served scaled to W (640; 0: as is)")
+    p.add_argument("--serve-clients", type=int, default=4, metavar="N", help="viewers at once; more get 503 (4)")
     p.add_argument("--headless", action="store_true", help="no window even if one is possible")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reconnect", type=int, default=3, metavar="N", help="tries when a live source stops (default 3)")
@@ -59,20 +72,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         (args.max_frames is not None and args.max_frames < 1, f"--max-frames {args.max_frames} must be at least 1"),
         (args.reconnect < 0, f"--reconnect {args.reconnect} must be 0 or more"),
         (args.reconnect_delay < 0, f"--reconnect-delay {args.reconnect_delay} must be 0 or more"),
-        ((args.width is None) != (args.height is None), "--width and --height go together: give both"),
-        (args.width is not None and min(args.width, args.height) < 1, "--width and --height must be positive"),
         (args.headless and args.display, "--headless and --display contradict each other: choose one"),
-        (args.stats_json is not None and not args.stats_json.parent.is_dir(),
-         f"--stats-json {args.stats_json}: its folder does not exist; create it or choose another path"),
+        (not 1 <= args.serve_quality <= 100, f"--serve-quality {args.serve_quality} must be between 1 and 100"),
+        (args.serve_width < 0, f"--serve-width {args.serve_width} must be 0 (frame size) or more"),
+        (args.serve_clients < 1, f"--serve-clients {args.serve_clients} must be at least 1"),
     ]
     for failed, message in checks:
         if failed:
             raise FcnEdgeError(message)
+    if args.stats_json is not None:
+        check_output(args.stats_json, "--stats-json")  # written after the run: found unwritable now, not then
     return args
 
 
 def open_source(args: argparse.Namespace) -> sources.Source:
-    size = (args.width, args.height) if args.width else None
+    size = (args.size[1], args.size[0]) if args.size else None  # sources take (width, height), as OpenCV does
     if args.camera is not None:
         source = sources.camera(args.camera, size, args.fps)
     elif args.device:
@@ -96,7 +110,7 @@ def open_source(args: argparse.Namespace) -> sources.Source:
 
 def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
     chosen: list[sinks.Sink] = []
-    wants_window = args.display or not (args.headless or args.output or args.save_dir)
+    wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
         problem = sinks.display_problem()
         if problem is None or args.display:
@@ -107,12 +121,18 @@ def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
         chosen.append(sinks.VideoFileSink(args.output, fps))
     if args.save_dir:
         chosen.append(sinks.ImageFolderSink(args.save_dir))
+    if args.serve:
+        server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients)
+        print(server.banner, file=sys.stderr, flush=True)
+        chosen.append(server)
     return chosen
 
 
 def check_model(path: Path) -> None:
     if path.is_file():
         return
+    if path.is_dir():
+        raise FcnEdgeError(f"--model {path} is a folder: pass the model file in it, e.g. {path / DEFAULT_MODEL.name}")
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
             f"no model at {path}: build the default INT8 artifact with python scripts/build_engine.py --int8, "
@@ -136,9 +156,10 @@ def install_stop_handlers(stop: threading.Event) -> dict:
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
-def stream(args: argparse.Namespace, source: sources.Source) -> StreamStats:
-    """Load the model, set up overlay and sinks, run; the source is closed on every path."""
-    from ..runtime import open_runner  # ONNX Runtime, TensorRT, torch (metadata): after the cheap checks
+def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Event) -> StreamStats:
+    """Load the model, set up overlay and sinks, run until the input ends or ``stop`` is set; the source is closed
+    on every path, and a failure says what the sinks kept."""
+    from ..backends import open_runner  # ONNX Runtime (and TensorRT, CUDA when asked for): after the cheap checks
     from .overlay import Overlay
     from .pipeline import Stream, StreamOptions
 
@@ -156,18 +177,16 @@ def stream(args: argparse.Namespace, source: sources.Source) -> StreamStats:
     except BaseException:
         source.close()
         raise
-    stop = threading.Event()
-    previous = install_stop_handlers(stop)
     outputs = ", ".join(sink.description for sink in chosen) or "headless"
     print(f"streaming {source.description} -> {runner.name} -> {outputs} (Ctrl-C stops)", file=sys.stderr)
     options = StreamOptions(args.max_frames, args.reconnect, args.reconnect_delay)
     try:
         with runner:
-            stats = Stream(source, runner, overlay, chosen, options, stop).run()  # closes the source
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    stats.info.update(source=source.description, model=str(args.model), runner=runner.name)
+            stats = Stream(source, runner, overlay, chosen, options, stop).run()  # closes the source and sinks
+    except FcnEdgeError as error:
+        kept = [k for k in (sink.kept() for sink in chosen) if k]
+        raise FcnEdgeError("; ".join([str(error), *kept])) from None
+    stats.info.update(model=str(args.model))
     return stats
 
 
@@ -177,8 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.display:
         sinks.require_display()
     check_model(args.model)
-    source = open_source(args)  # before the model loads: a missing camera is reported at once
-    stats = stream(args, source)
+    stop = threading.Event()
+    previous = install_stop_handlers(stop)  # from here a stop during start-up ends the run as cleanly as one later
+    try:
+        source = open_source(args)  # before the model loads: a missing camera is reported at once
+        stats = stream(args, source, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print(stats.summary(), file=sys.stderr)
     if args.stats_json:
         write_text_atomic(args.stats_json, json.dumps(stats.to_dict(), indent=2) + "\n")

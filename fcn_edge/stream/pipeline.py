@@ -23,7 +23,8 @@ blocking for both kinds, so a slow sink slows inference rather than piling up fr
 
 Stopping. ``stop`` (set by a signal handler, a closed window or the caller) ends the loop
 after the frame in flight; frames already inferred still reach the sinks; sinks are
-closed (the mp4 is finalised) on every path out.
+closed (the mp4 is finalised) on every path out. An unreadable file mid-input (a corrupt
+image) ends the input there: the frames before it are processed, then its error is raised.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import FcnEdgeError
 from ..runner import Runner
 from .overlay import Overlay
 from .sinks import Sink
@@ -80,6 +82,7 @@ class Stream:
         self.stop = stop or threading.Event()
         self.log = log or log_line
         self.stats = StreamStats()
+        self.stats.info.update(source=source.description, runner=runner.name)  # a live view shows them during the run
         self._halt = threading.Event()  # tells the worker threads to finish
         self._free_frames: queue.Queue = queue.Queue()
         for _ in range(FRAME_POOL):
@@ -92,11 +95,14 @@ class Stream:
         self._capture_done = threading.Event()
         self._source_lost = False
         self._errors: list[BaseException] = []
+        self._input_error: FcnEdgeError | None = None  # a bad file mid-input: raised once the frames before it are done
 
     def run(self) -> StreamStats:
         capture = threading.Thread(target=self._guard, args=(self._capture,), name="capture", daemon=True)
         drawing = threading.Thread(target=self._guard, args=(self._draw,), name="overlay", daemon=True)
         status = StatusLine(self.stats, self.options.status_interval)
+        for sink in self.sinks:
+            sink.start(self.stats, self.overlay)
         capture.start()
         drawing.start()
         reason = STOPPED
@@ -108,11 +114,16 @@ class Stream:
             drawing.join()
             capture.join(timeout=CAPTURE_JOIN)  # it closes the source; a stuck driver must not hang the exit
             for sink in self.sinks:
-                sink.close()
+                try:
+                    sink.close()
+                except Exception as error:  # the other sinks still close; the first error is raised below
+                    self._errors.append(error)
             status.close()
             self.stats.end_reason = reason
         if self._errors:
             raise self._errors[0]
+        if self._input_error:
+            raise self._input_error
         return self.stats
 
     # --- main thread: inference ------------------------------------------------------------
@@ -175,7 +186,11 @@ class Stream:
                     buffer = self._free_frames.get(timeout=POLL)
                 except queue.Empty:
                     continue
-                frame = self._read(buffer)
+                try:
+                    frame = self._read(buffer)
+                except FcnEdgeError as error:  # ends the input here, like the end of a file
+                    self._input_error = error
+                    return
                 if frame is None:
                     return
                 if self.source.live:

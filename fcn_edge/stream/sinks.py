@@ -10,19 +10,31 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from ..atomic import check_output, check_writable, temporary_beside, write_bytes_atomic
 from ..errors import FcnEdgeError
+
+if TYPE_CHECKING:
+    from .overlay import Overlay
+    from .stats import StreamStats
 
 WINDOW = "fcn_edge"
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
+# Free space a recording keeps in hand to finalise: the muxer's unflushed buffer and header slack,
+# two raw frames (an encoded frame is smaller), and the per-frame index written on release.
+SPACE_MARGIN, INDEX_BYTES_PER_FRAME = 64 * 1024, 32
 
 
 class Sink:
     description = "sink"
     stop_requested = False  # set by a sink the user can close (the window)
+
+    def start(self, stats: StreamStats, overlay: Overlay) -> None:
+        """Called once before the first frame; a sink that reports on the run (the web page) keeps what it needs."""
 
     def write(self, image: np.ndarray) -> None:
         raise NotImplementedError
@@ -30,21 +42,33 @@ class Sink:
     def close(self) -> None:
         raise NotImplementedError
 
+    def kept(self) -> str | None:
+        """What this sink left on disk, for the line that ends a failed run; None when there is nothing to say."""
+        return None
+
 
 class VideoFileSink(Sink):
-    """mp4v in .mp4/.mov/.mkv, MJPG in .avi; sized by the first frame, later sizes are resized to it."""
+    """mp4v in .mp4/.mov/.mkv, MJPG in .avi; sized by the first frame, later sizes are resized to it.
+
+    The recording is written under a hidden temporary name beside ``path`` and renamed to it
+    on ``close``, once the index that makes it playable is written and it opens: a killed run
+    never leaves an unplayable file under the name asked for. OpenCV's writer does not report
+    write errors (it only logs them), so free space is checked after every frame (one statvfs)
+    and the run stops while there is still room to finalise what was recorded.
+    """
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".avi"):
             raise FcnEdgeError(f"--output {self.path}: use a .mp4, .mov, .mkv or .avi file name")
-        if not self.path.parent.is_dir():
-            raise FcnEdgeError(f"output folder {self.path.parent} does not exist: create it or choose another path")
+        check_output(self.path, "--output")
         self.fps = fps if fps > 0 else 30.0
         self.description = f"video {self.path}"
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._resized: np.ndarray | None = None
+        self._tmp: Path | None = None
+        self._finished: bool | None = None  # after close: whether the recording was kept
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
@@ -55,18 +79,52 @@ class VideoFileSink(Sink):
             image = self._resized
         self._writer.write(image)
         self.frames += 1
+        self._check_space(image.nbytes)
 
     def _open(self, image: np.ndarray) -> None:
         codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         self._size = (image.shape[1], image.shape[0])
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, self._size)
+        self._tmp = temporary_beside(self.path, suffix=self.path.suffix, flag="--output")  # OpenCV picks the container by suffix
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*codec), self.fps, self._size)
         if not self._writer.isOpened():
+            self._tmp.unlink()
+            self._tmp = self._writer = None
             raise FcnEdgeError(f"OpenCV cannot write {codec} video to {self.path}: check the folder is writable or use .avi")
 
+    def _check_space(self, frame_bytes: int) -> None:
+        disk = os.statvfs(self._tmp.parent)
+        free = disk.f_bavail * disk.f_frsize
+        if free < SPACE_MARGIN + 2 * frame_bytes + INDEX_BYTES_PER_FRAME * self.frames:
+            raise FcnEdgeError(
+                f"the disk holding --output {self.path} is full ({free / 1e6:.2f} MB free) after {self.frames} frames: "
+                "free some space or record to another disk"
+            )
+
     def close(self) -> None:
+        if self._tmp is None or self._finished is not None:
+            return
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        self._finished = self.frames > 0 and _playable(self._tmp)
+        if self._finished:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+    def kept(self) -> str | None:
+        if self._finished:
+            return f"the {self.frames} frames recorded until then are kept in {self.path}"
+        return None if self._tmp is None else f"no recording was kept at {self.path}"
+
+
+def _playable(path: Path) -> bool:
+    """Whether OpenCV reads a first frame back: the container's index was written."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
 
 
 class ImageFolderSink(Sink):
@@ -78,17 +136,24 @@ class ImageFolderSink(Sink):
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise FcnEdgeError(f"cannot create --save-dir {self.folder} ({error.strerror}): choose another folder") from None
+        check_writable(self.folder, "--save-dir")
         self.description = f"PNGs in {self.folder}"
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
+        """Encode, then write atomically: a full disk leaves no truncated PNG, only the complete ones before it."""
         path = self.folder / f"{self.frames:06d}.png"
-        if not cv2.imwrite(str(path), image):
-            raise FcnEdgeError(f"cannot write {path}: check the disk has space and the folder is writable")
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise FcnEdgeError(f"OpenCV cannot encode {path} as PNG: use --output FILE.mp4 instead")
+        write_bytes_atomic(path, encoded.tobytes())
         self.frames += 1
 
     def close(self) -> None:
         pass
+
+    def kept(self) -> str | None:
+        return f"the {self.frames} PNGs written until then are in {self.folder}" if self.frames else None
 
 
 def display_problem() -> str | None:

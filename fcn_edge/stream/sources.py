@@ -132,7 +132,7 @@ class SyntheticSource(Source):
     def __init__(self, size: tuple[int, int] = SYNTHETIC_DEFAULT[:2], fps: float = SYNTHETIC_DEFAULT[2], seed: int = 0):
         width, height = size
         if width < 32 or height < 32:
-            raise FcnEdgeError(f"synthetic frames of {width}x{height} are too small: use --width/--height of 32 or more")
+            raise FcnEdgeError(f"synthetic frames of {height}x{width} are too small: use --size of 32x32 or more")
         if fps < 0:
             raise FcnEdgeError(f"--fps {fps} must be positive (0: as fast as possible)")
         self.size, self.requested_fps, self.seed = (width, height), fps, seed

@@ -231,8 +231,12 @@ def train(
     pretrained_backbone: Path | None = None,
     resume: Path | None = None,
     log: Callable[[str], None] = print,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, keep best.pt and last.pt in ``out_dir``.
+
+    ``data`` names the dataset (``dataset``, ``root``, ``val_split``); checkpoints record it so a
+    build verifies on the same data by default.
 
     Returns a summary with the final (unwrapped) ``model``, ``best_miou``, ``minutes`` and ``history``.
     """
@@ -277,6 +281,7 @@ def train(
                 "best_miou": best_miou,
                 "history": history,
                 "train_config": asdict(config),
+                "data": data or {},
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),

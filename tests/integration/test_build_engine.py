@@ -63,14 +63,15 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     engines = tmp_path / "engines"
     result = run_script("build_engine.py", "--int8", *foreign_args(foreign, calib, engines))
     assert result.returncode == 0, result.stderr
-    assert "ONNX Runtime on the CPU, because TensorRT is not available" in result.stdout
+    assert "on the CPU" in result.stdout and "because TensorRT is not available" in result.stdout
     assert "agreement" in result.stdout and "INT8 TensorRT Q/DQ on CPU" in result.stdout
     names = sorted(p.name for p in engines.iterdir())
     assert names == sorted(
         ["segnet.int8.onnx", "segnet.int8.onnx.json", "segnet.int8.trt-qdq.onnx", "segnet.int8.calib", "segnet.int8.calib.onnx"]
     )
     sidecar = json.loads((engines / "segnet.int8.onnx.json").read_text())
-    assert sidecar["backend"]["name"] == "onnxruntime" and sidecar["precision"] == "int8"
+    # the CPU runtime measured fastest (OpenVINO only where installed) runs it
+    assert sidecar["backend"]["name"] in ("onnxruntime", "openvino") and sidecar["precision"] == "int8"
     assert sidecar["io"]["inputs"][0]["name"] == "x" and sidecar["io"]["outputs"][0]["dtype"] == "float32"
     assert sidecar["model"]["classes"] == ["class_0", "class_1", "class_2"]
     assert sidecar["sources"]["onnx_sha256"] and sidecar["sources"]["calibration_sha256"]

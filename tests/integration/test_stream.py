@@ -16,7 +16,8 @@ import pytest
 
 from fcn_edge.data.synthetic import PALETTE
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.runtime import Runner, open_runner
+from fcn_edge.backends import open_runner
+from fcn_edge.runner import Runner
 from fcn_edge.stream.overlay import Overlay
 from fcn_edge.stream.pipeline import Stream, StreamOptions
 from fcn_edge.stream.sinks import Sink
@@ -243,7 +244,7 @@ def test_images_of_changing_size_are_all_written(frame_model, tmp_path):
 def test_ctrl_c_finishes_the_frame_and_leaves_a_playable_mp4(frame_model, tmp_path):
     output = tmp_path / "live.mp4"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--width", "160", "--height", "120", "--model",
+        [sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--size", "120x160", "--model",
          str(frame_model), "--output", str(output), "--threads", "1"],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -1,9 +1,10 @@
 """Latency regression tests (`pytest -m latency`): in-run normalised latencies against the baseline.
 
-Each ONNX Runtime latency is divided by an ONNX Runtime FP32 matrix product timed interleaved
-with it (same threads, same run), and that ratio is compared with the committed baseline for
-this machine class. The injected slowdown shows that the comparison catches a real
-regression; on another machine class the tests skip with the refusal message.
+Each ONNX Runtime and OpenVINO latency is divided by an ONNX Runtime FP32 matrix product timed
+interleaved with it (same threads, same run), and that ratio is compared with the committed
+baseline for this machine class. The injected slowdown shows that the comparison catches a real
+regression; on another machine class the tests skip with the refusal message, and the OpenVINO
+rows skip where the [openvino] extra is not installed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from fcn_edge.bench import baselines
 from fcn_edge.bench.fingerprint import fingerprint
-from fcn_edge.bench.suite import run_size, runner_backend
+from fcn_edge.bench.suite import openvino_backend, run_size, runner_backend
 from fcn_edge.checkpoint import load_checkpoint
 from fcn_edge.export import export_checkpoint
 from fcn_edge.paths import DEFAULT_CHECKPOINT
@@ -48,7 +49,12 @@ def artifacts(tmp_path_factory):
 
 def normalised(artifacts, **options) -> dict[str, float]:
     fp32, int8 = artifacts
-    backends = [runner_backend("ort-fp32", "fp32", fp32, **options), runner_backend("ort-int8", "int8", int8, **options)]
+    backends = [runner_backend("ort-fp32", "fp32", fp32, backend="onnxruntime", **options),
+                runner_backend("ort-int8", "int8", int8, backend="onnxruntime", **options)]  # fmt: skip
+    return timed(backends)
+
+
+def timed(backends) -> dict[str, float]:
     model = load_checkpoint(DEFAULT_CHECKPOINT).build()
     return run_size(backends, model, HEIGHT, WIDTH, THREADS, rounds=15, per_round=3).normalised()
 
@@ -68,3 +74,17 @@ def test_an_injected_slowdown_fails_the_comparison(baseline, artifacts):
     verdicts = baselines.compare(baseline, normalised(artifacts, threads=THREADS, optimize=False))
     print("\n".join(v.line() for v in verdicts))
     assert not all(v.ok for v in verdicts), "the slowdown went unnoticed:\n" + "\n".join(v.line() for v in verdicts)
+
+
+def test_openvino_rows_are_within_the_baseline(baseline, artifacts):
+    """OpenVINO FP32, BF16 (where the CPU has it) and INT8 against the same reference and baseline."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]'): no OpenVINO rows")
+    from fcn_edge.backends.openvino import probe
+
+    fp32, int8 = artifacts
+    backends = [openvino_backend("openvino-fp32", "fp32", fp32, THREADS), openvino_backend("openvino-int8", "int8", int8, THREADS)]
+    if probe().bf16:
+        backends.append(openvino_backend("openvino-bf16", "bf16", fp32, THREADS))
+    verdicts = baselines.compare(baseline, timed(backends))
+    print("\n".join(v.line() for v in verdicts))
+    assert len(verdicts) == len(backends) and all(v.ok for v in verdicts), "\n".join(v.line() for v in verdicts)

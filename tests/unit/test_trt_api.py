@@ -421,6 +421,7 @@ def test_tensorrt_10_weakly_typed_uses_flags_and_the_calibration_cache():
     options = TrtBuildOptions(precision="int8", strongly_typed=False, calibration_cache=Path("c.cache"))
     plan = plan_build((10, 3), options, NONE)
     assert not plan.strongly_typed and plan.int8_flag and plan.calibrate_from_cache and not plan.explicit_batch_flag
+    assert plan.fp16_flag  # beside INT8: layers without INT8 scales run in FP16, not FP32
 
 
 def test_tensorrt_8_uses_explicit_batch_and_precision_flags():
@@ -456,6 +457,30 @@ def test_build_options_are_checked():
         plan_build((8, 6), TrtBuildOptions(dla_core=0), NONE)
     with pytest.raises(FcnEdgeError, match="too old"):
         plan_build((8, 2), TrtBuildOptions(), NONE)
+
+
+FIXED = dict(min_shape=(1, 256, 512, 3), opt_shape=(1, 256, 512, 3), max_shape=(1, 256, 512, 3))
+
+
+def test_dla_needs_a_release_with_dla_fp16_or_int8_and_one_fixed_shape():
+    assert plan_build((10, 3, 0), TrtBuildOptions(precision="fp16", dla_core=0, **FIXED), FP16).strongly_typed
+    assert plan_build((8, 5, 2), TrtBuildOptions(precision="int8", dla_core=1, **FIXED), QDQ).int8_flag
+    assert plan_build((11, 4, 1), TrtBuildOptions(precision="int8", dla_core=0, **FIXED), QDQ).strongly_typed
+    for release in [(10, 8, 0), (11, 0, 0), (11, 4, 0)]:  # 10.7 was the last 10.x with DLA; 11.4.0 has it on Windows on ARM only
+        with pytest.raises(FcnEdgeError, match=r"has no DLA support .*TensorRT 10\.7 or older"):
+            plan_build(release, TrtBuildOptions(precision="int8", dla_core=0, **FIXED), QDQ)
+    with pytest.raises(FcnEdgeError, match="DLA needs one fixed input shape"):
+        plan_build((10, 3, 0), TrtBuildOptions(precision="fp16", dla_core=0, min_shape=(1, 64, 64, 3), opt_shape=(1, 256, 512, 3),
+                                               max_shape=(1, 512, 1024, 3)), FP16)  # fmt: skip
+    with pytest.raises(FcnEdgeError, match="DLA runs FP16 and INT8 only"):
+        plan_build((10, 3, 0), TrtBuildOptions(precision="fp32", dla_core=0, **FIXED), NONE)  # strongly typed too
+
+
+def test_releases_parse_with_their_patch_and_members_go_with_their_class():
+    assert trt_api.parse_release("11.4.1.2") == (11, 4, 1) and trt_api.parse_release("10.3") == (10, 3, 0)
+    assert not trt_api.available("IInt8EntropyCalibrator2.get_batch", (11, 4))  # the class is gone, so are its methods
+    assert trt_api.available("IProgressMonitor.__init__", (10, 3)) and not trt_api.available("IProgressMonitor.__init__", (8, 6))
+    assert not trt_api.available("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", (11, 4))  # bindings 11.4.0 lack it
 
 
 def test_profile_shapes_are_checked():

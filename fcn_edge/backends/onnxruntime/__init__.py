@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Sequence
 
 from .runner import OrtRunner, resolve_providers
-from .session import THREADS, VERSION, default_threads, describe_options, session, session_options
+from .session import THREAD_POLICY, THREADS, VERSION, apply_thread_policy, default_threads, describe_options, session, session_options
 
 __all__ = [
-    "THREADS", "VERSION", "OrtRunner", "default_threads", "describe_options", "make_runner", "resolve_providers",
-    "session", "session_options",
+    "THREAD_POLICY", "THREADS", "VERSION", "OrtRunner", "apply_thread_policy", "default_threads", "describe_options",
+    "make_runner", "resolve_providers", "session", "session_options",
 ]  # fmt: skip
 
 

@@ -6,9 +6,8 @@ written into an output array allocated once per frame size and bound with its po
 A new frame size costs one run with an ONNX Runtime-allocated output to learn the output
 shape, then a rebind; same-size frames after that reuse the buffer.
 
-Intra-op threads spin-wait by default in ONNX Runtime; here spinning is off unless asked
-for, because in the stream loop the capture and overlay threads need those cores between
-inferences (on this 2-core machine spinning made inference alone slower, too).
+How intra-op threads wait (spin or sleep, pinned or not) is the project's one thread policy,
+:data:`.session.THREAD_POLICY`, measured under a camera's pacing (docs/cpu.md).
 """
 
 from __future__ import annotations
@@ -48,30 +47,32 @@ class OrtRunner(Runner):
         path: str | Path,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
-        spinning: bool = False,
+        policy: dict[str, str] | None = None,
         check_inputs: bool = True,
         optimize: bool = True,
     ) -> None:
         super().__init__(f"ort:{Path(path).name}", check_inputs)
         self.path = Path(path)
+        if self.path.is_dir():
+            raise FcnEdgeError(f"model {self.path} is a folder: pass the .onnx file in it")
         if not self.path.is_file():
             raise FcnEdgeError(f"model {self.path} does not exist: build one with python scripts/build_engine.py or pass --model")
         self.providers = resolve_providers(providers)
         if threads is not None and threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
         self.threads = threads or default_threads()
-        self.spinning = spinning
+        self.policy = policy  # None: the project's THREAD_POLICY; another only to measure it (benchmarks/cpu_threads.py)
         self.optimize = optimize  # False only to demonstrate that the latency tests catch it
         self.rebinds = 0  # output buffer (re)allocations: one per frame size seen
         self.metadata = _metadata_or_none(self.path)
 
     def activate_impl(self) -> None:
-        options = session_options(self.threads, self.spinning, self.optimize)
+        options = session_options(self.threads, self.optimize, self.policy)
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
             raise FcnEdgeError(f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
-        self._input_name, self._output_name = _frame_model_io(self._session, self.path)
+        self._input_name, self._output_name, self._fixed_size = _frame_model_io(self._session, self.path)
         self._binding = self._session.io_binding()
         self._output: np.ndarray | None = None
         self._bound_size: tuple[int, int] | None = None
@@ -86,6 +87,12 @@ class OrtRunner(Runner):
 
     def _rebind_output(self, size: tuple[int, int]) -> None:
         """Run once with an ORT-allocated output to learn its shape, then bind a buffer of that shape."""
+        if self._fixed_size and any(fixed not in (None, given) for fixed, given in zip(self._fixed_size, size)):
+            wanted = "x".join(str(d or "any") for d in self._fixed_size)
+            raise FcnEdgeError(
+                f"{self.path} takes frames of {wanted} only (a fixed input size) and this one is {size[0]}x{size[1]}: "
+                f"capture at that size (--size {wanted}) or export the model with dynamic height and width"
+            )
         self._binding.bind_output(self._output_name)
         self._session.run_with_iobinding(self._binding)
         result = self._binding.get_outputs()[0].numpy()
@@ -111,8 +118,9 @@ def _metadata_or_none(path: Path):
         return None
 
 
-def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str]:
-    """The (input, labels output) names; FcnEdgeError if the model does not take frames and give labels."""
+def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str, tuple[int | None, int | None] | None]:
+    """The input and labels output names, and the input's fixed (H, W) if it has one (None for a dimension that is
+    free); FcnEdgeError if the model does not take frames and give labels."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     frame = inputs[0]
     if len(inputs) != 1 or frame.type != "tensor(uint8)" or len(frame.shape) != 4 or frame.shape[-1] != 3:
@@ -122,6 +130,10 @@ def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str
             "export it with input_format='frame' (scripts/export_onnx.py default)"
         )
     labels = [o for o in outputs if o.name == "labels"] or [o for o in outputs if o.type == "tensor(uint8)"]
-    if not labels:
-        raise FcnEdgeError(f"{path} has no uint8 labels output (outputs: {[o.name for o in outputs]}): export it with outputs=labels")
-    return frame.name, labels[0].name
+    if not labels or len(labels[0].shape) != 3:
+        described = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outputs)
+        raise FcnEdgeError(f"{path} gives {described}, not uint8 [N,H,W] labels: export it with outputs=labels")
+    batch, height, width = (d if isinstance(d, int) else None for d in frame.shape[:3])
+    if batch not in (None, 1):
+        raise FcnEdgeError(f"{path} takes batches of {batch} frames only: export it with batch 1 or a dynamic batch")
+    return frame.name, labels[0].name, (height, width) if height or width else None

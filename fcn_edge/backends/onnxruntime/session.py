@@ -18,6 +18,10 @@ import onnxruntime as ort
 
 VERSION = ort.__version__
 THREADS = 2
+# How intra-op threads wait, for every session of the project: chosen under camera-like pacing with
+# benchmarks/cpu_threads.py (docs/cpu.md has the table and the reasons). Session config entries.
+# Spin while a run lasts (no wake-up between ops), stop when it ends (no core stolen from the overlay thread).
+THREAD_POLICY = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
 
 
 def default_threads() -> int:
@@ -25,8 +29,11 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def session_options(threads: int, spinning: bool = False, optimize: bool = True) -> ort.SessionOptions:
-    """The options every ONNX Runtime session of the project runs with (runtime, build verification)."""
+def session_options(threads: int, optimize: bool = True, policy: dict[str, str] | None = None) -> ort.SessionOptions:
+    """The options every ONNX Runtime session of the project runs with (runtime, build verification).
+
+    ``policy`` replaces :data:`THREAD_POLICY` only to measure alternatives (benchmarks/cpu_threads.py).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -34,12 +41,18 @@ def session_options(threads: int, spinning: bool = False, optimize: bool = True)
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     options.log_severity_level = 3  # errors only: failures reach the user as exceptions anyway
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return apply_thread_policy(options, policy)
+
+
+def apply_thread_policy(options: ort.SessionOptions, policy: dict[str, str] | None = None) -> ort.SessionOptions:
+    """``options`` with the project's thread policy; for sessions that need other optimisation levels (calibration)."""
+    for key, value in (THREAD_POLICY if policy is None else policy).items():
+        options.add_session_config_entry(key, value)
     return options
 
 
 def describe_options(threads: int = THREADS) -> dict:
-    return {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": threads, "allow_spinning": False,
+    return {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": threads, "thread_policy": THREAD_POLICY,
             "providers": ["CPUExecutionProvider"]}
 
 

@@ -7,7 +7,10 @@ comparing version numbers itself, so a version fact lives in exactly one row of
 
 tests/unit/test_trt_api.py checks this table and every ``trt.*`` name and method the
 build and runtime modules use against the published 10.x API (the ``tensorrt-stubs``
-package), so a misspelt or removed name fails the default test suite on a CPU machine.
+package), and tests/unit/test_trt_bindings.py against the real Python bindings of 8.6,
+10.3, 10.13 and 11.4, release by release, so a misspelt or removed name fails the default
+test suite on a CPU machine. "bindings 8.6.1/10.3.0/10.13.3.9/11.4.0" in a source below means
+that test read it from those wheels.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from dataclasses import dataclass
 
 from ...errors import FcnEdgeError
 
-Version = tuple[int, int]
+Version = tuple[int, ...]  # (major, minor), or (major, minor, patch) where the patch matters (DLA)
 
 MIN_VERSION: Version = (8, 5)  # the name-based tensor API (execute_async_v3) starts here; JetPack 5.1 ships 8.5
-INSTALL = "pip install 'fcn_edge[gpu]' (or use JetPack's python3-libnvinfer on Jetson)"
+INSTALL = "pip install 'fcn_edge[gpu-cu12]' ('fcn_edge[gpu-cu13]' on a CUDA 13 driver, >= 580; on Jetson JetPack's python3-libnvinfer)"
 
 
 def import_tensorrt():
@@ -42,11 +45,30 @@ def parse_version(text: str) -> Version:
     return int(match[1]), int(match[2])
 
 
+def parse_release(text: str) -> Version:
+    """'11.4.1.2' -> (11, 4, 1): for facts that change within a minor release."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        raise FcnEdgeError(f"TensorRT version {text!r} is not MAJOR.MINOR[...]: reinstall TensorRT")
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+DLA_SOURCE = (
+    "TensorRT 11.4.1 'Working with DLA': TensorRT 10.7 was the last 10.x release with DLA; none in 11.0-11.3; 11.4.0 "
+    "only on Windows on ARM; 11.4.1 on Jetson AGX Orin with JetPack 7.2.2+"
+)
+
+
+def has_dla(release: Version) -> bool:
+    """Whether TensorRT ``release`` (major, minor, patch) can build for DLA at all (see DLA_SOURCE)."""
+    return tuple(release) < (10, 8) or tuple(release) >= (11, 4, 1)
+
+
 def check_supported(version: Version) -> None:
     if version < MIN_VERSION:
         raise FcnEdgeError(
             f"TensorRT {version[0]}.{version[1]} is too old: fcn_edge needs {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer "
-            "(JetPack 5.1+, or pip install 'fcn_edge[gpu]')"
+            "(JetPack 5.1+, or pip install 'fcn_edge[gpu-cu12]')"
         )
 
 
@@ -70,37 +92,37 @@ BINDINGS_85 = "TensorRT 8.5 python/src/infer/pyCore.cpp (NVIDIA/TensorRT)"
 
 CHANGES: tuple[Change, ...] = (
     # Building: network flags and precision
-    Change("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", None, None, (10, 0), True,
-           "ignored from 10.0: every network is explicit batch; pass no flag on 10+",
+    Change("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", None, (11, 0), (10, 0), True,
+           "ignored from 10.0 (every network is explicit batch), gone in 11: pass it before 10.0 only",
            "TensorRT 10 Python API, NetworkDefinitionCreationFlag: '[DEPRECATED] Ignored because networks are "
-           "always explicit batch in TensorRT 10.0'"),
+           "always explicit batch in TensorRT 10.0'; bindings 10.13.3.9 have it, 11.4.0 do not"),
     Change("NetworkDefinitionCreationFlag.STRONGLY_TYPED", (10, 0), None, (11, 0), True,
            "strongly typed networks: precision comes from the ONNX (Q/DQ, FP16 tensors), no precision flags; "
-           "the default in 11.x, so not passed there",
-           "TensorRT 10 Python API (Builder); TensorRT 11.0.0 release notes: 'createNetworkV2() produces a strongly "
-           "typed network by default'; absent from the 8.5 bindings. Absent in 8.6 and whether 11.x still "
-           "accepts the flag: not verified",
-           verified=False),
+           "the default in 11.x (kept there but ignored), so not passed there",
+           "TensorRT 11.0.0 release notes: 'createNetworkV2() produces a strongly typed network by default'; "
+           "bindings 8.6.1 lack it; 10.3.0 and 11.4.0 have it (11.4: 'Deprecated in TensorRT 11.0 ... ignored')"),
     Change("BuilderFlag.FP16", None, (11, 0), None, True,
            "weak typing removed in 11: build an FP16 ONNX as a strongly typed network", MIGRATION_11),
     Change("BuilderFlag.INT8", None, (11, 0), None, True,
            "weak typing removed in 11: build the Q/DQ ONNX as a strongly typed network", MIGRATION_11),
     Change("IBuilderConfig.int8_calibrator", None, (11, 0), None, True,
-           "deprecated in 10.1, removed in 11: explicit quantization with Q/DQ nodes", MIGRATION_11),
+           "deprecated in 10.1, removed in 11: explicit quantization with Q/DQ nodes",
+           MIGRATION_11 + "; bindings 10.13.3.9 have it, 11.4.0 do not"),
+    Change("IBuilderConfig.set_calibration_profile", None, (11, 0), None, True,
+           "the input shapes implicit INT8 calibration runs at: required when the input has dynamic dimensions",
+           "TensorRT 10.3 NvInfer.h IBuilderConfig::setCalibrationProfile; bindings 8.6.1-10.13.3.9 have it, "
+           "11.4.0 do not"),
     Change("IInt8EntropyCalibrator2", None, (11, 0), None, True,
            "implicit INT8 calibration goes with int8_calibrator in 11",
-           MIGRATION_11 + " removes IBuilderConfig.int8_calibrator; the calibrator classes' own removal is inferred",
-           verified=False),
+           MIGRATION_11 + "; bindings 10.13.3.9 have the class, 11.4.0 do not"),
     Change("IBuilderConfig.builder_optimization_level", (8, 6), None, None, True,
            "builder optimization level 0-5 (default 3)",
-           "absent from " + BINDINGS_85 + "; present in 10.x; 8.6 as the first version is from release notes "
-           "not re-read here", verified=False),
+           "absent from " + BINDINGS_85 + "; bindings 8.6.1, 10.3.0, 10.13.3.9 and 11.4.0 have it"),
     Change("IBuilderConfig.progress_monitor", (10, 0), None, None, True,
            "build progress callbacks (IProgressMonitor)",
-           "IProgressMonitor documented in the TensorRT 10.0.1 API; absent from " + BINDINGS_85 + "; 8.6 not "
-           "checked, so used from 10.0 only", verified=False),
+           "IProgressMonitor documented in the TensorRT 10.0.1 API; bindings 8.6.1 lack it, 10.3.0 have it"),
     Change("IProgressMonitor", (10, 0), None, None, True,
-           "subclassed for the tqdm build progress", "as IBuilderConfig.progress_monitor", verified=False),
+           "subclassed for the tqdm build progress", "as IBuilderConfig.progress_monitor"),
     Change("IBuilderConfig.set_memory_pool_limit", (8, 4), None, None, True,
            "workspace limit: set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)",
            "TensorRT 8.4.3 C++ API (IBuilderConfig::setMemoryPoolLimit); " + BINDINGS_85),
@@ -141,7 +163,13 @@ _BY_NAME = {change.name: change for change in CHANGES}
 
 
 def available(name: str, version: Version) -> bool:
-    """Whether TensorRT ``version`` has ``name``; names not in the table exist in every supported version."""
+    """Whether TensorRT ``version`` has ``name``; names not in the table exist in every supported version.
+
+    A member of a class goes with its class: "IProgressMonitor.__init__" needs "IProgressMonitor".
+    """
+    owner = name.split(".")[0]
+    if owner != name and not available(owner, version):
+        return False
     change = _BY_NAME.get(name)
     if change is None:
         return True
@@ -188,6 +216,7 @@ CALLED_METHODS: tuple[tuple[str, str], ...] = (
     ("IBuilderConfig", "int8_calibrator"),
     ("IBuilderConfig", "profiling_verbosity"),
     ("IBuilderConfig", "progress_monitor"),
+    ("IBuilderConfig", "set_calibration_profile"),
     ("IBuilderConfig", "set_flag"),
     ("IBuilderConfig", "set_memory_pool_limit"),
     ("IBuilderConfig", "set_timing_cache"),
@@ -212,5 +241,6 @@ CALLED_METHODS: tuple[tuple[str, str], ...] = (
     ("OnnxParser", "get_error"),
     ("OnnxParser", "num_errors"),
     ("OnnxParser", "parse_from_file"),
+    ("Runtime", "DLA_core"),
     ("Runtime", "deserialize_cuda_engine"),
 )

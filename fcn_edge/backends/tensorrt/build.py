@@ -6,16 +6,21 @@ What a build does is decided by :func:`plan_build`, pure Python tested on a CPU 
 - 10.x (JetPack 6.1/6.2 ship 10.3): a strongly typed network built from the ONNX of the
   wanted precision (the Q/DQ model for INT8, an FP16 model for FP16), no precision
   flags. ``strongly_typed=False`` gives the weakly typed 8.x-style build instead.
-- 8.5/8.6 (JetPack 5: 8.5, best effort): an explicit-batch network with BuilderFlag.FP16
-  or INT8; INT8 from the Q/DQ model, or implicitly from a calibration cache written on
-  the CPU by :mod:`fcn_edge.quantize.trt_cache`.
+- 8.5/8.6 (JetPack 5: 8.5, best effort): an explicit-batch network with BuilderFlag.FP16,
+  or INT8 together with FP16 (layers without INT8 scales then run in FP16, not FP32);
+  INT8 from the Q/DQ model, or implicitly from a calibration cache written on the CPU by
+  :mod:`fcn_edge.quantize.trt_cache`, with a calibration profile at the opt shape (TensorRT
+  requires one when the input has runtime dimensions).
 - 11.x: strongly typed only; weak typing and calibrators are gone.
 
-Every build: one optimization profile for the single input, a workspace pool limit, the
-builder optimization level, a timing cache loaded and saved back (atomically) so later
-builds reuse it, DLA with GPU fallback on request, DETAILED profiling verbosity so the
-engine inspector can report each layer's precision, and a progress bar on 10+. The
-engine is written atomically; the dict returned is what the sidecar records.
+Before anything is built the ONNX goes through :mod:`.compat`: a graph this TensorRT's
+parser would reject stops the build with the nodes named. Every build: one optimization
+profile for the single input, a workspace pool limit, the builder optimization level, a
+timing cache loaded and saved back (atomically) so later builds reuse it, DLA with GPU
+fallback on request (only where the release has DLA, FP16/INT8 only, one fixed input
+shape), DETAILED profiling verbosity so the engine inspector can report each layer's
+precision, and a progress bar on 10+. The engine is written atomically; the dict returned
+is what the sidecar records.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class BuildPlan:
     explicit_batch_flag: bool  # pass EXPLICIT_BATCH (before 10.0)
     fp16_flag: bool
     int8_flag: bool
-    calibrate_from_cache: bool
+    calibrate_from_cache: bool  # with a calibration profile at the opt shape
     progress_monitor: bool
 
 
@@ -125,19 +130,33 @@ def plan_build(version: Version, options: TrtBuildOptions, model_kinds: frozense
     if options.workspace_mb is not None and options.workspace_mb <= 0:
         raise FcnEdgeError(f"workspace of {options.workspace_mb} MB must be positive")
     if options.dla_core is not None:
-        if options.dla_core < 0:
-            raise FcnEdgeError(f"DLA core {options.dla_core} must be 0 or more")
-        if not strongly and options.precision == "fp32":
-            raise FcnEdgeError("DLA runs FP16 and INT8 only: build with precision fp16 or int8, or drop the DLA core")
+        _check_dla(version, options)
     return BuildPlan(
         strongly_typed=strongly,
         strongly_typed_flag=strongly and needed("NetworkDefinitionCreationFlag.STRONGLY_TYPED", version),
         explicit_batch_flag=needed("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", version),
-        fp16_flag=not strongly and options.precision == "fp16",
+        fp16_flag=not strongly and options.precision in ("fp16", "int8"),
         int8_flag=not strongly and options.precision == "int8",
         calibrate_from_cache=not strongly and options.calibration_cache is not None,
         progress_monitor=options.progress and available("IBuilderConfig.progress_monitor", version),
     )
+
+
+def _check_dla(version: Version, options: TrtBuildOptions) -> None:
+    """DLA builds: a release with DLA, FP16 or INT8, and one fixed input shape (DLA has no dynamic shapes)."""
+    if options.dla_core < 0:
+        raise FcnEdgeError(f"DLA core {options.dla_core} must be 0 or more")
+    release = ".".join(map(str, version))
+    if not trt_api.has_dla(version):
+        raise FcnEdgeError(f"TensorRT {release} has no DLA support ({trt_api.DLA_SOURCE}): drop the DLA core or use TensorRT 10.7 or older")
+    if options.precision == "fp32":
+        raise FcnEdgeError("DLA runs FP16 and INT8 only: build with precision fp16 or int8, or drop the DLA core")
+    shapes = (options.min_shape, options.opt_shape, options.max_shape)
+    if shapes[0] is not None and not shapes[0] == shapes[1] == shapes[2]:
+        raise FcnEdgeError(
+            f"DLA needs one fixed input shape, got min {shapes[0]}, opt {shapes[1]}, max {shapes[2]}: give the same "
+            "shape for all three (the camera's frame size), or drop the DLA core"
+        )
 
 
 def _check_typed_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
@@ -257,7 +276,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     if not found.available:
         raise FcnEdgeError(f"cannot build a TensorRT engine here: {found.reason}")
     trt = trt_api.import_tensorrt()
-    plan = plan_build(trt_api.parse_version(trt.__version__), options, onnx_kinds(onnx_path))
+    release = trt_api.parse_release(trt.__version__)
+    plan = plan_build(release, options, onnx_kinds(onnx_path))
+    from . import compat  # here, not at the top: python -m fcn_edge.backends.tensorrt.compat must run it fresh
+
+    compat.require_parsable(onnx_path, compat.line_of(release), str(onnx_path))
     calibration = read_calibration_cache(options.calibration_cache, trt.__version__) if plan.calibrate_from_cache else None
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -284,6 +307,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     del keep_alive  # the calibrator, timing cache and monitor had to outlive the build; now they may go
 
     runtime = trt.Runtime(logger)
+    if options.dla_core is not None:
+        runtime.DLA_core = options.dla_core  # before deserializing: the engine's DLA layers run on this core
     engine = runtime.deserialize_cuda_engine(serialized)
     return {
         "tensorrt_version": trt.__version__,
@@ -314,7 +339,7 @@ def _configure(
     """Set everything but the network on ``config``; return the objects that must outlive the build."""
     keep_alive: list[Any] = []
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    _add_profile(builder, network, config, options.input_name, shapes)
+    input_name = _add_profile(builder, network, config, options.input_name, shapes)
     if options.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     if options.optimization_level is not None:
@@ -327,6 +352,10 @@ def _configure(
         calibrator = _cache_calibrator(trt, calibration)
         config.int8_calibrator = calibrator
         keep_alive.append(calibrator)
+        if shapes is not None:  # required for runtime dimensions; the calibrator hands over no batches anyway
+            profile = builder.create_optimization_profile()
+            profile.set_shape(input_name, shapes[1], shapes[1], shapes[1])
+            config.set_calibration_profile(profile)
     if options.dla_core is not None:
         if options.dla_core >= builder.num_DLA_cores:
             raise FcnEdgeError(
@@ -351,8 +380,8 @@ def _configure(
     return keep_alive
 
 
-def _add_profile(builder: Any, network: Any, config: Any, input_name: str | None, shapes: tuple[Shape, Shape, Shape] | None) -> None:
-    """One optimization profile for the single input; required when the input has dynamic dimensions."""
+def _add_profile(builder: Any, network: Any, config: Any, input_name: str | None, shapes: tuple[Shape, Shape, Shape] | None) -> str:
+    """One optimization profile for the single input (required when it has dynamic dimensions); returns its name."""
     tensors = [network.get_input(i) for i in range(network.num_inputs)]
     inputs = {tensor.name: tensor for tensor in tensors}
     if input_name is None:
@@ -365,12 +394,13 @@ def _add_profile(builder: Any, network: Any, config: Any, input_name: str | None
     if shapes is None:
         if any(d < 0 for d in tensor.shape):
             raise FcnEdgeError(f"input {input_name} has dynamic dimensions {list(tensor.shape)}: give min, opt and max shapes")
-        return
+        return input_name
     if len(shapes[0]) != len(tensor.shape):
         raise FcnEdgeError(f"input {input_name} has {len(tensor.shape)} dimensions {list(tensor.shape)}, the shapes given have {len(shapes[0])}")
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *shapes)
     config.add_optimization_profile(profile)
+    return input_name
 
 
 def _cache_calibrator(trt: Any, cache: bytes) -> Any:

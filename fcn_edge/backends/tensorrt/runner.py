@@ -4,17 +4,21 @@
 built for another TensorRT version or GPU (engines are not portable), deserializes it and
 opens one CUDA stream. Buffers are bound to a frame size: the first frame, and any frame
 of a new size, calls ``set_input_shape`` and reallocates only if the new size needs more
-memory than is allocated; ``set_tensor_address`` is called once per buffer set, not per
-frame. Per frame:
+memory than is allocated; ``set_tensor_address`` is called once per buffer set (and on
+Jetson when the input moves to another frame-pool buffer), not per frame. Per frame:
 
 - desktop GPU: frame -> page-locked input buffer, async copy to the device,
   ``execute_async_v3``, async copy of the labels back, one stream synchronize;
 - Jetson (integrated GPU): input and labels live in mapped page-locked memory that the
   GPU reads and writes in place, so nothing is copied between host and device.
 
-Call :meth:`TrtRunner.input_buffer` to get the page-locked input array and decode frames
-straight into it: ``infer`` then copies nothing on the host either. The labels returned
-are a view of the runner's output buffer, overwritten by the next call.
+Frames decoded into memory the runner allocated are not copied on the host:
+:meth:`TrtRunner.frame_buffer` hands out a frame-pool buffer (page-locked on a desktop GPU,
+mapped on Jetson) that ``infer`` reads in place: one async copy on a desktop GPU, none on
+Jetson, where the input tensor's address is pointed at the buffer itself.
+:meth:`TrtRunner.input_buffer` is the runner's own input buffer, for a caller that decodes
+one frame at a time. Any other frame is first copied (on the host) into the input buffer.
+The labels returned are a view of the runner's output buffer, overwritten by the next call.
 
 Uses the name-based tensor API of TensorRT 8.5+ (the binding API is deprecated there and
 removed in 10.0; see fcn_edge/backends/tensorrt/api.py).
@@ -93,6 +97,8 @@ class TrtRunner(Runner):
         self._engine = self._context = self._stream = None
         self._memory: dict[str, _Memory] = {}
         self._shape: tuple[int, ...] | None = None
+        self._pool: dict[int, HostBuffer] = {}  # frame buffers handed out, by host address
+        self._input_address: int | None = None  # where the input tensor points now
 
     def activate_impl(self) -> None:
         sidecar = read_sidecar(self.path)
@@ -100,13 +106,15 @@ class TrtRunner(Runner):
         self._cuda = open_cuda(self.cuda_binding)
         try:
             check_engine_matches(sidecar, trt.__version__, self._cuda.device, self.path)
-            self._load(trt)
+            self._load(trt, sidecar.get("dla_core"))
         except BaseException:
             self._release()
             raise
 
-    def _load(self, trt: Any) -> None:
+    def _load(self, trt: Any, dla_core: int | None) -> None:
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if dla_core is not None:
+            runtime.DLA_core = dla_core  # before deserializing: the engine's DLA layers run on the core it was built for
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise FcnEdgeError(f"TensorRT cannot load {self.path} (its error is printed above): {REBUILD}")
@@ -127,6 +135,15 @@ class TrtRunner(Runner):
         self._zero_copy = self._cuda.device.integrated
         self._stream = self._cuda.stream()
 
+    def frame_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A new uint8 frame buffer in memory the engine reads in place (a frame pool's slot); freed on deactivate."""
+        if not self.is_active:
+            raise RuntimeError(f"runner {self.name} is not active: call activate() first")
+        nbytes = int(np.prod(shape))
+        buffer = self._cuda.mapped(nbytes) if self._zero_copy else self._cuda.pinned(nbytes)
+        self._pool[buffer.host_ptr] = buffer
+        return buffer.view(np.uint8, tuple(shape))
+
     def input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """The page-locked uint8 array the engine reads for frames of ``shape`` (HxWx3 or NxHxWx3)."""
         if not self.is_active:
@@ -140,12 +157,15 @@ class TrtRunner(Runner):
         batch = frame if frame.ndim == 4 else frame[None]
         if batch.shape != self._shape:
             self._bind(batch.shape)
-        if batch.ctypes.data != self._frames.ctypes.data:  # not written into input_buffer(): one host copy
-            np.copyto(self._frames, batch)
         cuda, stream = self._cuda, self._stream
         frames, labels = self._memory[self._input], self._memory[self._labels]
+        pooled = self._pool.get(batch.ctypes.data)
+        if pooled is None and batch.ctypes.data != self._frames.ctypes.data:  # not in runner memory: one host copy
+            np.copyto(self._frames, batch)
+        source = pooled if pooled is not None else frames.host
+        self._point_input(source.device_ptr if self._zero_copy else frames.device)
         if not self._zero_copy:
-            cuda.copy_htod(frames.device, frames.host, frames.used, stream)
+            cuda.copy_htod(frames.device, source, frames.used, stream)
         if not self._context.execute_async_v3(cuda.stream_handle(stream)):
             raise FcnEdgeError(f"TensorRT failed to run {self.path.name} (its error is printed above)")
         if not self._zero_copy:
@@ -169,13 +189,24 @@ class TrtRunner(Runner):
                     self._free(memory)
                     grew = True
                 memory = self._memory[name] = self._allocate(nbytes, host=name in (self._input, self._labels))
-                context.set_tensor_address(name, memory.device)
+                self._set_address(name, memory.device)
             memory.used = nbytes
         self._frames = self._memory[self._input].host.view(np.uint8, tuple(shape))
         self._label_map = _label_map(self._memory[self._labels].host, shapes[self._labels])
         self._shape = tuple(shape)
         self.rebinds += 1
         self.reallocations += grew
+
+    def _point_input(self, address: int) -> None:
+        """Bind the input tensor to ``address`` (a mapped pool buffer on Jetson) unless it is bound there already."""
+        if address != self._input_address:
+            self._set_address(self._input, address)
+
+    def _set_address(self, name: str, address: int) -> None:
+        if not self._context.set_tensor_address(name, address):
+            raise FcnEdgeError(f"TensorRT refused the address of tensor {name} of {self.path.name} (its error is printed above)")
+        if name == self._input:
+            self._input_address = address
 
     def _allocate(self, nbytes: int, host: bool) -> _Memory:
         cuda = self._cuda
@@ -205,10 +236,12 @@ class TrtRunner(Runner):
                 cuda.synchronize(self._stream)
             for memory in self._memory.values():
                 self._free(memory)
+            for buffer in self._pool.values():
+                buffer.free()
             if self._stream is not None:
                 cuda.destroy_stream(self._stream)
         finally:
-            self._memory, self._shape, self._stream = {}, None, None
+            self._memory, self._shape, self._stream, self._pool, self._input_address = {}, None, None, {}, None
             self._frames = self._label_map = None
             self._context = self._engine = None
             cuda.close()

@@ -1,0 +1,22 @@
+"""OpenVINO: the fastest CPU backend where the [openvino] extra is installed.
+
+It runs the artifacts ONNX Runtime runs (FP32 and Q/DQ INT8 .onnx, and FP32 models in BF16
+on CPUs with AVX512_BF16), so no artifact is made for it: :mod:`.runner` compiles per frame
+size, :mod:`.session` lets the build verify and time with it, :mod:`.core` holds the settings
+and the lazy import (nothing here imports openvino until it is used).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .core import PRECISIONS, OvProbe, default_cache_dir, probe
+from .runner import OvRunner
+from .session import session
+
+__all__ = ["PRECISIONS", "OvProbe", "OvRunner", "default_cache_dir", "make_runner", "probe", "session"]
+
+
+def make_runner(path: str | Path, *, threads: int, precision: str = "fp32", check_inputs: bool = True) -> OvRunner:
+    """An inactive runner; ``precision`` is how float ops run (fp32 or bf16), INT8 ops run INT8 either way."""
+    return OvRunner(path, threads=threads, precision=precision, check_inputs=check_inputs)

@@ -1,0 +1,53 @@
+"""Engines of the default model at FP32, FP16 and INT8, built here and run on frames: the doctor's TensorRT path.
+
+Each graph is first checked by :mod:`.compat`, built by :func:`.build.build_engine` with a
+frame profile, run by :class:`.runner.TrtRunner` on held-out synthetic scenes, and its
+labels compared with the same graph run by ONNX Runtime on the CPU (the artifact the build
+verified): a failure anywhere in build, parse, run or numerics shows up as a row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...data.synthetic import HELDOUT_SEED, render_scene
+from ...sidecar import sidecar_path
+from .build import TrtBuildOptions, build_engine
+from .runner import TrtRunner
+from .timing import median_latency_ms
+
+SCENE = (256, 512)  # (H, W) of the frames compared
+LATENCY = (512, 1024)
+PROFILE = dict(min_shape=(1, 128, 128, 3), opt_shape=(1, *SCENE, 3), max_shape=(1, *LATENCY, 3))
+MIN_AGREEMENT = 0.98  # the build's default budget
+
+
+def run_precision(precision: str, graph: Path, workdir: Path, scenes: int = 8) -> dict[str, Any]:
+    """Build ``graph`` at ``precision``, run it on ``scenes`` frames; agreement with ONNX Runtime on the CPU and latency."""
+    import onnxruntime as ort
+
+    started = time.perf_counter()
+    engine = workdir / f"default.{precision}.engine"
+    facts = build_engine(graph, engine, TrtBuildOptions(precision=precision, progress=False, **PROFILE))
+    sidecar_path(engine).write_text(json.dumps({"engine": facts}))
+    cpu = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    same = total = 0
+    with TrtRunner(engine) as runner:
+        for index in range(scenes):
+            frame = render_scene(np.random.default_rng(HELDOUT_SEED + index), SCENE)[0]
+            (expected,) = cpu.run(["labels"], {cpu.get_inputs()[0].name: frame[None]})
+            labels = runner.infer(frame)
+            same += int((labels == expected[0]).sum())
+            total += labels.size
+    latency = median_latency_ms(engine, facts, render_scene(np.random.default_rng(HELDOUT_SEED), LATENCY)[0])
+    agreement = same / total
+    return {
+        "precision": precision, "ok": agreement >= MIN_AGREEMENT, "agreement": round(agreement, 5),
+        "latency_ms": round(latency, 3), "layer_precisions": facts["layer_precisions"],
+        "build_seconds": facts["build_seconds"], "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip

@@ -1,0 +1,43 @@
+"""Which CPU runtime runs an artifact: each one installed verifies and times it, and the fastest wins.
+
+ONNX Runtime and OpenVINO run the same .onnx files (OpenVINO also runs FP32 models in BF16),
+at speeds that differ by model and precision (on the default model at 1024x512, 2 cores,
+OpenVINO's INT8 was 0.75x ONNX Runtime's), so the build measures rather than guesses: every
+installed runtime that runs the precision gets its own verification row and latency, and the
+sidecar names the fastest, which ``--backend auto`` then runs (:func:`fcn_edge.backends.backend_for`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..backends import onnxruntime as ort_backend
+
+LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+RUNS = {"onnxruntime": ("int8", "fp16", "fp32"), "openvino": ("int8", "bf16", "fp32")}  # precisions each runs
+
+
+def label(precision: str, backend: str) -> str:
+    return f"{precision.upper()} ({LABELS[backend]})"
+
+
+def opener(backend: str, precision: str) -> Callable:
+    """A function opening a verification/latency session of ``backend`` for a model of ``precision``."""
+    if backend == "openvino":
+        from ..backends import openvino
+
+        inference = "bf16" if precision == "bf16" else "fp32"  # INT8 artifacts keep their float ops in FP32
+        return lambda model: openvino.session(model, ort_backend.THREADS, inference)
+    return ort_backend.session
+
+
+def facts(backend: str, precision: str, measured: dict[str, float], why: str, openvino_version: str | None) -> dict:
+    """The sidecar's ``backend`` entry for a CPU artifact: what runs it, with what settings, and why."""
+    if len(measured) > 1:
+        why += "; measured: " + ", ".join(f"{LABELS[b]} {ms:.1f} ms" for b, ms in sorted(measured.items(), key=lambda kv: kv[1]))
+    if backend == "openvino":
+        settings = {"version": openvino_version, "inference_precision": "bf16" if precision == "bf16" else "f32",
+                    "threads": ort_backend.THREADS, "performance_hint": "LATENCY", "streams": 1}  # fmt: skip
+    else:
+        settings = {"version": ort_backend.VERSION, "session_options": ort_backend.describe_options()}
+    return {"name": backend, "device": "CPU", **settings, "why": why}

@@ -1,0 +1,196 @@
+"""Which images a build calibrates and verifies on: the user's own labelled data wherever there is some.
+
+Verification data, first that applies (the table and the sidecar say which, and why):
+  1. ``--val-data NAME:ROOT`` (split ``--val-split``), or ``--val-data synthetic``;
+  2. the dataset a checkpoint records it was trained on, when that folder exists here
+     (synthetic scenes for one trained on them);
+  3. synthetic scenes, for a model whose classes are the synthetic ones (our default model);
+  4. the val split of ``--calib-data``'s dataset, when it has as many classes as the model;
+  5. the calibration hold-out: unlabelled, so label agreement with FP32 only, no mIoU.
+A labelled dataset gives FP32 and artifact mIoU on its images, at their own size (one at a
+time, as ``scripts/evaluate.py`` does) or at the model's fixed input size, resized.
+
+``--calib-data NAME:ROOT`` takes calibration frames from a dataset's train split instead of
+the ``--calib-dir`` folder: ``--calib-images`` of them, evenly spaced, with every
+``HOLDOUT_EVERY``-th held out as in a folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..data import DATASETS, build_dataset
+from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
+from ..errors import FcnEdgeError
+from ..quantize import calibration
+from . import verify
+from .source import SourceModel
+
+FORMS = "synthetic, voc:ROOT, cityscapes:ROOT or folder:ROOT"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str  # one of fcn_edge.data.DATASETS
+    root: Path | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.root is None else f"{self.name}:{self.root}"
+
+
+def parse_spec(text: str | None, flag: str) -> DataSpec | None:
+    """'voc:/data/VOC2012' -> DataSpec; None stays None; a malformed value is a one-line error naming ``flag``."""
+    if text is None:
+        return None
+    name, _, root = text.partition(":")
+    if name not in DATASETS:
+        raise FcnEdgeError(f"{flag} {text!r}: unknown dataset {name!r}, write {FORMS}")
+    if name == "synthetic":
+        if root:
+            raise FcnEdgeError(f"{flag} {text!r}: synthetic scenes need no folder, write {flag} synthetic")
+        return DataSpec(name)
+    if not root:
+        raise FcnEdgeError(f"{flag} {text!r} names no folder: write {name}:ROOT, e.g. {name}:/data/{name}")
+    return DataSpec(name, Path(root))
+
+
+def open_split(spec: DataSpec, split: str, flag: str):
+    """The dataset ``spec`` names, split ``split``; its own one-line errors name the folder, prefixed by ``flag``."""
+    try:
+        return build_dataset(spec.name, str(spec.root), split)
+    except FcnEdgeError as error:
+        raise FcnEdgeError(f"{flag} {spec} (split {split}): {error}") from None
+
+
+def evenly_spaced(count: int, limit: int) -> list[int]:
+    """``limit`` indices spread over ``range(count)`` (all of them when limit is 0 or at least count)."""
+    if limit <= 0 or limit >= count:
+        return list(range(count))
+    return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
+
+
+def image_path(dataset, index: int) -> Path:
+    """The image file of a file-backed dataset's sample (VOC has ``paths``; Cityscapes and folders ``samples``)."""
+    return Path(dataset.paths(index)[0] if hasattr(dataset, "paths") else dataset.samples[index][0])
+
+
+def calibration_set(calib_dir: Path, calib_data: DataSpec | None, images: int) -> calibration.CalibrationSet:
+    """The calibration folder, or ``images`` frames of ``calib_data``'s train split held out the same way."""
+    if calib_data is None:
+        return calibration.find_calibration_set(calib_dir)
+    if calib_data.name == "synthetic":
+        raise FcnEdgeError("--calib-data synthetic: synthetic calibration scenes are the default --calib-dir calibration/")
+    dataset = open_split(calib_data, "train", "--calib-data")
+    files = [image_path(dataset, i) for i in evenly_spaced(len(dataset), images)]
+    if len(files) < 2:
+        raise FcnEdgeError(f"--calib-data {calib_data} has {len(files)} training images: calibration needs at least 2")
+    holdout = [p for i, p in enumerate(files) if i % calibration.HOLDOUT_EVERY == calibration.HOLDOUT_EVERY - 1]
+    return calibration.CalibrationSet(calib_data.root, [p for p in files if p not in holdout], holdout)
+
+
+def dataset_sha256(spec: DataSpec | None, split: str, images: int) -> str | None:
+    """Hash of the labelled files a build would verify on (None for synthetic or none): part of the build's key."""
+    if spec is None or spec.name == "synthetic":
+        return None
+    dataset = open_split(spec, split, "--val-data")
+    files = [image_path(dataset, i) for i in evenly_spaced(len(dataset), images)]
+    return calibration.CalibrationSet(spec.root, files, []).sha256()
+
+
+@dataclass
+class Plan:
+    """What a build verifies on, and why."""
+
+    kind: str  # "dataset" | "synthetic" | "holdout"
+    why: str
+    data: DataSpec | None = None
+    split: str | None = None
+
+    def describe(self, samples: Sequence[verify.Sample], scenes: int) -> str:
+        """The table header's account of the images, e.g. '20 labelled images of voc:/data val (--val-data)'."""
+        holdout = [s for s in samples if s.mask is None]
+        if self.kind == "dataset":
+            return f"{len(samples)} labelled images of {self.data} {self.split} at {_sizes(samples)} ({self.why})"
+        if self.kind == "synthetic":
+            return (f"{scenes} held-out synthetic scenes {_sizes(samples[:scenes])} + {len(holdout)} calibration hold-out "
+                    f"images ({self.why})")  # fmt: skip
+        return f"{len(samples)} calibration hold-out images {_sizes(samples)}, unlabelled: agreement only ({self.why})"
+
+    def record(self, samples: Sequence[verify.Sample]) -> dict:
+        return {"kind": self.kind, "why": self.why, "data": str(self.data) if self.data else None, "split": self.split,
+                "images": [s.name for s in samples]}  # fmt: skip
+
+
+def _sizes(samples: Sequence[verify.Sample]) -> str:
+    sizes = sorted({s.frame.shape[:2] for s in samples}, key=lambda hw: hw[0] * hw[1])
+    if not sizes:
+        return "no size"
+    text = [f"{h}x{w}" for h, w in sizes]
+    return text[0] if len(text) == 1 else f"{len(text)} sizes {text[0]}..{text[-1]}"
+
+
+def choose(source: SourceModel, val_data: DataSpec | None, val_split: str, calib_data: DataSpec | None) -> Plan:
+    """The verification data by the rules in the module docstring."""
+    if val_data is not None:
+        return Plan("synthetic", "--val-data synthetic") if val_data.name == "synthetic" else Plan("dataset", "--val-data", val_data, val_split)
+    note = "no labelled data for this model: pass --val-data for mIoU"
+    trained = source.origin.get("trained_on") or {}
+    if trained.get("dataset") == "synthetic":
+        return Plan("synthetic", "the checkpoint was trained on them")
+    if trained.get("root"):
+        spec = DataSpec(trained["dataset"], Path(trained["root"]))
+        if spec.root.is_dir():
+            return Plan("dataset", "the dataset the checkpoint was trained on", spec, trained.get("val_split", "val"))
+        note = f"the checkpoint's dataset {spec} is not here: pass --val-data for mIoU"
+    elif source.classes == SYNTHETIC_CLASSES:
+        return Plan("synthetic", "the model's classes are the synthetic scenes'")
+    if calib_data is not None and calib_data.name != "synthetic":
+        try:
+            dataset = build_dataset(calib_data.name, str(calib_data.root), "val")
+        except FcnEdgeError:
+            dataset = None  # no val split beside the training one: fall through to the hold-out
+        if dataset is not None and len(dataset.classes) == len(source.classes):
+            return Plan("dataset", "the val split of --calib-data", calib_data, "val")
+    return Plan("holdout", note)
+
+
+def samples(plan: Plan, source: SourceModel, limit: int, scenes: int, size: tuple[int, int], fixed: bool,
+            holdout: Sequence[tuple[str, np.ndarray]]) -> list[verify.Sample]:  # fmt: skip
+    """The verification samples ``plan`` names; dataset images at their own size unless the model's is ``fixed``."""
+    if plan.kind == "synthetic":
+        _check_classes(SYNTHETIC_CLASSES, source, "synthetic scenes")
+        return verify.verification_samples(scenes, size, holdout)
+    if plan.kind == "holdout":
+        if not holdout:
+            raise FcnEdgeError(
+                f"nothing to verify on: {plan.why}, and the calibration set has no hold-out images (every "
+                f"{calibration.HOLDOUT_EVERY}th is one): add calibration images or pass --val-data"
+            )
+        return verify.verification_samples(0, size, holdout)
+    dataset = open_split(plan.data, plan.split, "--val-data" if plan.why == "--val-data" else "verification data")
+    _check_classes(dataset.classes, source, str(plan.data))
+    found = []
+    for index in evenly_spaced(len(dataset), limit):
+        image, mask = dataset[index]
+        if fixed and image.shape[:2] != tuple(size):
+            shrinking = image.shape[0] > size[0] or image.shape[1] > size[1]
+            image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, size[::-1], interpolation=cv2.INTER_NEAREST)
+        found.append(verify.Sample(f"{plan.data.name}:{plan.split}/{image_path(dataset, index).name}", image, mask))
+    return found
+
+
+def _check_classes(classes: Sequence[str], source: SourceModel, data: str) -> None:
+    """Ground truth only means something for the model's own classes: same names (ours) or the same count (foreign)."""
+    same = list(classes) == list(source.classes) if source.metadata is not None else len(classes) == len(source.classes)
+    if not same:
+        shown = ", ".join(list(classes)[:3])
+        raise FcnEdgeError(
+            f"{data}: {len(classes)} classes ({shown}, ...) but the model predicts {len(source.classes)} "
+            f"({', '.join(source.classes[:3])}, ...): verify on the data the model is for (--val-data)"
+        )

@@ -1,0 +1,82 @@
+"""OvRunner and open_runner's choice of OpenVINO: labels as ONNX Runtime's, one compile per frame size, explicit precision."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fcn_edge.backends import backend_for, open_runner
+from fcn_edge.errors import FcnEdgeError
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
+
+from fcn_edge.backends.openvino import OvRunner, probe, session  # noqa: E402
+from fcn_edge.backends.openvino.core import compile_config  # noqa: E402
+
+
+def frames(h=96, w=128, n=2):
+    return [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i in range(n)]
+
+
+@pytest.fixture
+def ov_runner(frame_model, tmp_path):
+    return OvRunner(frame_model, threads=1, cache_dir=tmp_path / "cache")
+
+
+def test_labels_agree_with_onnx_runtime_and_the_buffer_is_reused(frame_model, ov_runner):
+    a, b = frames()
+    with open_runner(frame_model, "onnxruntime", threads=1) as ort_runner, ov_runner:
+        first = ov_runner.infer(a)
+        kept = first.copy()
+        second = ov_runner.infer(b)
+        assert np.shares_memory(first, second)  # the runner contract: the next call overwrites
+        assert second.dtype == np.uint8 and second.shape == (96, 128)
+        for frame, labels in ((a, kept), (b, second)):
+            assert (labels == ort_runner.infer(frame)).mean() >= 0.999
+
+
+def test_one_compile_per_frame_size_and_a_disk_cache(frame_model, ov_runner, tmp_path):
+    with ov_runner:
+        for frame in frames() + frames(64, 96) + frames():
+            ov_runner.infer(frame)
+        assert ov_runner.compiles == 2
+    assert any((tmp_path / "cache").iterdir())  # OpenVINO's cache_dir holds the compiled models
+
+
+def test_precision_is_explicit(frame_model):
+    import openvino.properties.hint as hints
+
+    assert compile_config(1, "fp32")[hints.inference_precision] == "f32"  # never OpenVINO's silent BF16 default
+    with pytest.raises(FcnEdgeError, match="precision 'fp16' is unknown"):
+        compile_config(1, "fp16")
+    if probe().bf16:
+        with OvRunner(frame_model, threads=1, precision="bf16") as runner:
+            assert runner.infer(frames()[0]).shape == (96, 128)
+
+
+def test_verification_session_answers_like_onnx_runtime(frame_model):
+    sess = session(frame_model, threads=1)
+    (labels,) = sess.run(None, {"frame": frames()[0][None]})
+    assert [o.name for o in sess.get_outputs()] == ["labels"] and labels.shape == (1, 96, 128)
+
+
+def test_auto_follows_the_sidecar(frame_model, tmp_path):
+    model = tmp_path / "m.int8.onnx"
+    model.write_bytes(frame_model.read_bytes())
+    assert backend_for(model) == "onnxruntime"  # no sidecar: ONNX Runtime
+    sidecar = model.with_name(model.name + ".json")
+    sidecar.write_text(json.dumps({"precision": "int8", "backend": {"name": "openvino"}}))
+    assert backend_for(model) == "openvino"
+    assert isinstance(open_runner(model, threads=1), OvRunner)
+    sidecar.write_text(json.dumps({"precision": "bf16", "backend": {"name": "onnxruntime"}}))
+    assert backend_for(model) == "openvino"  # only OpenVINO runs BF16
+    assert backend_for(model, "onnxruntime") == "onnxruntime"  # asked for: obeyed
+
+
+def test_user_errors(tmp_path, frame_model):
+    with pytest.raises(FcnEdgeError, match="does not exist"):
+        OvRunner(tmp_path / "missing.onnx", threads=1)
+    with pytest.raises(FcnEdgeError, match="at least 1"):
+        OvRunner(frame_model, threads=0)
