@@ -96,7 +96,7 @@ def markdown(result: dict) -> str:
         "",
         f"{result['machine']} (1-minute load average {result['load_average'][0]} before, "
         f"{result['load_average'][1]} after); model: {result['model']}; {result['size']} video, "
-        f"{result['threads']} ORT threads; {result['rounds']} rounds of {result['frames']} frames, served runs "
+        f"{result['runner']}, {result['threads']} threads; {result['rounds']} rounds of {result['frames']} frames, served runs "
         "between headless runs. ratio = served fps / mean fps of the headless runs just before and after "
         "(median over rounds); the issue's target for the client that never reads: >= 0.95. CPU ms per frame: "
         "process CPU time (all threads, the reading client's too) over frames, median over rounds: unlike fps, "
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "model": described,
         "size": f"{size[0]}x{size[1]}",
+        "runner": runner.name,
         "threads": runner.threads,
         "frames": args.frames,
         "rounds": args.rounds,

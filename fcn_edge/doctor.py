@@ -185,7 +185,8 @@ class Paths:
         command = [sys.executable, str(script), "--int8", "--backend", "onnxruntime", "--engines-dir", str(folder), "--no-progress"]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
-            raise FcnEdgeError(f"building the default model's CPU artifacts failed: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise FcnEdgeError(f"building the default model's CPU artifacts failed ({' '.join(command)}): {last}")
 
     def cuda(self, binding: str) -> Callable[[], dict[str, Any]]:
         def probe() -> dict[str, Any]:

@@ -51,6 +51,14 @@ class Runner:
             check_frame(frame)
         return self.infer_impl(frame)
 
+    def frame_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A uint8 frame buffer in memory this runner reads in place: the stream decodes frames into it.
+
+        Plain host memory here (ONNX Runtime binds a numpy frame where it lies); TensorRT
+        hands out page-locked or, on Jetson, mapped memory.
+        """
+        return np.empty(shape, np.uint8)
+
     def deactivate(self) -> None:
         """Free what ``activate`` allocated; a no-op when not active."""
         if self.is_active:

@@ -9,7 +9,7 @@ from ..atomic import atomic_path
 
 def table(rows: list[dict]) -> str:
     """ceiling: share of a library matrix product's rate; peak: share of the micro-kernel peak of the row's precision;
-    agree: labels equal to the FP32 row's on the benchmark frame."""
+    agree: labels equal to the FP32 row's over held-out scenes at that size."""
 
     def pct(value: float | None, digits: int = 0) -> str:
         return f"{100 * value:.{digits}f}%" if value is not None else "n/a"

@@ -5,7 +5,7 @@ INT8 run everywhere; OpenVINO FP32, BF16 and INT8 join where the [openvino] extr
 installed; CUDA and TensorRT where a GPU is present. All backends take the same uint8
 camera frame and return labels, so the figures are end to end. Each row's achieved rate is
 also given as a share of the machine's peak for its precision (:mod:`.peak`), and its labels'
-agreement with the FP32 row's on the same frame.
+agreement with the FP32 row's over held-out synthetic scenes rendered at that size.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint
-from ..data.synthetic import render_scene
+from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..export.onnx import DeployedModel
 from ..backends import open_runner
 from . import ceiling
@@ -29,6 +29,7 @@ from .latency import LatencyStats, interleaved
 
 REFERENCE = "ref:ort-matmul-fp32"  # what every latency is normalised by (same threads, same run)
 AGREEMENT_REFERENCES = ("ort-fp32-reference", "ort-fp32")  # the first present: whose labels every row's are compared with
+AGREEMENT_SCENES = 8  # held-out synthetic scenes rendered at each size (never trained or calibrated on)
 
 
 @dataclass
@@ -131,6 +132,7 @@ def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width
     (the quieter half of a shared machine's rounds; :func:`.latency.interleaved`).
     """
     frame = sample_frame(height, width)
+    scenes = [render_scene(np.random.default_rng(HELDOUT_SEED + i), (height, width))[0] for i in range(AGREEMENT_SCENES)]
     workloads: dict[str, Callable[[], object]] = {
         REFERENCE: ceiling.ort_matmul(threads=threads),
         "ref:ort-matmul-int8": ceiling.ort_matmul(threads=threads, int8=True),
@@ -140,8 +142,9 @@ def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width
     for backend in backends:
         before = _rss_mb()
         infer = backend.open()
-        labels[backend.name] = np.array(infer(frame)).reshape(height, width)  # copied: runners reuse their buffers
+        infer(frame)
         memory[backend.name] = _rss_mb() - before
+        labels[backend.name] = np.stack([np.array(infer(scene)).reshape(height, width) for scene in scenes])  # copies
         workloads[backend.name] = lambda infer=infer: infer(frame)
     torch.set_num_threads(threads)
     stats = interleaved(workloads, rounds=rounds, per_round=per_round, quiet_by=REFERENCE if quiet else None)

@@ -4,7 +4,8 @@ Every float tensor the graph computes is made a graph output and observed on eac
 calibration input. Pass one records min, max and absolute max; for ``percentile`` and
 ``entropy`` a second pass fills a histogram of ``|x|`` over ``[0, absmax]`` with
 ``NUM_BINS`` bins (two passes instead of re-binning a growing histogram keep every bin the
-same width). Exact zeros are left out of the histograms: after a ReLU half the values
+same width), from an evenly strided sample of at most ``HISTOGRAM_SAMPLES`` values per
+tensor and image (min and max always see every value). Exact zeros are left out of the histograms: after a ReLU half the values
 are 0, and that one spike makes the entropy method clip at a small fraction of the real
 range (on the default model: mIoU -45 points with zeros counted, -0.1 without). The result, a symmetric ``amax`` per tensor, feeds the Q/DQ models for ONNX
 Runtime and TensorRT and the TensorRT calibration cache alike, so they cannot disagree.
@@ -38,6 +39,9 @@ QUANTIZED_BINS = 128
 PERCENTILE = 99.99
 ENTROPY_STRIDE = 2  # candidate thresholds every 2 bins: 960 candidates, same optimum to within a bin
 TINY = 1e-8  # an all-zero tensor still gets a valid (positive) scale
+# values per tensor and image the histograms take: binning every value of a ResNet-50 took 3 s an
+# image on 2 cores; 2^18 per image still fills 2048 bins with millions over a calibration set
+HISTOGRAM_SAMPLES = 2**18
 
 
 @dataclass
@@ -100,13 +104,19 @@ def collect_ranges(
     hists = {n: np.zeros(NUM_BINS, np.int64) for n in names}
     for feed in tqdm(feeds, desc=f"calibrate: {method} histograms", leave=False, disable=not progress):
         for name, value in zip(names, session.run(names, feed)):
-            magnitude = np.abs(value.ravel())
+            magnitude = np.abs(_sample(value.ravel()))
             magnitude = magnitude[magnitude != 0]  # a ReLU's exact zeros would dominate the first bin (see docstring)
             index = np.minimum(magnitude * (NUM_BINS / absmax[name]), NUM_BINS - 1).astype(np.int32)
             hists[name] += np.bincount(index, minlength=NUM_BINS)
     choose: Callable[[np.ndarray], int] = _entropy_bins if method == "entropy" else _percentile_bins
     amax = {n: max(absmax[n] * choose(hists[n]) / NUM_BINS, TINY) for n in names}
     return TensorRanges(method, amax, low, high)
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    """At most about HISTOGRAM_SAMPLES of ``values``, every k-th with k odd (no lock-step with power-of-two rows)."""
+    step = values.size // HISTOGRAM_SAMPLES
+    return values if step < 2 else values[:: step | 1]
 
 
 def _percentile_bins(hist: np.ndarray) -> int:

@@ -193,6 +193,8 @@ class Stream:
                     return
                 if frame is None:
                     return
+                if frame is not buffer:  # the first frame, or a new size: give the pool a slot of runner memory
+                    frame = self._into_runner_memory(frame)
                 if self.source.live:
                     self._offer_newest(frame)
                 else:
@@ -205,6 +207,13 @@ class Stream:
         finally:
             self._capture_done.set()
             self.source.close()
+
+    def _into_runner_memory(self, frame: np.ndarray) -> np.ndarray:
+        """Copy ``frame`` into a buffer the runner reads in place; it returns to the pool, and later frames are
+        decoded straight into it, so the host copies nothing per frame on any backend."""
+        slot = self.runner.frame_buffer(frame.shape)
+        np.copyto(slot, frame)
+        return slot
 
     def _offer_newest(self, frame: np.ndarray) -> None:
         """Hand over ``frame``, replacing an unread older one (only this thread puts, so one retry suffices)."""

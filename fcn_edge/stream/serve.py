@@ -35,7 +35,7 @@ from .sinks import Sink
 from .stats import STAGES, StreamStats
 
 if TYPE_CHECKING:
-    from .overlay import Overlay  # imports the palette: the CLI loads serve before its cheap checks
+    from .overlay import Overlay  # for the annotation only: the CLI imports serve before its cheap checks
 
 LOCAL_HOST = "127.0.0.1"
 BOUNDARY = "frame"
@@ -49,8 +49,8 @@ FPS_WINDOW = 1.0  # s over which the served fps is counted
 
 def parse_address(text: str) -> tuple[str, int]:
     """``PORT`` (bound to 127.0.0.1) or ``HOST:PORT``; an argparse type, so a bad value is reported before anything opens."""
-    host, _, port = text.rpartition(":")
-    if not port.isdigit() or int(port) > 65535 or (_ and not host):
+    host, colon, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535 or (colon and not host):
         raise FcnEdgeError(f"--serve {text}: give PORT or HOST:PORT, e.g. --serve 8080 or --serve 0.0.0.0:8080 (0 = a free port)")
     return host or LOCAL_HOST, int(port)
 

@@ -19,7 +19,7 @@ from fcn_edge.errors import FcnEdgeError
 from fcn_edge.backends import open_runner
 from fcn_edge.runner import Runner
 from fcn_edge.stream.overlay import Overlay
-from fcn_edge.stream.pipeline import Stream, StreamOptions
+from fcn_edge.stream.pipeline import FRAME_POOL, Stream, StreamOptions
 from fcn_edge.stream.sinks import Sink
 from fcn_edge.stream.sources import Source, SyntheticSource
 from fcn_edge.stream.stats import END_OF_INPUT, SOURCE_LOST, STOPPED, StageStats
@@ -150,6 +150,33 @@ def test_every_file_frame_is_overlaid_in_order_across_size_changes(frame_model):
         labels = session.run(None, {"frame": frame[None]})[0][0]
         assert np.array_equal(written, Overlay(PALETTE, 0.5).render(frame, labels))
     assert recorder.closed
+
+
+class PoolRunner(FakeRunner):
+    """Hands out its own frame memory, as the TensorRT runner does (page-locked/mapped on a GPU), and
+    records where every frame it infers lies."""
+
+    def __init__(self):
+        super().__init__()
+        self.slots, self.seen = [], []
+
+    def frame_buffer(self, shape):
+        self.slots.append(np.empty(shape, np.uint8))
+        return self.slots[-1]
+
+    def infer_impl(self, frame):
+        self.seen.append(frame.ctypes.data)
+        return super().infer_impl(frame)
+
+
+def test_frames_are_decoded_into_runner_memory_allocated_once_per_slot_and_size():
+    frames = [np.full((24, 32, 3), i, np.uint8) for i in range(30)] + [np.full((16, 16, 3), 7, np.uint8)] * 10
+    runner = PoolRunner()
+    stats = run(FileLike(frames), runner)
+    assert stats.frames == 40
+    slots = {slot.ctypes.data for slot in runner.slots}
+    assert set(runner.seen) <= slots  # every frame was inferred where the runner allocated it: no host copy
+    assert len(runner.slots) <= 2 * FRAME_POOL  # one per pool slot and frame size, not one per frame
 
 
 def test_unplugged_camera_is_reconnected_then_reported_lost():

@@ -17,7 +17,8 @@ from torch import nn
 from fcn_edge.backends.onnxruntime import session
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.quantize import calibration, fp16, qdq, statistics, trt_cache
-from fcn_edge.quantize.sensitivity import keep_sensitive_layers
+from fcn_edge.quantize.layer_error import layer_errors
+from fcn_edge.quantize.sensitivity import fewest_in_float, rank
 
 # Hand-made: scale 1/127 is 0x3C010204 (amax 1.0), scale 1.0 is 0x3F800000 (amax 127).
 HAND_MADE_CACHE = "TRT-8601-EntropyCalibration2\ninput: 3c010204\n/conv1/Conv_output_0: 3f800000\n"
@@ -155,14 +156,17 @@ def test_fp16_keeps_io_types_and_the_ends_in_fp32(prepared, tmp_path):
     assert np.abs(got - want).max() < 0.05
 
 
-def test_sensitivity_keeps_the_fragile_layer_in_float(tmp_path):
+def test_one_pass_ranking_finds_the_node_that_reads_the_crushed_tensor_and_the_search_keeps_it(tmp_path):
+    """b's outlier channel widens the range of relu(b), which c reads: c's own error is the largest, and
+    keeping c (and only c) in float removes that Q/DQ, because no other quantized node reads the tensor."""
     prepared = tmp_path / "prepared.onnx"
     qdq.prepare(export_tiny(tmp_path / "fragile.onnx", fragile=True), prepared)
     model = onnx.load(str(prepared))
     data = feeds(4)
     ranges = statistics.collect_ranges(model, data, "max", progress=False)
     reference = [session(prepared).run(None, f)[0].argmax(1) for f in data]
-    scratch = tmp_path / "trial.onnx"
+    scratch, full = tmp_path / "trial.onnx", tmp_path / "int8.onnx"
+    qdq.quantize(prepared, full, ranges, "onnxruntime")
 
     def agreement(excluded: list[str]) -> float:
         qdq.quantize(prepared, scratch, ranges, "onnxruntime", excluded)
@@ -170,9 +174,53 @@ def test_sensitivity_keeps_the_fragile_layer_in_float(tmp_path):
         return float(np.mean([(sess.run(None, f)[0].argmax(1) == r).mean() for f, r in zip(data, reference)]))
 
     assert agreement([]) < 0.8  # INT8 everywhere ruins it
-    convs = qdq.quantizable_convs(model)
-    result = keep_sensitive_layers(convs, agreement, lambda kept: agreement(kept) >= 0.98, progress=False)
-    fragile = [n.name for n in model.graph.node if n.op_type == "Conv"][1]
-    assert result.met and fragile in result.kept_float
-    assert len(result.kept_float) < len(convs)
-    assert result.ranking[0][1] < result.ranking[-1][1]
+    candidates = qdq.quantizable_nodes(model)
+    errors = layer_errors(model, onnx.load(str(full)), candidates, data, progress=False)
+    assert sorted(errors) == sorted(candidates)  # every node measured, the one writing the graph output too
+    c = [n.name for n in model.graph.node if n.op_type == "Conv"][2]
+    ranking = rank(errors, candidates)
+    assert ranking[0] == c and errors[c] > 100 * errors[ranking[-1]]
+    trials = []
+    result = fewest_in_float(ranking, lambda kept: trials.append(len(kept)) or agreement(kept) >= 0.98, 60)
+    assert result.kept_float == [c] and trials == [1] and not result.out_of_time
+
+
+def test_search_finds_the_fewest_in_logarithmic_trials_and_stops_on_time():
+    nodes = [f"n{i}" for i in range(77)]
+    for need in (1, 2, 5, 38, 76, 77):
+        trials = []
+        result = fewest_in_float(nodes, lambda kept: trials.append(len(kept)) or len(kept) >= need, 60)
+        assert result.kept_float == nodes[:need]
+        assert len(trials) <= 2 * np.log2(need + 1) + 2 and 77 not in trials  # all in float is FP32: never tried
+    ticks = iter(range(100))
+    result = fewest_in_float(nodes, lambda kept: len(kept) >= 50, 10, clock=lambda: 3.0 * next(ticks))
+    assert result.out_of_time and result.trials == [(1, False), (2, False), (4, False)] and result.kept_float == nodes
+    result = fewest_in_float(nodes, lambda kept: len(kept) >= 3, 10, clock=lambda: 3.0 * next(ticks))
+    assert result.out_of_time and result.kept_float == nodes[:4]  # the best found so far
+    assert rank({"a": 1.0, "b": 3.0}, ["a", "c", "b"]) == ["b", "a", "c"]  # unmeasured last
+
+
+def test_with_every_quantizable_node_excluded_no_qdq_is_left(tmp_path):
+    """The search's worst case is the FP32 model: Adds and convs alike are candidates (a residual block here)."""
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x))
+            return torch.sigmoid(self.b(y) + y) * y
+
+    source, prepared = tmp_path / "res.onnx", tmp_path / "prepared.onnx"
+    torch.onnx.export(Residual().eval(), (torch.zeros(1, 3, 32, 32),), str(source), input_names=["x"], dynamo=False, opset_version=17)
+    qdq.prepare(source, prepared)
+    model = onnx.load(str(prepared))
+    ranges = statistics.collect_ranges(model, feeds(2), "max", progress=False)
+    nodes = qdq.quantizable_nodes(model)
+    assert {n.split("/")[-1] for n in nodes} >= {"Add"}
+    qdq.quantize(prepared, tmp_path / "none.onnx", ranges, "onnxruntime", nodes)
+    qdq.quantize(prepared, tmp_path / "none.trt.onnx", ranges, "tensorrt", nodes)
+    for path in ("none.onnx", "none.trt.onnx"):
+        assert not [n for n in onnx.load(str(tmp_path / path)).graph.node if n.op_type in qdq.QDQ_OPS]

@@ -81,3 +81,44 @@ def test_the_stream_path_runs_its_frames_through_the_tensorrt_runner(tmp_path, m
     assert row.status == "ok", row.detail
     assert row.facts["frames"] == doctor.STREAM_FRAMES and cuda.closed
     assert len(trt.runtimes[0].engines[0].contexts[0].executions) == doctor.STREAM_FRAMES
+
+
+def _brightness_model(path):
+    """The fake engine's function as ONNX, so ONNX Runtime on the CPU and the fake 'GPU' agree: (B+G+R) // 96."""
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+    import onnx
+
+    nodes = [
+        helper.make_node("Cast", ["frame"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["f", "axes"], ["s"], keepdims=0),
+        helper.make_node("Div", ["s", "d"], ["q"]),
+        helper.make_node("Floor", ["q"], ["labels_float"]),
+        helper.make_node("Cast", ["labels_float"], ["labels"], to=TensorProto.UINT8),
+    ]
+    graph = helper.make_graph(
+        nodes, "brightness", [helper.make_tensor_value_info("frame", TensorProto.UINT8, ["N", "H", "W", 3])],
+        [helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"])],
+        [numpy_helper.from_array(np.array([3], np.int64), "axes"), numpy_helper.from_array(np.float32(96), "d")],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_the_tensorrt_path_builds_runs_and_compares_with_the_cpu(tmp_path, monkeypatch):
+    """selftest.run_precision on the fakes: the engine 'build' writes a fake engine; run, compare, time as on a GPU."""
+    from fcn_edge.backends.tensorrt import selftest
+
+    cuda = NumpyCuda()
+    trt = fake_tensorrt(cuda)
+    monkeypatch.setattr(trt_api, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(runner_module, "open_cuda", lambda binding: cuda.reopen())
+
+    def fake_build(graph, engine, options):
+        engine.write_bytes(engine_bytes(options.min_shape, options.opt_shape, options.max_shape))
+        return {"tensorrt_version": trt.__version__, "gpu_name": "Fake GPU", "compute_capability": "8.7",
+                "layer_precisions": {options.precision: 1}, "build_seconds": 0.0}  # fmt: skip
+
+    monkeypatch.setattr(selftest, "build_engine", fake_build)
+    facts = selftest.run_precision("int8", _brightness_model(tmp_path / "b.onnx"), tmp_path, scenes=2)
+    assert facts["ok"] and facts["agreement"] == 1.0 and facts["latency_ms"] > 0

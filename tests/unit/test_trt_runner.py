@@ -43,7 +43,7 @@ def make_runner(tmp_path, monkeypatch):
         facts = {"tensorrt_version": trt.__version__, "gpu_name": "Fake GPU", "compute_capability": "8.7", "dla_core": dla_core}
         sidecar_path(engine).write_text(json.dumps({"engine": facts}))
         monkeypatch.setattr(trt_api, "import_tensorrt", lambda: trt)
-        monkeypatch.setattr(runner_module, "open_cuda", lambda binding: cuda if not cuda.closed else NumpyCuda(integrated))
+        monkeypatch.setattr(runner_module, "open_cuda", lambda binding: cuda.reopen())
         return TrtRunner(engine), cuda, trt
 
     return make

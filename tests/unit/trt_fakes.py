@@ -164,6 +164,11 @@ class NumpyCuda(CudaBinding):
     def destroy_event(self, event: Any) -> None:
         """Nothing to release."""
 
+    def reopen(self) -> "NumpyCuda":
+        """What open_cuda returns: the same device again (its primary context outlives a binding's close)."""
+        self.closed = False
+        return self
+
     def close(self) -> None:
         self._live()
         leaked = {**{a: "device" for a in self.blocks if a not in self.host}, **self.host}

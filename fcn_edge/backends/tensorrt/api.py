@@ -183,7 +183,7 @@ def needed(name: str, version: Version) -> bool:
     return available(name, version) and not redundant
 
 
-# Which TensorRT class each variable name stands for in build/tensorrt.py and runtime/trt.py
+# Which TensorRT class each variable name stands for in build.py and runner.py
 # (``self._engine`` counts as ``engine``): the test resolves ``<variable>.<member>`` through
 # this and checks the pairs below against the published API.
 OBJECT_CLASSES = {

@@ -1,7 +1,7 @@
 """Build a TensorRT engine from an ONNX model: thin over TensorRT, imported lazily.
 
 What a build does is decided by :func:`plan_build`, pure Python tested on a CPU machine;
-:func:`build_engine` then makes the TensorRT calls. Per version (facts in trt_api.py):
+:func:`build_engine` then makes the TensorRT calls. Per version (facts in api.py):
 
 - 10.x (JetPack 6.1/6.2 ship 10.3): a strongly typed network built from the ONNX of the
   wanted precision (the Q/DQ model for INT8, an FP16 model for FP16), no precision

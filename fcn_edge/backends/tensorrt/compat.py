@@ -101,7 +101,6 @@ class _Graph:
                 self.constant.update(node.output)
         self.inputs = {v.name for v in graph.input} - set(self.values)
         self.outputs = {v.name for v in graph.output}
-        self.producer = {o: node for node in graph.node for o in node.output}
 
     def feeds_weight_of(self, tensor: str, op_type: str) -> bool:
         """Whether ``tensor`` is the weight input (input 1) of an ``op_type`` node."""
@@ -114,9 +113,12 @@ class _Graph:
 
 def check(model: onnx.ModelProto | str | Path, line: str) -> list[Problem]:
     """Every node of ``model`` the ONNX parser of TensorRT ``line`` ("8", "10", "11") rejects."""
+    return _problems(_Graph(_load(model)), line)
+
+
+def _problems(graph: _Graph, line: str) -> list[Problem]:
     if line not in LINES:
         raise ValueError(f"TensorRT line {line!r} not in {LINES}")
-    graph = _Graph(_load(model))
     problems: list[Problem] = []
     for node in graph.graph.node:
         name = node.name or f"{node.op_type} -> {node.output[0]}"
@@ -217,8 +219,8 @@ def require_parsable(model: onnx.ModelProto | str | Path, line: str, what: str, 
 
 def report(model: onnx.ModelProto | str | Path, lines: tuple[str, ...] = LINES) -> dict[str, list[Problem]]:
     """The problems per TensorRT line (an empty list: that line parses the graph)."""
-    loaded = _load(model)
-    return {line: check(loaded, line) for line in lines}
+    graph = _Graph(_load(model))  # shape inference once for every line
+    return {line: _problems(graph, line) for line in lines}
 
 
 def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:

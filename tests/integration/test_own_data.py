@@ -1,0 +1,92 @@
+"""A user's own data and models, as a new user tries them: real photographs in VOC layout, a foreign U-Net.
+
+The dataset is made from the photos scikit-image and scikit-learn ship (tests/fixtures/voc_photos.py):
+images of many sizes, objects cut from other photos, VOC palette masks with 255 borders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import assert_user_error, run_script
+from fcn_edge.checkpoint import load_checkpoint
+from fixtures.foreign_models import make_foreign_model
+from fixtures.voc_photos import all_photos, make_voc_photos
+
+QUICK = ["--latency-size", "64x96", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory) -> Path:
+    return make_voc_photos(tmp_path_factory.mktemp("photos") / "VOC", train=16, val=6)
+
+
+@pytest.mark.slow
+def test_voc_photos_train_evaluate_and_build_int8_verified_on_the_val_split(voc, tmp_path):
+    run = tmp_path / "run"
+    trained = run_script("train.py", "--dataset", "voc", "--data-root", voc, "--epochs", "1", "--batch-size", "8",
+                         "--crop-size", "96x96", "--threads", "2", "--out", run)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = run / "best.pt"
+    assert load_checkpoint(checkpoint).training["data"] == {"dataset": "voc", "root": str(voc.resolve()), "val_split": "val"}
+    evaluated = run_script("evaluate.py", "--checkpoint", checkpoint, "--dataset", "voc", "--data-root", voc, "--split", "val")
+    assert evaluated.returncode == 0, evaluated.stderr
+    torch_miou = float(re.search(r"^mIoU\s+([\d.]+)", evaluated.stdout, re.M)[1])
+
+    engines = tmp_path / "engines"
+    built = run_script(
+        "build_engine.py", "--int8", "--checkpoint", checkpoint, "--val-data", f"voc:{voc}", "--calib-data", f"voc:{voc}",
+        "--engines-dir", engines, "--min-agreement", "50", "--max-miou-drop", "100", *QUICK,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert re.search(r"6 labelled images of voc:\S+ val at 6 sizes \d+x\d+\.\.\d+x\d+ \(--val-data\)", built.stdout), built.stdout
+    sidecar = json.loads((engines / "best.int8.onnx.json").read_text())
+    verification = sidecar["verification"]
+    assert verification["images"]["kind"] == "dataset" and len(verification["images"]["images"]) == 6
+    assert verification["fp32_miou"] == pytest.approx(torch_miou, abs=0.002)  # ONNX FP32 on full-size images = evaluate.py
+    assert all(row["miou"] is not None for row in verification["rows"])
+    assert sidecar["details"]["calibration"]["images"] == 13 and sidecar["details"]["calibration"]["holdout_images"] == 3
+
+
+@pytest.fixture(scope="module")
+def unet(tmp_path_factory) -> Path:
+    """A U-Net nobody here wrote, ConvTranspose2d upsampling, exported with a fixed 1x3x64x96 input."""
+    path = tmp_path_factory.mktemp("unet") / "unet.onnx"
+    return make_foreign_model("unet", path, all_photos(), static=True, size=(64, 96), bn_batches=2, bn_batch=2)
+
+
+@pytest.mark.slow
+def test_static_shape_unet_builds_at_its_fixed_size_and_the_search_keeps_what_it_must_in_float(unet, voc, tmp_path):
+    engines = tmp_path / "engines"
+    args = ["--onnx", unet, "--input-format", "tensor", "--num-classes", "21", "--calib-data", f"voc:{voc}", "--engines-dir", engines,
+            "--no-progress"]  # fmt: skip
+    built = run_script("build_engine.py", "--int8", *args)
+    assert "the model's input is fixed at 64x96: calibrating, verifying and timing at 64x96" in built.stdout
+    assert "6 labelled images of voc:" in built.stdout and "at 64x96 (the val split of --calib-data)" in built.stdout
+    if built.returncode:  # random weights make labels fragile: then even one quantized node may cost 2% of them
+        assert_user_error(built, "no INT8 left", "met the budget")
+        assert not engines.exists() or not list(engines.iterdir())
+    else:
+        sidecar = json.loads((engines / "unet.int8.onnx.json").read_text())
+        assert sidecar["verification"]["rows"][0]["agreement"] >= 0.98
+        assert sidecar["details"]["kept_float"] and sidecar["details"]["sensitivity"]["trials"]
+    assert re.search(r"ranked \d+ quantized nodes by their own error", built.stdout)
+
+    fp16 = run_script("build_engine.py", "--fp16", *args)
+    assert fp16.returncode == 0, fp16.stderr
+    assert json.loads((engines / "unet.fp16.onnx.json").read_text())["verification"]["rows"][0]["miou"] is not None
+
+
+def test_outputs_that_are_not_per_pixel_scores_are_one_line_errors(voc, tmp_path):
+    path = tmp_path / "coarse.onnx"
+    torch.manual_seed(0)
+    torch.onnx.export(nn.Conv2d(3, 21, 4, 4).eval(), (torch.zeros(1, 3, 64, 96),), str(path), input_names=["x"], dynamo=False, opset_version=17)
+    result = run_script("build_engine.py", "--fp32", "--onnx", path, "--input-format", "tensor", "--num-classes", "21",
+                        "--calib-data", f"voc:{voc}", "--engines-dir", tmp_path / "engines", "--no-progress")  # fmt: skip
+    assert_user_error(result, "64x96 input with 16x24 labels", "per-pixel class scores")

@@ -1,0 +1,82 @@
+"""Which images a build calibrates and verifies on: data specs, the default rules, samples at native or fixed size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_edge.compile import images
+from fcn_edge.compile.source import SourceModel
+from fcn_edge.data.palette import default_palette
+from fcn_edge.data.synthetic import CLASSES as SYNTHETIC_CLASSES
+from fcn_edge.data.voc import CLASSES as VOC_CLASSES
+from fcn_edge.errors import FcnEdgeError
+from fcn_edge.spec import Preprocess
+from fixtures.voc_photos import make_voc_photos
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory) -> Path:
+    return make_voc_photos(tmp_path_factory.mktemp("voc") / "VOC", train=6, val=3)
+
+
+def source(classes: list[str], origin: dict | None = None, ours: bool = False) -> SourceModel:
+    return SourceModel(
+        Path("m.onnx"), "m", "x", "tensor", Preprocess(), classes, default_palette(len(classes)), ["out"],
+        metadata=object() if ours else None, origin=origin or {},
+    )  # fmt: skip
+
+
+def test_data_specs_parse_and_bad_ones_name_the_flag():
+    assert images.parse_spec(None, "--val-data") is None
+    assert images.parse_spec("voc:/data/VOC2012", "--val-data") == images.DataSpec("voc", Path("/data/VOC2012"))
+    assert str(images.parse_spec("synthetic", "--val-data")) == "synthetic"
+    for text, fragment in [("voc", "names no folder"), ("imagenet:/x", "unknown dataset"), ("synthetic:/x", "need no folder")]:
+        with pytest.raises(FcnEdgeError, match=fragment) as error:
+            images.parse_spec(text, "--calib-data")
+        assert str(error.value).startswith("--calib-data")
+    assert images.evenly_spaced(10, 3) == [0, 4, 9] and images.evenly_spaced(3, 5) == [0, 1, 2] and images.evenly_spaced(4, 0) == [0, 1, 2, 3]
+
+
+def test_default_verification_follows_the_rules(voc, tmp_path):
+    spec = images.DataSpec("voc", voc)
+    assert images.choose(source(VOC_CLASSES), spec, "val", None).why == "--val-data"
+    trained_voc = {"trained_on": {"dataset": "voc", "root": str(voc), "val_split": "val"}}
+    plan = images.choose(source(VOC_CLASSES, trained_voc, ours=True), None, "val", None)
+    assert (plan.kind, plan.data, plan.split) == ("dataset", spec, "val")
+    gone = {"trained_on": {"dataset": "voc", "root": str(tmp_path / "moved"), "val_split": "val"}}
+    plan = images.choose(source(VOC_CLASSES, gone, ours=True), None, "val", None)
+    assert plan.kind == "holdout" and "is not here" in plan.why
+    synthetic = {"trained_on": {"dataset": "synthetic", "root": None, "val_split": "val"}}
+    assert images.choose(source(["a", "b"], synthetic, ours=True), None, "val", None).kind == "synthetic"
+    assert images.choose(source(SYNTHETIC_CLASSES, ours=True), None, "val", None).kind == "synthetic"  # the shipped default
+    foreign = [f"class_{i}" for i in range(21)]
+    assert images.choose(source(foreign), None, "val", spec).why == "the val split of --calib-data"
+    assert images.choose(source(foreign[:3]), None, "val", spec).kind == "holdout"  # not its classes: agreement only
+
+
+def test_dataset_samples_at_native_or_fixed_size_and_checked_classes(voc):
+    plan = images.Plan("dataset", "--val-data", images.DataSpec("voc", voc), "val")
+    native = images.samples(plan, source(VOC_CLASSES, ours=True), 0, 0, (256, 512), False, [])
+    assert len(native) == 3 and len({s.frame.shape for s in native}) > 1  # VOC-like: every image its own size
+    assert all(s.mask.shape == s.frame.shape[:2] and 255 in s.mask for s in native)
+    assert native[0].name == "voc:val/val_0000.jpg"
+    fixed = images.samples(plan, source([f"c{i}" for i in range(21)]), 2, 0, (64, 96), True, [])
+    assert len(fixed) == 2 and all(s.frame.shape == (64, 96, 3) and s.mask.shape == (64, 96) for s in fixed)
+    assert set(np.unique(fixed[0].mask)) <= set(np.unique(native[0].mask))  # nearest: no invented labels
+    assert "20 labelled images" not in plan.describe(fixed, 0) and "2 labelled images of voc:" in plan.describe(fixed, 0)
+    with pytest.raises(FcnEdgeError, match="21 classes .* but the model predicts 8"):
+        images.samples(plan, source(SYNTHETIC_CLASSES, ours=True), 0, 0, (64, 96), False, [])
+    with pytest.raises(FcnEdgeError, match="nothing to verify on"):
+        images.samples(images.Plan("holdout", "no labels"), source(["a", "b"]), 0, 0, (64, 96), False, [])
+
+
+def test_calibration_frames_from_a_datasets_train_split(voc):
+    found = images.calibration_set(Path("unused"), images.DataSpec("voc", voc), 64)
+    assert [p.name for p in found.files] == [f"train_{i:04d}.jpg" for i in range(6)]
+    assert [p.name for p in found.holdout] == ["train_0004.jpg"]
+    assert len(images.calibration_set(Path("unused"), images.DataSpec("voc", voc), 3).files) == 3
+    with pytest.raises(FcnEdgeError, match="--calib-data voc:.*nowhere"):
+        images.calibration_set(Path("unused"), images.DataSpec("voc", voc / "nowhere"), 64)
