@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
     out.add_argument("--search-minutes", type=float, default=5.0,
-                     help="time for the search that keeps quantized nodes in float when INT8 misses the budget (default 5)")
+                     help="time for the search that keeps quantized nodes in float when INT8 misses the budget "
+                          "(default 5; 0: no search)")
     out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
     out.add_argument("--verify-size", type=model_size, default=(256, 512), help="HxW of the verification scenes")
     out.add_argument("--latency-size", type=model_size, default=(512, 1024), help="HxW the latencies are measured at")

@@ -163,7 +163,7 @@ class Work:
         problems = trials.problems([])
         kept: list[str] = []
         sensitivity = None
-        if problems:
+        if problems and options.search_minutes > 0:  # 0: no search, the plain INT8 model
             self.log(f"INT8 misses the budget ({'; '.join(problems)}): searching for the quantized nodes to keep in float")
             kept, sensitivity = mixed.keep_in_float(
                 self.prepared, trials.get([], ["onnxruntime"]).paths["onnxruntime"], ranges, feeds, trials.meets,

@@ -27,8 +27,7 @@ from ..backends import BACKENDS
 from ..cli import size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
-from . import sinks, sources
-from . import serve
+from . import serve, sinks, sources
 from .stats import SOURCE_LOST, StreamStats
 
 EXIT_SOURCE_LOST = 3

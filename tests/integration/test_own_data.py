@@ -11,8 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 from conftest import assert_user_error, run_script
 from fcn_edge.checkpoint import load_checkpoint
@@ -81,12 +79,3 @@ def test_static_shape_unet_builds_at_its_fixed_size_and_the_search_keeps_what_it
     fp16 = run_script("build_engine.py", "--fp16", *args)
     assert fp16.returncode == 0, fp16.stderr
     assert json.loads((engines / "unet.fp16.onnx.json").read_text())["verification"]["rows"][0]["miou"] is not None
-
-
-def test_outputs_that_are_not_per_pixel_scores_are_one_line_errors(voc, tmp_path):
-    path = tmp_path / "coarse.onnx"
-    torch.manual_seed(0)
-    torch.onnx.export(nn.Conv2d(3, 21, 4, 4).eval(), (torch.zeros(1, 3, 64, 96),), str(path), input_names=["x"], dynamo=False, opset_version=17)
-    result = run_script("build_engine.py", "--fp32", "--onnx", path, "--input-format", "tensor", "--num-classes", "21",
-                        "--calib-data", f"voc:{voc}", "--engines-dir", tmp_path / "engines", "--no-progress")  # fmt: skip
-    assert_user_error(result, "64x96 input with 16x24 labels", "per-pixel class scores")

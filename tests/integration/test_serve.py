@@ -46,6 +46,14 @@ def read_part(response) -> bytes | None:
     return body
 
 
+def read_to_end(response) -> int:
+    """Parts up to the closing boundary (read_part fails on an end without one)."""
+    count = 0
+    while read_part(response) is not None:
+        count += 1
+    return count
+
+
 def decode(jpeg: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
 
@@ -145,11 +153,14 @@ def test_a_client_that_never_reads_slows_neither_the_loop_nor_other_clients(sink
     assert extra.value.code == 503 and b"--serve-clients 2" in extra.value.read()
     assert slowest[0] < 0.5  # an encode, never a wait on a client
     assert np.all(np.diff(received) > 0), received  # always a newer frame, never a repeat
+    ended = []  # the reader reads on, as a browser does, to see the closing boundary
+    draining = threading.Thread(target=lambda: ended.append(read_to_end(reader)))
+    draining.start()
     start = time.monotonic()
     sink.close()  # the stuck client still holds its connection
     assert time.monotonic() - start < 5
-    while read_part(reader) is not None:  # frames already on their way, then the closing boundary
-        pass
+    draining.join(timeout=10)
+    assert ended, "the reader's stream ended without the closing boundary"
     assert refused(sink.port)  # the port is released
     stuck.close()
     reader.close()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from fcn_edge.compile import images
+from fcn_edge.compile import images, verify
 from fcn_edge.compile.source import SourceModel
 from fcn_edge.data.palette import default_palette
 from fcn_edge.data.synthetic import CLASSES as SYNTHETIC_CLASSES
@@ -80,3 +81,20 @@ def test_calibration_frames_from_a_datasets_train_split(voc):
     assert len(images.calibration_set(Path("unused"), images.DataSpec("voc", voc), 3).files) == 3
     with pytest.raises(FcnEdgeError, match="--calib-data voc:.*nowhere"):
         images.calibration_set(Path("unused"), images.DataSpec("voc", voc / "nowhere"), 64)
+
+
+def test_outputs_that_are_not_per_pixel_scores_are_one_line_errors(tmp_path):
+    """A graph without its final upsampling answers with a coarse grid: no label for most pixels."""
+    weights = onnx.numpy_helper.from_array(np.ones((21, 3, 4, 4), np.float32), "w")
+    conv = onnx.helper.make_node("Conv", ["x", "w"], ["out"], strides=[4, 4])
+    graph = onnx.helper.make_graph(
+        [conv], "coarse", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 64, 96])],
+        [onnx.helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 21, 16, 24])], [weights],
+    )  # fmt: skip
+    path = tmp_path / "coarse.onnx"
+    onnx.save_model(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    model = source([f"c{i}" for i in range(21)])
+    model.path = path
+    sample = verify.Sample("frame", np.zeros((64, 96, 3), np.uint8), None)
+    with pytest.raises(FcnEdgeError, match="64x96 input with 16x24 labels: a build needs per-pixel class scores"):
+        verify.reference(model, [sample], progress=False)

@@ -1,0 +1,81 @@
+"""Foreign architectures through `build_engine.py --onnx M --int8` and `--fp16`, as a user would run them.
+
+LR-ASPP and DeepLabV3 on MobileNetV3-Large, FCN-ResNet50 and a U-Net (tests/fixtures/foreign_models.py),
+random weights with BatchNorm re-estimated on real photos, each exported with a dynamic and with a
+fixed 1x3x256x256 input; calibrated on the VOC-layout photo dataset's train split and verified on
+its val split (21 classes, as torchvision's models have). An INT8 build ends within the budget or
+with one line saying why not, in under 10 minutes; FP16 builds pass. About an hour on 2 cores:
+
+    python -m pytest -m foreign -s tests/foreign     # FOREIGN_REPORT=path.json keeps the figures
+
+Each build prints one summary line (agreement, latency, build time): README's Compile table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_user_error, run_script
+from fixtures.foreign_models import ARCHITECTURES, make_foreign_model
+from fixtures.voc_photos import all_photos, make_voc_photos
+
+pytestmark = pytest.mark.foreign
+SIZE = "256x256"  # calibration and latency size of the dynamic exports: the static ones are fixed at it
+LIMIT_S = 600
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory) -> Path:
+    return make_voc_photos(tmp_path_factory.mktemp("photos") / "VOC", train=60, val=20)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return all_photos()
+
+
+def summary(output: str, precision: str) -> dict:
+    """The figures a build printed: first INT8 agreement, search, and the table's rows (label -> agreement, latency)."""
+    first = re.search(r"INT8 misses the budget \(onnxruntime: label agreement ([\d.]+)%", output)
+    kept = re.findall(r"search: (\d+) of (\d+) quantized nodes in float (meets|misses)", output)
+    rows = {}
+    for line in output.splitlines():
+        match = re.match(r"\s+(\S.*?)\s{2,}(n/a|[\d.]+%)\s+(\S+)\s+(\S+)\s+(\S+)\s+(?:([\d.]+) ms|n/a)", line)
+        if match:
+            rows[match[1]] = {"agreement": match[2], "miou": match[3], "latency_ms": match[6] and float(match[6])}
+    return {"precision": precision, "all_int8_agreement": first and float(first[1]), "trials": kept, "rows": rows}
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_foreign_model_builds_int8_within_budget_or_says_why_not_and_fp16(name, static, voc, photos, tmp_path):
+    model = make_foreign_model(name, tmp_path / f"{name}.onnx", photos, static)
+    engines = tmp_path / "engines"
+    args = ["--onnx", model, "--input-format", "tensor", "--num-classes", "21", "--calib-data", f"voc:{voc}",
+            "--calib-size", SIZE, "--latency-size", SIZE, "--engines-dir", engines, "--no-progress"]  # fmt: skip
+    report = {"model": name, "input": "static 1x3x256x256" if static else "dynamic"}
+    # the plain INT8 model first (no search, written whatever it costs: its agreement and speed), then the builds
+    for run, flags in [("int8_plain", ["--int8", "--search-minutes", "0", "--allow-accuracy-drop"]), ("int8", ["--int8"]),
+                       ("fp16", ["--fp16"])]:  # fmt: skip
+        started = time.perf_counter()
+        result = run_script("build_engine.py", *flags, *args, "--force", timeout=LIMIT_S + 60)
+        seconds = time.perf_counter() - started
+        report[run] = {**summary(result.stdout, run), "seconds": round(seconds), "exit": result.returncode,
+                       "error": result.stderr.strip().splitlines()[-1] if result.returncode else None}  # fmt: skip
+        assert seconds < LIMIT_S, f"{name} {run} took {seconds:.0f} s"
+        if result.returncode:
+            assert run == "int8", result.stderr
+            assert_user_error(result, "INT8")
+        elif run != "int8_plain":
+            sidecar = json.loads((engines / f"{name}.{run}.onnx.json").read_text())
+            assert sidecar["verification"]["passed"] and sidecar["verification"]["images"]["kind"] == "dataset"
+    print(f"\nFOREIGN {json.dumps(report)}")
+    if os.environ.get("FOREIGN_REPORT"):
+        with open(os.environ["FOREIGN_REPORT"], "a") as out:
+            out.write(json.dumps(report) + "\n")
