@@ -32,6 +32,7 @@ from . import verify
 from .source import SourceModel
 
 FORMS = "synthetic, voc:ROOT, cityscapes:ROOT or folder:ROOT"
+STRIDE = 32  # foreign dynamic models see dataset images resized to multiples of this
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,14 @@ class Plan:
     why: str
     data: DataSpec | None = None
     split: str | None = None
+    resized: str = ""  # how dataset images were resized for the model, if they were (set by samples())
 
     def describe(self, samples: Sequence[verify.Sample], scenes: int) -> str:
         """The table header's account of the images, e.g. '20 labelled images of voc:/data val (--val-data)'."""
         holdout = [s for s in samples if s.mask is None]
         if self.kind == "dataset":
-            return f"{len(samples)} labelled images of {self.data} {self.split} at {_sizes(samples)} ({self.why})"
+            resized = f", {self.resized}" if self.resized else ""
+            return f"{len(samples)} labelled images of {self.data} {self.split} at {_sizes(samples)}{resized} ({self.why})"
         if self.kind == "synthetic":
             return (f"{scenes} held-out synthetic scenes {_sizes(samples[:scenes])} + {len(holdout)} calibration hold-out "
                     f"images ({self.why})")  # fmt: skip
@@ -123,7 +126,7 @@ class Plan:
 
     def record(self, samples: Sequence[verify.Sample]) -> dict:
         return {"kind": self.kind, "why": self.why, "data": str(self.data) if self.data else None, "split": self.split,
-                "images": [s.name for s in samples]}  # fmt: skip
+                "resized": self.resized or None, "images": [s.name for s in samples]}  # fmt: skip
 
 
 def _sizes(samples: Sequence[verify.Sample]) -> str:
@@ -159,9 +162,14 @@ def choose(source: SourceModel, val_data: DataSpec | None, val_split: str, calib
     return Plan("holdout", note)
 
 
-def samples(plan: Plan, source: SourceModel, limit: int, scenes: int, size: tuple[int, int], fixed: bool,
+def samples(plan: Plan, source: SourceModel, limit: int, scenes: int, size: tuple[int, int],
             holdout: Sequence[tuple[str, np.ndarray]]) -> list[verify.Sample]:  # fmt: skip
-    """The verification samples ``plan`` names; dataset images at their own size unless the model's is ``fixed``."""
+    """The verification samples ``plan`` names (``size``: synthetic scenes').
+
+    Dataset images keep their own size for our models, which pad to their stride inside the
+    graph; a model with a fixed input gets them resized to it, and any other foreign model
+    to the nearest multiple of ``STRIDE`` per side (U-Nets fail on sizes their poolings cannot halve).
+    """
     if plan.kind == "synthetic":
         _check_classes(SYNTHETIC_CLASSES, source, "synthetic scenes")
         return verify.verification_samples(scenes, size, holdout)
@@ -175,14 +183,24 @@ def samples(plan: Plan, source: SourceModel, limit: int, scenes: int, size: tupl
     dataset = open_split(plan.data, plan.split, "--val-data" if plan.why == "--val-data" else "verification data")
     _check_classes(dataset.classes, source, str(plan.data))
     found = []
+    if source.fixed_size or source.metadata is None:
+        plan.resized = "resized to the model's fixed input" if source.fixed_size else f"resized to multiples of {STRIDE}"
     for index in evenly_spaced(len(dataset), limit):
         image, mask = dataset[index]
-        if fixed and image.shape[:2] != tuple(size):
-            shrinking = image.shape[0] > size[0] or image.shape[1] > size[1]
-            image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, size[::-1], interpolation=cv2.INTER_NEAREST)
+        target = _target(source, image.shape[:2])
+        if target and image.shape[:2] != tuple(target):
+            shrinking = image.shape[0] > target[0] or image.shape[1] > target[1]
+            image = cv2.resize(image, target[::-1], interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, target[::-1], interpolation=cv2.INTER_NEAREST)
         found.append(verify.Sample(f"{plan.data.name}:{plan.split}/{image_path(dataset, index).name}", image, mask))
     return found
+
+
+def _target(source: SourceModel, shape: tuple[int, int]) -> tuple[int, int] | None:
+    """The size a dataset image is resized to for ``source``, None to keep its own (see :func:`samples`)."""
+    if source.fixed_size:
+        return source.fixed_size
+    return None if source.metadata else (max(STRIDE, round(shape[0] / STRIDE) * STRIDE), max(STRIDE, round(shape[1] / STRIDE) * STRIDE))
 
 
 def _check_classes(classes: Sequence[str], source: SourceModel, data: str) -> None:

@@ -69,8 +69,7 @@ class Work:
             holdout = [(f"calibration:{p.name}", f) for p, f in zip(calib_set.holdout, frames)]
         self.plan = images.choose(source, images.parse_spec(options.val_data, "--val-data"), options.val_split,
                                   images.parse_spec(options.calib_data, "--calib-data"))  # fmt: skip
-        self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size,
-                                      source.fixed_size is not None, holdout)  # fmt: skip
+        self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size, holdout)
         self.reference = verify.reference(source, self.samples, options.progress)
         self.fp32_latency: float | None = None
 

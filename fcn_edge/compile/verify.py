@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 from tqdm import tqdm
 
 from ..data.synthetic import HELDOUT_SEED, render_scene
@@ -102,7 +103,13 @@ def reference(source: SourceModel, samples: list[Sample], progress: bool = True)
     labels, logits = [], []
     kept_bytes = 0
     for sample in tqdm(samples, desc="verify: FP32", leave=False, disable=not progress):
-        lab, log = predict(sess, source, sample.frame)
+        try:
+            lab, log = predict(sess, source, sample.frame)
+        except (Fail, InvalidArgument, RuntimeException) as error:  # the user's model cannot take this input
+            raise FcnEdgeError(
+                f"{source.path} fails on the {'x'.join(map(str, sample.frame.shape[:2]))} image {sample.name} "
+                f"(ONNX Runtime: {str(error).splitlines()[0][-160:]}): verify at sizes it takes (--verify-size, --calib-size)"
+            ) from None
         _check_per_pixel(source, sample, lab)
         labels.append(lab)
         kept_bytes += 0 if log is None else log.nbytes

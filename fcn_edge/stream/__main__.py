@@ -162,6 +162,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
     from .overlay import Overlay
     from .pipeline import Stream, StreamOptions
 
+    chosen: list[sinks.Sink] = []
     try:
         # Input checks stay on: they cost microseconds, and a --gst pipeline may not deliver BGR frames.
         runner = open_runner(
@@ -175,6 +176,8 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
         runner.activate()
     except BaseException:
         source.close()
+        for sink in chosen:  # a server already listening releases its port, a recording its temporary file
+            sink.close()
         raise
     outputs = ", ".join(sink.description for sink in chosen) or "headless"
     print(f"streaming {source.description} -> {runner.name} -> {outputs} (Ctrl-C stops)", file=sys.stderr)

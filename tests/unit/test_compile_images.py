@@ -60,18 +60,24 @@ def test_default_verification_follows_the_rules(voc, tmp_path):
 
 def test_dataset_samples_at_native_or_fixed_size_and_checked_classes(voc):
     plan = images.Plan("dataset", "--val-data", images.DataSpec("voc", voc), "val")
-    native = images.samples(plan, source(VOC_CLASSES, ours=True), 0, 0, (256, 512), False, [])
+    native = images.samples(plan, source(VOC_CLASSES, ours=True), 0, 0, (256, 512), [])
     assert len(native) == 3 and len({s.frame.shape for s in native}) > 1  # VOC-like: every image its own size
     assert all(s.mask.shape == s.frame.shape[:2] and 255 in s.mask for s in native)
     assert native[0].name == "voc:val/val_0000.jpg"
-    fixed = images.samples(plan, source([f"c{i}" for i in range(21)]), 2, 0, (64, 96), True, [])
+    assert "resized" not in plan.describe(native, 0)
+    foreign = source([f"c{i}" for i in range(21)])
+    fitted = images.samples(plan, foreign, 0, 0, (256, 512), [])  # a foreign dynamic model: multiples of 32
+    assert all(s.frame.shape[0] % 32 == 0 and s.frame.shape[1] % 32 == 0 and s.mask.shape == s.frame.shape[:2] for s in fitted)
+    assert "resized to multiples of 32" in plan.describe(fitted, 0)
+    foreign.fixed_size = (64, 96)
+    fixed = images.samples(plan, foreign, 2, 0, (64, 96), [])
     assert len(fixed) == 2 and all(s.frame.shape == (64, 96, 3) and s.mask.shape == (64, 96) for s in fixed)
     assert set(np.unique(fixed[0].mask)) <= set(np.unique(native[0].mask))  # nearest: no invented labels
-    assert "20 labelled images" not in plan.describe(fixed, 0) and "2 labelled images of voc:" in plan.describe(fixed, 0)
+    assert "2 labelled images of voc:" in plan.describe(fixed, 0) and "resized to the model's fixed input" in plan.describe(fixed, 0)
     with pytest.raises(FcnEdgeError, match="21 classes .* but the model predicts 8"):
-        images.samples(plan, source(SYNTHETIC_CLASSES, ours=True), 0, 0, (64, 96), False, [])
+        images.samples(plan, source(SYNTHETIC_CLASSES, ours=True), 0, 0, (64, 96), [])
     with pytest.raises(FcnEdgeError, match="nothing to verify on"):
-        images.samples(images.Plan("holdout", "no labels"), source(["a", "b"]), 0, 0, (64, 96), False, [])
+        images.samples(images.Plan("holdout", "no labels"), source(["a", "b"]), 0, 0, (64, 96), [])
 
 
 def test_calibration_frames_from_a_datasets_train_split(voc):
