@@ -49,9 +49,9 @@ ORT_POLICIES: dict[str, dict[str, str]] = {
     "no spin": {"session.intra_op.allow_spinning": "0"},
     "spin": {"session.intra_op.allow_spinning": "1"},
     "spin, stop after run": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"},
+    "spin at most 1 ms": {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": "1000"},
+    "spin at most 0.2 ms": {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": "200"},
     "no spin, worker pinned": {"session.intra_op.allow_spinning": "0", "session.intra_op_thread_affinities": "2"},
-    "spin+stop, worker pinned": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1",
-                                 "session.intra_op_thread_affinities": "2"},
     "1 thread": {"threads": "1"},  # the project's policy, one thread
 }  # fmt: skip
 

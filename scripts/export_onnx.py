@@ -14,6 +14,8 @@ exit_without_torch("scripts/export_onnx.py")
 from fcn_edge.atomic import check_output
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
+from fcn_edge.models.edges import EdgeOptions, guided_arg, scales_arg
+from fcn_edge.models.refine import GuidedParams
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
 OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits", "labels")}
@@ -29,6 +31,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="labels: uint8 N x H x W class ids; logits: float32 N x K x H x W")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--no-graph-passes", action="store_true", help="keep fixed bilinear ConvTranspose nodes as they are")
+    p.add_argument("--refine", nargs="?", const=GuidedParams(), type=guided_arg, metavar="RADIUS,EPS[,SUBSAMPLE]",
+                   help="guided-filter edge refinement in the graph; bare --refine takes the parameters chosen on the "
+                        "synthetic validation split (evaluate.py --refine search chooses them for other data)")
+    p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference in the graph, e.g. 0.75,1,1.25")
+    p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
     return p.parse_args(argv)
 
 
@@ -44,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     report = export_checkpoint(
         args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],
         opset=args.opset, graph_passes=not args.no_graph_passes,
+        edges=EdgeOptions(tuple(args.scales), args.flip, args.refine),
     )
     print(report.table())
     return 0

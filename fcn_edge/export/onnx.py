@@ -44,6 +44,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..checkpoint import load_checkpoint
 from ..errors import FcnEdgeError
+from ..models.edges import EdgeOptions
 from ..models.preprocess import frames_to_tensor
 from ..spec import Preprocess
 from ..metadata import INPUT_FORMATS, ModelMetadata, write_metadata
@@ -99,8 +100,12 @@ def export_checkpoint(
     verify_sizes: Sequence[tuple[int, int, int]] = DEFAULT_VERIFY_SIZES,
     graph_passes: bool = True,
     tolerance: Tolerance = Tolerance(),
+    edges: EdgeOptions = EdgeOptions(),
 ) -> ExportReport:
-    """Export a checkpoint file; its classes, palette, preprocessing and hash become the metadata."""
+    """Export a checkpoint file; its classes, palette, preprocessing and hash become the metadata.
+
+    ``edges`` (multi-scale, guided refinement) become part of the graph and of ``model_config["edges"]``.
+    """
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.build()
     meta = ModelMetadata(
@@ -111,9 +116,9 @@ def export_checkpoint(
         outputs=list(outputs),
         output_stride=model.output_stride,
         source_sha256=checkpoint.sha256(),
-        model_config=checkpoint.config.to_dict(),
+        model_config={**checkpoint.config.to_dict(), **({} if edges.plain else {"edges": edges.to_dict()})},
     )
-    return export_model(model, meta, output_path, opset, verify_sizes, graph_passes, tolerance, str(checkpoint_path))
+    return export_model(edges.wrap(model), meta, output_path, opset, verify_sizes, graph_passes, tolerance, str(checkpoint_path))
 
 
 def export_model(

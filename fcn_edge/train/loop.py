@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from ..boundary import BoundaryCounts
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..errors import FcnEdgeError
 from ..metrics import Scores, confusion_matrix, scores_from_confusion
@@ -191,20 +192,26 @@ def evaluate(
     num_classes: int,
     device: torch.device,
     progress: bool = True,
+    boundary: BoundaryCounts | None = None,
+    post: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Scores:
     """Score every image at its own full size, one image at a time.
 
     Batch 1 is the honest number: nothing is resized or padded to match a neighbour
     (resizing a mask changes the labels being scored; padding changes what border pixels
     see), datasets of mixed image sizes such as VOC need nothing special, and it is how the
-    deployed model sees frames.
+    deployed model sees frames. ``boundary`` is filled with the boundary counts as well;
+    ``post`` (BGR image, K x H x W scores -> labels) replaces ArgMax, e.g. a dense CRF.
     """
     model.eval()
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     for i in tqdm(range(len(dataset)), desc="eval", leave=False, disable=not progress):
         image, mask = dataset[i]
         logits = model(images_to_tensor(preprocess, image).to(device))
-        matrix += confusion_matrix(mask, logits[0].argmax(0).cpu().numpy(), num_classes)
+        labels = post(image, logits[0].cpu().numpy()) if post else logits[0].argmax(0).cpu().numpy()
+        matrix += confusion_matrix(mask, labels, num_classes)
+        if boundary is not None:
+            boundary.add(mask, labels)
     return scores_from_confusion(matrix)
 
 
