@@ -97,7 +97,8 @@ def build(args: argparse.Namespace, folder: Path) -> dict[str, Path]:
         subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "build_engine.py"), "--onnx", str(fp32), "--int8", "--backend", "onnxruntime",
              "--engines-dir", str(folder), "--allow-accuracy-drop", "--search-minutes", "0", "--verify-scenes", "8",
-             "--no-progress", *(["--val-data", f"voc:{args.voc}", "--val-images", "10"] if args.voc else [])],
+             "--calib-size", "256x256", "--calib-images", "32", "--verify-size", "128x256", "--latency-size", "64x64",
+             "--no-progress", *(["--val-data", f"voc:{args.voc}", "--val-images", "10", "--calib-data", f"voc:{args.voc}"] if args.voc else [])],
             check=True, cwd=ROOT, capture_output=not args.verbose,
         )
         models[f"{name} fp32"] = fp32

@@ -193,7 +193,8 @@ class Work:
         return self._compare(model, "INT8 (ONNX Runtime)" if placement == "onnxruntime" else "INT8 TensorRT Q/DQ on CPU")
 
     def table(self, outcome: Outcome, precision: str) -> str:
-        fp32 = verify.Figures("FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0)
+        fp32 = verify.Figures("FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0,
+                              self.reference.boundary_f)
         header = (
             f"verification ({precision.upper()}): {self.plan.describe(self.samples, self.options.verify_scenes)}; "
             f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, "

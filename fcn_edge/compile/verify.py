@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..errors import FcnEdgeError
+from ..boundary import BoundaryCounts
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..backends.onnxruntime import session
 from .source import SourceModel
@@ -48,6 +49,7 @@ class Figures:
     max_logit_diff: float | None = None
     latency_ms: float | None = None
     latency_ratio: float | None = None
+    boundary_f: float | None = None  # mean boundary F-score at 3 px (fcn_edge.boundary), where the samples carry masks
 
 
 def verification_samples(scenes: int, size: tuple[int, int], holdout_frames: Sequence[tuple[str, np.ndarray]]) -> list[Sample]:
@@ -96,6 +98,7 @@ class Reference:
     labels: list[np.ndarray]
     logits: list[np.ndarray | None]
     miou: float | None
+    boundary_f: float | None = None
 
 
 def reference(source: SourceModel, samples: list[Sample], progress: bool = True) -> Reference:
@@ -115,7 +118,7 @@ def reference(source: SourceModel, samples: list[Sample], progress: bool = True)
         kept_bytes += 0 if log is None else log.nbytes
         logits.append(log if kept_bytes <= LOGIT_BYTES else None)  # max|dlogit| over the first images only
     _check_class_count(source, labels, logits)
-    return Reference(labels, logits, _miou(source, samples, labels))
+    return Reference(labels, logits, _miou(source, samples, labels), _boundary_f(source, samples, labels))
 
 
 def _check_per_pixel(source: SourceModel, sample: Sample, labels: np.ndarray) -> None:
@@ -165,7 +168,7 @@ def compare(
             diff = max(diff or 0.0, float(np.abs(log - ref_logits).max()))
     miou = _miou(source, samples, labels)
     drop = None if miou is None or ref.miou is None else 100 * (ref.miou - miou)
-    return Figures(label, same / total, miou, drop, diff)
+    return Figures(label, same / total, miou, drop, diff, boundary_f=_boundary_f(source, samples, labels))
 
 
 def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:
@@ -176,6 +179,14 @@ def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) 
     for mask, lab in masked:
         matrix += confusion_matrix(mask, lab, len(source.classes))
     return scores_from_confusion(matrix).miou
+
+
+def _boundary_f(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:
+    counts = BoundaryCounts(len(source.classes))
+    for sample, lab in zip(samples, labels):
+        if sample.mask is not None:
+            counts.add(sample.mask, lab)
+    return None if not counts.counts.any() else counts.scores().mean_f
 
 
 def median_latency_ms(model: Path, source: SourceModel, size: tuple[int, int], runs: int = 10, warmup: int = 2,
@@ -200,10 +211,10 @@ def table(rows: list[Figures], header: str) -> str:
     def num(v: float | None, fmt: str) -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    lines = [header, f"  {'model':<26}{'agreement':>10}{'mIoU':>8}{'drop':>7}{'max|dlogit|':>12}{'latency':>11}{'vs FP32':>8}"]
+    lines = [header, f"  {'model':<26}{'agreement':>10}{'mIoU':>8}{'drop':>7}{'bF':>7}{'max|dlogit|':>12}{'latency':>11}{'vs FP32':>8}"]
     for r in rows:
         lines.append(
-            f"  {r.label:<26}{pct(r.agreement):>10}{num(r.miou, '.4f'):>8}{num(r.miou_drop, '+.2f'):>7}"
+            f"  {r.label:<26}{pct(r.agreement):>10}{num(r.miou, '.4f'):>8}{num(r.miou_drop, '+.2f'):>7}{num(r.boundary_f, '.3f'):>7}"
             f"{num(r.max_logit_diff, '.3g'):>12}{num(r.latency_ms, '.1f') + (' ms' if r.latency_ms else ''):>11}"
             f"{num(r.latency_ratio, '.2f') + ('x' if r.latency_ratio else ''):>8}"
         )

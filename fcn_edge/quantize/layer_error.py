@@ -36,6 +36,8 @@ class _Probe:
     def __init__(self, prepared: onnx.ModelProto, quantized: onnx.ModelProto):
         self.model = onnx.ModelProto()
         self.model.CopyFrom(prepared)
+        del self.model.opset_import[:]  # the quantizer may raise the opset (per-channel DequantizeLinear needs 13)
+        self.model.opset_import.extend(quantized.opset_import)
         self.float_tensors = {o for n in prepared.graph.node for o in n.output} | {i.name for i in prepared.graph.input}
         self.float_nodes = {n.name: n for n in prepared.graph.node if n.name}
         self.q_nodes = {n.name: n for n in quantized.graph.node if n.name}

@@ -43,6 +43,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from ..atomic import atomic_path
 from . import placement as qdq_placement
 from .label_ops import label_convs
+from .score_tail import score_tail
 from .statistics import TensorRanges
 
 PLACEMENTS = ("onnxruntime", "tensorrt")
@@ -107,7 +108,7 @@ def quantize(
     })  # fmt: skip
     ops = TENSORRT_OPS if tensorrt else ONNXRUNTIME_OPS
     graph = onnx.load(str(prepared), load_external_data=False)
-    exclude_nodes = [*exclude_nodes, *label_convs(graph)]  # float on every placement (.label_ops)
+    exclude_nodes = [*exclude_nodes, *label_convs(graph), *score_tail(graph)]  # float on every placement (.label_ops, .score_tail)
     options = {"ActivationSymmetric": tensorrt, "WeightSymmetric": True}
     if tensorrt:
         options["OpTypesToExcludeOutputQuantization"] = list(ops)

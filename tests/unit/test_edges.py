@@ -15,6 +15,7 @@ from fcn_edge.models import ModelConfig, build_model
 from fcn_edge.models.edges import EdgeOptions
 from fcn_edge.models.multiscale import MultiScale
 from fcn_edge.models.refine import GuidedParams, GuidedRefine
+from fcn_edge.quantize.score_tail import score_tail
 from fcn_edge.spec import Preprocess
 
 
@@ -34,6 +35,13 @@ def test_refined_graph_verifies_passes_the_tensorrt_check_and_records_its_parame
     assert compat.report(model) == {line: [] for line in compat.LINES}
     assert read_metadata(model).model_config["edges"]["refine"] == params.to_dict()
     assert {"AveragePool", "Resize"} <= {n.op_type for n in model.graph.node}
+    tail = set(score_tail(model))  # what the quantizer keeps float: the whole filter, the guide branch included
+    assert {n.name for n in model.graph.node if n.op_type in ("AveragePool", "Softmax", "Div", "ReduceMean")} <= tail
+    assert not any(n.op_type == "Conv" for n in model.graph.node if n.name in tail)
+
+
+def test_a_plain_graph_has_no_score_tail(frame_model):
+    assert score_tail(onnx.load(str(frame_model))) == []
 
 
 def test_multiscale_flipped_graph_passes_the_tensorrt_check(tmp_path):
@@ -66,6 +74,18 @@ def test_guided_filter_snaps_a_blurred_edge_to_the_guide():
     refined = GuidedRefine(lambda _: logits, GuidedParams(radius=2, eps=1e-3, subsample=4))(x)
     assert (logits.argmax(1)[0, 0] == 1).nonzero()[0].item() == 35
     assert (refined.argmax(1)[0, 0] == 1).nonzero()[0].item() == 30
+
+
+def test_dense_crf_labels_follow_the_colour_edge():
+    pytest.importorskip("pydensecrf")
+    from fcn_edge.crf import dense_crf
+
+    image = np.zeros((64, 128, 3), np.uint8)
+    image[:, 60:] = 255
+    scores = np.zeros((2, 64, 128), np.float32)
+    scores[0, :, :66], scores[1, :, 66:] = 1.5, 1.5  # the model's edge 6 px right of the image's
+    labels = dense_crf(image, scores)
+    assert (labels[:, :60] == 0).all() and (labels[:, 60:] == 1).all()
 
 
 def test_bad_parameters_are_refused():

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .core import compile_config, compile_for_shape, import_openvino, new_core
+from .core import compile_config, compile_for_shape, new_core
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,6 @@ class OutputInfo:
 
 class OvSession:
     def __init__(self, model: str | Path | onnx.ModelProto, threads: int, precision: str = "fp32") -> None:
-        import_openvino()
         self.config = compile_config(threads, precision)
         self._core = new_core(None)  # verification models are temporary: nothing worth caching
         if isinstance(model, onnx.ModelProto):
