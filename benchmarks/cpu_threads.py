@@ -132,13 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=20, help="frames per block (default 20)")
     p.add_argument("--rounds", type=int, default=6, help="blocks per policy and pacing (default 6)")
     p.add_argument("--no-openvino", action="store_true", help="ONNX Runtime policies only")
+    p.add_argument("--only", nargs="+", metavar="POLICY", help=f"these ONNX Runtime policies only, of: {', '.join(ORT_POLICIES)}")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
     args = p.parse_args(argv)
     if not args.model.is_file():
         raise FcnEdgeError(f"--model {args.model} does not exist: build it with python scripts/build_engine.py --int8")
     frame = sample_frame(*args.size)
     load_before = os.getloadavg()[0]
-    runners = {f"ORT {name}": ort_runner(args.model, entries) for name, entries in ORT_POLICIES.items()}
+    unknown = set(args.only or ()) - set(ORT_POLICIES)
+    if unknown:
+        raise FcnEdgeError(f"--only {', '.join(sorted(unknown))}: unknown policy; choose from {', '.join(ORT_POLICIES)}")
+    chosen = {name: entries for name, entries in ORT_POLICIES.items() if not args.only or name in args.only}
+    runners = {f"ORT {name}": ort_runner(args.model, entries) for name, entries in chosen.items()}
     if not args.no_openvino:
         try:
             runners.update({f"OpenVINO pinned={pin}": openvino_runner(args.model, pin) for pin in (True, False)})
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "model": str(args.model), "size": f"{args.size[0]}x{args.size[1]}", "frames": args.frames, "rounds": args.rounds,
-        "pacings": list(pacings), "ort_policies": ORT_POLICIES,
+        "pacings": list(pacings), "ort_policies": chosen,
         "policies": {
             name: {pacing: {"median": statistics.median(v), "p90": float(np.percentile(v, 90))} for pacing, v in rows.items()}
             for name, rows in samples.items()

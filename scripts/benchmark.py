@@ -4,8 +4,8 @@
 Prints a table, writes JSON and a PNG chart under benchmarks/, and with --check compares
 the in-run normalised latencies against this machine class's committed baseline. Every row
 is timed interleaved with the others (figures from the quieter half of the rounds), and its
-achieved rate is given as a share of the peak a micro-kernel measures for its precision in
-the same run (fcn_edge.bench.peak; kept in the JSON).
+achieved rate is given as a share of the peak a micro-kernel reaches for its precision in the
+same rounds (fcn_edge.bench.peak; kept in the JSON).
 
   python scripts/benchmark.py                        # table + benchmarks/results/<class>.{json,png}
   python scripts/benchmark.py --check                # exit 1 if slower than the baseline
@@ -71,20 +71,21 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None and not path.is_file():
             raise FcnEdgeError(f"{flag} {path} does not exist: pass an .onnx artifact, or leave the flag out")
     machine = fingerprint()
-    first_peak = peak.measure(args.threads)
+    kernels = peak.kernels(args.threads)
     with tempfile.TemporaryDirectory(prefix="fcn_edge_bench_") as tmp:
         fp32 = Path(tmp) / f"{args.checkpoint.stem}.fp32.onnx"
         export_checkpoint(args.checkpoint, fp32)
         backends = backends_for(checkpoint, fp32, int8, args.threads) + reference_backends(args.reference_fp32, args.reference_int8, args.threads)
         model = checkpoint.build()
-        results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds, quiet=True) for h, w in args.sizes]
-    peaks = peak.best(first_peak, peak.measure(args.threads))  # before and after the timing: load elsewhere only lowers it
-    for result in results:
-        result.peak = peaks["gops"]
+        results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds, quiet=True, kernels=kernels)
+                   for h, w in args.sizes]  # fmt: skip
+    peaks = {"method": peak.describe(args.threads, kernels), "gops": {f"{w}x{h}": r.peak for (h, w), r in zip(args.sizes, results)}}
     rows = [row for result in results for row in result.rows()]
     normalised = {k: v for result in results for k, v in result.normalised().items() if "-reference@" not in k}
     print(report.table(rows))
-    print(f"peak ({peaks['method']}): " + ", ".join(f"{p} {g:.0f}" if g else f"{p} n/a" for p, g in peaks["gops"].items()) + " GOP/s")
+    for size, gops in peaks["gops"].items():
+        print(f"peak at {size}'s rounds: " + ", ".join(f"{p} {g:.0f}" for p, g in gops.items()) + " GOP/s")
+    print(f"({peaks['method']})")
     payload = {"fingerprint": machine, "checkpoint": str(args.checkpoint), "threads": args.threads, "peak": peaks, "rows": rows,
                "normalised": normalised, "reference": "ONNX Runtime FP32 MatMul 1024^3, same threads, interleaved",
                "artifacts": {"int8": str(int8), "reference_int8": str(args.reference_int8 or ""),

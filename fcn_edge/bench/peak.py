@@ -22,7 +22,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 # precision -> C declarations of the operands, one accumulate step, the accumulator type, its zero, its sum, ops per step
 KERNELS = {
@@ -73,45 +75,67 @@ def _cpu_has(precision: str) -> bool:
     return info.is_file() and f" {CPU_FLAGS[precision]}" in info.read_text()
 
 
-def _rate(function, threads: int, ops_per_iteration: int, seconds: float) -> float:
-    """Operations per second of ``function`` on ``threads`` threads at once (ctypes releases the GIL in the call)."""
+@dataclass
+class Kernel:
+    """One precision's micro-kernel as a workload: ``run()`` does ``ops`` operations on ``threads`` threads at once."""
+
+    precision: str
+    run: Callable[[], None]
+    ops: float
+
+
+def kernels(threads: int, call_ms: float = 20.0) -> dict[str, Kernel]:
+    """A kernel per precision this CPU and compiler can run, each call about ``call_ms`` long on an idle machine.
+
+    Timed interleaved with the models (:func:`fcn_edge.bench.suite.run_size`), a burst of load elsewhere
+    slows both alike, so the share of peak stays a ratio measured in one run.
+    """
+    with tempfile.TemporaryDirectory(prefix="fcn_edge_peak_", ignore_cleanup_errors=True) as folder:
+        library = _library(Path(folder))  # loaded, it outlives its file
+    found = {}
+    for precision, kernel in KERNELS.items():
+        if library is None or not _cpu_has(precision):
+            continue
+        function = getattr(library, f"peak_{precision}")
+        function.restype, function.argtypes = ctypes.c_double, [ctypes.c_long]
+        iterations = _iterations(function, call_ms / 1000)
+        found[precision] = Kernel(precision, _on_threads(function, iterations, threads), threads * iterations * CHAINS * kernel["ops"])
+    return found
+
+
+def _iterations(function, seconds: float) -> int:
+    """How many loop iterations take about ``seconds`` on one thread (best of a few tries: load only slows it)."""
     iterations, elapsed = 1000, 0.0
-    while elapsed < seconds / 10:  # calibrate the iteration count to about ``seconds``
+    while elapsed < seconds / 10:
         iterations *= 4
         started = time.perf_counter()
         function(iterations)
         elapsed = time.perf_counter() - started
-    iterations = max(1, int(iterations * seconds / elapsed))
-    workers = [threading.Thread(target=function, args=(iterations,)) for _ in range(threads)]
+    fastest = min(_timed(function, iterations) for _ in range(3))
+    return max(1, int(iterations * seconds / fastest))
+
+
+def _timed(function: Callable, *args: object) -> float:
     started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return threads * iterations * ops_per_iteration / (time.perf_counter() - started)
+    function(*args)
+    return time.perf_counter() - started
 
 
-def measure(threads: int, seconds: float = 0.3, repeats: int = 5) -> dict:
-    """Peak GFLOP/s (GOP/s for int8) per precision on ``threads`` threads, best of ``repeats``; None where unmeasurable."""
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_peak_") as tmp:
-        library = _library(Path(tmp))
-        peaks: dict[str, float | None] = {}
-        for precision, kernel in KERNELS.items():
-            if library is None or not _cpu_has(precision):
-                peaks[precision] = None
-                continue
-            ops = CHAINS * kernel["ops"]
-            function = getattr(library, f"peak_{precision}")
-            function.restype, function.argtypes = ctypes.c_double, [ctypes.c_long]
-            peaks[precision] = max(_rate(function, threads, ops, seconds) for _ in range(repeats)) / 1e9
-    method = (
+def _on_threads(function, iterations: int, threads: int) -> Callable[[], None]:
+    def run() -> None:  # ctypes releases the GIL during the call: the threads run at once
+        workers = [threading.Thread(target=function, args=(iterations,)) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    return run
+
+
+def describe(threads: int, found: dict[str, Kernel]) -> str:
+    if not found:
+        return "not measured: no C compiler, or a CPU without AVX-512"
+    return (
         f"micro-kernel: {CHAINS} independent 512-bit multiply-accumulate chains (FMA / DPBF16PS / VPDPBUSD) per thread, "
-        f"{threads} threads, best of {repeats}; fcn_edge.bench.peak"
+        f"{threads} threads, timed interleaved with the models; fcn_edge.bench.peak"
     )
-    return {"gops": peaks, "threads": threads, "method": method if library is not None else "no C compiler: not measured"}
-
-
-def best(*measurements: dict) -> dict:
-    """The higher figure per precision of several measurements (taken before and after a run: load elsewhere only lowers it)."""
-    gops = {p: max((m["gops"][p] for m in measurements if m["gops"][p] is not None), default=None) for p in KERNELS}
-    return {**measurements[0], "gops": gops, "measurements": len(measurements)}

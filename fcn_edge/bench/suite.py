@@ -26,6 +26,7 @@ from ..backends import open_runner
 from . import ceiling
 from .flops import conv_gflops
 from .latency import LatencyStats, interleaved
+from .peak import Kernel
 
 REFERENCE = "ref:ort-matmul-fp32"  # what every latency is normalised by (same threads, same run)
 AGREEMENT_REFERENCES = ("ort-fp32-reference", "ort-fp32")  # the first present: whose labels every row's are compared with
@@ -49,7 +50,7 @@ class SizeResult:
     memory_mb: dict[str, float] = field(default_factory=dict)
     precisions: dict[str, str] = field(default_factory=dict)  # backend -> fp32 | bf16 | int8 ...
     agreement: dict[str, float] = field(default_factory=dict)  # backend -> share of pixels with the FP32 row's label
-    peak: dict[str, float | None] = field(default_factory=dict)  # precision -> the machine's peak, GOP/s (.peak), set by the caller
+    peak: dict[str, float] = field(default_factory=dict)  # precision -> the micro-kernel's GOP/s in the same rounds (.peak)
 
     def normalised(self) -> dict[str, float]:
         ref = self.stats[REFERENCE].median_ms
@@ -125,11 +126,12 @@ def _rss_mb() -> float:
 
 
 def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width: int, threads: int,
-             rounds: int = 7, per_round: int = 3, quiet: bool = False) -> SizeResult:
+             rounds: int = 7, per_round: int = 3, quiet: bool = False, kernels: dict[str, Kernel] | None = None) -> SizeResult:
     """Open every backend (recording the memory it took and its labels), then time all of them interleaved.
 
     ``quiet``: figures from the rounds in which the reference matrix product ran at or below its median
-    (the quieter half of a shared machine's rounds; :func:`.latency.interleaved`).
+    (the quieter half of a shared machine's rounds; :func:`.latency.interleaved`). ``kernels``: the peak
+    micro-kernels (:func:`.peak.kernels`), timed in the same rounds.
     """
     frame = sample_frame(height, width)
     scenes = [render_scene(np.random.default_rng(HELDOUT_SEED + i), (height, width))[0] for i in range(AGREEMENT_SCENES)]
@@ -137,6 +139,7 @@ def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width
         REFERENCE: ceiling.ort_matmul(threads=threads),
         "ref:ort-matmul-int8": ceiling.ort_matmul(threads=threads, int8=True),
         "ref:torch-matmul": ceiling.torch_matmul(),
+        **{f"ref:peak-{precision}": kernel.run for precision, kernel in (kernels or {}).items()},
     }
     memory, labels = {}, {}
     for backend in backends:
@@ -150,8 +153,9 @@ def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width
     stats = interleaved(workloads, rounds=rounds, per_round=per_round, quiet_by=REFERENCE if quiet else None)
     reference = next((labels[name] for name in AGREEMENT_REFERENCES if name in labels), None)
     agreement = {name: float((lab == reference).mean()) for name, lab in labels.items()} if reference is not None else {}
+    peak = {p: k.ops / (stats[f"ref:peak-{p}"].median_ms / 1000) / 1e9 for p, k in (kernels or {}).items()}
     return SizeResult((height, width), conv_gflops(model, height, width), stats, {b.name: b.ceiling for b in backends}, memory,
-                      {b.name: b.precision for b in backends}, agreement)  # fmt: skip
+                      {b.name: b.precision for b in backends}, agreement, peak)  # fmt: skip
 
 
 def backends_for(checkpoint: Checkpoint, fp32_onnx: Path, int8_onnx: Path, threads: int) -> list[Backend]:
