@@ -19,9 +19,10 @@ import onnxruntime as ort
 VERSION = ort.__version__
 THREADS = 2
 # How intra-op threads wait, for every session of the project: chosen under camera-like pacing with
-# benchmarks/cpu_threads.py (docs/cpu.md has the table and the reasons). Session config entries.
-# Spin while a run lasts (no wake-up between ops), stop when it ends (no core stolen from the overlay thread).
-THREAD_POLICY = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
+# benchmarks/cpu_threads.py (docs/cpu.md has the tables and the reasons). Workers sleep instead of spinning:
+# on a quiet machine spinning saved ~10%, but whenever anything else wanted the cores (the stream's own
+# threads, other processes) every spinning policy lost 20-60%, and sleeping never lost more than noise.
+THREAD_POLICY = {"session.intra_op.allow_spinning": "0"}
 
 
 def default_threads() -> int:

@@ -82,7 +82,8 @@ def compile_config(threads: int, precision: str) -> dict[str, Any]:
         hints.performance_mode: hints.PerformanceMode.LATENCY,
         props.inference_num_threads: threads,
         props.num_streams: 1,
-        # unpinned: on a shared machine a pinned thread waits for its busy core (p90 1.7x, docs/cpu.md)
+        # unpinned: a pinned thread waits for its core when anything else runs there; pinned was slower in 3 of 5
+        # runs under a camera's pacing, with the longer tails (benchmarks/cpu_threads.py, docs/cpu.md)
         hints.enable_cpu_pinning: False,
     }
 
