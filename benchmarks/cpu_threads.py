@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "model": str(args.model), "size": f"{args.size[0]}x{args.size[1]}", "frames": args.frames, "rounds": args.rounds,
+        "model": args.model.name, "size": f"{args.size[0]}x{args.size[1]}", "frames": args.frames, "rounds": args.rounds,
         "pacings": list(pacings), "ort_policies": chosen,
         "policies": {
             name: {pacing: {"median": statistics.median(v), "p90": float(np.percentile(v, 90))} for pacing, v in rows.items()}

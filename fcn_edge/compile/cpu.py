@@ -2,7 +2,7 @@
 
 ONNX Runtime and OpenVINO run the same .onnx files (OpenVINO also runs FP32 models in BF16),
 at speeds that differ by model and precision (on the default model at 1024x512, 2 cores,
-OpenVINO's INT8 was 0.75x ONNX Runtime's), so the build measures rather than guesses: every
+OpenVINO's INT8 took 0.75-0.80x ONNX Runtime's), so the build measures rather than guesses: every
 installed runtime that runs the precision gets its own verification row and latency, and the
 sidecar names the fastest, which ``--backend auto`` then runs (:func:`fcn_edge.backends.backend_for`).
 """

@@ -85,15 +85,18 @@ class Work:
     def _on_cpu(self, outcome: Outcome) -> list:
         """A verified, timed row per CPU runtime that runs this precision, the fastest first (it runs the artifact)."""
         size, precision = self.options.latency_size, outcome.precision
-        timed = []
-        for backend in [b for b in self.cpu_backends if precision in cpu.RUNS[b]]:
-            open_session = cpu.opener(backend, precision)
-            row = outcome.figures[0] if backend == outcome.verified_on else verify.compare(
+        backends = [b for b in self.cpu_backends if precision in cpu.RUNS[b]]
+        timed = [
+            outcome.figures[0] if backend == outcome.verified_on else verify.compare(
                 outcome.model, cpu.label(precision, backend), self.source, self.samples, self.reference, self.options.progress,
-                open_session,
-            )  # fmt: skip
-            outcome.measured[backend] = verify.median_latency_ms(outcome.model, self.source, size, open_session=open_session)
-            timed.append(row)
+                cpu.opener(backend, precision),
+            )
+            for backend in backends
+        ]  # fmt: skip
+        for _ in range(2 if len(backends) > 1 else 1):  # alternated, the better of two: load elsewhere cannot pick the winner
+            for backend in backends:
+                latency = verify.median_latency_ms(outcome.model, self.source, size, open_session=cpu.opener(backend, precision))
+                outcome.measured[backend] = min(latency, outcome.measured.get(backend, latency))
         outcome.runs_on = min(outcome.measured, key=outcome.measured.get)
         if outcome.runs_on not in self._fp32_latencies:  # the FP32 row and every ratio: the source on the winner
             self._fp32_latencies[outcome.runs_on] = verify.median_latency_ms(
