@@ -18,7 +18,6 @@ Writes benchmarks/cpu_threads.json and .md (the latest result); docs/cpu.md says
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -34,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fcn_edge.atomic import write_text_atomic  # noqa: E402
+from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends.onnxruntime.runner import OrtRunner  # noqa: E402
 from fcn_edge.bench.suite import sample_frame  # noqa: E402
 from fcn_edge.cli import size_hw  # noqa: E402
@@ -171,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, rows in samples.items()
         },
     }  # fmt: skip
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out_dir / "cpu_threads.json", json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    write_text_atomic(args.out_dir / "cpu_threads.md", text)
-    print(text)
+    report.save(args.out_dir, "cpu_threads", result, markdown(result))
     return 0
 
 

@@ -21,7 +21,6 @@ Writes benchmarks/stream_overhead.json and .md (the latest result).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,13 +35,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fcn_edge.atomic import write_text_atomic  # noqa: E402
+from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.backends import BACKENDS, open_runner  # noqa: E402
 from fcn_edge.cli import size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions  # noqa: E402
+from fcn_edge.sidecar import read_sidecar  # noqa: E402
 from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
@@ -68,9 +68,8 @@ def stand_in_model(path: Path) -> str:
 
 def describe(model: Path) -> str:
     """The path, plus the precision and source its build sidecar records, if it has one."""
-    try:
-        sidecar = json.loads(model.with_name(model.name + ".json").read_text())
-    except (OSError, ValueError):
+    sidecar = read_sidecar(model)
+    if sidecar is None:
         return str(model)
     origin = sidecar.get("model", {}).get("onnx") or sidecar.get("model", {}).get("checkpoint") or "?"
     return f"{model.name} ({sidecar.get('precision', '?')}, built from {Path(origin).name})"
@@ -205,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "runner_fps": 1 / median,
         "loops": loops,
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out_dir / "stream_overhead.json", json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    write_text_atomic(args.out_dir / "stream_overhead.md", text)
-    print(text)
+    report.save(args.out_dir, "stream_overhead", result, markdown(result))
     return 0
 
 

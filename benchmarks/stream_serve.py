@@ -19,7 +19,6 @@ Writes benchmarks/stream_serve.json and .md (the latest result).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fcn_edge.atomic import write_text_atomic  # noqa: E402
+from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends import open_runner  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
@@ -169,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "loops": loops,
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out_dir / "stream_serve.json", json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    write_text_atomic(args.out_dir / "stream_serve.md", text)
-    print(text)
+    report.save(args.out_dir, "stream_serve", result, markdown(result))
     return 0
 
 

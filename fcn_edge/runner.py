@@ -15,6 +15,7 @@ microseconds and can be switched off on the hot path with ``check_inputs=False``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,6 +80,16 @@ class Runner:
 
     def deactivate_impl(self) -> None:
         raise NotImplementedError
+
+
+def model_file(path: str | Path) -> Path:
+    """``path`` as a Path, or one line saying it is a folder or missing and how to get a model."""
+    path = Path(path)
+    if path.is_dir():
+        raise FcnEdgeError(f"model {path} is a folder: pass the .onnx file in it")
+    if not path.is_file():
+        raise FcnEdgeError(f"model {path} does not exist: build one with python scripts/build_engine.py or pass --model")
+    return path
 
 
 def check_frame(frame: object) -> None:

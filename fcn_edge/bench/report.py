@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text_atomic
 
 
 def table(rows: list[dict]) -> str:
@@ -52,3 +53,11 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
+
+
+def save(out_dir: Path, stem: str, result: dict, text: str) -> None:
+    """Write ``<stem>.json`` (the figures) and ``<stem>.md`` (the table) into ``out_dir`` and print the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out_dir / f"{stem}.md", text)
+    print(text)

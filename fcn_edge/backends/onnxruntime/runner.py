@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ...errors import FcnEdgeError
-from ...runner import Runner
+from ...runner import Runner, model_file
 from ...metadata import read_metadata
 from .session import default_threads, session_options
 
@@ -52,11 +52,7 @@ class OrtRunner(Runner):
         optimize: bool = True,
     ) -> None:
         super().__init__(f"ort:{Path(path).name}", check_inputs)
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise FcnEdgeError(f"model {self.path} is a folder: pass the .onnx file in it")
-        if not self.path.is_file():
-            raise FcnEdgeError(f"model {self.path} does not exist: build one with python scripts/build_engine.py or pass --model")
+        self.path = model_file(path)
         self.providers = resolve_providers(providers)
         if threads is not None and threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")

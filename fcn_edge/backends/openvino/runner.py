@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import FcnEdgeError
 from ...metadata import read_metadata
-from ...runner import Runner
+from ...runner import Runner, model_file
 from .core import compile_config, compile_for_shape, default_cache_dir, import_openvino, new_core
 
 
@@ -31,11 +31,7 @@ class OvRunner(Runner):
         check_inputs: bool = True,
     ) -> None:
         super().__init__(f"openvino:{Path(path).name}", check_inputs)
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise FcnEdgeError(f"model {self.path} is a folder: pass the .onnx file in it")
-        if not self.path.is_file():
-            raise FcnEdgeError(f"model {self.path} does not exist: build one with python scripts/build_engine.py or pass --model")
+        self.path = model_file(path)
         if threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
         self.threads, self.precision = threads, precision
