@@ -116,7 +116,7 @@ def markdown(result: dict) -> str:
         "# Stream loop host overhead (latest run)",
         "",
         f"{result['machine']} (1-minute load average {result['load_average'][0]} before, "
-        f"{result['load_average'][1]} after: other work shared the cores); model: {result['model']}; "
+        f"{result['load_average'][1]} after); model: {result['model']}; "
         f"{result['size']}, {result['runner']} with {result['threads']} threads; "
         f"{result['rounds']} rounds of {result['frames']} frames, each loop run between two runner-only runs.",
         f"Runner alone: median {result['runner_median_ms']:.1f} ms = {result['runner_fps']:.2f} fps. "
