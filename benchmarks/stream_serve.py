@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends import open_runner  # noqa: E402
+from fcn_edge.cli import size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
@@ -118,14 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
     p.add_argument("--frames", type=int, default=150, help="frames per loop run (default 150)")
     p.add_argument("--rounds", type=int, default=9, help="runs per kind (default 9)")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
     args = p.parse_args(argv)
     if args.frames < 10 or args.rounds < 1:
         raise FcnEdgeError("--frames must be at least 10 and --rounds at least 1")
-    size = (args.width, args.height)
+    size = (args.size[1], args.size[0])  # (width, height), as OpenCV and the sources take it
     load_before = os.getloadavg()[0]
     kinds = (HEADLESS, STUCK, HEADLESS, WATCHING)  # every served run sits between two headless runs
     with tempfile.TemporaryDirectory() as tmp:
