@@ -2,19 +2,26 @@
 
 Modelled on Polygraphy's runners: ``activate()`` allocates (session, buffers, contexts),
 ``infer(frame)`` runs, ``deactivate()`` frees, and a runner is a context manager.
-Subclasses override only ``activate_impl``, ``infer_impl`` and ``deactivate_impl``.
+Subclasses override ``activate_impl``, ``infer_impl`` and ``deactivate_impl``, and ``start_impl``/``wait_impl``
+to overlap frames.
 
 A runner takes one camera frame (uint8 HxWx3 BGR, C-contiguous, as OpenCV gives it) and
 returns its labels (HxW, one byte per pixel): pre- and post-processing live inside the
 model, so nothing else crosses the host boundary.
 
-**Output buffers are reused between calls**: the array ``infer`` returns is overwritten by
-the next call. Copy it if you keep it. Input checks (dtype, shape, layout) cost a few
+**Output buffers are reused between calls**: the array ``infer`` (or ``wait``) returns is
+overwritten by the next call. Copy it if you keep it.
+
+Frames in flight: ``start(frame)`` begins a frame and ``wait()`` returns the labels of the
+oldest one started; a runner with ``inflight`` > 1 (OpenVINO with one stream per frame) runs
+that many at once, so a host thread taking a core delays one frame instead of stalling both
+threads of one. Runners that take one frame at a time run it inside ``wait``. Input checks (dtype, shape, layout) cost a few
 microseconds and can be switched off on the hot path with ``check_inputs=False``.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +36,8 @@ if TYPE_CHECKING:
 class Runner:
     """Base class: lifecycle, input checks and timing; backends supply the ``*_impl`` methods."""
 
+    inflight = 1  # frames start() may begin before a wait()
+
     def __init__(self, name: str, check_inputs: bool = True) -> None:
         self.name = name
         self.check_inputs = check_inputs
@@ -36,6 +45,7 @@ class Runner:
         self.metadata: ModelMetadata | None = None  # the model's fcn_edge metadata, when a backend reads it
         self.classes: list[str] | None = None  # class names and RGB palette: set by open_runner
         self.palette: list[tuple[int, int, int]] | None = None
+        self._pending: deque[np.ndarray] = deque()  # started, not yet waited for
 
     def activate(self) -> "Runner":
         """Allocate everything inference needs; a no-op when already active."""
@@ -52,6 +62,23 @@ class Runner:
             check_frame(frame)
         return self.infer_impl(frame)
 
+    def start(self, frame: np.ndarray) -> None:
+        """Begin ``frame``; it must stay unchanged until the ``wait`` that returns its labels."""
+        if len(self._pending) >= self.inflight:
+            raise RuntimeError(f"runner {self.name} has {self.inflight} frame(s) in flight: wait() before starting another")
+        if not self.is_active:
+            raise RuntimeError(f"runner {self.name} is not active: call activate() or use it as a context manager")
+        if self.check_inputs:
+            check_frame(frame)
+        self.start_impl(frame)
+        self._pending.append(frame)
+
+    def wait(self) -> np.ndarray:
+        """Labels of the oldest started frame, in a buffer the next ``start``, ``wait`` or ``infer`` may overwrite."""
+        if not self._pending:
+            raise RuntimeError(f"runner {self.name}: wait() without a started frame")
+        return self.wait_impl(self._pending.popleft())
+
     def frame_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """A uint8 frame buffer in memory this runner reads in place: the stream decodes frames into it.
 
@@ -63,6 +90,8 @@ class Runner:
     def deactivate(self) -> None:
         """Free what ``activate`` allocated; a no-op when not active."""
         if self.is_active:
+            while self._pending:  # a frame still running must finish before its buffers go
+                self.wait()
             self.deactivate_impl()
             self.is_active = False
 
@@ -80,6 +109,12 @@ class Runner:
 
     def deactivate_impl(self) -> None:
         raise NotImplementedError
+
+    def start_impl(self, frame: np.ndarray) -> None:
+        """Runners that overlap frames begin one here; the others run it in ``wait_impl``."""
+
+    def wait_impl(self, frame: np.ndarray) -> np.ndarray:
+        return self.infer_impl(frame)
 
 
 def model_file(path: str | Path) -> Path:

@@ -53,13 +53,15 @@ def open_runner(
     cuda_binding: str = "auto",
     check_inputs: bool = True,
     optimize: bool = True,
+    inflight: int = 1,
 ) -> Runner:
     """An inactive runner for ``path``: TensorRT for .engine/.plan files; ONNX Runtime or OpenVINO for .onnx.
 
     Each backend takes the options that mean something to it (ONNX Runtime: ``threads``,
-    ``providers``, ``optimize``; OpenVINO: ``threads``, and the precision from the sidecar;
-    TensorRT: ``cuda_binding``). The runner's ``classes`` and ``palette`` come from the model's
-    metadata or else from the build sidecar beside it; None when neither has them.
+    ``providers``, ``optimize``; OpenVINO: ``threads``, ``inflight`` (frames run at once, at most
+    its threads), and the precision from the sidecar; TensorRT: ``cuda_binding``); the others run
+    one frame at a time whatever ``inflight`` asks. The runner's ``classes`` and ``palette`` come
+    from the model's metadata or else from the build sidecar beside it; None when neither has them.
     """
     path = Path(path)
     chosen = backend_for(path, backend)
@@ -72,7 +74,8 @@ def open_runner(
         from .onnxruntime import default_threads
 
         precision = "bf16" if (read_sidecar(path) or {}).get("precision") == "bf16" else "fp32"
-        runner = openvino.make_runner(path, threads=threads or default_threads(), precision=precision, check_inputs=check_inputs)
+        runner = openvino.make_runner(path, threads=threads or default_threads(), precision=precision,
+                                      check_inputs=check_inputs, inflight=inflight)  # fmt: skip
     else:
         from . import onnxruntime
 

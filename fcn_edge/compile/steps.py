@@ -65,7 +65,7 @@ class Work:
             self.options = options = _at_fixed_size(options, source.fixed_size, log)
         holdout = []
         if calib_set and calib_set.holdout:
-            frames = calibration.load_frames(calib_set.holdout, options.calib_size, "load hold-out images")
+            frames = calibration.load_frames(calib_set.holdout, options.calib_size, "load hold-out images", options.progress)
             holdout = [(f"calibration:{p.name}", f) for p, f in zip(calib_set.holdout, frames)]
         self.plan = images.choose(source, images.parse_spec(options.val_data, "--val-data"), options.val_split,
                                   images.parse_spec(options.calib_data, "--calib-data"))  # fmt: skip
@@ -157,7 +157,7 @@ class Work:
 
     def _int8(self) -> Outcome:
         options, calib_set = self.options, self.calib_set
-        frames = calibration.load_frames(calib_set.calibrate, options.calib_size, "load calibration images")
+        frames = calibration.load_frames(calib_set.calibrate, options.calib_size, "load calibration images", options.progress)
         feeds = [self.source.feed([f]) for f in frames]
         prepared_model = onnx.load(str(self.prepared))
         ranges = statistics.collect_ranges(prepared_model, feeds, options.calib_method, progress=options.progress)

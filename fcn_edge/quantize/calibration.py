@@ -63,13 +63,15 @@ def find_calibration_set(folder: str | Path) -> CalibrationSet:
     return CalibrationSet(folder, [p for p in files if p not in holdout], holdout)
 
 
-def load_frames(paths: list[Path], size: tuple[int, int] = DEFAULT_SIZE, desc: str = "load images") -> list[np.ndarray]:
+def load_frames(
+    paths: list[Path], size: tuple[int, int] = DEFAULT_SIZE, desc: str = "load images", progress: bool = True
+) -> list[np.ndarray]:
     """uint8 HxWx3 BGR frames resized to ``size`` (H, W); an unreadable file raises naming it."""
-    from ..data.files import read_image  # the project's one image reader (it imports torch, via fcn_edge.data)
+    from ..data.files import read_image  # the project's one image reader
 
     height, width = size
     frames = []
-    for path in tqdm(paths, desc=desc, leave=False):
+    for path in tqdm(paths, desc=desc, leave=False, disable=not progress):
         image = read_image(path)
         if image.shape[:2] != (height, width):
             shrinking = image.shape[0] > height or image.shape[1] > width

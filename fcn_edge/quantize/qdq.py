@@ -35,17 +35,20 @@ from typing import Sequence
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from onnxruntime.quantization import (
     CalibrationMethod, QuantFormat, QuantType, TensorsData, quantize_static, save_tensors_data,
 )  # fmt: skip
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..atomic import atomic_path
+from ..errors import FcnEdgeError
 from . import placement as qdq_placement
 from .label_ops import label_convs
 from .score_tail import score_tail
 from .statistics import TensorRanges
 
+MIN_OPSET = 13  # DequantizeLinear's axis (per-channel weights)
 PLACEMENTS = ("onnxruntime", "tensorrt")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TENSORRT_OPS = (*WEIGHTED_OPS, "Add")
@@ -62,13 +65,29 @@ def prepare(source: str | Path, output: str | Path) -> None:
     shapes the quantizer silently skips tensors whose type it cannot see. The optimiser fuses
     ``Cast(int -> float) -> Cast(float -> uint8)`` into one cast from an integer to UINT8,
     which TensorRT cannot parse (UINT8 converts from FP32/FP16 only), so the float step is
-    put back.
+    put back. A model below opset 13 is converted to 13 first: per-channel weight scales
+    need DequantizeLinear's ``axis``, which opset 13 introduced.
     """
     with atomic_path(output) as tmp, _quiet():
-        quant_pre_process(str(source), str(tmp), auto_merge=True)
+        quant_pre_process(_at_least_opset(source, MIN_OPSET), str(tmp), auto_merge=True)
         model = onnx.load(str(tmp))
         if _uint8_through_float(model.graph):
             onnx.save_model(model, tmp)
+
+
+def _at_least_opset(source: str | Path, opset: int) -> str | onnx.ModelProto:
+    """``source`` (its path) when its default-domain opset is ``opset`` or more, else the model converted to it."""
+    model = onnx.load(str(source), load_external_data=False)
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if current >= opset:
+        return str(source)
+    try:
+        return onnx.version_converter.convert_version(onnx.load(str(source)), opset)
+    except Exception as error:  # the converter raises bare RuntimeErrors/ValueErrors per unsupported op
+        raise FcnEdgeError(
+            f"{source} uses ONNX opset {current}, and converting it to {opset} (needed for per-channel INT8) failed "
+            f"({str(error).splitlines()[0][:200]}): re-export it with opset_version={opset} or later"
+        ) from None
 
 
 def _uint8_through_float(graph: onnx.GraphProto) -> int:

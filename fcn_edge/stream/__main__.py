@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
     p.add_argument("--threads", type=int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
+    p.add_argument("--inflight", type=int, metavar="N",
+                   help="frames in inference at once, OpenVINO only (one stream each, the threads split between them); "
+                        "default 2 for --video/--images (throughput), 1 for live sources (each frame on every thread: latency)")
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
     p.add_argument("--cuda-binding", choices=("auto", "cuda-python", "pycuda"), default="auto", help="TensorRT runner")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
@@ -70,6 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     checks = [
         (args.max_frames is not None and args.max_frames < 1, f"--max-frames {args.max_frames} must be at least 1"),
         (args.reconnect < 0, f"--reconnect {args.reconnect} must be 0 or more"),
+        (args.inflight is not None and args.inflight < 1, f"--inflight {args.inflight} must be at least 1"),
         (args.reconnect_delay < 0, f"--reconnect-delay {args.reconnect_delay} must be 0 or more"),
         (args.headless and args.display, "--headless and --display contradict each other: choose one"),
         (not 1 <= args.serve_quality <= 100, f"--serve-quality {args.serve_quality} must be between 1 and 100"),
@@ -105,6 +109,16 @@ def open_source(args: argparse.Namespace) -> sources.Source:
         source = sources.SyntheticSource(size or default[:2], default[2] if args.fps is None else args.fps)
     source.open()
     return source
+
+
+def frames_in_flight(args: argparse.Namespace, source: sources.Source) -> int:
+    """--inflight, else 1 for a live source (its frame's latency first) and 2 for files, where only throughput
+    counts (never more than the inference threads)."""
+    from ..backends.onnxruntime import default_threads
+
+    if args.inflight is not None:
+        return args.inflight
+    return 1 if source.live else min(2, args.threads or default_threads())
 
 
 def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
@@ -167,7 +181,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
         # Input checks stay on: they cost microseconds, and a --gst pipeline may not deliver BGR frames.
         runner = open_runner(
             args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
-            cuda_binding=args.cuda_binding,
+            cuda_binding=args.cuda_binding, inflight=frames_in_flight(args, source),
         )
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
@@ -180,7 +194,8 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
             sink.close()
         raise
     outputs = ", ".join(sink.description for sink in chosen) or "headless"
-    print(f"streaming {source.description} -> {runner.name} -> {outputs} (Ctrl-C stops)", file=sys.stderr)
+    at_once = f" ({runner.inflight} frames at once)" if runner.inflight > 1 else ""
+    print(f"streaming {source.description} -> {runner.name}{at_once} -> {outputs} (Ctrl-C stops)", file=sys.stderr)
     options = StreamOptions(args.max_frames, args.reconnect, args.reconnect_delay)
     try:
         with runner:

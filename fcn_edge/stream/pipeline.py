@@ -11,7 +11,9 @@ one, the runner reads it in place, the overlay is blended into it, the sinks enc
 and it goes back to the pool. Labels are copied once out of the runner's reused output
 buffer into a small pool of their own (one byte per pixel). Nothing is allocated per
 frame unless the frame size changes. While the main thread runs frame k, the capture
-thread is reading k+1 and the overlay thread is finishing k-1.
+thread is reading k+1 and the overlay thread is finishing k-1. A runner that runs several
+frames at once (``runner.inflight``, OpenVINO with one stream per frame) gets that many
+started before the main thread waits for the oldest, so frames leave in input order.
 
 Drop policy. A live source (camera, network stream, synthetic) runs at its own rate: the
 hand-off to inference holds one frame and a newer frame replaces an unread one (counted
@@ -33,6 +35,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,8 +51,8 @@ from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STOPPED, StatusLine, S
 
 FILE_QUEUE = 2  # frames decoded ahead of inference for file sources
 OVERLAY_QUEUE = 2  # inferred frames waiting for the overlay thread
-# Buffers in flight at most: 1 being read + FILE_QUEUE waiting + 1 in inference + OVERLAY_QUEUE + 1 being drawn.
-FRAME_POOL = FILE_QUEUE + OVERLAY_QUEUE + 3
+# Buffers in flight at most: 1 being read + FILE_QUEUE waiting + runner.inflight in inference + OVERLAY_QUEUE + 1 drawn.
+FRAME_POOL = FILE_QUEUE + OVERLAY_QUEUE + 2
 LABEL_POOL = OVERLAY_QUEUE + 2
 POLL = 0.05  # s: how often blocked threads look at the stop flags
 CAPTURE_JOIN = NETWORK_TIMEOUT_MS / 1000 + 1  # s: a camera read returns within a frame, a network read times out
@@ -86,7 +89,7 @@ class Stream:
         self.stats.info.update(source=source.description, runner=runner.name)  # a live view shows them during the run
         self._halt = threading.Event()  # tells the worker threads to finish
         self._free_frames: queue.Queue = queue.Queue()
-        for _ in range(FRAME_POOL):
+        for _ in range(FRAME_POOL + runner.inflight):
             self._free_frames.put(None)  # allocated by the first read at the source's size
         self._free_labels: queue.Queue = queue.Queue()
         for _ in range(LABEL_POOL):
@@ -135,33 +138,50 @@ class Stream:
     # --- main thread: inference ------------------------------------------------------------
 
     def _infer_loop(self, drawing: threading.Thread, status: StatusLine) -> str:
-        started = 0
+        """Start frames (up to ``runner.inflight`` at once) and pass each one's labels on, oldest first; frames
+        already started when the loop ends still reach the sinks."""
+        running: deque[tuple[np.ndarray, float]] = deque()  # (frame, when it was started)
+        started, reason = 0, None
         while True:
-            if self._errors:
-                return STOPPED
-            if self.stop.is_set():
-                return STOPPED
-            if self.options.max_frames is not None and started >= self.options.max_frames:
-                return MAX_FRAMES
-            wait_start = time.perf_counter()
-            frame = self._next_frame()
-            if frame is None:
-                if self._errors or self.stop.is_set():
-                    return STOPPED
-                return SOURCE_LOST if self._source_lost else END_OF_INPUT
-            infer_start = time.perf_counter()
-            self.stats.stages["capture"].add(infer_start - wait_start)
-            self.stats.frame_started()
-            labels = self.runner.infer(frame)
+            reason = reason or self._end_reason(started)
+            if reason is None:
+                wait_start = time.perf_counter()
+                # with a frame running, start another only if one is ready: never hold finished labels for the camera
+                frame = self._ready_frame() if running else self._next_frame()
+                if frame is None and not running:
+                    reason = self._end_reason(started) or (SOURCE_LOST if self._source_lost else END_OF_INPUT)
+                elif frame is not None:
+                    infer_start = time.perf_counter()
+                    self.stats.stages["capture"].add(infer_start - wait_start)
+                    self.stats.frame_started()
+                    self.runner.start(frame)
+                    running.append((frame, infer_start))
+                    started += 1
+                    if len(running) < self.runner.inflight:
+                        continue
+            if not running:
+                return reason
+            frame, infer_start = running.popleft()
+            labels = self.runner.wait()
             kept = self._free_labels.get()
             if kept.shape != labels.shape or kept.dtype != labels.dtype:
                 kept = np.empty_like(labels)  # a new frame size: this pool slot follows it
             np.copyto(kept, labels)
             self.stats.stages["infer"].add(time.perf_counter() - infer_start)
             if not self._put(self._inferred, (frame, kept), drawing):
+                while running:  # the overlay thread is gone: finish what runs, then stop
+                    running.popleft()
+                    self.runner.wait()
                 return STOPPED
-            started += 1
             status.update()
+
+    def _end_reason(self, started: int) -> str | None:
+        """Why no further frame should start (an error, a stop, --max-frames), or None."""
+        if self._errors or self.stop.is_set():
+            return STOPPED
+        if self.options.max_frames is not None and started >= self.options.max_frames:
+            return MAX_FRAMES
+        return None
 
     def _next_frame(self) -> np.ndarray | None:
         """The next captured frame; None once capture has ended (or a stop was asked for)."""
@@ -172,6 +192,13 @@ class Stream:
                 if self._capture_done.is_set() and self._frames.empty():
                     return None
         return None
+
+    def _ready_frame(self) -> np.ndarray | None:
+        """A captured frame if one is waiting, else None at once."""
+        try:
+            return self._frames.get_nowait()
+        except queue.Empty:
+            return None
 
     def _put(self, target: queue.Queue, item: object, consumer: threading.Thread) -> bool:
         """Blocking put that gives up (False) if the consuming thread has died."""

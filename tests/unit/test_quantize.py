@@ -85,10 +85,10 @@ class Tiny(nn.Module):
         return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
 
 
-def export_tiny(path: Path, fragile: bool = False) -> Path:
+def export_tiny(path: Path, fragile: bool = False, opset: int = 17) -> Path:
     torch.onnx.export(
         Tiny(fragile).eval(), (torch.zeros(1, 3, 32, 32),), str(path), input_names=["x"], output_names=["logits"],
-        dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "H", 3: "W"}}, dynamo=False, opset_version=17,
+        dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "H", 3: "W"}}, dynamo=False, opset_version=opset,
     )  # fmt: skip
     return path
 
@@ -142,6 +142,17 @@ def test_qdq_models_are_symmetric_per_channel_and_run(prepared, tmp_path, placem
     labels = session(out).run(None, feeds(1, seed=5)[0])[0].argmax(1)
     reference = session(prepared).run(None, feeds(1, seed=5)[0])[0].argmax(1)
     assert (labels == reference).mean() > 0.9
+
+
+def test_a_model_below_opset_13_is_converted_so_per_channel_int8_loads(tmp_path):
+    """Per-channel DequantizeLinear needs opset 13's axis: an opset-11 export failed to load once quantized."""
+    qdq.prepare(export_tiny(tmp_path / "tiny11.onnx", opset=11), tmp_path / "prepared.onnx")
+    model = onnx.load(str(tmp_path / "prepared.onnx"))
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == qdq.MIN_OPSET
+    ranges = statistics.collect_ranges(model, feeds(), "entropy", progress=False)
+    qdq.quantize(tmp_path / "prepared.onnx", tmp_path / "int8.onnx", ranges, "onnxruntime")
+    labels = session(tmp_path / "int8.onnx").run(None, feeds(1, seed=5)[0])[0].argmax(1)
+    assert (labels == session(tmp_path / "tiny11.onnx").run(None, feeds(1, seed=5)[0])[0].argmax(1)).mean() > 0.9
 
 
 def test_fp16_keeps_io_types_and_the_ends_in_fp32(prepared, tmp_path):

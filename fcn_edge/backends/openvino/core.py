@@ -9,9 +9,9 @@ for this project:
 - **shape.** A model compiled for the frame's exact size ran 1.6x faster than with the open
   (dynamic) input shape on the default model: the caller compiles once per size (see
   :class:`fcn_edge.backends.openvino.runner.OvRunner`).
-- **threads and streams.** One stream of ``threads`` threads, latency hint: one frame at a time,
-  as the stream loop runs it; threads not pinned to cores (measured under a camera's pacing,
-  docs/cpu.md).
+- **threads and streams.** One stream of ``threads`` threads, latency hint: one frame at a time;
+  or, for a runner with frames in flight, ``streams`` streams sharing the threads, throughput
+  hint; threads not pinned to cores (measured under a camera's pacing, docs/cpu.md).
 
 Compiled models are cached on disk (``cache_dir``): a second start at a size seen before
 loads in a fifth of the time (0.17 s against 0.95 s for the default model at 640x480).
@@ -73,15 +73,17 @@ def check_precision(precision: str) -> str:
     return PRECISIONS[precision]
 
 
-def compile_config(threads: int, precision: str) -> dict[str, Any]:
-    """The properties every compiled model of the project gets (see the module docstring)."""
+def compile_config(threads: int, precision: str, streams: int = 1) -> dict[str, Any]:
+    """The properties every compiled model of the project gets (see the module docstring); ``streams`` > 1 splits
+    the threads between that many frames in flight."""
     openvino = import_openvino()
     props, hints = openvino.properties, openvino.properties.hint
+    mode = hints.PerformanceMode.LATENCY if streams == 1 else hints.PerformanceMode.THROUGHPUT
     return {
         hints.inference_precision: check_precision(precision),
-        hints.performance_mode: hints.PerformanceMode.LATENCY,
+        hints.performance_mode: mode,
         props.inference_num_threads: threads,
-        props.num_streams: 1,
+        props.num_streams: streams,
         # unpinned: a pinned thread waits for its core when anything else runs there; pinned was slower in 3 of 5
         # runs under a camera's pacing, with the longer tails (benchmarks/cpu_threads.py, docs/cpu.md)
         hints.enable_cpu_pinning: False,

@@ -4,10 +4,18 @@ The model is read once; the first frame of each size compiles it for that size (
 memory per size, and on disk by OpenVINO's cache_dir), so a camera pays the compile once. The
 frame is wrapped, not copied, as the input tensor, and the labels are OpenVINO's own output
 buffer, which the next call overwrites (the runner contract).
+
+``inflight`` > 1 compiles that many streams, the threads split between them, with one infer
+request each: ``start`` runs a frame asynchronously on the next request, ``wait`` returns the
+oldest. Each stream's threads work on their own frame, so a host thread that takes a core
+slows one frame rather than stalling every thread at the next layer's barrier; a frame's
+latency is about ``inflight`` times one stream's. ``infer`` (one frame, synchronously) uses
+the first request.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +37,17 @@ class OvRunner(Runner):
         precision: str = "fp32",
         cache_dir: Path | None = None,
         check_inputs: bool = True,
+        inflight: int = 1,
     ) -> None:
         super().__init__(f"openvino:{Path(path).name}", check_inputs)
         self.path = model_file(path)
         if threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
-        self.threads, self.precision = threads, precision
+        if not 1 <= inflight <= threads:
+            raise FcnEdgeError(f"--inflight {inflight} must be between 1 and the inference threads ({threads})")
+        self.threads, self.precision, self.inflight = threads, precision, inflight
         self.cache_dir = cache_dir or default_cache_dir()
-        self.config = compile_config(threads, precision)  # checks the precision now, not at the first frame
+        self.config = compile_config(threads, precision, streams=inflight)  # checks the precision now, not at the first frame
         self.compiles = 0  # models compiled: one per frame size seen
         try:
             self.metadata = read_metadata(self.path)
@@ -51,15 +62,35 @@ class OvRunner(Runner):
         except RuntimeError as error:  # OpenVINO raises RuntimeError for unreadable models
             raise FcnEdgeError(f"OpenVINO cannot read {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
         self._output_index = _labels_output(self._model, self.path)
-        self._requests: dict[tuple[int, int], Any] = {}
+        self._requests: dict[tuple[int, int], list[Any]] = {}  # per frame size: one infer request per stream
+        self._running: deque[Any] = deque()  # started requests, oldest first
+        self._started = 0
 
     def infer_impl(self, frame: np.ndarray) -> np.ndarray:
-        request = self._requests.get(frame.shape[:2]) or self._compile(frame.shape[:2])
-        request.set_input_tensor(self._openvino.Tensor(frame[None], shared_memory=True))
+        request = self._bind(frame, self._requests_for(frame)[0])
         request.infer()
         return request.get_output_tensor(self._output_index).data[0]
 
-    def _compile(self, size: tuple[int, int]) -> Any:
+    def start_impl(self, frame: np.ndarray) -> None:
+        # at most `inflight` frames run, so the request `inflight` starts back has been waited for
+        request = self._bind(frame, self._requests_for(frame)[self._started % self.inflight])
+        request.start_async()
+        self._running.append(request)
+        self._started += 1
+
+    def wait_impl(self, frame: np.ndarray) -> np.ndarray:
+        request = self._running.popleft()
+        request.wait()
+        return request.get_output_tensor(self._output_index).data[0]
+
+    def _requests_for(self, frame: np.ndarray) -> list[Any]:
+        return self._requests.get(frame.shape[:2]) or self._compile(frame.shape[:2])
+
+    def _bind(self, frame: np.ndarray, request: Any) -> Any:
+        request.set_input_tensor(self._openvino.Tensor(frame[None], shared_memory=True))
+        return request
+
+    def _compile(self, size: tuple[int, int]) -> list[Any]:
         try:
             compiled = compile_for_shape(self._core, self._model, [1, *size, 3], self.config)
         except RuntimeError as error:  # a model exported with a fixed input size, mostly
@@ -67,12 +98,12 @@ class OvRunner(Runner):
                 f"OpenVINO cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "
                 "capture at the size the model takes, or export it with dynamic height and width"
             ) from None
-        self._requests[size] = request = compiled.create_infer_request()
+        self._requests[size] = requests = [compiled.create_infer_request() for _ in range(self.inflight)]
         self.compiles += 1
-        return request
+        return requests
 
     def deactivate_impl(self) -> None:
-        del self._requests, self._model, self._core
+        del self._requests, self._running, self._model, self._core
 
 
 def _labels_output(model: Any, path: Path) -> int:
