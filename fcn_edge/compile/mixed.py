@@ -9,6 +9,7 @@ against the same budget as the artifact.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,18 +41,19 @@ class Trials:
     ``compare(path, placement)`` verifies a model like the artifact; ``problems(figures)`` is
     the budget's verdict. A set that misses the budget on ONNX Runtime is not built for
     TensorRT at all, and the files of a set that misses are deleted (ResNet-50 Q/DQ models
-    are 30 MB each); the all-INT8 set keeps its files, the ranking reads them.
+    are 30 MB each) and the set forgotten; the all-INT8 set keeps its files, the ranking reads them.
     """
 
     def __init__(self, prepared: Path, ranges: TensorRanges, folder: Path, compare: Callable, problems: Callable):
         self.prepared, self.ranges, self.folder, self.compare, self.budget = prepared, ranges, folder, compare, problems
         self.made: dict[tuple[str, ...], Trial] = {}
+        self.files = itertools.count(1)  # file numbers: unique even after a missed set is forgotten
 
     def get(self, excluded: Sequence[str], placements: Sequence[str] = PLACEMENTS) -> Trial:
         trial = self.made.setdefault(tuple(excluded), Trial())
         for placement in placements:
             if placement not in trial.figures:
-                path = self.folder / f"int8.trial{len(self.made)}.{placement}.onnx"
+                path = self.folder / f"int8.trial{next(self.files)}.{placement}.onnx"
                 freed = qdq.quantize(self.prepared, path, self.ranges, placement, list(excluded))
                 trial.unquantized = freed if placement == "tensorrt" else trial.unquantized
                 trial.paths[placement], trial.figures[placement] = path, self.compare(path, placement)
@@ -62,8 +64,8 @@ class Trials:
         for placement in PLACEMENTS:
             found = self.budget(self.get(excluded, [placement]).figures[placement])
             if found:
-                if excluded:
-                    for path in self.made[tuple(excluded)].paths.values():
+                if excluded:  # forgotten with its files: a later get() (--allow-accuracy-drop) builds it again
+                    for path in self.made.pop(tuple(excluded)).paths.values():
                         path.unlink(missing_ok=True)
                 return [f"{placement}: {problem}" for problem in found]
         return []

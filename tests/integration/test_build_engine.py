@@ -44,6 +44,20 @@ def foreign(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def near_tie(tmp_path_factory) -> Path:
+    """EncoderDecoder whose class scores differ by 1% of their size: INT8 noise flips labels, float does not."""
+    model = EncoderDecoder().eval()
+    with torch.no_grad():
+        classifier = model.up[2]
+        classifier.weight.copy_(classifier.weight[:1] + 0.01 * classifier.weight)
+        classifier.bias.zero_()
+    path = tmp_path_factory.mktemp("near_tie") / "segnet.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 64, 96),), str(path), input_names=["x"], output_names=["scores"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False, opset_version=17)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
 def calib(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("calib")
     for i in range(10):
@@ -89,6 +103,24 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "up to date, skipped" in again.stdout and str(engines / "segnet.int8.onnx.json") in again.stdout
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.slow
+def test_when_only_all_float_meets_the_budget_int8_says_so_or_with_allow_drop_writes_the_closest_int8(near_tie, calib, tmp_path):
+    engines = tmp_path / "engines"
+    args = ["--int8", *foreign_args(near_tie, calib, engines), "--min-agreement", "100"]  # only the float graph agrees on all
+    refused = run_script("build_engine.py", *args)
+    assert_user_error(refused, "no INT8 left", "met the budget")
+    assert not engines.exists() or not list(engines.iterdir())
+
+    written = run_script("build_engine.py", *args, "--allow-accuracy-drop")
+    assert written.returncode == 0, written.stderr
+    assert "--allow-accuracy-drop: writing the closest INT8 model the search tried" in written.stdout
+    sidecar = json.loads((engines / "segnet.int8.onnx.json").read_text())
+    search = sidecar["details"]["sensitivity"]
+    closest = max(t["kept_float"] for t in search["trials"] if not t["met"])
+    assert len(sidecar["details"]["kept_float"]) == closest < search["candidates"]
+    assert not sidecar["verification"]["passed"] and sidecar["layers"]["Conv"]["int8"] >= 1
 
 
 @pytest.mark.slow
