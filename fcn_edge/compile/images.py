@@ -95,12 +95,32 @@ def calibration_set(calib_dir: Path, calib_data: DataSpec | None, images: int) -
 
 
 def dataset_sha256(spec: DataSpec | None, split: str, images: int) -> str | None:
-    """Hash of the labelled files a build would verify on (None for synthetic or none): part of the build's key."""
+    """Hash of the labelled files (images and masks) a build would verify on (None for synthetic or none)."""
     if spec is None or spec.name == "synthetic":
         return None
     dataset = open_split(spec, split, "--val-data")
-    files = [image_path(dataset, i) for i in evenly_spaced(len(dataset), images)]
-    return calibration.CalibrationSet(spec.root, files, []).sha256()
+    pairs = [dataset.paths(i) if hasattr(dataset, "paths") else dataset.samples[i] for i in evenly_spaced(len(dataset), images)]
+    return calibration.CalibrationSet(spec.root, [Path(f) for pair in pairs for f in pair], []).sha256()
+
+
+def verified_data_changed(sidecar: dict, images: int) -> bool:
+    """Whether the dataset a built artifact was verified on (recorded in its sidecar) has changed since.
+
+    --val-data is hashed into the build key up front; a dataset the build chose itself (the one
+    the checkpoint was trained on, the val split of --calib-data) is known only once the source
+    is read, so its hash is recorded with the result and checked here. A dataset no longer
+    there cannot be compared: the artifact stands.
+    """
+    recorded = (sidecar.get("verification") or {}).get("images") or {}
+    if recorded.get("kind") != "dataset" or not recorded.get("sha256"):
+        return False
+    spec = parse_spec(recorded["data"], "the recorded verification data")
+    if spec.root is None or not spec.root.is_dir():
+        return False
+    try:
+        return dataset_sha256(spec, recorded["split"], images) != recorded["sha256"]
+    except FcnEdgeError:  # no longer a readable dataset of that kind
+        return True
 
 
 @dataclass
@@ -124,9 +144,11 @@ class Plan:
                     f"images ({self.why})")  # fmt: skip
         return f"{len(samples)} calibration hold-out images {_sizes(samples)}, unlabelled: agreement only ({self.why})"
 
-    def record(self, samples: Sequence[verify.Sample]) -> dict:
+    def record(self, samples: Sequence[verify.Sample], images: int) -> dict:
+        """The sidecar's account; ``images``: the --val-images limit the samples were drawn with (for the hash)."""
+        sha256 = dataset_sha256(self.data, self.split, images) if self.kind == "dataset" else None
         return {"kind": self.kind, "why": self.why, "data": str(self.data) if self.data else None, "split": self.split,
-                "resized": self.resized or None, "images": [s.name for s in samples]}  # fmt: skip
+                "resized": self.resized or None, "images": [s.name for s in samples], "sha256": sha256}  # fmt: skip
 
 
 def _sizes(samples: Sequence[verify.Sample]) -> str:

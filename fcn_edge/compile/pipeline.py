@@ -138,6 +138,9 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
         paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
         key = artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions})
         existing = None if options.force else artifact.up_to_date(paths, key, log)
+        if existing and images.verified_data_changed(existing, options.val_images):
+            log(f"{paths.sidecar}: {existing['verification']['images']['data']}, which it was verified on, has changed: rebuilding")
+            existing = None
         if existing:
             return Built(paths, existing, True, existing["verification"]["table"], existing["verification"]["passed"])
 

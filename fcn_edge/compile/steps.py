@@ -249,7 +249,7 @@ class Work:
                 "versions": versions,
                 "details": outcome.details,
                 "verification": {
-                    "images": self.plan.record(self.samples),
+                    "images": self.plan.record(self.samples, self.options.val_images),
                     "latency_size": list(self.options.latency_size),
                     "budget": dataclasses.asdict(self.options.budget),
                     "rows": verify.as_dict(outcome.figures),

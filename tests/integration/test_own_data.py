@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import assert_user_error, run_script
 from fcn_edge.checkpoint import load_checkpoint
+from fcn_edge.compile.images import DataSpec, Plan, verified_data_changed
 from fixtures.foreign_models import make_foreign_model
 from fixtures.voc_photos import all_photos, make_voc_photos
 
@@ -83,3 +85,17 @@ def test_static_shape_unet_builds_at_its_fixed_size_and_the_search_keeps_what_it
     fp16 = run_script("build_engine.py", "--fp16", *args)
     assert fp16.returncode == 0, fp16.stderr
     assert json.loads((engines / "unet.fp16.onnx.json").read_text())["verification"]["rows"][0]["miou"] is not None
+
+
+def test_a_dataset_the_build_chose_to_verify_on_is_rechecked_when_it_changes(voc, tmp_path):
+    """Without --val-data the build picks the dataset itself (the checkpoint's); its hash is kept in the sidecar so
+    the up-to-date check can notice edited images or masks."""
+    copy = shutil.copytree(voc, tmp_path / "VOC")
+    plan = Plan("dataset", "the dataset the checkpoint was trained on", DataSpec("voc", copy), "val")
+    sidecar = {"verification": {"images": plan.record([], images=50)}}
+    assert sidecar["verification"]["images"]["sha256"] and not verified_data_changed(sidecar, 50)
+    mask = sorted((copy / "SegmentationClass").glob("val_*.png"))[0]
+    mask.write_bytes(mask.read_bytes() + b"\0")  # a relabelled mask
+    assert verified_data_changed(sidecar, 50)
+    shutil.rmtree(copy)  # gone: nothing to compare with, the artifact stands
+    assert not verified_data_changed(sidecar, 50)
