@@ -2,21 +2,21 @@
 
 Modelled on Polygraphy's runners: ``activate()`` allocates (session, buffers, contexts),
 ``infer(frame)`` runs, ``deactivate()`` frees, and a runner is a context manager.
-Subclasses override ``activate_impl``, ``infer_impl`` and ``deactivate_impl``, and ``start_impl``/``wait_impl``
-to overlap frames.
+Subclasses override ``activate_impl``, ``infer_impl`` and ``deactivate_impl`` (and
+``start_impl``/``wait_impl`` to overlap frames).
 
 A runner takes one camera frame (uint8 HxWx3 BGR, C-contiguous, as OpenCV gives it) and
 returns its labels (HxW, one byte per pixel): pre- and post-processing live inside the
 model, so nothing else crosses the host boundary.
 
 **Output buffers are reused between calls**: the array ``infer`` (or ``wait``) returns is
-overwritten by the next call. Copy it if you keep it.
+overwritten by the next call. Copy it if you keep it. Input checks (dtype, shape, layout)
+cost a few microseconds and can be switched off on the hot path with ``check_inputs=False``.
 
 Frames in flight: ``start(frame)`` begins a frame and ``wait()`` returns the labels of the
 oldest one started; a runner with ``inflight`` > 1 (OpenVINO with one stream per frame) runs
 that many at once, so a host thread taking a core delays one frame instead of stalling both
-threads of one. Runners that take one frame at a time run it inside ``wait``. Input checks (dtype, shape, layout) cost a few
-microseconds and can be switched off on the hot path with ``check_inputs=False``.
+threads of one. Runners that take one frame at a time run it inside ``wait``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class Runner:
         """Labels for one uint8 HxWx3 BGR frame, in a buffer the next call overwrites."""
         if not self.is_active:
             raise RuntimeError(f"runner {self.name} is not active: call activate() or use it as a context manager")
+        if self._pending:
+            raise RuntimeError(f"runner {self.name} has started frames: wait() for them before infer()")
         if self.check_inputs:
             check_frame(frame)
         return self.infer_impl(frame)

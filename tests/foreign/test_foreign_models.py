@@ -1,9 +1,10 @@
 """Foreign architectures through `build_engine.py --onnx M --int8` and `--fp16`, as a user would run them.
 
 LR-ASPP and DeepLabV3 on MobileNetV3-Large, FCN-ResNet50 and a U-Net (tests/fixtures/foreign_models.py),
-random weights with BatchNorm re-estimated on real photos, each exported with a dynamic and with a
-fixed 1x3x256x256 input; calibrated on the VOC-layout photo dataset's train split and verified on
-its val split (21 classes, as torchvision's models have). An INT8 build ends within the budget or
+random backbone weights with BatchNorm re-estimated on real photos and the 1x1 classifiers fitted to
+photo masks (a linear probe), each exported with a dynamic and with a fixed 1x3x256x256 input;
+calibrated on the VOC-layout photo dataset's train split and verified on its val split (21
+classes, as torchvision's models have). An INT8 build ends within the budget or
 with one line saying why not, in under 10 minutes; FP16 builds pass. About an hour on 2 cores:
 
     python -m pytest -m foreign -s tests/foreign     # FOREIGN_REPORT=path.json keeps the figures
