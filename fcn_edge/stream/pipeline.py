@@ -300,7 +300,8 @@ class Stream:
                 return
             frame, labels = item
             start = time.perf_counter()
-            self.overlay.render(frame, labels, out=frame)
+            if self.sinks:  # headless with no output: nobody would see it (the stats are all that is asked for)
+                self.overlay.render(frame, labels, out=frame)
             drawn = time.perf_counter()
             for sink in self.sinks:
                 sink.write(frame)
