@@ -97,20 +97,20 @@ def write_video(path: Path, frames: int, size: tuple[int, int]) -> list[np.ndarr
     return decoded
 
 
-def one_at_a_time(runner, frames: list[np.ndarray]) -> float:
-    """Median latency of one frame, the runner otherwise idle."""
+def one_at_a_time(runner, frames: list[np.ndarray]) -> tuple[float, float]:
+    """(median latency of one frame in s, CPU ms per frame), the runner otherwise idle."""
     for frame in frames[:WARMUP]:
         runner.infer(frame)
-    times = []
+    times, cpu = [], time.process_time()
     for frame in frames:
         start = time.perf_counter()
         runner.infer(frame)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), 1e3 * (time.process_time() - cpu) / len(frames)
 
 
-def in_flight(runner, frames: list[np.ndarray]) -> float:
-    """Seconds per frame with ``runner.inflight`` frames kept running back to back."""
+def in_flight(runner, frames: list[np.ndarray]) -> tuple[float, float]:
+    """(s per frame, CPU ms per frame) with ``runner.inflight`` frames kept running back to back."""
     def run(batch):
         for i, frame in enumerate(batch):
             if i >= runner.inflight:
@@ -120,25 +120,29 @@ def in_flight(runner, frames: list[np.ndarray]) -> float:
             runner.wait()
 
     run(frames[:WARMUP])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run(frames)
-    return (time.perf_counter() - start) / len(frames)
+    return (time.perf_counter() - start) / len(frames), 1e3 * (time.process_time() - cpu) / len(frames)
 
 
 def runner_alone(runners: dict[int, object], frames: list[np.ndarray]) -> dict[str, float]:
-    """Seconds per frame of the runner alone, each way it runs (see the module docstring), and the best."""
-    times = {"one_at_a_time": one_at_a_time(runners[1], frames)}
+    """Seconds per frame of the runner alone, each way it runs (see the module docstring), the best, and the CPU
+    milliseconds per frame of the way the video loops run it."""
+    ways = {"one_at_a_time": one_at_a_time(runners[1], frames)}
     for inflight, runner in runners.items():
         if inflight > 1:
-            times[f"{inflight}_in_flight"] = in_flight(runner, frames)
-    return {**times, "best": min(times.values())}
+            ways[f"{inflight}_in_flight"] = in_flight(runner, frames)
+    times = {way: seconds for way, (seconds, _) in ways.items()}
+    return {**times, "best": min(times.values()), "cpu_ms": ways[list(ways)[-1]][1]}
 
 
 def loop(runner, source: sources.Source, overlay: Overlay, sinks: list, frames: int) -> dict:
     source.open()
+    cpu = time.process_time()
     stats = Stream(source, runner, overlay, sinks, StreamOptions(max_frames=frames, status_interval=0)).run()
     return {
         "frames": stats.frames, "fps": stats.fps, "dropped": stats.dropped,
+        "cpu_ms_per_frame": 1e3 * (time.process_time() - cpu) / max(stats.frames, 1),
         "busy": stats.fps * stats.stages["infer"].to_dict()["mean_ms"] / 1e3 / runner.inflight,
         **{f"{name}_p50_ms": stage.percentile(50) for name, stage in stats.stages.items()},
     }  # fmt: skip
@@ -154,6 +158,7 @@ def markdown(result: dict) -> str:
         f"{result['rounds']} rounds of {result['frames']} frames, each loop run between two runner-only runs.",
         "Runner alone, ms per frame (median over the runner-only runs): "
         + ", ".join(f"{way.replace('_', ' ')} {ms:.2f}" for way, ms in result["runner_alone_ms"].items())
+        + f"; CPU {result['runner_alone_cpu_ms_per_frame']:.1f} ms per frame (both cores, run as the video loops run it)"
         + f". The video loops run {result['inflight']} frame(s) in flight, the live one 1 (as python -m fcn_edge.stream). "
         "ratio = loop fps x the best runner-alone time per frame just before and after that loop run (median over "
         "rounds); vs 1 at a time: the same against the runner's one-frame latency (what scripts/benchmark.py "
@@ -163,15 +168,18 @@ def markdown(result: dict) -> str:
         "spent in inference (1.0 = perfect overlap). Inference inside the loop can be slower than alone: the other "
         "stages share the cores. infer p50 is a frame's latency from start to labels.",
         "",
-        "| loop | fps | ratio | vs 1 at a time | ratios per round | runner busy | dropped | capture wait p50 ms "
-        "| infer p50 ms | overlay p50 ms | write p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "host CPU = the loop's CPU ms per frame (whole process) minus the runner's alone: what decoding, drawing, "
+        "encoding and the hand-offs cost (and any extra spinning of inference threads).",
+        "",
+        "| loop | fps | ratio | vs 1 at a time | ratios per round | runner busy | host CPU ms/frame | dropped "
+        "| capture wait p50 ms | infer p50 ms | overlay p50 ms | write p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in result["loops"].items():
         rounds = ", ".join(f"{x:.3f}" for x in r["ratios"])
         lines.append(
             f"| {name} | {r['fps']:.2f} | **{r['ratio']:.3f}** | {r['ratio_to_one_at_a_time']:.3f} | {rounds} "
-            f"| {r['busy']:.3f} | {r['dropped']} "
+            f"| {r['busy']:.3f} | {r['cpu_ms_per_frame'] - result['runner_alone_cpu_ms_per_frame']:.1f} | {r['dropped']} "
             f"| {r['capture_p50_ms']:.2f} "
             f"| {r['infer_p50_ms']:.1f} | {r['overlay_p50_ms']:.2f} | {r['write_p50_ms']:.2f} |"
         )
@@ -237,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         middle = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]][0]
         loops[name] = {**middle, "ratio": statistics.median(ratios), "ratios": ratios,
                        "ratio_to_one_at_a_time": statistics.median(latency_ratios)}  # fmt: skip
-    alone = {way: 1e3 * statistics.median(block[way] for block in blocks) for way in blocks[0]}
+    alone = {way: 1e3 * statistics.median(block[way] for block in blocks) for way in blocks[0] if way != "cpu_ms"}
+    alone_cpu = statistics.median(block["cpu_ms"] for block in blocks)
     result = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # 1-minute, before and after
@@ -249,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "rounds": args.rounds,
         "runner_alone_ms": alone,  # median over blocks, per way of running, and the best
+        "runner_alone_cpu_ms_per_frame": alone_cpu,  # run as the video loops run it
         "loops": loops,
     }
     report.save(args.out_dir, "stream_overhead", result, markdown(result))
