@@ -75,9 +75,11 @@ def evenly_spaced(count: int, limit: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
 
 
-def image_path(dataset, index: int) -> Path:
-    """The image file of a file-backed dataset's sample (VOC has ``paths``; Cityscapes and folders ``samples``)."""
-    return Path(dataset.paths(index)[0] if hasattr(dataset, "paths") else dataset.samples[index][0])
+def sample_files(dataset, index: int) -> tuple[Path, Path]:
+    """(image, mask) files of a file-backed dataset's sample (VOC has ``paths``; Cityscapes and folders ``samples``)."""
+    image, mask = dataset.paths(index) if hasattr(dataset, "paths") else dataset.samples[index]
+    return Path(image), Path(mask)
+
 
 
 def calibration_set(calib_dir: Path, calib_data: DataSpec | None, images: int) -> calibration.CalibrationSet:
@@ -87,7 +89,7 @@ def calibration_set(calib_dir: Path, calib_data: DataSpec | None, images: int) -
     if calib_data.name == "synthetic":
         raise FcnEdgeError("--calib-data synthetic: synthetic calibration scenes are the default --calib-dir calibration/")
     dataset = open_split(calib_data, "train", "--calib-data")
-    files = [image_path(dataset, i) for i in evenly_spaced(len(dataset), images)]
+    files = [sample_files(dataset, i)[0] for i in evenly_spaced(len(dataset), images)]
     if len(files) < 2:
         raise FcnEdgeError(f"--calib-data {calib_data} has {len(files)} training images: calibration needs at least 2")
     holdout = [p for i, p in enumerate(files) if i % calibration.HOLDOUT_EVERY == calibration.HOLDOUT_EVERY - 1]
@@ -99,8 +101,8 @@ def dataset_sha256(spec: DataSpec | None, split: str, images: int) -> str | None
     if spec is None or spec.name == "synthetic":
         return None
     dataset = open_split(spec, split, "--val-data")
-    pairs = [dataset.paths(i) if hasattr(dataset, "paths") else dataset.samples[i] for i in evenly_spaced(len(dataset), images)]
-    return calibration.CalibrationSet(spec.root, [Path(f) for pair in pairs for f in pair], []).sha256()
+    files = [f for i in evenly_spaced(len(dataset), images) for f in sample_files(dataset, i)]
+    return calibration.CalibrationSet(spec.root, files, []).sha256()
 
 
 def verified_data_changed(sidecar: dict, images: int) -> bool:
@@ -214,7 +216,7 @@ def samples(plan: Plan, source: SourceModel, limit: int, scenes: int, size: tupl
             shrinking = image.shape[0] > target[0] or image.shape[1] > target[1]
             image = cv2.resize(image, target[::-1], interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
             mask = cv2.resize(mask, target[::-1], interpolation=cv2.INTER_NEAREST)
-        found.append(verify.Sample(f"{plan.data.name}:{plan.split}/{image_path(dataset, index).name}", image, mask))
+        found.append(verify.Sample(f"{plan.data.name}:{plan.split}/{sample_files(dataset, index)[0].name}", image, mask))
     return found
 
 

@@ -24,7 +24,7 @@ the input's frames. Between inference and the overlay thread the queue is short 
 blocking for both kinds, so a slow sink slows inference rather than piling up frames.
 
 Stopping. ``stop`` (set by a signal handler, a closed window or the caller) ends the loop
-after the frame in flight; frames already inferred still reach the sinks; sinks are
+after the frames in flight; frames already inferred still reach the sinks; sinks are
 closed (the mp4 is finalised) on every path out. An unreadable file mid-input (a corrupt
 image) ends the input there: the frames before it are processed, then its error is raised.
 """
