@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from fcn_edge.data.synthetic import PALETTE
+from fcn_edge.data.synthetic import PALETTE, render_scene
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.backends import open_runner
 from fcn_edge.runner import Runner
@@ -303,6 +303,32 @@ def test_video_in_gives_an_mp4_with_every_frame_and_a_stats_file(frame_model, tm
     assert stats["frames"] == 30 and stats["dropped"] == 0 and stats["end_reason"] == END_OF_INPUT
     assert set(stats["stages_ms"]) == {"capture", "infer", "overlay", "write"}
     assert "30 frames in" in result.stderr and "p95 ms" in result.stderr
+
+
+def test_openvino_runs_a_video_two_frames_at_a_time_into_the_same_mp4_as_one_at_a_time(frame_model, tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
+    video = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    for i in range(24):
+        writer.write(render_scene(np.random.default_rng(i), (120, 160))[0])
+    writer.release()
+    outputs = {}
+    for inflight in (2, 1):
+        outputs[inflight] = tmp_path / f"out{inflight}.mp4"
+        result = stream_cli("--video", video, "--model", frame_model, "--backend", "openvino", "--threads", "2",
+                            "--inflight", inflight, "--output", outputs[inflight])  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert ("(2 frames at once)" in result.stderr) == (inflight == 2)
+    overlapped, serial = (cv2.VideoCapture(str(outputs[k])) for k in (2, 1))
+    frames = 0
+    while (a := overlapped.read()[1]) is not None:
+        b = serial.read()[1]
+        assert b is not None and np.abs(a.astype(int) - b).mean() < 1.0  # the same labels, in the same order
+        frames += 1
+    assert frames == 24 and serial.read()[1] is None
+    too_many = stream_cli("--video", video, "--model", frame_model, "--backend", "openvino", "--threads", "2",
+                          "--inflight", "3", "--headless")  # fmt: skip
+    assert_user_error(too_many, "--inflight 3 must be between 1 and the inference threads (2)")
 
 
 def test_images_of_changing_size_are_all_written(frame_model, tmp_path):
