@@ -138,7 +138,8 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
         paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
         key = artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions})
         existing = None if options.force else artifact.up_to_date(paths, key, log)
-        if existing and images.verified_data_changed(existing, options.val_images):
+        # --val-data is hashed into the key; a dataset the build chose itself is rehashed here
+        if existing and options.val_data is None and images.verified_data_changed(existing, options.val_images):
             log(f"{paths.sidecar}: {existing['verification']['images']['data']}, which it was verified on, has changed: rebuilding")
             existing = None
         if existing:
