@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
     p.add_argument("--legend", action="store_true", help="draw class names and colours")
     p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
-    p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (mp4v; .avi: MJPG)")
+    p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi)")
     p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame")
     p.add_argument("--serve", type=serve.parse_address, metavar="[HOST:]PORT",
                    help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)")
