@@ -83,13 +83,14 @@ def describe(model: Path) -> str:
 
 
 def write_video(path: Path, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """An MJPG video of synthetic frames; returns the frames as decoded back (what the loop will see)."""
+    """An mp4 of synthetic frames, as the stream records them (MPEG-4); returns the frames as decoded back (what the
+    loop will see)."""
     source = sources.SyntheticSource(size, fps=0)
     source.open()
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+    recording = VideoFileSink(path, 30)
     for _ in range(frames):
-        writer.write(source.read(None))
-    writer.release()
+        recording.write(source.read(None))
+    recording.close()
     capture = cv2.VideoCapture(str(path))
     decoded = []
     while (frame := capture.read()[1]) is not None:
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = tmp / "stand_in.onnx"
             described = stand_in_model(model)
-        video = tmp / "frames.avi"
+        video = tmp / "frames.mp4"
         frames = write_video(video, args.frames, size)
         # the runners python -m fcn_edge.stream picks: frames in flight for files, one at a time for live sources
         runners = {1: open_runner(model, args.backend, threads=args.threads, check_inputs=False)}

@@ -50,6 +50,8 @@ class Overlay:
         self.legend = legend
         self._colour: np.ndarray | None = None
         self._channels: list[np.ndarray] = []
+        self._yuv_luts = yuv_luts(self.lut)
+        self._yuv_colour: list[np.ndarray] = []  # the colour planes, full (Y) and half size (U, V, and their labels)
         self._legend_patch: tuple[tuple[int, int], np.ndarray] | None = None
 
     def render(self, frame: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -67,6 +69,25 @@ class Overlay:
             self._paste_legend(out)
         return out
 
+    def render_i420(self, frame: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The overlay as YUV 4:2:0 (I420, what a recording encodes), for an even-sized frame: converting the
+        frame first and blending each plane (chroma takes each 2x2 block's top-left label) moves half the bytes of
+        blending in BGR and converting after (0.68 against 0.99 ms at 640x480, 48 dB apart). No legend."""
+        height, width = labels.shape
+        if frame.shape[:2] != (height, width) or height % 2 or width % 2:
+            raise FcnEdgeError(f"an I420 overlay needs an even-sized frame and labels of its size, not {frame.shape[:2]} and {labels.shape}")
+        if not self._yuv_colour or self._yuv_colour[0].shape != (height, width):
+            self._yuv_colour = [np.empty((height, width), np.uint8)] + [np.empty((height // 2, width // 2), np.uint8) for _ in range(3)]
+        out = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=out)
+        colour_y, colour_u, colour_v, half_labels = self._yuv_colour
+        chroma = (height // 4, width)  # I420 stores each half-size chroma plane as rows of full width
+        planes = (out[:height], out[height : height + chroma[0]].reshape(half_labels.shape), out[height + chroma[0] :].reshape(half_labels.shape))
+        cv2.resize(labels, (width // 2, height // 2), dst=half_labels, interpolation=cv2.INTER_NEAREST)
+        for plane, colour, plane_labels, lut in zip(planes, (colour_y, colour_u, colour_v), (labels, half_labels, half_labels), self._yuv_luts):
+            cv2.LUT(plane_labels, lut, dst=colour)
+            cv2.addWeighted(plane, 1.0 - self.alpha, colour, self.alpha, 0.0, dst=plane)
+        return out
+
     def _paste_legend(self, image: np.ndarray) -> None:
         size = image.shape[:2]
         if self._legend_patch is None or self._legend_patch[0] != size:
@@ -74,6 +95,13 @@ class Overlay:
         patch = self._legend_patch[1]
         h, w = min(patch.shape[0], size[0]), min(patch.shape[1], size[1])
         image[:h, :w] = patch[:h, :w]
+
+
+def yuv_luts(lut: np.ndarray) -> list[np.ndarray]:
+    """The Y, U and V of each BGR colour of ``lut``, as OpenCV's I420 conversion gives them (from 2x2 blocks of it)."""
+    blocks = np.repeat(np.repeat(lut[None], 2, axis=0), 2, axis=1)  # (2, 512, 3): colour c in columns 2c, 2c+1
+    flat = cv2.cvtColor(blocks, cv2.COLOR_BGR2YUV_I420).ravel()  # Y 2x512, then U 256, then V 256
+    return [np.ascontiguousarray(flat[:512:2]), flat[1024:1280].copy(), flat[1280:].copy()]
 
 
 def draw_legend(classes: Sequence[str], lut: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:

@@ -300,11 +300,15 @@ class Stream:
                 return
             frame, labels = item
             start = time.perf_counter()
-            if self.sinks:  # headless with no output: nobody would see it (the stats are all that is asked for)
-                self.overlay.render(frame, labels, out=frame)
+            # headless with no output draws nothing: nobody would see it (the stats are all that is asked for)
+            image = frame
+            if len(self.sinks) == 1:  # a lone sink draws in the form it writes (a recording: YUV 4:2:0)
+                image = self.sinks[0].draw(frame, labels, self.overlay)
+            elif self.sinks:
+                image = self.overlay.render(frame, labels, out=frame)
             drawn = time.perf_counter()
             for sink in self.sinks:
-                sink.write(frame)
+                sink.write(image)
             self.stats.stages["overlay"].add(drawn - start)
             self.stats.stages["write"].add(time.perf_counter() - drawn)
             self.stats.frame_done()

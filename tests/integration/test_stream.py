@@ -364,6 +364,21 @@ def test_a_recording_keeps_every_frame_its_rate_and_picture_across_odd_and_chang
     assert min(cv2.PSNR(e, d) for e, d in zip(expected, decoded)) > 24
 
 
+def test_a_lone_recording_drawn_in_yuv_shows_the_same_overlays_as_one_beside_another_sink(tmp_path):
+    # blurred: FakeRunner's labels follow the blue channel, and a sharp one makes pixel-sized regions no encoder keeps
+    scenes = [cv2.GaussianBlur(render_scene(np.random.default_rng(i), (120, 160))[0], (0, 0), 2) for i in range(10)]
+    lone, beside, shown = VideoFileSink(tmp_path / "lone.mp4", 30), VideoFileSink(tmp_path / "beside.mp4", 30), Recorder()
+    run(FileLike(scenes), FakeRunner(), [lone])  # blended in YUV 4:2:0 by the recording itself
+    run(FileLike(scenes), FakeRunner(), [beside, shown])  # blended in BGR once, for both
+    expected = [Overlay(PALETTE, 0.5).render(s, s[..., 0] // 32) for s in scenes]  # FakeRunner's labels
+    assert all(np.array_equal(e, image) for e, image in zip(expected, shown.images))
+    for path in (tmp_path / "lone.mp4", tmp_path / "beside.mp4"):
+        capture = cv2.VideoCapture(str(path))
+        decoded = [capture.read()[1] for _ in scenes]
+        # 28-31 dB here; the frame without its overlay scores 13, another frame's overlay 7.5
+        assert min(cv2.PSNR(e, d) for e, d in zip(expected, decoded)) > 26 and capture.read()[1] is None
+
+
 def test_ctrl_c_finishes_the_frame_and_leaves_a_playable_mp4(frame_model, tmp_path):
     output = tmp_path / "live.mp4"
     process = subprocess.Popen(

@@ -1,7 +1,8 @@
-"""The overlay: palette colours blended with alpha, in BGR, through the lookup table; the legend."""
+"""The overlay: palette colours blended with alpha, in BGR or straight in YUV 4:2:0, through lookup tables; the legend."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -80,3 +81,18 @@ def test_mismatched_labels_are_a_user_error():
     frame, labels = scene()
     with pytest.raises(FcnEdgeError, match="do not match"):
         Overlay(PALETTE).render(frame, labels[:-1])
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5, 0.8])
+def test_the_i420_overlay_is_the_bgr_overlay_converted_within_rounding(alpha):
+    frame, labels = scene()  # stripes two pixels wide at least: every 2x2 chroma block has one label
+    overlay = Overlay(PALETTE, alpha)
+    direct = overlay.render_i420(frame, labels).astype(int)
+    converted = cv2.cvtColor(overlay.render(frame, labels), cv2.COLOR_BGR2YUV_I420).astype(int)
+    assert direct.shape == (48 * 3 // 2, 64) and np.abs(direct - converted).max() <= 1
+
+
+def test_the_i420_overlay_needs_an_even_frame_and_labels_of_its_size():
+    frame, labels = scene(47, 64)
+    with pytest.raises(FcnEdgeError, match="even-sized"):
+        Overlay(PALETTE).render_i420(frame, labels)
