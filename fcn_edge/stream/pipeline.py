@@ -7,9 +7,10 @@
           └──────────────── free frame buffers (a fixed pool) ◀─────────────────────┘
 
 Frames live in a fixed pool of buffers that circulate: the source decodes into a free
-one, the runner reads it in place, the overlay is blended into it, the sinks encode it,
-and it goes back to the pool. Labels are copied once out of the runner's reused output
-buffer into a small pool of their own (one byte per pixel). Nothing is allocated per
+one, the runner reads it in place, the overlay is blended into it (a lone recording
+blends into its own YUV buffer instead), the sinks encode it, and it goes back to the
+pool. Labels are copied once out of the runner's reused output buffer into a small pool
+of their own (one byte per pixel), when a sink will draw them. Nothing is allocated per
 frame unless the frame size changes. While the main thread runs frame k, the capture
 thread is reading k+1 and the overlay thread is finishing k-1. A runner that runs several
 frames at once (``runner.inflight``, OpenVINO with one stream per frame) gets that many
@@ -163,10 +164,7 @@ class Stream:
                 return reason
             frame, infer_start = running.popleft()
             labels = self.runner.wait()
-            kept = self._free_labels.get()
-            if kept.shape != labels.shape or kept.dtype != labels.dtype:
-                kept = np.empty_like(labels)  # a new frame size: this pool slot follows it
-            np.copyto(kept, labels)
+            kept = self._keep(labels) if self.sinks else None  # headless: nothing draws them
             self.stats.stages["infer"].add(time.perf_counter() - infer_start)
             if not self._put(self._inferred, (frame, kept), drawing):
                 while running:  # the overlay thread is gone: finish what runs, then stop
@@ -174,6 +172,14 @@ class Stream:
                     self.runner.wait()
                 return STOPPED
             status.update()
+
+    def _keep(self, labels: np.ndarray) -> np.ndarray:
+        """A copy of the runner's reused output buffer, in a label buffer of the pool."""
+        kept = self._free_labels.get()
+        if kept.shape != labels.shape or kept.dtype != labels.dtype:
+            kept = np.empty_like(labels)  # a new frame size: this pool slot follows it
+        np.copyto(kept, labels)
+        return kept
 
     def _end_reason(self, started: int) -> str | None:
         """Why no further frame should start (an error, a stop, --max-frames), or None."""
@@ -313,7 +319,8 @@ class Stream:
             self.stats.stages["write"].add(time.perf_counter() - drawn)
             self.stats.frame_done()
             self._free_frames.put(frame)
-            self._free_labels.put(labels)
+            if labels is not None:
+                self._free_labels.put(labels)
             if any(sink.stop_requested for sink in self.sinks):
                 self.stop.set()
 
