@@ -4,7 +4,7 @@ The loop adds capture, the label copy, the overlay and the sinks around the runn
 because those run in their own threads, throughput should stay close to what the runner
 alone does. On the frames of a 640x480 video this times the runner alone, then the full
 loop (``fcn_edge.stream.pipeline.Stream``, with the runner ``python -m fcn_edge.stream``
-picks: ``--inflight`` 2 for files, 1 for live sources) over the same frames: video
+picks: ``--inflight`` threads + 1 for files, 1 for live sources) over the same frames: video
 headless, video to an mp4, and the live synthetic source paced at 3x the runner's rate (a
 camera faster than the model).
 
@@ -45,15 +45,17 @@ sys.path.insert(0, str(ROOT))
 from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.backends import BACKENDS, open_runner  # noqa: E402
+from fcn_edge.backends.onnxruntime import default_threads  # noqa: E402
 from fcn_edge.cli import size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
-from fcn_edge.stream.pipeline import Stream, StreamOptions  # noqa: E402
+from fcn_edge.stream.pipeline import Stream, StreamOptions, frames_in_flight_for_files  # noqa: E402
 from fcn_edge.sidecar import read_sidecar  # noqa: E402
 from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
 WARMUP = 3
+CORES = len(os.sched_getaffinity(0))
 
 
 def stand_in_model(path: Path) -> str:
@@ -139,12 +141,13 @@ def runner_alone(runners: dict[int, object], frames: list[np.ndarray]) -> dict[s
 
 def loop(runner, source: sources.Source, overlay: Overlay, sinks: list, frames: int) -> dict:
     source.open()
-    cpu = time.process_time()
+    cpu, wall = time.process_time(), time.perf_counter()
     stats = Stream(source, runner, overlay, sinks, StreamOptions(max_frames=frames, status_interval=0)).run()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {
         "frames": stats.frames, "fps": stats.fps, "dropped": stats.dropped,
-        "cpu_ms_per_frame": 1e3 * (time.process_time() - cpu) / max(stats.frames, 1),
-        "busy": stats.fps * stats.stages["infer"].to_dict()["mean_ms"] / 1e3 / runner.inflight,
+        "cpu_ms_per_frame": 1e3 * cpu / max(stats.frames, 1),
+        "cpu_busy": cpu / wall / CORES,
         **{f"{name}_p50_ms": stage.percentile(50) for name, stage in stats.stages.items()},
     }  # fmt: skip
 
@@ -165,14 +168,14 @@ def markdown(result: dict) -> str:
         "rounds); vs 1 at a time: the same against the runner's one-frame latency (what scripts/benchmark.py "
         "reports). Targets >= 0.93 headless, >= 0.90 writing an mp4. Headless has no sink, so no overlay is drawn.",
         "",
-        "runner busy = loop fps x mean infer time inside the loop / frames in flight: the share of the loop's time "
-        "spent in inference (1.0 = perfect overlap). Inference inside the loop can be slower than alone: the other "
-        "stages share the cores. infer p50 is a frame's latency from start to labels.",
+        f"CPU busy = the process's CPU time / (cores x the loop's time): 1.0 = no core ever idle "
+        f"(the runner alone: {result['runner_alone_cpu_busy']:.3f}). infer p50 is a frame's latency from start to labels, "
+        "a wait for a free stream included.",
         "",
         "host CPU = the loop's CPU ms per frame (whole process) minus the runner's alone: what decoding, drawing, "
         "encoding and the hand-offs cost (and any extra spinning of inference threads).",
         "",
-        "| loop | fps | ratio | vs 1 at a time | ratios per round | runner busy | host CPU ms/frame | dropped "
+        "| loop | fps | ratio | vs 1 at a time | ratios per round | CPU busy | host CPU ms/frame | dropped "
         "| capture wait p50 ms | infer p50 ms | overlay p50 ms | write p50 ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -180,7 +183,7 @@ def markdown(result: dict) -> str:
         rounds = ", ".join(f"{x:.3f}" for x in r["ratios"])
         lines.append(
             f"| {name} | {r['fps']:.2f} | **{r['ratio']:.3f}** | {r['ratio_to_one_at_a_time']:.3f} | {rounds} "
-            f"| {r['busy']:.3f} | {r['cpu_ms_per_frame'] - result['runner_alone_cpu_ms_per_frame']:.1f} | {r['dropped']} "
+            f"| {r['cpu_busy']:.3f} | {r['cpu_ms_per_frame'] - result['runner_alone_cpu_ms_per_frame']:.1f} | {r['dropped']} "
             f"| {r['capture_p50_ms']:.2f} "
             f"| {r['infer_p50_ms']:.1f} | {r['overlay_p50_ms']:.2f} | {r['write_p50_ms']:.2f} |"
         )
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=9, help="loop runs per loop kind (default 9)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
-    p.add_argument("--inflight", type=int, default=2, help="frames in flight for the video loops (default 2, as the stream)")
+    p.add_argument("--inflight", type=int, help="frames in flight for the video loops (default: threads + 1, as the stream)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: the CPU runtime the model's build measured fastest")
     p.add_argument("--note", default="", help="what the model is, for the table (e.g. untrained weights)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = write_video(video, args.frames, size)
         # the runners python -m fcn_edge.stream picks: frames in flight for files, one at a time for live sources
         runners = {1: open_runner(model, args.backend, threads=args.threads, check_inputs=False)}
-        overlapping = open_runner(model, args.backend, threads=args.threads, check_inputs=False, inflight=args.inflight)
+        inflight = args.inflight or frames_in_flight_for_files(args.threads or default_threads())
+        overlapping = open_runner(model, args.backend, threads=args.threads, check_inputs=False, inflight=inflight)
         if overlapping.inflight > 1:  # ONNX Runtime and TensorRT runners run one frame at a time
             runners[overlapping.inflight] = overlapping
         runner = runners[overlapping.inflight]
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     alone = {way: 1e3 * statistics.median(block[way] for block in blocks) for way in blocks[0] if way != "cpu_ms"}
     alone_cpu = statistics.median(block["cpu_ms"] for block in blocks)
     result = {
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "machine": f"{platform.machine()}, {CORES} cores",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # 1-minute, before and after
         "model": f"{described}; {args.note}" if args.note else described,
         "size": f"{size[0]}x{size[1]}",
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "runner_alone_ms": alone,  # median over blocks, per way of running, and the best
         "runner_alone_cpu_ms_per_frame": alone_cpu,  # run as the video loops run it
+        "runner_alone_cpu_busy": alone_cpu / alone[f"{runner.inflight}_in_flight" if runner.inflight > 1 else "one_at_a_time"] / CORES,
         "loops": loops,
     }
     report.save(args.out_dir, "stream_overhead", result, markdown(result))

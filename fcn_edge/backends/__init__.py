@@ -58,8 +58,8 @@ def open_runner(
     """An inactive runner for ``path``: TensorRT for .engine/.plan files; ONNX Runtime or OpenVINO for .onnx.
 
     Each backend takes the options that mean something to it (ONNX Runtime: ``threads``,
-    ``providers``, ``optimize``; OpenVINO: ``threads``, ``inflight`` (frames run at once, at most
-    its threads), and the precision from the sidecar; TensorRT: ``cuda_binding``); the others run
+    ``providers``, ``optimize``; OpenVINO: ``threads``, ``inflight`` (frames run at once, on a
+    stream each up to its threads), and the precision from the sidecar; TensorRT: ``cuda_binding``); the others run
     one frame at a time whatever ``inflight`` asks. The runner's ``classes`` and ``palette`` come
     from the model's metadata or else from the build sidecar beside it; None when neither has them.
     """

@@ -50,8 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
     p.add_argument("--threads", type=int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
     p.add_argument("--inflight", type=int, metavar="N",
-                   help="frames in inference at once, OpenVINO only (one stream each, the threads split between them); "
-                        "default 2 for --video/--images (throughput), 1 for live sources (each frame on every thread: latency)")
+                   help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
+                        "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
+                        "1 for live sources (each frame on every thread: latency)")
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
     p.add_argument("--cuda-binding", choices=("auto", "cuda-python", "pycuda"), default="auto", help="TensorRT runner")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
@@ -112,13 +113,14 @@ def open_source(args: argparse.Namespace) -> sources.Source:
 
 
 def frames_in_flight(args: argparse.Namespace, source: sources.Source) -> int:
-    """--inflight, else 1 for a live source (its frame's latency first) and 2 for files, where only throughput
-    counts (never more than the inference threads)."""
+    """--inflight, else 1 for a live source (its frame's latency first) and, for files, where only throughput
+    counts, a stream per thread and one frame waiting."""
     from ..backends.onnxruntime import default_threads
+    from .pipeline import frames_in_flight_for_files
 
     if args.inflight is not None:
         return args.inflight
-    return 1 if source.live else min(2, args.threads or default_threads())
+    return 1 if source.live else frames_in_flight_for_files(args.threads or default_threads())
 
 
 def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:

@@ -305,7 +305,7 @@ def test_video_in_gives_an_mp4_with_every_frame_and_a_stats_file(frame_model, tm
     assert "30 frames in" in result.stderr and "p95 ms" in result.stderr
 
 
-def test_openvino_runs_a_video_two_frames_at_a_time_into_the_same_mp4_as_one_at_a_time(frame_model, tmp_path):
+def test_openvino_runs_a_video_three_frames_at_a_time_into_the_same_mp4_as_one_at_a_time(frame_model, tmp_path):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
     video = tmp_path / "in.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
@@ -313,13 +313,14 @@ def test_openvino_runs_a_video_two_frames_at_a_time_into_the_same_mp4_as_one_at_
         writer.write(render_scene(np.random.default_rng(i), (120, 160))[0])
     writer.release()
     outputs = {}
-    for inflight in (2, 1):
+    for inflight in (3, 1):  # a file's default with 2 threads: a stream per thread and a frame waiting
         outputs[inflight] = tmp_path / f"out{inflight}.mp4"
+        chosen = () if inflight == 3 else ("--inflight", inflight)
         result = stream_cli("--video", video, "--model", frame_model, "--backend", "openvino", "--threads", "2",
-                            "--inflight", inflight, "--output", outputs[inflight])  # fmt: skip
+                            *chosen, "--output", outputs[inflight])  # fmt: skip
         assert result.returncode == 0, result.stderr
-        assert ("(2 frames at once)" in result.stderr) == (inflight == 2)
-    overlapped, serial = (cv2.VideoCapture(str(outputs[k])) for k in (2, 1))
+        assert ("(3 frames at once)" in result.stderr) == (inflight == 3)
+    overlapped, serial = (cv2.VideoCapture(str(outputs[k])) for k in (3, 1))
     frames = 0
     while (a := overlapped.read()[1]) is not None:
         b = serial.read()[1]
@@ -327,8 +328,8 @@ def test_openvino_runs_a_video_two_frames_at_a_time_into_the_same_mp4_as_one_at_
         frames += 1
     assert frames == 24 and serial.read()[1] is None
     too_many = stream_cli("--video", video, "--model", frame_model, "--backend", "openvino", "--threads", "2",
-                          "--inflight", "3", "--headless")  # fmt: skip
-    assert_user_error(too_many, "--inflight 3 must be between 1 and the inference threads (2)")
+                          "--inflight", "5", "--headless")  # fmt: skip
+    assert_user_error(too_many, "--inflight 5 must be between 1 and twice the inference threads (4)")
 
 
 def test_images_of_changing_size_are_all_written(frame_model, tmp_path):
