@@ -55,15 +55,14 @@ OVERLAY_QUEUE = 2  # inferred frames waiting for the overlay thread
 # Buffers in flight at most: 1 being read + FILE_QUEUE waiting + runner.inflight in inference + OVERLAY_QUEUE + 1 drawn.
 FRAME_POOL = FILE_QUEUE + OVERLAY_QUEUE + 2
 LABEL_POOL = OVERLAY_QUEUE + 2
+POLL = 0.05  # s: how often blocked threads look at the stop flags
+CAPTURE_JOIN = NETWORK_TIMEOUT_MS / 1000 + 1  # s: a camera read returns within a frame, a network read times out
+
+
 def frames_in_flight_for_files(threads: int) -> int:
     """Frames a file keeps in inference by default: one OpenVINO stream per thread, plus one waiting to start the
     moment any stream is free (only throughput counts for a file; docs/stream.md)."""
     return threads + 1
-
-
-POLL = 0.05  # s: how often blocked threads look at the stop flags
-CAPTURE_JOIN = NETWORK_TIMEOUT_MS / 1000 + 1  # s: a camera read returns within a frame, a network read times out
-
 
 
 @dataclass
