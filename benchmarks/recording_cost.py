@@ -44,19 +44,9 @@ from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
 
-DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
+from stream_overhead import DEFAULT_MODEL, write_video  # noqa: E402
+
 PATHS = ("opencv", "pyav-bgr", "pyav-yuv")
-
-
-def camera_video(path: Path, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """An mp4 of the synthetic camera, recorded as the stream records; returns its frames as decoded back."""
-    camera = sources.SyntheticSource(size, fps=0)
-    camera.open()
-    recording = VideoFileSink(path, 30)
-    for _ in range(frames):
-        recording.write(camera.read(None))
-    recording.close()
-    return decode_all(path)
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
@@ -141,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     size = (args.size[1], args.size[0])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        frames = camera_video(tmp / "camera.mp4", args.frames, size)
+        frames = write_video(tmp / "camera.mp4", args.frames, size)
         with open_runner(args.model, "auto", check_inputs=False) as runner:
             labels = [runner.infer(frame).copy() for frame in frames]
             overlay = Overlay(runner.palette or [], 0.5)
