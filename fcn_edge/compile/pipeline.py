@@ -66,9 +66,11 @@ def choose_backend(requested: str) -> Backend:
     return cpu
 
 
-def candidate_precisions(requested: str | None, backend: Backend) -> list[str]:
+def candidate_precisions(requested: str | None, backend: Backend, dla: bool = False) -> list[str]:
     """The asked precision, or for 'best' the fastest first (FP16 gives no speed on ORT's CPU kernels;
-    BF16 runs on OpenVINO only, where the CPU has BF16 instructions)."""
+    BF16 runs on OpenVINO only, where the CPU has BF16 instructions; DLA runs FP16 and INT8 only)."""
+    if dla and requested in ("fp32", "bf16"):
+        raise FcnEdgeError(f"--{requested} cannot run on DLA, which runs FP16 and INT8 only: use --int8 or --fp16, or drop --dla-core")
     bf16 = "openvino" in backend.cpu_backends and backend.facts.get("bf16", False)
     if requested == "bf16" and not bf16:
         raise FcnEdgeError(
@@ -81,7 +83,7 @@ def candidate_precisions(requested: str | None, backend: Backend) -> list[str]:
     if requested:
         return [requested]
     if backend.name == "tensorrt":
-        return ["int8", "fp16", "fp32"]
+        return ["int8", "fp16"] if dla else ["int8", "fp16", "fp32"]
     return ["int8", "bf16", "fp32"] if bf16 else ["int8", "fp32"]
 
 
@@ -130,7 +132,7 @@ def build(
 def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, options: BuildOptions, backend: Backend,
            log: Callable[[str], None]) -> Built:  # fmt: skip
     """Skip when up to date, else build; runs under the artifact name's lock."""
-    precisions = candidate_precisions(options.precision, backend)
+    precisions = candidate_precisions(options.precision, backend, options.dla_core is not None and backend.name == "tensorrt")
     requested = options.precision or "best"  # an explicit --fp32 artifact must not satisfy a 'best' build
     versions = {"onnxruntime": ort_backend.VERSION, "onnx": onnx.__version__, "backend": backend.facts}
     name = inputs["name"]

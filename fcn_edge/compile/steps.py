@@ -32,6 +32,8 @@ from . import cpu, images, mixed, verify
 from .options import BuildOptions
 from .source import SourceModel
 
+Shape = tuple[int, ...]
+
 
 
 
@@ -61,6 +63,9 @@ class Work:
         self._engines: dict[Path, tuple[Path, dict]] = {}  # TensorRT target: engines built so far, by source graph
         self.prepared = tmp / "prepared.onnx"
         qdq.prepare(source.path, self.prepared)
+        if target == "tensorrt" and options.dla_core is not None and not source.fixed_size and options.min_shape is None:
+            log(f"DLA runs one input shape: the engine takes {options.latency_size[0]}x{options.latency_size[1]} frames only")
+            self.source = source = dataclasses.replace(source, fixed_size=options.latency_size)
         if source.fixed_size:
             self.options = options = _at_fixed_size(options, source.fixed_size, log)
         holdout = []
@@ -72,12 +77,13 @@ class Work:
         self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size, holdout)
         self.reference = verify.reference(source, self.samples, options.progress)
         self.fp32_latency: float | None = None
+        self.profile = engine_profile(source, options, self.samples) if target == "tensorrt" else None
 
     def make(self, precision: str) -> Outcome:
         outcome = {"int8": self._int8, "fp16": self._fp16, "fp32": self._fp32, "bf16": self._bf16}[precision]()
         outcome.details["tensorrt_compat"] = self._compat(outcome)
         if self.target == "tensorrt":
-            outcome.figures[0] = self._timed(outcome.figures[0], outcome)
+            outcome.figures.insert(0, self._timed(outcome))
         else:
             outcome.figures = self._on_cpu(outcome)
         return outcome
@@ -123,12 +129,18 @@ class Work:
     def _compare(self, model: Path, label: str, open_session: Callable = ort_backend.session) -> verify.Figures:
         return verify.compare(model, label, self.source, self.samples, self.reference, self.options.progress, open_session)
 
-    def _timed(self, figures: verify.Figures, outcome: Outcome) -> verify.Figures:
-        """The TensorRT target's row, timed as an engine on the GPU (CPU targets: :meth:`_on_cpu`)."""
+    def _timed(self, outcome: Outcome) -> verify.Figures:
+        """The TensorRT target's row: the engine's own labels on the verification images, and its latency, on the GPU.
+
+        The CPU rows the precision was made with follow it; the engine's comes first and decides. DLA runs no FP32,
+        so there the reference the latency is compared with is the FP16 engine on the same DLA core.
+        """
         if self.fp32_latency is None:
-            self.fp32_latency = self._engine_latency(Outcome("fp32", self.prepared, []))
+            reference = self._fp16() if self.options.dla_core is not None else Outcome("fp32", self.prepared, [])
+            self.fp32_latency = self._engine_latency(reference)
         latency = self._engine_latency(outcome)
-        return dataclasses.replace(figures, latency_ms=latency, latency_ratio=latency / self.fp32_latency)
+        engine_figures = self._engine_figures(outcome, f"{outcome.precision.upper()} TensorRT engine")
+        return dataclasses.replace(engine_figures, latency_ms=latency, latency_ratio=latency / self.fp32_latency)
 
     def _engine_latency(self, outcome: Outcome) -> float:
         """Build (once per graph) and time the engine of ``outcome`` on the GPU; it is kept for write()."""
@@ -141,6 +153,14 @@ class Work:
         outcome.engine = self._engines[graph]
         frame = render_scene(np.random.default_rng(HELDOUT_SEED), self.options.latency_size)[0]
         return timing.median_latency_ms(*outcome.engine, frame)
+
+    def _engine_figures(self, outcome: Outcome, label: str) -> verify.Figures:
+        """The engine's labels on every verification image, run by the runner the stream uses, against FP32's."""
+        from ..backends.tensorrt import TrtRunner
+
+        with TrtRunner(outcome.engine[0], check_inputs=False) as runner:
+            predictions = ((runner.infer(sample.frame).astype(np.int64), None) for sample in self.samples)
+            return verify.score(label, self.source, self.samples, self.reference, predictions, self.options.progress)
 
     def _fp32(self) -> Outcome:
         return Outcome("fp32", self.prepared, [self._compare(self.prepared, "FP32 (prepared)")])
@@ -241,7 +261,7 @@ class Work:
                     outcome.runs_on, outcome.precision, outcome.measured, backend.why, backend.facts.get("openvino", backend.facts.get("version"))),
                 "model": self.source.describe(),
                 "io": artifact.io_description(model),
-                "profiles": {"min": self.options.min_shape, "opt": self.options.opt_shape, "max": self.options.max_shape},
+                "profiles": None if self.profile is None else dict(zip(("min", "opt", "max"), self.profile)),
                 "layers": qdq.precision_summary(model),
                 "engine": engine_facts,
                 "sources": inputs,
@@ -267,13 +287,28 @@ class Work:
         from ..backends.tensorrt import TrtBuildOptions, build_engine
 
         onnx_path = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
+        low, opt, high = self.profile
         options = TrtBuildOptions(
-            precision=outcome.precision, min_shape=self.options.min_shape, opt_shape=self.options.opt_shape,
-            max_shape=self.options.max_shape, input_name=self.source.input_name, workspace_mb=self.options.workspace_mb,
+            precision=outcome.precision, min_shape=low, opt_shape=opt, max_shape=high,
+            input_name=self.source.input_name, workspace_mb=self.options.workspace_mb,
             optimization_level=self.options.opt_level, timing_cache=self.options.timing_cache,
             dla_core=self.options.dla_core, progress=self.options.progress,
         )  # fmt: skip
         return build_engine(onnx_path, engine_path, options)
+
+
+def engine_profile(source: SourceModel, options: BuildOptions, samples: list[verify.Sample]) -> tuple[Shape, Shape, Shape]:
+    """The input's optimization profile: the shapes given, else batch 1 from the smallest to the largest image the
+    engine will see in this build (verification images, the latency frame), optimized for the latency size."""
+    if options.min_shape is not None:
+        return options.min_shape, options.opt_shape, options.max_shape
+    sizes = [tuple(s.frame.shape[:2]) for s in samples] + [tuple(options.latency_size)]
+    low, high = tuple(map(min, zip(*sizes))), tuple(map(max, zip(*sizes)))
+
+    def shape(size: tuple[int, int]) -> Shape:
+        return (1, *size, 3) if source.input_format == "frame" else (1, 3, *size)
+
+    return shape(low), shape(tuple(options.latency_size)), shape(high)
 
 
 def _at_fixed_size(options: BuildOptions, size: tuple[int, int], log: Callable[[str], None]) -> BuildOptions:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import onnx
@@ -154,13 +154,19 @@ def compare(
     """
     loaded = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     sess = open_session(logits_twin(loaded))
+    return score(label, source, samples, ref, (predict(sess, source, s.frame) for s in samples), progress)
+
+
+def score(label: str, source: SourceModel, samples: list[Sample], ref: Reference,
+          predictions: Iterable[tuple[np.ndarray, np.ndarray | None]], progress: bool = True) -> Figures:  # fmt: skip
+    """Figures of ``predictions`` ((labels, logits or None) per sample, in order) against the FP32 reference."""
     same = total = 0
     diff: float | None = None
     labels = []
-    for sample, ref_labels, ref_logits in tqdm(
-        list(zip(samples, ref.labels, ref.logits)), desc=f"verify: {label}", leave=False, disable=not progress
-    ):
-        lab, log = predict(sess, source, sample.frame)
+    for sample, ref_labels, ref_logits, (lab, log) in tqdm(
+        zip(samples, ref.labels, ref.logits, predictions), total=len(samples), desc=f"verify: {label}", leave=False,
+        disable=not progress,
+    ):  # fmt: skip
         labels.append(lab)
         same += int((lab == ref_labels).sum())
         total += lab.size
