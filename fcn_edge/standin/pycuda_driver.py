@@ -118,10 +118,11 @@ class Device:
 
 
 class PagelockedHostAllocation:
-    def __init__(self, nbytes: int, mapped: bool) -> None:
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, mapped: bool) -> None:
+        nbytes = int(np.prod(shape)) * dtype.itemsize
         self.address = _faults("cuMemHostAlloc", lambda: GPU.memory.allocate(nbytes, "mapped" if mapped else "pinned"))
         self.mapped, self.nbytes = mapped, nbytes
-        self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (self.address, False), "version": 3}
+        self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "data": (self.address, False), "version": 3}
 
     def get_device_pointer(self) -> int:
         _current("cuMemHostGetDevicePointer")
@@ -136,10 +137,9 @@ class PagelockedHostAllocation:
 
 def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> np.ndarray:
     _current("cuMemHostAlloc")
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    allocation = PagelockedHostAllocation(nbytes, bool(mem_flags & host_alloc_flags.DEVICEMAP))
-    return np.asarray(allocation).view(dtype).reshape(shape)
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
+    allocation = PagelockedHostAllocation(shape, np.dtype(dtype), bool(mem_flags & host_alloc_flags.DEVICEMAP))
+    return np.asarray(allocation)  # its .base is the allocation, as PyCUDA's
 
 
 class DeviceAllocation:

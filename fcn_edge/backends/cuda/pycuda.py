@@ -20,12 +20,12 @@ from .binding import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
 # Every pycuda.driver name this module uses (tests/unit/test_trt_api.py keeps SURFACE in step with
 # the code), and the methods it calls on PyCUDA objects (checked where PyCUDA is installed).
 SURFACE = (
-    "Context.pop", "Device", "Device.count", "Error", "Event", "Stream", "device_attribute.INTEGRATED",
+    "Context.get_current", "Context.pop", "Device", "Device.count", "Error", "Event", "Stream", "device_attribute.INTEGRATED",
     "host_alloc_flags.DEVICEMAP", "init", "mem_alloc", "memcpy_dtod_async", "memcpy_dtoh_async",
     "memcpy_htod_async", "pagelocked_empty",
 )  # fmt: skip
 OBJECT_SURFACE = (
-    "Context.push", "Device.compute_capability", "Device.get_attribute", "Device.name", "Device.retain_primary_context",
+    "Context.detach", "Context.push", "Device.compute_capability", "Device.get_attribute", "Device.name", "Device.retain_primary_context",
     "DeviceAllocation.free", "Event.record", "Event.synchronize", "Event.time_since",
     "PagelockedHostAllocation.free", "PagelockedHostAllocation.get_device_pointer", "Stream.handle", "Stream.synchronize",
 )  # fmt: skip
@@ -47,27 +47,44 @@ class PyCuda(CudaBinding):
             raise FcnEdgeError(f"no CUDA device: {error}: {NO_GPU_HINT}") from None
         if not 0 <= index < count:
             raise FcnEdgeError(f"no CUDA device {index}: this machine has {count}; choose 0..{count - 1}")
-        with self._calling():
+        self._context = None
+        try:
             device = drv.Device(index)
-            self._context = device.retain_primary_context()
-            self._context.push()
             major, minor = device.compute_capability()
             integrated = device.get_attribute(drv.device_attribute.INTEGRATED)
             self.device = DeviceInfo(index, device.name(), f"{major}.{minor}", bool(integrated))
+            self._context = device.retain_primary_context()
+        except drv.Error as error:
+            raise CudaError(str(error)) from None
         self._allocations: dict[int, Any] = {}
 
     @contextlib.contextmanager
     def _calling(self) -> Iterator[None]:
+        """Every driver call needs the context current in the calling thread, and CUDA's context stack is per
+        thread: the stream's capture thread allocates frame buffers too. Push it where it is not current."""
+        drv = self._drv
+        pushed = False
         try:
+            if drv.Context.get_current() != self._context:
+                self._context.push()
+                pushed = True
             yield
-        except self._drv.Error as error:
+        except drv.Error as error:
             raise CudaError(str(error)) from None
+        finally:
+            if pushed:
+                drv.Context.pop()
 
     def _host(self, nbytes: int, flags: int) -> HostBuffer:
         with self._calling():
             array = self._drv.pagelocked_empty(nbytes, np.uint8, mem_flags=flags)
             device_ptr = int(array.base.get_device_pointer()) if flags else None
-        return HostBuffer(array, device_ptr, array.base.free)
+
+        def release() -> None:
+            with self._calling():
+                array.base.free()
+
+        return HostBuffer(array, device_ptr, release)
 
     def pinned(self, nbytes: int) -> HostBuffer:
         return self._host(nbytes, 0)
@@ -128,5 +145,6 @@ class PyCuda(CudaBinding):
         """PyCUDA destroys an event when its object is collected; the caller drops its reference."""
 
     def close(self) -> None:
+        """Drop this binding's hold on the primary context (any thread may close: nothing stays pushed)."""
         with self._calling():
-            self._drv.Context.pop()
+            self._context.detach()
