@@ -163,14 +163,17 @@ class Stream:
     def __init__(self, flags: int = 0) -> None:
         _current("cuStreamCreate")
         self._stream = GPU.new_stream()
-        self.handle = self._stream.handle
+
+    @property
+    def handle(self) -> int:
+        return self._stream.handle
 
     def synchronize(self) -> None:
         _current("cuStreamSynchronize")
         _faults("cuStreamSynchronize", self._stream.synchronize)
 
     def __del__(self) -> None:
-        GPU.streams.pop(self.handle, None)
+        GPU.streams.pop(self._stream.handle, None)
 
 
 class Event:

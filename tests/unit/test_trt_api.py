@@ -524,16 +524,20 @@ def test_layer_precisions_read_10x_and_11x_inspector_json():
 
 # ---------------------------------------------------------------- the runner's refusal of foreign engines
 
-DEVICE = DeviceInfo(0, "Orin", "8.7", True)
+AGX = DeviceInfo(0, "Orin", "8.7", True, 16, 62841)  # Jetson AGX Orin 64GB: 2 DLA cores
 
 
-def test_engine_from_another_tensorrt_or_gpu_is_refused():
-    sidecar = {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7"}
-    check_engine_matches(sidecar, "10.3.0.30", DEVICE, Path("m.engine"))
+def test_engine_from_another_tensorrt_or_device_is_refused():
+    sidecar = {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7", "sm_count": 16,
+               "memory_mb": 62841, "dla_cores": 2}  # fmt: skip
+    check_engine_matches(sidecar, "10.3.0.30", AGX, 2, Path("m.engine"))
     with pytest.raises(FcnEdgeError, match=r"built with TensorRT 10\.3\.0\.30, this machine has 10\.7\.0.*rebuild with: python scripts/build_engine.py"):
-        check_engine_matches(sidecar, "10.7.0", DEVICE, Path("m.engine"))
-    with pytest.raises(FcnEdgeError, match=r"built for Orin \(compute 8\.7\).*RTX 4090.*rebuild with"):
-        check_engine_matches(sidecar, "10.3.0.30", DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", False), Path("m.engine"))
+        check_engine_matches(sidecar, "10.7.0", AGX, 2, Path("m.engine"))
+    with pytest.raises(FcnEdgeError, match=r"built for Orin \(compute 8\.7, 16 SMs.*RTX 4090.*rebuild with"):
+        check_engine_matches(sidecar, "10.3.0.30", DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", False, 128, 24090), 0, Path("m.engine"))
+    nano = DeviceInfo(0, "Orin", "8.7", True, 8, 7620)  # same name and compute capability as the AGX: every Orin is "Orin", 8.7
+    with pytest.raises(FcnEdgeError, match=r"with 2 DLA cores, this machine has Orin \(compute 8\.7, 8 SMs, 7620 MB\) with 0"):
+        check_engine_matches(sidecar, "10.3.0.30", nano, 0, Path("m.engine"))
 
 
 def test_sidecar_sits_beside_the_engine_and_is_required(tmp_path):
@@ -545,9 +549,10 @@ def test_sidecar_sits_beside_the_engine_and_is_required(tmp_path):
     with pytest.raises(FcnEdgeError, match="is missing.*rebuild with"):
         read_sidecar(engine)
     sidecar_path(engine).write_text(json.dumps({"tensorrt_version": "10.3.0"}))
-    with pytest.raises(FcnEdgeError, match="lacks gpu_name, compute_capability"):
+    with pytest.raises(FcnEdgeError, match="lacks gpu_name, compute_capability, sm_count, memory_mb, dla_cores"):
         read_sidecar(engine)
-    facts = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}
+    facts = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "sm_count": 16, "memory_mb": 62841,
+             "dla_cores": 2}  # fmt: skip
     sidecar_path(engine).write_text(json.dumps({"format": "x", "engine": facts}))  # as build/pipeline.py nests them
     assert read_sidecar(engine) == facts
     sidecar_path(engine).write_text("{not json")

@@ -17,7 +17,7 @@ from fcn_edge.backends.tensorrt import api as trt_api
 from fcn_edge.backends.tensorrt import runner as runner_module
 from fcn_edge.backends.cuda import find_gpu
 from fcn_edge.sidecar import sidecar_path
-from trt_fakes import NumpyCuda, engine_bytes, fake_tensorrt
+from trt_fakes import FACTS, NumpyCuda, engine_bytes, fake_tensorrt
 
 
 def test_on_a_cpu_machine_it_says_what_is_missing_in_one_table_quickly():
@@ -70,7 +70,7 @@ def test_the_stream_path_runs_its_frames_through_the_tensorrt_runner(tmp_path, m
     trt = fake_tensorrt(cuda)
     engine = tmp_path / "default.int8.engine"
     engine.write_bytes(engine_bytes((1, 32, 32, 3), (1, 480, 640, 3), (1, 480, 640, 3)))
-    facts = {"tensorrt_version": trt.__version__, "gpu_name": "Fake GPU", "compute_capability": "8.7"}
+    facts = {"tensorrt_version": trt.__version__, **FACTS}
     sidecar_path(engine).write_text(json.dumps({"engine": facts, "model": {"palette": [[0, 0, 0]] * 8}}))
     monkeypatch.setattr(trt_api, "import_tensorrt", lambda: trt)
     monkeypatch.setattr(runner_module, "open_cuda", lambda binding: cuda)
@@ -116,7 +116,7 @@ def test_the_tensorrt_path_builds_runs_and_compares_with_the_cpu(tmp_path, monke
 
     def fake_build(graph, engine, options):
         engine.write_bytes(engine_bytes(options.min_shape, options.opt_shape, options.max_shape))
-        return {"tensorrt_version": trt.__version__, "gpu_name": "Fake GPU", "compute_capability": "8.7",
+        return {"tensorrt_version": trt.__version__, **FACTS,
                 "layer_precisions": {options.precision: 1}, "build_seconds": 0.0}  # fmt: skip
 
     monkeypatch.setattr(selftest, "build_engine", fake_build)

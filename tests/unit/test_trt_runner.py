@@ -22,7 +22,7 @@ from fcn_edge.backends.tensorrt import api as trt_api
 from fcn_edge.backends.tensorrt import runner as runner_module
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.sidecar import sidecar_path
-from trt_fakes import NumpyCuda, engine_bytes, fake_tensorrt, reference_labels
+from trt_fakes import FACTS, NumpyCuda, engine_bytes, fake_tensorrt, reference_labels
 
 PROFILE = ((1, 16, 16, 3), (1, 64, 96, 3), (2, 128, 160, 3))
 
@@ -40,7 +40,7 @@ def make_runner(tmp_path, monkeypatch):
         trt = fake_tensorrt(cuda)
         engine = tmp_path / "fake.int8.engine"
         engine.write_bytes(engine_bytes(*PROFILE, logits=logits))
-        facts = {"tensorrt_version": trt.__version__, "gpu_name": "Fake GPU", "compute_capability": "8.7", "dla_core": dla_core}
+        facts = {"tensorrt_version": trt.__version__, **FACTS, "dla_core": dla_core}
         sidecar_path(engine).write_text(json.dumps({"engine": facts}))
         monkeypatch.setattr(trt_api, "import_tensorrt", lambda: trt)
         monkeypatch.setattr(runner_module, "open_cuda", lambda binding: cuda.reopen())

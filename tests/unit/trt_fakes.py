@@ -38,6 +38,8 @@ from fcn_edge.backends.cuda import CudaBinding, CudaError, DeviceInfo, HostBuffe
 PAGE = 4096
 CLASSES = 8
 ENGINE_MAGIC = b"FAKE-ENGINE"
+IDENTITY = (4, 8192)  # the fake GPU's SM count and memory (MB)
+FACTS = {"gpu_name": "Fake GPU", "compute_capability": "8.7", "sm_count": IDENTITY[0], "memory_mb": IDENTITY[1], "dla_cores": 0}
 
 
 def reference_labels(frames: np.ndarray) -> np.ndarray:
@@ -51,7 +53,7 @@ class NumpyCuda(CudaBinding):
     name = "numpy-fake"
 
     def __init__(self, integrated: bool = False) -> None:
-        self.device = DeviceInfo(0, "Fake GPU", "8.7", integrated)
+        self.device = DeviceInfo(0, "Fake GPU", "8.7", integrated, *IDENTITY)
         self.blocks: dict[int, np.ndarray] = {}  # address -> bytes, for device and mapped memory
         self.host: dict[int, str] = {}  # live host buffers: address -> "pinned" | "mapped"
         self.calls: list[tuple] = []  # ("htod", nbytes), ("free", address), ... in order
@@ -280,6 +282,7 @@ def fake_tensorrt(cuda: NumpyCuda, version: str = "10.3.0.30") -> types.SimpleNa
     class Runtime:
         def __init__(self, logger: Logger) -> None:
             self.DLA_core = -1
+            self.num_DLA_cores = 0
             self.engines: list[FakeEngine] = []
             runtimes.append(self)
 

@@ -61,4 +61,5 @@ def _find_gpu_torch() -> tuple[DeviceInfo | None, str | None]:
     if not torch.cuda.is_available():
         return None, f"no CUDA GPU visible (torch {torch.__version__}: torch.cuda.is_available() is False)"
     props = torch.cuda.get_device_properties(0)
-    return DeviceInfo(0, props.name, f"{props.major}.{props.minor}", bool(props.is_integrated)), None
+    identity = (props.multi_processor_count, props.total_memory >> 20)
+    return DeviceInfo(0, props.name, f"{props.major}.{props.minor}", bool(props.is_integrated), *identity), None

@@ -33,6 +33,11 @@ class DeviceInfo:
     name: str
     compute_capability: str  # "8.7"
     integrated: bool  # shares DRAM with the CPU (Jetson): mapped host buffers need no copies
+    sm_count: int = 0  # with the memory, what tells Jetson modules apart: every Orin is "Orin", compute 8.7
+    memory_mb: int = 0
+
+    def describe(self) -> str:
+        return f"{self.name} (compute {self.compute_capability}, {self.sm_count} SMs, {self.memory_mb} MB)"
 
 
 class HostBuffer:

@@ -54,15 +54,17 @@ def find_gpu_driver(driver: Any) -> tuple[DeviceInfo | None, str | None]:
         return None, f"no CUDA GPU visible (cuDeviceGetCount: {status.name if status else '0 devices'})"
     device = _checked(driver, "cuDeviceGet", driver.cuDeviceGet(0))
     name = _checked(driver, "cuDeviceGetName", driver.cuDeviceGetName(256, device))
-    major, minor, integrated = (
+    major, minor, integrated, sms = (
         _checked(driver, "cuDeviceGetAttribute", driver.cuDeviceGetAttribute(which, device))
         for which in (
             driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
             driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
             driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_INTEGRATED,
+            driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
         )
     )
-    return DeviceInfo(0, _text(name), f"{major}.{minor}", bool(integrated)), None
+    memory = _checked(driver, "cuDeviceTotalMem", driver.cuDeviceTotalMem(device))
+    return DeviceInfo(0, _text(name), f"{major}.{minor}", bool(integrated), int(sms), int(memory) >> 20), None
 
 
 def _checked(driver: Any, name: str, result: tuple) -> Any:
@@ -93,15 +95,17 @@ class CudaPython(CudaBinding):
             raise FcnEdgeError(f"no CUDA device {index}: this machine has {count}; choose 0..{count - 1}")
         self._call("cudaSetDevice", runtime.cudaSetDevice(index))
         props = self._call("cudaGetDeviceProperties", runtime.cudaGetDeviceProperties(index))
-        major, minor, integrated = (
+        major, minor, integrated, sms = (
             self._call("cudaDeviceGetAttribute", runtime.cudaDeviceGetAttribute(which, index))
             for which in (
                 runtime.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor,
                 runtime.cudaDeviceAttr.cudaDevAttrComputeCapabilityMinor,
                 runtime.cudaDeviceAttr.cudaDevAttrIntegrated,
+                runtime.cudaDeviceAttr.cudaDevAttrMultiProcessorCount,
             )
         )
-        self.device = DeviceInfo(index, _text(props.name), f"{major}.{minor}", bool(integrated))
+        self.device = DeviceInfo(index, _text(props.name), f"{major}.{minor}", bool(integrated), int(sms),
+                                 int(props.totalGlobalMem) >> 20)  # fmt: skip
 
     def _call(self, name: str, result: tuple) -> Any:
         status, *values = result

@@ -21,11 +21,12 @@ from .binding import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
 # the code), and the methods it calls on PyCUDA objects (checked where PyCUDA is installed).
 SURFACE = (
     "Context.get_current", "Context.pop", "Device", "Device.count", "Error", "Event", "Stream", "device_attribute.INTEGRATED",
+    "device_attribute.MULTIPROCESSOR_COUNT",
     "host_alloc_flags.DEVICEMAP", "init", "mem_alloc", "memcpy_dtod_async", "memcpy_dtoh_async",
     "memcpy_htod_async", "pagelocked_empty",
 )  # fmt: skip
 OBJECT_SURFACE = (
-    "Context.detach", "Context.push", "Device.compute_capability", "Device.get_attribute", "Device.name", "Device.retain_primary_context",
+    "Context.detach", "Context.push", "Device.compute_capability", "Device.get_attribute", "Device.name", "Device.retain_primary_context", "Device.total_memory",
     "DeviceAllocation.free", "Event.record", "Event.synchronize", "Event.time_since",
     "PagelockedHostAllocation.free", "PagelockedHostAllocation.get_device_pointer", "Stream.handle", "Stream.synchronize",
 )  # fmt: skip
@@ -52,7 +53,8 @@ class PyCuda(CudaBinding):
             device = drv.Device(index)
             major, minor = device.compute_capability()
             integrated = device.get_attribute(drv.device_attribute.INTEGRATED)
-            self.device = DeviceInfo(index, device.name(), f"{major}.{minor}", bool(integrated))
+            sms = device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
+            self.device = DeviceInfo(index, device.name(), f"{major}.{minor}", bool(integrated), int(sms), device.total_memory() >> 20)
             self._context = device.retain_primary_context()
         except drv.Error as error:
             raise CudaError(str(error)) from None

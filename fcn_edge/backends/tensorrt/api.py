@@ -242,5 +242,6 @@ CALLED_METHODS: tuple[tuple[str, str], ...] = (
     ("OnnxParser", "num_errors"),
     ("OnnxParser", "parse_from_file"),
     ("Runtime", "DLA_core"),
+    ("Runtime", "num_DLA_cores"),
     ("Runtime", "deserialize_cuda_engine"),
 )

@@ -39,6 +39,7 @@ import numpy as np
 from ...atomic import atomic_path
 from ...errors import FcnEdgeError
 from . import api as trt_api
+from ..cuda import DeviceInfo
 from .api import Version, available, needed
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -54,6 +55,7 @@ class TrtProbe:
     version: str | None
     gpu_name: str | None
     compute_capability: str | None
+    device: DeviceInfo | None = None
 
 
 def probe() -> TrtProbe:
@@ -73,6 +75,7 @@ def probe() -> TrtProbe:
         version=version,
         gpu_name=gpu.name if gpu else None,
         compute_capability=gpu.compute_capability if gpu else None,
+        device=gpu,
     )
 
 
@@ -314,6 +317,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
         "tensorrt_version": trt.__version__,
         "gpu_name": found.gpu_name,
         "compute_capability": found.compute_capability,
+        "sm_count": found.device.sm_count,  # with memory and DLA cores: the device's identity (runner.check_engine_matches)
+        "memory_mb": found.device.memory_mb,
+        "dla_cores": builder.num_DLA_cores,
         "precision": options.precision,
         "strongly_typed": plan.strongly_typed,
         "dla_core": options.dla_core,

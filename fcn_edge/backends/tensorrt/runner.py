@@ -40,7 +40,7 @@ from ..cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
 from . import api as trt_api
 
 REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt --force on this machine"
-SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
+SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "sm_count", "memory_mb", "dla_cores")
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
@@ -61,16 +61,21 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
     return facts
 
 
-def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, engine_path: Path) -> None:
-    """Refuse an engine built by another TensorRT or for another GPU: TensorRT would fail or misbehave."""
+def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, dla_cores: int, engine_path: Path) -> None:
+    """Refuse an engine built by another TensorRT or for another device: TensorRT would fail, or run it untuned.
+
+    The name and compute capability alone do not tell Jetson modules apart (every Orin is "Orin",
+    compute 8.7), so the SM count, memory and DLA cores are part of the identity.
+    """
     if sidecar["tensorrt_version"] != trt_version:
         raise FcnEdgeError(
             f"{engine_path} was built with TensorRT {sidecar['tensorrt_version']}, this machine has {trt_version}: {REBUILD}"
         )
-    if (sidecar["gpu_name"], sidecar["compute_capability"]) != (device.name, device.compute_capability):
+    built = DeviceInfo(0, sidecar["gpu_name"], sidecar["compute_capability"], device.integrated, sidecar["sm_count"], sidecar["memory_mb"])
+    if (built.describe(), sidecar["dla_cores"]) != (device.describe(), dla_cores):
         raise FcnEdgeError(
-            f"{engine_path} was built for {sidecar['gpu_name']} (compute {sidecar['compute_capability']}), "
-            f"this machine has {device.name} (compute {device.compute_capability}): {REBUILD}"
+            f"{engine_path} was built for {built.describe()} with {sidecar['dla_cores']} DLA cores, this machine has "
+            f"{device.describe()} with {dla_cores}: {REBUILD}"
         )
 
 
@@ -105,14 +110,14 @@ class TrtRunner(Runner):
         trt = trt_api.import_tensorrt()
         self._cuda = open_cuda(self.cuda_binding)
         try:
-            check_engine_matches(sidecar, trt.__version__, self._cuda.device, self.path)
-            self._load(trt, sidecar.get("dla_core"))
+            runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            check_engine_matches(sidecar, trt.__version__, self._cuda.device, runtime.num_DLA_cores, self.path)
+            self._load(trt, runtime, sidecar.get("dla_core"))
         except BaseException:
             self._release()
             raise
 
-    def _load(self, trt: Any, dla_core: int | None) -> None:
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    def _load(self, trt: Any, runtime: Any, dla_core: int | None) -> None:
         if dla_core is not None:
             runtime.DLA_core = dla_core  # before deserializing: the engine's DLA layers run on the core it was built for
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
