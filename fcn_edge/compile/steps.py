@@ -197,7 +197,9 @@ class Work:
         ort_path, trt_path = chosen.paths["onnxruntime"], chosen.paths["tensorrt"]
         figures, trt_figures, unquantized = chosen.figures["onnxruntime"], chosen.figures["tensorrt"], chosen.unquantized
         cache = self.tmp / "int8.calib"
-        trt_cache.write_cache(cache, ranges.amax, self.trt_version)
+        # implicit INT8 quantizes every tensor the cache names: only those the Q/DQ placement quantizes, never the score tail
+        quantized = qdq.quantized_activations(onnx.load(str(trt_path)))
+        trt_cache.write_cache(cache, {t: a for t, a in ranges.amax.items() if t in quantized}, self.trt_version)
         extras = {"tensorrt_qdq_onnx": trt_path, "tensorrt_calibration_cache": cache, "tensorrt_calibration_onnx": self.prepared}
         details = {
             "calibration": {

@@ -179,6 +179,12 @@ def precision_summary(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
     return {op: {"int8": int8[op], "float": other[op]} for op in sorted(set(int8) | set(other))}
 
 
+def quantized_activations(model: onnx.ModelProto) -> set[str]:
+    """The activation tensors a Q/DQ model quantizes (weights are quantized per channel by TensorRT itself)."""
+    constants = {t.name for t in model.graph.initializer}
+    return {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in constants}
+
+
 class _quiet:
     """ONNX Runtime's quantizer logs advice at WARNING for every call; the build reports what matters."""
 

@@ -10,8 +10,8 @@ an input in opset 18 lose it, reducing over every axis, as the 8.6 importer does
 The engine runs the graph with ONNX Runtime (on the CPU) at the precision the build gave it:
 
 - as written where the network is strongly typed (Q/DQ and FP16 tensors as the ONNX has them);
-- BuilderFlag.FP16 (weak typing): every float tensor rounded to FP16, weights included,
-  except the outputs of layers constrained to FP32 (OBEY_PRECISION_CONSTRAINTS);
+- BuilderFlag.FP16 (weak typing): every float tensor rounded to FP16, weights included (the
+  builder may pick FP16 for any layer; layer precision constraints are not modelled);
 - BuilderFlag.INT8 with a calibration cache: every tensor the cache gives a scale to is
   fake-quantized (symmetric INT8 at that scale), and the weights of the convolutions
   that read one per output channel, as TensorRT does.
@@ -141,7 +141,7 @@ def float_tensors(model: onnx.ModelProto) -> list[str]:
     return [out for node in model.graph.node for out in node.output if types.get(out) == TensorProto.FLOAT]
 
 
-def executable(model: onnx.ModelProto, fp16: bool, scales: dict[str, float], fp32_layers: set[str]) -> onnx.ModelProto:
+def executable(model: onnx.ModelProto, fp16: bool, scales: dict[str, float]) -> onnx.ModelProto:
     """``model`` as a weakly typed engine runs it: see the module docstring."""
     if not fp16 and not scales:
         return model
@@ -149,7 +149,6 @@ def executable(model: onnx.ModelProto, fp16: bool, scales: dict[str, float], fp3
     types = _types(typed)
     model = _copy(model)
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
     conv_weights = {n.input[1] for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and n.input[0] in scales}
     if fp16 or conv_weights:
         for tensor in graph.initializer:
@@ -174,7 +173,7 @@ def executable(model: onnx.ModelProto, fp16: bool, scales: dict[str, float], fp3
             if out in scales:
                 nodes += _fake_quant(out, scales[out], graph)
                 rename[out] = f"{out}__standin_q"
-            elif fp16 and producers[out].name not in fp32_layers:
+            elif fp16:
                 nodes += _round_fp16(out)
                 rename[out] = f"{out}__standin_h"
     del graph.node[:]

@@ -87,7 +87,7 @@ class _Api:
         v = self.version
         data_types = ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8"] + (["INT64", "BF16"] if v >= (10, 0) else [])
         DataType = _enum("DataType", data_types)  # noqa: N806
-        flags = ["GPU_FALLBACK", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "REFIT"]
+        flags = ["GPU_FALLBACK", "REFIT"]
         if v < (11, 0):
             flags += ["FP16", "INT8"]
         network_flags = (["EXPLICIT_BATCH"] if v < (11, 0) else []) + (["STRONGLY_TYPED"] if v >= (10, 0) else [])
@@ -102,10 +102,6 @@ class _Api:
             @property
             def num_DLA_cores(self) -> int:  # noqa: N802
                 return GPU.device.dla_cores if api.has_dla else 0
-
-            @property
-            def platform_has_fast_fp16(self) -> bool:
-                return True
 
             def create_network(self, flags: int = 0) -> _Network:
                 known = {f: 1 << int(getattr(NetworkDefinitionCreationFlag, f)) for f in network_flags}
@@ -379,8 +375,7 @@ def _engine_blob(api: _Api, builder: Any, network: _Network, config: _Config, de
             raise _BuildError("the build was cancelled by the progress monitor")
         monitor.phase_finish("Building engine")
     fp16 = "FP16" in config.flags
-    constrained = set()  # layers held to FP32: not modelled per layer; OBEY_PRECISION_CONSTRAINTS alone keeps none
-    runs = parsing.executable(model, fp16, scales, constrained)
+    runs = parsing.executable(model, fp16, scales)
     device = GPU.device
     header = {
         "tensorrt_version": api.release,

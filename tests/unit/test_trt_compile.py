@@ -5,21 +5,14 @@ The automatic choice itself runs end to end on the TensorRT stand-in (tests/inte
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pytest
 
 from fcn_edge.backends.tensorrt import api as trt_api
 from fcn_edge.backends.tensorrt import runner as runner_module
 from fcn_edge.backends.tensorrt import timing
-from fcn_edge.compile import pipeline, source, steps
-from fcn_edge.compile.options import Backend, BuildOptions
-from test_trt_budget import _calibration, colour_model
 from trt_fakes import FACTS as DEVICE_FACTS, NumpyCuda, engine_bytes, fake_tensorrt
 
 FACTS = {"tensorrt_version": "10.3.0.30", **DEVICE_FACTS}
-ENGINE_MS = {"fp32": 10.0, "int8": 12.0, "fp16": 5.0}  # what the fake GPU "measures" per engine
 
 
 def test_engine_latency_is_measured_through_the_runner_on_frame_pool_memory(tmp_path, monkeypatch):

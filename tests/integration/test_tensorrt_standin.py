@@ -1,0 +1,93 @@
+"""The GPU path end to end on the STAND-INS for TensorRT and CUDA (fcn_edge.standin), as a user runs it.
+
+No GPU and no TensorRT here: ``FCN_EDGE_TENSORRT_STANDIN`` makes ``import tensorrt``, cuda-python and
+PyCUDA resolve to stand-ins that keep TensorRT's and CUDA's preconditions and run the engine's graph
+with ONNX Runtime at the engine's precision. Nothing of fcn_edge is patched: these are the commands of
+README, each on one TensorRT API line, with no shape flag (the build chooses the profile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, assert_user_error, run_script
+
+SMALL = ["--verify-scenes", "4", "--verify-size", "64x128", "--latency-size", "64x128", "--calib-size", "64x128",
+         "--search-minutes", "0", "--no-progress"]  # fmt: skip
+BUILDS = {  # id: (TensorRT line, device, precision flags)
+    "8.6-int8": ("8.6", "desktop", ["--int8"]),
+    "10.13-fp16": ("10.13", "desktop", ["--fp16"]),
+    "11.4-best": ("11.4", "desktop", []),
+    "10.3-dla": ("10.3", "orin-agx", ["--int8", "--dla-core", "0"]),
+}
+
+
+def standin(line: str, device: str) -> dict[str, str]:
+    return {"FCN_EDGE_TENSORRT_STANDIN": line, "FCN_EDGE_STANDIN_DEVICE": device}
+
+
+def stream(engine: Path, line: str, device: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--size", "64x128", "--fps", "0", "--max-frames", "6",
+               "--model", str(engine), "--headless", *args]  # fmt: skip
+    env = {**os.environ, **standin(line, device)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    """Each build's sidecar, built once for the module."""
+    found = {}
+    for name, (line, device, flags) in BUILDS.items():
+        engines = tmp_path_factory.mktemp(name) / "engines"
+        result = run_script("build_engine.py", *flags, *SMALL, "--engines-dir", engines, env=standin(line, device))
+        assert result.returncode == 0, result.stdout + result.stderr
+        (found[name],) = engines.glob("*.engine.json")
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUILDS)
+def test_the_main_command_builds_an_engine_whose_own_labels_meet_the_budget(built, name):
+    line, device, flags = BUILDS[name]
+    sidecar = json.loads(built[name].read_text())
+    engine_row = sidecar["verification"]["rows"][0]
+    assert engine_row["label"] == f"{sidecar['precision'].upper()} TensorRT engine"  # the engine's labels decide, not ORT's
+    assert engine_row["agreement"] >= 0.98 and engine_row["miou_drop"] <= 1.0 and sidecar["verification"]["passed"]
+    assert sidecar["engine"]["tensorrt_version"].startswith(line + ".")
+    profile = sidecar["profiles"]  # from the sizes the build knew: calibration hold-outs, verification, latency
+    assert profile["opt"] == [1, 64, 128, 3] and profile["min"][1:] <= [64, 128, 3] <= profile["max"][1:]
+    if "--dla-core" in flags:
+        assert sidecar["engine"]["dla_core"] == 0 and profile["min"] == profile["opt"] == profile["max"]
+        assert sidecar["precision"] == "int8" and sidecar["engine"]["dla_cores"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
+def test_the_stream_runs_the_engine_with_either_cuda_binding(built, binding, tmp_path):
+    """PyCUDA: the capture thread allocates frame-pool buffers, where no context is current unless the binding pushes it."""
+    engine = built["8.6-int8"].with_suffix("")
+    result = stream(engine, "8.6", "desktop", "--cuda-binding", binding, "--stats-json", str(tmp_path / "stats.json"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "stats.json").read_text())["frames"] == 6
+
+
+@pytest.mark.slow
+def test_jetson_runs_its_dla_engine_in_mapped_memory_and_another_orin_refuses_it(built, tmp_path):
+    engine = built["10.3-dla"].with_suffix("")
+    result = stream(engine, "10.3", "orin-agx", "--stats-json", str(tmp_path / "stats.json"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "stats.json").read_text())["frames"] == 6
+    refused = stream(engine, "10.3", "orin-nano")  # same name "Orin" and compute 8.7: told apart by SMs, memory, DLA
+    assert_user_error(refused, "with 2 DLA cores, this machine has Orin (stand-in) (compute 8.7, 8 SMs", "rebuild")
+
+
+@pytest.mark.slow
+def test_an_engine_of_another_tensorrt_is_refused_with_the_rebuild_command(built):
+    engine = built["10.13-fp16"].with_suffix("")
+    assert_user_error(stream(engine, "10.3", "desktop"), "built with TensorRT 10.13.3.9, this machine has 10.3.0.26", "rebuild")
