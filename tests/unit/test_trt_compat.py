@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import ROOT
-from fcn_edge.backends.tensorrt import compat
+from fcn_edge.backends.tensorrt import compat, opset
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.quantize import qdq
 from fcn_edge.quantize.statistics import TensorRanges
@@ -100,7 +100,7 @@ def test_qdq_rules_symmetric_int8_and_per_channel_weights_only():
     problems = compat.check(_model(nodes, [x], [y], init), "10")
     found = {(p.node, p.detail.split(":")[0]) for p in problems}
     assert ("asymmetric_uint8", "zero point is not all zeros") in found
-    assert ("asymmetric_uint8", "quantizes to UINT8; TensorRT 10.x takes INT8, FP8, INT4") in found
+    assert ("asymmetric_uint8", "quantizes to UINT8; TensorRT 10.x takes INT8, FP8, INT4, FP4") in found
     assert ("per_channel_activation", "per-channel scales on an activation") in found
 
 
@@ -152,7 +152,8 @@ def test_qdq_placement_parses_and_keeps_qdq_off_the_main_branch_and_between_conv
 
 @pytest.mark.slow
 def test_every_graph_a_build_of_the_default_model_makes_for_tensorrt_parses_on_every_line(tmp_path):
-    """What build_engine.py --fp32/--fp16/--int8 hand TensorRT, made by the same steps: prepared FP32, FP16, Q/DQ."""
+    """What build_engine.py --fp32/--fp16/--int8 hand TensorRT, made by the same steps: prepared FP32, FP16, Q/DQ;
+    an 8.x build takes each at opset 17, converted with the same labels."""
     from fcn_edge.compile.source import from_onnx
     from fcn_edge.export.onnx import export_checkpoint
     from fcn_edge.quantize import calibration, fp16, statistics
@@ -164,8 +165,12 @@ def test_every_graph_a_build_of_the_default_model_makes_for_tensorrt_parses_on_e
     feeds = [from_onnx(exported).feed([frame]) for frame in frames]
     qdq.quantize(prepared, tmp_path / "int8.onnx", statistics.collect_ranges(onnx.load(prepared), feeds, "max", progress=False), "tensorrt")
     fp16.to_fp16(prepared, tmp_path / "fp16.onnx")
-    for graph in ("prepared.onnx", "fp16.onnx", "int8.onnx"):
-        assert compat.report(tmp_path / graph) == {line: [] for line in LINES}, graph
+    for graph in ("default.onnx", "prepared.onnx", "fp16.onnx", "int8.onnx"):
+        found = {line: [p.rule for p in problems] for line, problems in compat.report(tmp_path / graph).items()}
+        assert found == {"8": ["opset"], "10": [], "11": []}, graph  # the exporter writes opset 18
+        converted = opset.for_line(tmp_path / graph, "8", tmp_path / "opset17")
+        assert compat.report(converted) == {line: [] for line in LINES}, graph
+        assert all(np.array_equal(a, b) for a, b in zip(_run(tmp_path / graph, feeds[0]), _run(converted, feeds[0]))), graph
 
 
 @pytest.mark.parametrize("name", ["default.int8.trt-qdq.onnx", "default.int8.calib.onnx"])
@@ -186,3 +191,119 @@ def test_the_command_lists_the_nodes_and_exits_non_zero(tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"\x01 not onnx")
     assert compat.main([str(tmp_path / "junk.onnx")]) == 2
     assert "is not an ONNX model" in capsys.readouterr().err
+
+
+def _run(path, feed: dict) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def _opset18_model() -> onnx.ModelProto:
+    """The nodes opset 18 changed, as the exporter writes them: Reduce* with an axes input, Pad, Resize, Split."""
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    nodes = [
+        helper.make_node("Constant", [], ["mean_axes"], value=numpy_helper.from_array(np.array([1], np.int64))),
+        helper.make_node("ReduceMean", ["x", "mean_axes"], ["mean"], name="mean"),  # keepdims: 1 x 1 x 8 x 8
+        helper.make_node("Sub", ["x", "mean"], ["centred"], name="centre"),
+        helper.make_node("ReduceMax", ["centred", "axes"], ["peak"], name="peak"),
+        helper.make_node("Div", ["centred", "peak"], ["scaled"], name="scale"),
+        helper.make_node("Pad", ["scaled", "pads"], ["padded"], name="pad", mode="reflect"),
+        helper.make_node("Resize", ["padded", "", "scales"], ["big"], name="resize", mode="linear"),
+        helper.make_node("Split", ["big"], ["a", "b"], name="split", axis=1, num_outputs=2),
+    ]
+    return _model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("a", "b")], [axes, pads, scales], opset=18,
+    )  # fmt: skip
+
+
+def test_an_opset_above_the_parsers_is_one_problem_on_that_line_only():
+    report = compat.report(_opset18_model())  # 8.6 would drop ReduceMean-18's axes input and average every axis
+    assert [(p.node, p.rule) for p in report["8"]] == [("model", "opset")]
+    assert "up to 17" in report["8"][0].detail and "Opset 17" in report["8"][0].source
+    assert report["10"] == report["11"] == []
+    with pytest.raises(FcnEdgeError, match=r"TensorRT 8\.x's ONNX parser would reject m: model \(-\): is opset 18"):
+        compat.require_parsable(_opset18_model(), "8", "m")
+
+
+def test_for_line_writes_an_opset_17_copy_for_8x_with_the_same_outputs(tmp_path):
+    source = tmp_path / "m.onnx"
+    onnx.save(_opset18_model(), source)
+    assert opset.for_line(source, "10", tmp_path / "work") == source  # 10.x implements opset 18
+    converted = opset.for_line(source, "8", tmp_path / "work")
+    model = onnx.load(converted)
+    assert converted != source and opset.default_opset(model) == 17
+    assert {n.op_type: len(n.input) for n in model.graph.node} == {
+        "ReduceMean": 1, "Sub": 2, "ReduceMax": 1, "Div": 2, "Pad": 2, "Resize": 3, "Split": 1,
+    }  # axes became attributes, the Constant feeding them is gone  # fmt: skip
+    assert compat.report(converted) == {line: [] for line in LINES}
+    feed = {"x": np.random.default_rng(0).normal(size=(1, 4, 8, 8)).astype(np.float32)}
+    before, after = _run(source, feed), _run(converted, feed)
+    assert [a.shape for a in after] == [(1, 2, 20, 20)] * 2 and all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_for_line_names_the_node_it_cannot_convert(tmp_path):
+    model = _opset18_model()
+    model.graph.node[5].input.extend(["", "axes"])  # Pad-18 over axes 2 and 3 only: no opset-17 form
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(FcnEdgeError, match=r"cannot take .*m\.onnx from opset 18 to 17 for TensorRT 8\.x: node pad \(Pad\) "
+                                           r"pads only the axes of its axes input.*--opset 17$"):
+        opset.for_line(tmp_path / "m.onnx", "8", tmp_path)
+
+
+def _resize_model(scales, **attrs) -> onnx.ModelProto:
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", **attrs)
+    return _model(
+        [node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [numpy_helper.from_array(np.array(scales, np.float32), "scales")],
+    )  # fmt: skip
+
+
+def test_resize_modes_and_axes_the_parser_rejects():
+    def rules(scales, **attrs):
+        return {line: [p.detail.split(":")[0] for p in found] for line, found in compat.report(_resize_model(scales, **attrs)).items()}
+
+    crop = rules([1, 1, 2, 2], mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
+    assert crop == {line: ["coordinate_transformation_mode tf_crop_and_resize"] for line in LINES}
+    assert rules([2, 1, 1, 1], mode="linear") == {line: ["linear resize scales axis 0 by 2"] for line in LINES}
+    assert rules([1, 2, 2, 2], mode="linear") == {line: [] for line in LINES}  # linear: the innermost 3 axes (C, H, W)
+    assert rules([1, 2, 2, 2], mode="cubic") == {line: ["cubic resize scales axis 1 by 2"] for line in LINES}
+    assert rules([2, 2, 2, 2], mode="nearest") == {line: [] for line in LINES}
+    nn_floor = rules([1, 1, 2, 2], coordinate_transformation_mode="tf_half_pixel_for_nn", nearest_mode="floor")
+    assert nn_floor == {"8": ["tf_half_pixel_for_nn with nearest_mode floor"], "10": [], "11": []}
+
+
+def test_a_dequantize_without_zero_point_is_rejected_by_8x_only():
+    weight = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.int8), "w_int8")
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w_int8", "s"], ["w"], name="dq_weight"),
+        helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+    ]
+    model = _model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight, numpy_helper.from_array(np.float32(0.1), "s")],
+    )  # fmt: skip
+    report = compat.report(model)
+    assert [(p.node, p.rule, p.detail.split(":")[0]) for p in report["8"]] == [("dq_weight", "qdq", "has no zero-point input")]
+    assert report["10"] == report["11"] == []
+
+
+def test_ops_the_10x_parser_added_after_10_1_pass_on_10_and_11():
+    signal = helper.make_tensor_value_info("signal", TensorProto.FLOAT, [1, 64, 1])
+    step = numpy_helper.from_array(np.array(16, np.int64), "step")
+    stft = helper.make_node("STFT", ["signal", "step", "", "length"], ["spectrum"], name="stft", onesided=1)
+    length = numpy_helper.from_array(np.array(32, np.int64), "length")
+    model = _model([stft], [signal], [helper.make_tensor_value_info("spectrum", TensorProto.FLOAT, None)], [step, length])
+    report = compat.report(model)  # STFT: onnx-tensorrt 10.5 (operators.md of 10.15), not in 10.1's table
+    assert report["10"] == report["11"] == [] and [(p.node, p.rule) for p in report["8"]] == [("stft", "op")]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x08\x01"])
+def test_the_command_says_an_empty_or_two_byte_file_is_not_onnx(tmp_path, capsys, content):
+    (tmp_path / "m.onnx").write_bytes(content)
+    assert compat.main([str(tmp_path / "m.onnx")]) == 2
+    captured = capsys.readouterr()
+    assert "is not an ONNX model" in captured.err and "parses it" not in captured.out
