@@ -61,7 +61,7 @@ def parse(model: onnx.ModelProto, line: str, explicit_batch: bool, warn) -> onnx
         if node.op_type == "Resize":
             _check_resize(node, model, where)
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            _check_qdq(node, model, where)
+            _check_qdq(node, model, where, line)
     version = opset(model)
     ceiling = OPSET_CEILING.get(line)
     if ceiling is not None and version > ceiling:
@@ -103,13 +103,16 @@ def _check_resize(node: onnx.NodeProto, model: onnx.ModelProto, where: str) -> N
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if attrs.get("coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize":
         raise ParseError(f"{where}: TensorRT does not support tf_crop_and_resize")
-    if attrs.get("mode", b"nearest") in (b"linear", b"cubic"):
+    inner = {b"linear": 3, b"cubic": 2}.get(attrs.get("mode", b"nearest"))
+    if inner:  # onnx-tensorrt canUseNDResize: linear over the innermost 3 axes, cubic over the innermost 2
         scales = _constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if scales is not None and scales.size >= 2 and not np.allclose(scales[:2], 1):
-            raise ParseError(f"{where}: linear and cubic resize only over the spatial (innermost) dimensions")
+        if scales is not None and scales.size > inner and not np.allclose(scales[: scales.size - inner], 1):
+            raise ParseError(f"{where}: {attrs['mode'].decode()} resize only over the innermost {inner} dimensions")
 
 
-def _check_qdq(node: onnx.NodeProto, model: onnx.ModelProto, where: str) -> None:
+def _check_qdq(node: onnx.NodeProto, model: onnx.ModelProto, where: str, line: str) -> None:
+    if line == "8" and (len(node.input) < 3 or not node.input[2]):  # 8.6 QuantDequantLinearHelper reads input 2 unchecked
+        raise ParseError(f"{where}: Assertion failed: a zero-point input is required")
     scale = _constant(model, node.input[1])
     if scale is None:
         raise ParseError(f"{where}: the scale must be a constant")

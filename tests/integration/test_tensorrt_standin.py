@@ -91,3 +91,18 @@ def test_jetson_runs_its_dla_engine_in_mapped_memory_and_another_orin_refuses_it
 def test_an_engine_of_another_tensorrt_is_refused_with_the_rebuild_command(built):
     engine = built["10.13-fp16"].with_suffix("")
     assert_user_error(stream(engine, "10.3", "desktop"), "built with TensorRT 10.13.3.9, this machine has 10.3.0.26", "rebuild")
+
+
+@pytest.mark.slow
+def test_an_opset_18_graph_is_built_at_opset_17_for_the_8x_parser(tmp_path):
+    """--refine's ReduceMean takes its axes as an input from opset 18, which the 8.6 importer ignores: built as exported,
+    the engine averages over every axis and its labels miss the budget; the build converts it to opset 17 first."""
+    model = tmp_path / "refine.onnx"
+    export = run_script("export_onnx.py", "--refine", "--output", model)
+    assert export.returncode == 0, export.stderr
+    result = run_script("build_engine.py", "--onnx", model, "--fp32", *SMALL, "--engines-dir", tmp_path / "engines",
+                        env=standin("8.6", "desktop"))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (sidecar,) = (tmp_path / "engines").glob("*.engine.json")
+    engine_row = json.loads(sidecar.read_text())["verification"]["rows"][0]
+    assert engine_row["label"] == "FP32 TensorRT engine" and engine_row["agreement"] >= 0.999

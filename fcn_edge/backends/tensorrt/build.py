@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -281,18 +282,20 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     trt = trt_api.import_tensorrt()
     release = trt_api.parse_release(trt.__version__)
     plan = plan_build(release, options, onnx_kinds(onnx_path))
-    from . import compat  # here, not at the top: python -m fcn_edge.backends.tensorrt.compat must run it fresh
+    from . import compat, opset  # here, not at the top: python -m fcn_edge.backends.tensorrt.compat must run it fresh
 
-    compat.require_parsable(onnx_path, compat.line_of(release), str(onnx_path))
     calibration = read_calibration_cache(options.calibration_cache, trt.__version__) if plan.calibrate_from_cache else None
-
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = " | ".join(" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors))
-        raise FcnEdgeError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}: re-export it with scripts/export_onnx.py")
+    line = compat.line_of(release)
+    with tempfile.TemporaryDirectory(prefix="fcn_edge_opset_") as workdir:  # 8.x parses opsets up to 17 only
+        parsed = opset.for_line(onnx_path, line, Path(workdir))
+        compat.require_parsable(parsed, line, str(onnx_path))
+        if not parser.parse_from_file(str(parsed)):
+            errors = " | ".join(" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors))
+            raise FcnEdgeError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}: re-export it with scripts/export_onnx.py")
     config = builder.create_builder_config()
     keep_alive = _configure(trt, builder, network, config, options, plan, shapes, calibration)
 
