@@ -89,6 +89,12 @@ class Runner:
         """
         return np.empty(shape, np.uint8)
 
+    def release_frame_buffer(self, buffer: np.ndarray) -> None:
+        """Give back a :meth:`frame_buffer` nobody reads any more (the stream's pool slot of an old frame size).
+
+        Plain memory goes with its last reference; runners that hand out page-locked memory free it here.
+        """
+
     def deactivate(self) -> None:
         """Free what ``activate`` allocated; a no-op when not active."""
         if self.is_active:

@@ -35,6 +35,25 @@ def root() -> Path:
     return ROOT
 
 
+STANDIN_MODULES = ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.driver", "cuda.bindings.runtime",
+                   "cuda.bindings.utils", "pycuda", "pycuda.driver")  # fmt: skip
+
+
+@pytest.fixture
+def standin_imports():
+    """``install(line)`` of the TensorRT/CUDA STAND-INS (fcn_edge.standin) for one test; the real modules (or their
+    absence) are put back after it. Only imports are swapped, never fcn_edge's functions."""
+    from fcn_edge import standin
+
+    saved = {name: sys.modules.get(name) for name in STANDIN_MODULES}
+    yield standin.install
+    for name, module in saved.items():
+        if module is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = module
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Test tensors are small: on a shared 2-core machine a second torch thread only adds

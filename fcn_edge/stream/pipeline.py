@@ -238,6 +238,8 @@ class Stream:
                 if frame is None:
                     return
                 if frame is not buffer:  # the first frame, or a new size: give the pool a slot of runner memory
+                    if buffer is not None:  # the old size's slot: nobody holds it (it came from the free pool)
+                        self.runner.release_frame_buffer(buffer)
                     frame = self._into_runner_memory(frame)
                 if self.source.live:
                     self._offer_newest(frame)

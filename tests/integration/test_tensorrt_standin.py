@@ -14,9 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, assert_user_error, run_script
+from fcn_edge.data.synthetic import PALETTE
+from fcn_edge.sidecar import sidecar_path
+from fcn_edge.stream.overlay import Overlay
+from fcn_edge.stream.pipeline import Stream, StreamOptions
+from fcn_edge.stream.sinks import Sink
+from fcn_edge.stream.sources import Source
 
 SMALL = ["--verify-scenes", "4", "--verify-size", "64x128", "--latency-size", "64x128", "--calib-size", "64x128",
          "--search-minutes", "0", "--no-progress"]  # fmt: skip
@@ -106,3 +113,60 @@ def test_an_opset_18_graph_is_built_at_opset_17_for_the_8x_parser(tmp_path):
     (sidecar,) = (tmp_path / "engines").glob("*.engine.json")
     engine_row = json.loads(sidecar.read_text())["verification"]["rows"][0]
     assert engine_row["label"] == "FP32 TensorRT engine" and engine_row["agreement"] >= 0.999
+
+
+class SizeChanges(Source):
+    """Frames whose size changes every two, read into the pool's buffer when it fits (as OpenCV reads video)."""
+
+    description = "frames of two sizes"
+
+    def __init__(self, count: int) -> None:
+        self.sizes = [(96, 128) if i // 2 % 2 == 0 else (64, 96) for i in range(count)]
+        self.index = 0
+
+    def open(self) -> None:
+        self.index = 0
+
+    def read(self, buffer):
+        if self.index >= len(self.sizes):
+            return None
+        shape = (*self.sizes[self.index], 3)
+        self.index += 1
+        frame = buffer if buffer is not None and buffer.shape == shape else np.empty(shape, np.uint8)
+        frame[:] = self.index
+        return frame
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class PinnedCount(Sink):
+    """Counts the stand-in GPU's live page-locked allocations at every frame written."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def write(self, image) -> None:
+        from fcn_edge.standin.device import GPU
+
+        self.counts.append(sum(kind == "pinned" for _, kind in list(GPU.memory.blocks.values())))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@pytest.mark.slow
+def test_frame_pool_slots_of_an_old_frame_size_are_freed(standin_imports, frame_model, tmp_path):
+    """Every size change gave the pool new page-locked slots and kept the old ones until the stream ended."""
+    standin_imports("10.13")
+    from fcn_edge.backends.tensorrt import TrtBuildOptions, TrtRunner, build_engine
+
+    engine = tmp_path / "m.fp32.engine"
+    options = TrtBuildOptions(min_shape=(1, 64, 96, 3), opt_shape=(1, 96, 128, 3), max_shape=(1, 96, 128, 3), progress=False)
+    sidecar_path(engine).write_text(json.dumps({"engine": build_engine(frame_model, engine, options)}))
+    counter = PinnedCount()
+    source = SizeChanges(24)
+    with TrtRunner(engine) as runner:
+        stats = Stream(source, runner, Overlay(PALETTE, 0.5), [counter], StreamOptions(status_interval=0)).run()
+    assert stats.frames == 24
+    assert max(counter.counts) == max(counter.counts[:8]), counter.counts  # 12 size changes: no growth after the first two

@@ -16,30 +16,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from fcn_edge import standin
 from fcn_edge.backends.cuda import CudaError
 from fcn_edge.standin import tensorrt_api
 from test_trt_bindings import releases, stubs  # noqa: F401 (fixtures)
 
-SWAPPED = ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.driver", "cuda.bindings.runtime", "cuda.bindings.utils",
-           "pycuda", "pycuda.driver")  # fmt: skip
 OBJECTS = {  # the stand-in's classes of objects TensorRT hands out -> the real class
     tensorrt_api._Network: "INetworkDefinition", tensorrt_api._Config: "IBuilderConfig",
     tensorrt_api._Profile: "IOptimizationProfile", tensorrt_api._Engine: "ICudaEngine",
     tensorrt_api._Context: "IExecutionContext", tensorrt_api._TimingCache: "ITimingCache", tensorrt_api._Tensor: "ITensor",
 }  # fmt: skip
-
-
-@pytest.fixture
-def swap():
-    """Install the stand-ins for one test and put the real modules (or their absence) back after it."""
-    saved = {name: sys.modules.get(name) for name in SWAPPED}
-    yield standin.install
-    for name, module in saved.items():
-        if module is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = module
 
 
 def public(cls: type) -> set[str]:
@@ -79,8 +64,8 @@ def frame_model(path, opset: int = 17):
     return path
 
 
-def test_a_dynamic_input_needs_a_profile_and_frames_must_fit_it(swap, tmp_path, capsys):
-    swap("10.13")
+def test_a_dynamic_input_needs_a_profile_and_frames_must_fit_it(standin_imports, tmp_path, capsys):
+    standin_imports("10.13")
     trt = sys.modules["tensorrt"]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -103,8 +88,8 @@ def test_a_dynamic_input_needs_a_profile_and_frames_must_fit_it(swap, tmp_path, 
     assert not context.execute_async_v3(0)  # addresses unset
 
 
-def test_engines_refuse_another_release_and_another_compute_capability(swap, tmp_path, monkeypatch, capsys):
-    swap("10.3")
+def test_engines_refuse_another_release_and_another_compute_capability(standin_imports, tmp_path, monkeypatch, capsys):
+    standin_imports("10.3")
     trt = sys.modules["tensorrt"]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -121,9 +106,9 @@ def test_engines_refuse_another_release_and_another_compute_capability(swap, tmp
     assert tensorrt_api.module("10.13").Runtime(logger).deserialize_cuda_engine(blob) is None
 
 
-def test_the_8x_parser_reduces_over_every_axis_when_axes_is_an_opset_18_input(swap, tmp_path):
+def test_the_8x_parser_reduces_over_every_axis_when_axes_is_an_opset_18_input(standin_imports, tmp_path):
     """onnx-tensorrt 8.6 imports ReduceMean as opset 13 did: the ``axes`` input of opset 18 is ignored."""
-    swap("8.6")
+    standin_imports("8.6")
     trt = sys.modules["tensorrt"]
     nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 2])],
@@ -136,9 +121,9 @@ def test_the_8x_parser_reduces_over_every_axis_when_axes_is_an_opset_18_input(sw
     assert [list(n.input) for n in network.model.graph.node] == [["x"]]
 
 
-def test_pycuda_buffers_can_be_allocated_and_freed_from_any_thread(swap):
+def test_pycuda_buffers_can_be_allocated_and_freed_from_any_thread(standin_imports):
     """The stream's capture thread allocates frame-pool slots: CUDA's context stack is per thread."""
-    swap("10.13")
+    standin_imports("10.13")
     from fcn_edge.backends.cuda import open_cuda
 
     cuda = open_cuda("pycuda")
@@ -159,9 +144,9 @@ def test_pycuda_buffers_can_be_allocated_and_freed_from_any_thread(swap):
     assert device not in GPU.memory.blocks and buffer.array is None
 
 
-def test_work_on_a_stream_runs_when_it_is_synchronized(swap):
+def test_work_on_a_stream_runs_when_it_is_synchronized(standin_imports):
     """A host that reads the labels before synchronizing reads stale bytes, as on a GPU."""
-    swap("10.13")
+    standin_imports("10.13")
     from fcn_edge.backends.cuda import open_cuda
 
     cuda = open_cuda("cuda-python")

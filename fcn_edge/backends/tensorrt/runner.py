@@ -18,7 +18,10 @@ mapped on Jetson) that ``infer`` reads in place: one async copy on a desktop GPU
 Jetson, where the input tensor's address is pointed at the buffer itself.
 :meth:`TrtRunner.input_buffer` is the runner's own input buffer, for a caller that decodes
 one frame at a time. Any other frame is first copied (on the host) into the input buffer.
-The labels returned are a view of the runner's output buffer, overwritten by the next call.
+The labels returned are a view of the runner's output buffer, overwritten by the next call
+and freed when a larger frame reallocates it (as is :meth:`TrtRunner.input_buffer`'s array):
+copy what you keep. The stream copies the labels it passes on, and gives frame-pool slots of
+an old frame size back (:meth:`TrtRunner.release_frame_buffer`).
 
 Uses the name-based tensor API of TensorRT 8.5+ (the binding API is deprecated there and
 removed in 10.0; see fcn_edge/backends/tensorrt/api.py).
@@ -148,6 +151,13 @@ class TrtRunner(Runner):
         buffer = self._cuda.mapped(nbytes) if self._zero_copy else self._cuda.pinned(nbytes)
         self._pool[buffer.host_ptr] = buffer
         return buffer.view(np.uint8, tuple(shape))
+
+    def release_frame_buffer(self, buffer: np.ndarray) -> None:
+        """Free a frame-pool slot now: page-locked memory is scarce (on Jetson it is the GPU's memory too)."""
+        pooled = self._pool.pop(buffer.ctypes.data, None)
+        if pooled is None:
+            raise ValueError(f"runner {self.name}: the buffer to release is not one of its frame buffers")
+        pooled.free()
 
     def input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """The page-locked uint8 array the engine reads for frames of ``shape`` (HxWx3 or NxHxWx3)."""
