@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         model = checkpoint.build()
         results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds, quiet=True, kernels=kernels)
                    for h, w in args.sizes]  # fmt: skip
-    peaks = {"method": peak.describe(args.threads, kernels), "gops": {f"{w}x{h}": r.peak for (h, w), r in zip(args.sizes, results)}}
+    peaks = {"method": peak.describe(args.threads, kernels), "isa": {p: k.variant.isa for p, k in kernels.items()},
+             "gops": {f"{w}x{h}": r.peak for (h, w), r in zip(args.sizes, results)}}  # fmt: skip
     rows = [row for result in results for row in result.rows()]
     normalised = {k: v for result in results for k, v in result.normalised().items() if "-reference@" not in k}
     print(report.table(rows))

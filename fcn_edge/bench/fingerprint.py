@@ -28,7 +28,12 @@ def _cpu_info() -> tuple[str, list[str]]:
                     flags = value.split()
     except OSError:
         pass
-    return model, sorted(f for f in flags if f in ISA_FLAGS)
+    return model, flags
+
+
+def cpu_flags() -> set[str]:
+    """Every feature flag of the CPU as /proc/cpuinfo names them (x86 ``flags``, Arm ``Features``); empty without it."""
+    return set(_cpu_info()[1])
 
 
 def _gpu() -> dict[str, str] | None:
@@ -56,7 +61,8 @@ def _versions() -> dict[str, str]:
 
 
 def fingerprint() -> dict:
-    model, flags = _cpu_info()
+    model, every_flag = _cpu_info()
+    flags = sorted(f for f in every_flag if f in ISA_FLAGS)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     gpu = _gpu()
     return {

@@ -20,7 +20,7 @@ import onnx
 from ..atomic import write_errors
 from ..errors import FcnEdgeError
 from ..lock import build_lock
-from ..quantize import calibration, trt_cache
+from ..quantize import calibration, qdq, trt_cache
 from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
@@ -138,7 +138,7 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
     name = inputs["name"]
     for precision in precisions:
         paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
-        key = artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions})
+        key = _key(inputs, options, precision, requested, versions)
         existing = None if options.force else artifact.up_to_date(paths, key, log)
         # --val-data is hashed into the key; a dataset the build chose itself is rehashed here
         if existing and options.val_data is None and images.verified_data_changed(existing, options.val_images):
@@ -159,7 +159,7 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
         for index, precision in enumerate(precisions):
             last = index == len(precisions) - 1
             paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
-            key = artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions})
+            key = _key(inputs, options, precision, requested, versions)
             outcome = work.make(precision)
             # every file the build writes meets the budget: the TensorRT Q/DQ model of an INT8 build too
             problems = [f"{row.label}: {problem}" for row in outcome.figures for problem in options.budget.problems(row)]
@@ -182,6 +182,13 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
             sidecar = work.write(outcome, paths, backend, key, inputs, versions, table, not problems)
             return Built(paths, sidecar, False, table, not problems)
     raise AssertionError("unreachable: the last precision always returns or raises")
+
+
+def _key(inputs: dict, options: BuildOptions, precision: str, requested: str, versions: dict) -> str:
+    """The artifact's key; an INT8 one also holds the weight bits per placement, so that INT8 artifacts
+    quantized before ONNX Runtime's weights became 7-bit (:mod:`..quantize.qdq`) are rebuilt, not kept."""
+    recipe = {"weight_bits": qdq.WEIGHT_BITS} if precision == "int8" else {}
+    return artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions, **recipe})
 
 
 def _check_room(tmp: Path, model: Path) -> None:

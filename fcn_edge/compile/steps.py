@@ -212,6 +212,7 @@ class Work:
                 "method": options.calib_method, "images": len(frames), "holdout_images": len(calib_set.holdout),
                 "size": list(options.calib_size), "folder": str(calib_set.folder),
             },
+            "weight_bits": qdq.WEIGHT_BITS,  # per placement: 7 on ONNX Runtime (no u8 x s8 saturation without VNNI)
             "kept_float": kept,
             "narrow_convs_float_on_onnxruntime": qdq.narrow_convs(prepared_model),
             "sensitivity": sensitivity,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import platform
 import shutil
 import time
 
@@ -16,15 +18,41 @@ from fcn_edge.bench.suite import SizeResult
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler for the micro-kernel")
 def test_micro_kernel_runs_every_precision_the_cpu_has():
+    flags = peak.cpu_flags()
     found = peak.kernels(threads=1, call_ms=2)
-    assert set(found) == {p for p in peak.KERNELS if peak._cpu_has(p)}
+    # the widest the CPU has: CI's compilers (GCC 12 here) know every -m flag, so none falls back
+    assert {p: k.variant for p, k in found.items()} == {p: v[0] for p in peak.KERNELS if (v := peak.variants_for(p, flags))}
+    if "avx2" in flags:  # every x86-64 CI machine: AVX2 EPYCs and AVX-512 Zen 4s alike
+        assert {"fp32", "int8"} <= set(found)
+    if "avx512_vnni" in flags:
+        assert found["int8"].variant.isa == "avx512_vnni" and found["fp32"].variant.isa == "avx512"  # the widest wins
     for kernel in found.values():
         started = time.perf_counter()
         kernel.run()
-        assert kernel.ops / (time.perf_counter() - started) > 1e9  # over 1 GOP/s on any AVX-512 core
+        assert kernel.ops / (time.perf_counter() - started) > 1e9  # over 1 GOP/s on any AVX2 or AVX-512 core
     if {"fp32", "int8"} <= set(found):
-        assert found["int8"].ops > found["fp32"].ops  # 4x the operations per instruction, as many instructions per call
-    assert "micro-kernel" in peak.describe(1, found)
+        # per cycle, 2x (AVX2: one VPMADDUBSW+VPMADDWD step against two FMAs) to 4x (VNNI) the FP32 operations
+        assert found["int8"].variant.ops > found["fp32"].variant.ops and found["int8"].ops > found["fp32"].ops
+    text = peak.describe(1, found)
+    assert "micro-kernel" in text and all(f"[{k.variant.isa}]" in text for k in found.values())
+
+
+def test_each_instruction_set_compiles_alone_and_counts_its_operations(tmp_path):
+    """A kernel per (precision, ISA) with its own -m flags: one the compiler lacks must not take the others along."""
+    for variants in peak.KERNELS.values():
+        assert [v.ops for v in variants] == sorted((v.ops for v in variants), reverse=True)  # widest first
+    avx2_int8 = peak.KERNELS["int8"][-1]
+    assert avx2_int8.isa == "avx2" and avx2_int8.ops == 64  # 32 u8 x s8 multiply-accumulates in 256 bits
+    broken = dataclasses.replace(avx2_int8, compile=("-mno-such-isa",))
+    if (shutil.which("cc") or shutil.which("gcc")) and platform.machine() == "x86_64":
+        assert peak._function(tmp_path, "int8", broken) is None
+        assert peak._function(tmp_path, "fp32", peak.KERNELS["fp32"][-1]) is not None  # compiles anywhere; runs where AVX2 is
+
+    def isas(precision: str, flags: set[str]) -> list[str]:
+        return [v.isa for v in peak.variants_for(precision, flags)]
+
+    assert isas("int8", {"avx2", "fma"}) == ["avx2"] and isas("fp32", {"avx2", "fma"}) == ["avx2"] and not isas("bf16", {"avx2"})
+    assert isas("int8", {"avx2", "avx_vnni", "avx512f", "avx512_vnni"}) == ["avx512_vnni", "avx_vnni", "avx2"]
 
 
 def test_rows_give_the_share_of_their_precisions_peak():
