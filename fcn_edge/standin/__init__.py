@@ -13,6 +13,7 @@ docs/tensorrt.md says what they check and what only a real GPU shows.
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import sys
 import types
@@ -32,8 +33,11 @@ def install(line: str) -> None:
     cuda.bindings, bindings.driver, bindings.runtime, bindings.utils = bindings, cuda_driver, cuda_runtime, utils
     pycuda = types.ModuleType("pycuda", "PyCUDA STAND-IN (fcn_edge.standin)")
     pycuda.__path__, pycuda.driver = [], pycuda_driver
+    trt = tensorrt_api.module(line)
+    for made in (trt, cuda, bindings, utils, pycuda):  # importlib.util.find_spec (the doctor's "is it installed") reads it
+        made.__spec__ = importlib.machinery.ModuleSpec(made.__name__, None, is_package=made in (cuda, bindings, pycuda))
     sys.modules.update({
-        "tensorrt": tensorrt_api.module(line), "cuda": cuda, "cuda.bindings": bindings,
+        "tensorrt": trt, "cuda": cuda, "cuda.bindings": bindings,
         "cuda.bindings.driver": cuda_driver, "cuda.bindings.runtime": cuda_runtime, "cuda.bindings.utils": utils,
         "pycuda": pycuda, "pycuda.driver": pycuda_driver,
     })  # fmt: skip

@@ -69,12 +69,17 @@ class Memory:
     def allocate(self, nbytes: int, kind: str) -> int:
         if nbytes <= 0:
             raise DeviceFault("cudaErrorInvalidValue", f"an allocation of {nbytes} bytes")
+        if kind == "device" and nbytes + self.device_bytes() > current().memory_bytes:
+            raise DeviceFault("cudaErrorMemoryAllocation", f"{nbytes} bytes do not fit in the device's memory")
         raw = np.zeros(nbytes + PAGE, np.uint8)
         start = (-raw.ctypes.data) % PAGE
         block = raw[start : start + nbytes]
         with self._lock:
             self.blocks[int(block.ctypes.data)] = (block, kind)
         return int(block.ctypes.data)
+
+    def device_bytes(self) -> int:
+        return sum(block.nbytes for block, kind in list(self.blocks.values()) if kind == "device")
 
     def release(self, address: int, kinds: tuple[str, ...]) -> None:
         with self._lock:

@@ -27,6 +27,17 @@ class RuntimeError(Error):  # noqa: A001 - PyCUDA's name
     pass
 
 
+class MemoryError(Error):  # noqa: A001 - PyCUDA's name
+    pass
+
+
+_DRIVER_TEXT = {  # the driver API's words for what the stand-in GPU reports
+    "cudaErrorMemoryAllocation": (MemoryError, "out of memory"),
+    "cudaErrorIllegalAddress": (LogicError, "an illegal memory access was encountered"),
+    "cudaErrorInvalidValue": (LogicError, "invalid argument"),
+}
+
+
 _threads = threading.local()
 _initialized = False
 
@@ -48,7 +59,8 @@ def _faults(call: str, work) -> Any:
     try:
         return work()
     except DeviceFault as fault:
-        raise LogicError(f"{call} failed: {fault}") from None
+        error, text = _DRIVER_TEXT.get(fault.code, (LogicError, fault.code))
+        raise error(f"{call} failed: {text} ({fault})") from None
 
 
 def init(flags: int = 0) -> None:

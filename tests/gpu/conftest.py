@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Iterator
 
 import pytest
@@ -18,10 +19,17 @@ def _gpu_problem() -> str | None:
     return None if gpu is not None else problem
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip, or with FCN_EDGE_REQUIRE_GPU=1 (a GPU machine where every path must run) fail."""
+    if os.environ.get("FCN_EDGE_REQUIRE_GPU") == "1":
+        pytest.fail(f"FCN_EDGE_REQUIRE_GPU=1 and {reason}")
+    pytest.skip(reason)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     problem = _gpu_problem() if item.get_closest_marker("gpu") else None
     if problem:
-        pytest.skip(f"no CUDA GPU: {problem}")
+        skip_or_fail(f"no CUDA GPU: {problem}")
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +38,7 @@ def trt():
     try:
         return trt_api.import_tensorrt()
     except FcnEdgeError as error:
-        pytest.skip(f"tensorrt not installed: {error}")
+        skip_or_fail(f"tensorrt not installed: {error}")
 
 
 @pytest.fixture(params=["cuda-python", "pycuda"])
@@ -40,7 +48,7 @@ def cuda(request: pytest.FixtureRequest) -> Iterator[CudaBinding]:
         binding = open_cuda(request.param)
     except FcnEdgeError as error:
         if "not installed" in str(error) or "cannot be imported" in str(error):
-            pytest.skip(f"{request.param}: {error}")
+            skip_or_fail(f"{request.param}: {error}")
         raise
     yield binding
     binding.close()

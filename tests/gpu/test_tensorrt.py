@@ -22,6 +22,8 @@ from fcn_edge.errors import FcnEdgeError
 from fcn_edge.backends.tensorrt import TrtRunner
 from fcn_edge.sidecar import sidecar_path
 
+from .conftest import skip_or_fail
+
 pytestmark = pytest.mark.gpu
 
 CLASSES = 5
@@ -88,7 +90,7 @@ def test_runner_matches_onnx_runtime_across_frame_sizes(built, binding):
         runner = TrtRunner(engine, cuda_binding=binding).activate()
     except FcnEdgeError as error:
         if "not installed" in str(error) or "cannot be imported" in str(error):
-            pytest.skip(f"{binding}: {error}")
+            skip_or_fail(f"{binding}: {error}")
         raise
     with runner:
         for height, width in [(64, 96), (128, 160), (32, 48), (64, 96)]:

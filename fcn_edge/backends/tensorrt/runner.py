@@ -95,10 +95,11 @@ class _Memory:
 class TrtRunner(Runner):
     """Runs a fcn_edge engine (uint8 NHWC frame in, uint8 labels out) with TensorRT 8.5+."""
 
-    def __init__(self, path: str | Path, cuda_binding: str = "auto", check_inputs: bool = True) -> None:
+    def __init__(self, path: str | Path, cuda_binding: str = "auto", check_inputs: bool = True, mapped: bool | None = None) -> None:
         super().__init__(f"trt:{Path(path).name}", check_inputs)
         self.path = Path(path)
         self.cuda_binding = cuda_binding
+        self.mapped = mapped  # None: mapped memory where the GPU is integrated (Jetson); True forces it (tests on a desktop GPU)
         self.rebinds = 0  # buffer (re)bindings: one per frame size seen
         self.reallocations = 0  # of those, the ones that needed more memory than was allocated
         self._cuda: CudaBinding | None = None
@@ -140,7 +141,7 @@ class TrtRunner(Runner):
         self._engine = engine
         self._context = engine.create_execution_context()
         self._input, self._labels, self._outputs, self._dtypes = inputs[0], labels[0], outputs, dtypes
-        self._zero_copy = self._cuda.device.integrated
+        self._zero_copy = self._cuda.device.integrated if self.mapped is None else self.mapped
         self._stream = self._cuda.stream()
 
     def frame_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
