@@ -27,6 +27,7 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from typing import Any, Callable
 
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
 DISTRIBUTIONS = {  # what pip calls the packages a row reports, first installed wins
@@ -106,6 +108,9 @@ def report() -> tuple[list[Row], Any]:
     rows.append(Row("driver", "info", f"NVIDIA {version or 'driver not found'}; CUDA {'.'.join(map(str, cuda)) if cuda else 'none'}"))
     gpu, why = find_gpu()
     rows.append(Row("gpu", "info", f"{gpu.name}, compute {gpu.compute_capability}{', integrated (mapped memory)' if gpu.integrated else ''}" if gpu else why))
+    standin = os.environ.get(STANDIN_ENV)
+    if standin:  # tests and CI: every TensorRT/CUDA row below ran on fcn_edge.standin, not on a GPU
+        rows.append(Row("stand-in", "info", f"{STANDIN_ENV}={standin}: TensorRT, cuda-python and PyCUDA are STAND-INS"))
     for name, install in INSTALL.items():
         rows.append(Row(name, "info", installed(name) or f"not installed: {install}"))
     import onnxruntime as ort

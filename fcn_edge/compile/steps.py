@@ -36,8 +36,6 @@ from .source import SourceModel
 Shape = tuple[int, ...]
 
 
-
-
 @dataclass
 class Outcome:
     precision: str
@@ -161,7 +159,8 @@ class Work:
         return timing.median_latency_ms(*outcome.engine, frame)
 
     def _engine_figures(self, outcome: Outcome, label: str) -> verify.Figures:
-        """The engine's labels on every verification image, run by the runner the stream uses, against FP32's."""
+        """The engine's labels on every verification image, run by the runner the stream uses, against FP32's
+        (the runner reads the sidecar :meth:`_engine_latency` wrote beside the engine)."""
         from ..backends.tensorrt import TrtRunner
 
         with TrtRunner(outcome.engine[0], check_inputs=False) as runner:
