@@ -170,3 +170,26 @@ def test_frame_pool_slots_of_an_old_frame_size_are_freed(standin_imports, frame_
         stats = Stream(source, runner, Overlay(PALETTE, 0.5), [counter], StreamOptions(status_interval=0)).run()
     assert stats.frames == 24
     assert max(counter.counts) == max(counter.counts[:8]), counter.counts  # 12 size changes: no growth after the first two
+
+
+@pytest.mark.slow
+def test_the_calibration_cache_builds_an_implicit_int8_engine_within_budget(built, standin_imports, tmp_path):
+    """8.6 users build from the FP32 graph and the cache the INT8 build wrote: TensorRT quantizes every tensor the cache
+    names, so it must name only what the Q/DQ placement quantizes (not the label convs and score tail)."""
+    standin_imports("8.6")
+    import onnxruntime as ort
+
+    from fcn_edge.backends.tensorrt import TrtBuildOptions, TrtRunner, build_engine
+    from fcn_edge.data.synthetic import HELDOUT_SEED, render_scene
+
+    folder = built["8.6-int8"].parent
+    calibration_onnx, cache = folder / "default.int8.calib.onnx", folder / "default.int8.calib"
+    engine = tmp_path / "implicit.int8.engine"
+    shapes = dict(min_shape=(1, 64, 128, 3), opt_shape=(1, 128, 256, 3), max_shape=(1, 128, 256, 3))
+    options = TrtBuildOptions(precision="int8", calibration_cache=cache, strongly_typed=False, progress=False, **shapes)
+    sidecar_path(engine).write_text(json.dumps({"engine": build_engine(calibration_onnx, engine, options)}))
+    session = ort.InferenceSession(str(calibration_onnx), providers=["CPUExecutionProvider"])
+    frames = [render_scene(np.random.default_rng(HELDOUT_SEED + i), (128, 256))[0] for i in range(6)]
+    with TrtRunner(engine) as runner:
+        agreement = np.mean([np.mean(runner.infer(f) == session.run(None, {"frame": f[None]})[0][0]) for f in frames])
+    assert agreement >= 0.98
