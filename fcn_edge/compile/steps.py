@@ -34,6 +34,7 @@ from .options import BuildOptions
 from .source import SourceModel
 
 Shape = tuple[int, ...]
+CAMERA_SIZE = (1080, 1920)  # (H, W): the largest frame a default engine profile takes without --max-shape
 
 
 @dataclass
@@ -306,12 +307,14 @@ class Work:
 
 
 def engine_profile(source: SourceModel, options: BuildOptions, samples: list[verify.Sample]) -> tuple[Shape, Shape, Shape]:
-    """The input's optimization profile: the shapes given, else batch 1 from the smallest to the largest image the
-    engine will see in this build (verification images, the latency frame), optimized for the latency size."""
+    """The input's optimization profile: the shapes given, else batch 1 from the smallest image the engine sees in
+    this build (verification images, the latency frame) up to the largest of those and a 1080p camera's frame,
+    optimized for the latency size; a model with one input size gets that size only."""
     if options.min_shape is not None:
         return options.min_shape, options.opt_shape, options.max_shape
     sizes = [tuple(s.frame.shape[:2]) for s in samples] + [tuple(options.latency_size)]
-    low, high = tuple(map(min, zip(*sizes))), tuple(map(max, zip(*sizes)))
+    cameras = [] if source.fixed_size else [CAMERA_SIZE]
+    low, high = tuple(map(min, zip(*sizes))), tuple(map(max, zip(*sizes, *cameras)))
 
     def shape(size: tuple[int, int]) -> Shape:
         return (1, *size, 3) if source.input_format == "frame" else (1, 3, *size)

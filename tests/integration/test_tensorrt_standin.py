@@ -14,11 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from conftest import ROOT, assert_user_error, run_script
-from fcn_edge.data.synthetic import PALETTE
+from fcn_edge.data.synthetic import HELDOUT_SEED, PALETTE, render_scene
 from fcn_edge.sidecar import sidecar_path
 from fcn_edge.stream.overlay import Overlay
 from fcn_edge.stream.pipeline import Stream, StreamOptions
@@ -39,11 +40,23 @@ def standin(line: str, device: str) -> dict[str, str]:
     return {"FCN_EDGE_TENSORRT_STANDIN": line, "FCN_EDGE_STANDIN_DEVICE": device}
 
 
-def stream(engine: Path, line: str, device: str, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--size", "64x128", "--fps", "0", "--max-frames", "6",
-               "--model", str(engine), "--headless", *args]  # fmt: skip
+def stream(engine: Path, line: str, device: str, *args: str, source: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m fcn_edge.stream --backend tensorrt`` on ``source`` (default: six synthetic frames)."""
+    source = source or ("--synthetic", "--size", "64x128", "--fps", "0", "--max-frames", "6")
+    command = [sys.executable, "-m", "fcn_edge.stream", *source, "--model", str(engine), "--backend", "tensorrt", "--headless", *args]
     env = {**os.environ, **standin(line, device)}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """Six held-out scenes, 128 wide and 64 high, as an MJPG video file."""
+    path = tmp_path_factory.mktemp("video") / "scenes.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 64))
+    for i in range(6):
+        writer.write(render_scene(np.random.default_rng(HELDOUT_SEED + i), (64, 128))[0])
+    writer.release()
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +81,24 @@ def test_the_main_command_builds_an_engine_whose_own_labels_meet_the_budget(buil
     assert engine_row["agreement"] >= 0.98 and engine_row["miou_drop"] <= 1.0 and sidecar["verification"]["passed"]
     assert sidecar["engine"]["tensorrt_version"].startswith(line + ".")
     profile = sidecar["profiles"]  # from the sizes the build knew: calibration hold-outs, verification, latency
-    assert profile["opt"] == [1, 64, 128, 3] and profile["min"][1:] <= [64, 128, 3] <= profile["max"][1:]
-    if "--dla-core" in flags:
+    assert profile["opt"] == [1, 64, 128, 3] and profile["min"] == [1, 64, 128, 3]
+    if "--dla-core" not in flags:
+        assert profile["max"] == [1, 1080, 1920, 3]  # a 1080p camera streams without --max-shape
+    else:
         assert sidecar["engine"]["dla_core"] == 0 and profile["min"] == profile["opt"] == profile["max"]
         assert sidecar["precision"] == "int8" and sidecar["engine"]["dla_cores"] == 2
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
-def test_the_stream_runs_the_engine_with_either_cuda_binding(built, binding, tmp_path):
+def test_the_stream_runs_the_engine_on_a_video_with_either_cuda_binding(built, video, binding, tmp_path):
     """PyCUDA: the capture thread allocates frame-pool buffers, where no context is current unless the binding pushes it."""
     engine = built["8.6-int8"].with_suffix("")
-    result = stream(engine, "8.6", "desktop", "--cuda-binding", binding, "--stats-json", str(tmp_path / "stats.json"))
+    result = stream(engine, "8.6", "desktop", "--cuda-binding", binding, "--stats-json", str(tmp_path / "stats.json"),
+                    "--output", str(tmp_path / "overlay.mp4"), source=("--video", str(video)))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "stats.json").read_text())["frames"] == 6
+    assert cv2.VideoCapture(str(tmp_path / "overlay.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 6
 
 
 @pytest.mark.slow
@@ -180,7 +197,6 @@ def test_the_calibration_cache_builds_an_implicit_int8_engine_within_budget(buil
     import onnxruntime as ort
 
     from fcn_edge.backends.tensorrt import TrtBuildOptions, TrtRunner, build_engine
-    from fcn_edge.data.synthetic import HELDOUT_SEED, render_scene
 
     folder = built["8.6-int8"].parent
     calibration_onnx, cache = folder / "default.int8.calib.onnx", folder / "default.int8.calib"
