@@ -1,0 +1,167 @@
+"""Real trained segmenters (MediaPipe's selfie models, tests/fixtures/real_models.py) quantized to INT8 by three tools.
+
+Each model is converted from the .tflite its package ships and checked against LiteRT by the
+fixture, then quantized on the fixture's calibration photos and compared with FP32 on the
+held-out photos (other images: the astronaut is held out, the cameraman calibrates), the
+output thresholded at 0.5:
+
+- ONNX Runtime's own ``quantize_static`` (after ``quant_pre_process``): QDQ, per-channel weights, MinMax;
+- NNCF's ``nncf.quantize`` (its defaults: symmetric, per-channel weights, min-max / mean-min-max);
+- fcn_edge's quantizer called directly (prepare, entropy ranges, the ONNX Runtime placement),
+  plain and after the mixed-precision search against the 98% agreement budget, ONNX Runtime
+  placement only. ``build_engine.py --onnx`` itself is not run: it does not take a 1-channel,
+  float NHWC model yet.
+
+    python -m pytest -m foreign -s tests/foreign/test_real_models.py   # FOREIGN_REPORT=path.json keeps the figures
+
+Needs ``pip install --no-deps mediapipe==0.10.21`` (or the wheel in .ci/reference/) and the
+``test`` extra (tflite, ai-edge-litert, nncf); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from fixtures import real_models
+
+pytestmark = pytest.mark.foreign
+EXPECTED_OPS = {  # both models (docs/foreign.md)
+    "Add": 14, "Conv": 43, "Conv (depthwise)": 11, "ConvTranspose": 1, "GlobalAveragePool": 10, "HardSwish": 11,
+    "Mul": 10, "Relu": 22, "Resize": 3, "Sigmoid": 11, "Transpose": 2,
+}  # fmt: skip
+CONVS = ("Conv", "ConvTranspose")
+BUDGET = 0.98  # build_engine.py's default minimum agreement
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """FCN_EDGE_REAL_MODELS keeps the converted models between runs (outside the repository); else a pytest tmp dir."""
+    folder = os.environ.get("FCN_EDGE_REAL_MODELS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("real_models")
+
+
+def built(name: str, cache: Path) -> real_models.RealModel:
+    try:
+        return real_models.build(name, cache)
+    except real_models.Unavailable as missing:
+        pytest.skip(str(missing))
+
+
+def probabilities(model, images: np.ndarray) -> np.ndarray:
+    return real_models.run_onnx(model, images)
+
+
+def int8_convs(model: onnx.ModelProto) -> tuple[int, int]:
+    """(convs whose activation and weight both come from a DequantizeLinear, all convs)."""
+    from_dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type in CONVS]
+    return sum(n.input[0] in from_dq and n.input[1] in from_dq for n in convs), len(convs)
+
+
+def figures(reference: np.ndarray, quantized_path: Path, images: np.ndarray) -> dict:
+    """Agreement (all pixels, 0.5 threshold), IoU of the two person masks, max |probability| change, convs in INT8."""
+    result = probabilities(quantized_path, images)
+    a, b = reference > 0.5, result > 0.5
+    int8, total = int8_convs(onnx.load(str(quantized_path)))
+    return {"agreement": float((a == b).mean()), "person_iou": float((a & b).sum() / max((a | b).sum(), 1)),
+            "max_prob_change": float(np.abs(reference - result).max()), "int8_convs": int8, "convs": total}  # fmt: skip
+
+
+def ort_quantize_static(model: real_models.RealModel, calibration: np.ndarray, out: Path, pre_process: bool = True) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input_1": image[None]} for image in calibration])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    prepared = out.with_suffix(".pre.onnx") if pre_process else model.onnx
+    if pre_process:
+        quant_pre_process(str(model.onnx), str(prepared))
+    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    return out
+
+
+def nncf_quantize(model: real_models.RealModel, calibration: np.ndarray, out: Path) -> Path:
+    nncf = pytest.importorskip("nncf", reason="NNCF is not installed (pip install nncf)")
+    quantized = nncf.quantize(onnx.load(str(model.onnx)), nncf.Dataset([{"input_1": image[None]} for image in calibration]),
+                              subset_size=len(calibration))  # fmt: skip
+    onnx.save(quantized, out)
+    return out
+
+
+def fcn_edge_quantize(model: real_models.RealModel, calibration: np.ndarray, held_out: np.ndarray, reference: np.ndarray,
+                      folder: Path) -> dict:  # fmt: skip
+    """fcn_edge's plain INT8 (ONNX Runtime placement) and the search's result, as build_engine.py runs them."""
+    from fcn_edge.quantize import qdq, sensitivity
+    from fcn_edge.quantize.layer_error import layer_errors
+    from fcn_edge.quantize.statistics import collect_ranges
+
+    prepared = folder / "prepared.onnx"
+    qdq.prepare(model.onnx, prepared)
+    feeds = [{"input_1": image[None]} for image in calibration]
+    ranges = collect_ranges(onnx.load(str(prepared)), feeds, method="entropy", progress=False)
+    plain = folder / "ours.plain.onnx"
+    qdq.quantize(prepared, plain, ranges, "onnxruntime")
+    result = {"plain": figures(reference, plain, held_out)}
+    if result["plain"]["agreement"] >= BUDGET:  # build_engine.py searches only when the plain model misses
+        return {**result, "searched": {**result["plain"], "kept_float": 0, "trials": 0}}
+
+    started = time.perf_counter()
+    candidates = qdq.quantizable_nodes(onnx.load(str(prepared)))
+    errors = layer_errors(onnx.load(str(prepared)), onnx.load(str(plain)), candidates, feeds[:8], progress=False)
+    trials = iter(range(10**6))
+
+    def meets(excluded: list[str]) -> bool:
+        path = folder / f"ours.trial{next(trials)}.onnx"
+        qdq.quantize(prepared, path, ranges, "onnxruntime", excluded)
+        agreement = figures(reference, path, held_out)["agreement"]
+        path.unlink()
+        return agreement >= BUDGET
+
+    search = sensitivity.fewest_in_float(sensitivity.rank(errors, candidates), meets, seconds=300)
+    searched = folder / "ours.searched.onnx"
+    qdq.quantize(prepared, searched, ranges, "onnxruntime", search.kept_float)
+    result["searched"] = {**figures(reference, searched, held_out), "kept_float": len(search.kept_float),
+                          "candidates": len(candidates), "trials": len(search.trials),
+                          "seconds": round(time.perf_counter() - started)}  # fmt: skip
+    return result
+
+
+@pytest.mark.parametrize("name", list(real_models.MODELS))
+def test_real_model_converts_exactly_and_int8_tools_are_measured_against_fp32(name, cache, tmp_path):
+    model = built(name, cache)
+    assert model.ops == EXPECTED_OPS
+    assert model.max_error < real_models.TOLERANCE and model.mean_error < real_models.MEAN_TOLERANCE
+    calibration_names, calibration = model.load(model.calibration)
+    held_out_names, held_out = model.load(model.held_out)
+    assert not set(calibration_names) & set(held_out_names)
+    reference = probabilities(model.onnx, held_out)
+    assert 0.05 < (reference > 0.5).mean() < 0.5  # the astronaut views: a person is found, not everything
+
+    report = {"model": name, "size": list(model.size), "conversion_max_error": model.max_error,
+              "calibration_images": len(calibration), "held_out_images": len(held_out),
+              "person_share": float((reference > 0.5).mean())}  # fmt: skip
+    try:
+        report["ort_quantize_static"] = figures(reference, ort_quantize_static(model, calibration, tmp_path / "ort.onnx"), held_out)
+        report["ort_quantize_static_no_pre_process"] = figures(
+            reference, ort_quantize_static(model, calibration, tmp_path / "ort_raw.onnx", pre_process=False), held_out)
+        report["nncf"] = figures(reference, nncf_quantize(model, calibration, tmp_path / "nncf.onnx"), held_out)
+        report["fcn_edge"] = fcn_edge_quantize(model, calibration, held_out, reference, tmp_path)
+        assert report["fcn_edge"]["searched"]["agreement"] >= BUDGET
+    finally:
+        print(f"\nREAL_MODEL {json.dumps(report)}")
+        if os.environ.get("FOREIGN_REPORT"):
+            with open(os.environ["FOREIGN_REPORT"], "a") as out:
+                out.write(json.dumps(report) + "\n")
