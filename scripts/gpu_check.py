@@ -58,7 +58,10 @@ def run_tests(deadline: float) -> list[dict]:
         junit = Path(tmp) / "gpu.xml"
         command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
         env = {**os.environ, "FCN_EDGE_REQUIRE_GPU": "1"}
-        subprocess.run(command, cwd=ROOT, env=env, timeout=max(60.0, deadline - time.monotonic()))
+        try:
+            subprocess.run(command, cwd=ROOT, env=env, timeout=max(60.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return [{"test": "pytest -m gpu", "status": "failed", "seconds": BUDGET_S, "message": "ran past the time budget"}]
         cases = ElementTree.parse(junit).getroot().iter("testcase")
         return [_case(case) for case in cases]
 
@@ -66,14 +69,18 @@ def run_tests(deadline: float) -> list[dict]:
 def _case(case: ElementTree.Element) -> dict:
     problem = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
     status = "passed" if problem is None else {"failure": "failed", "error": "error", "skipped": "skipped"}[problem.tag]
-    message = "" if problem is None else (problem.get("message") or "").splitlines()[0][:300] if problem.get("message") else ""
+    text = "" if problem is None else problem.get("message") or ""
+    message = text.splitlines()[0][:300] if text else ""
     return {"test": f"{case.get('classname')}::{case.get('name')}", "status": status, "seconds": float(case.get("time", 0)),
             "message": message}  # fmt: skip
 
 
 def run_doctor(deadline: float) -> dict:
-    done = subprocess.run([sys.executable, "-m", "fcn_edge.doctor"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=max(60.0, deadline - time.monotonic()))  # fmt: skip
+    try:
+        done = subprocess.run([sys.executable, "-m", "fcn_edge.doctor"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=max(60.0, deadline - time.monotonic()))  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"failed": ["doctor"], "error": "ran past the time budget"}
     try:
         return json.loads("{" + done.stdout.rsplit("\n{", 1)[1])  # the table, then the JSON
     except (IndexError, json.JSONDecodeError):

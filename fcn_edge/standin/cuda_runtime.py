@@ -110,11 +110,6 @@ def cudaDeviceGetAttribute(attribute: cudaDeviceAttr, index: int) -> tuple:  # n
     return _status(value)
 
 
-def cudaMemGetInfo() -> tuple:  # noqa: N802
-    total = GPU.device.memory_bytes
-    return cudaError_t.cudaSuccess, total, total
-
-
 def cudaHostAlloc(nbytes: int, flags: int) -> tuple:  # noqa: N802
     return _status(lambda: GPU.memory.allocate(nbytes, "mapped" if flags & cudaHostAllocMapped else "pinned"))
 

@@ -116,7 +116,6 @@ class Stream:
     def __init__(self, handle: int) -> None:
         self.handle = handle
         self.queue: list[Callable[[], None]] = []
-        self.destroyed = False
 
     def enqueue(self, work: Callable[[], None]) -> None:
         self.queue.append(work)

@@ -43,8 +43,8 @@ def parse(model: onnx.ModelProto, line: str, explicit_batch: bool, warn) -> onnx
 
     if not explicit_batch:
         raise ParseError("the ONNX parser only supports networks with an explicit batch dimension")
-    model = _typed(model)
-    types = _types(model)
+    model = typed(model)
+    types = types_of(model)
     inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
     outputs = {o.name for o in model.graph.output}
     ops = OPS_8 if line == "8" else OPS_10
@@ -70,14 +70,14 @@ def parse(model: onnx.ModelProto, line: str, explicit_batch: bool, warn) -> onnx
     return model
 
 
-def _typed(model: onnx.ModelProto) -> onnx.ModelProto:
+def typed(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - the parser reads what types the graph states
         return model
 
 
-def _types(model: onnx.ModelProto) -> dict[str, int]:
+def types_of(model: onnx.ModelProto) -> dict[str, int]:
     graph = model.graph
     found = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
     found.update({t.name: t.data_type for t in graph.initializer})
@@ -138,18 +138,11 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def float_tensors(model: onnx.ModelProto) -> list[str]:
-    """Node outputs of float type, in graph order."""
-    types = _types(_typed(model))
-    return [out for node in model.graph.node for out in node.output if types.get(out) == TensorProto.FLOAT]
-
-
 def executable(model: onnx.ModelProto, fp16: bool, scales: dict[str, float]) -> onnx.ModelProto:
     """``model`` as a weakly typed engine runs it: see the module docstring."""
     if not fp16 and not scales:
         return model
-    typed = _typed(model)
-    types = _types(typed)
+    types = types_of(typed(model))
     model = _copy(model)
     graph = model.graph
     conv_weights = {n.input[1] for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and n.input[0] in scales}

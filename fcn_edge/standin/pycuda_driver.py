@@ -23,10 +23,6 @@ class LogicError(Error):
     pass
 
 
-class RuntimeError(Error):  # noqa: A001 - PyCUDA's name
-    pass
-
-
 class MemoryError(Error):  # noqa: A001 - PyCUDA's name
     pass
 
@@ -74,7 +70,7 @@ class device_attribute:  # noqa: N801
 
 
 class host_alloc_flags:  # noqa: N801
-    PORTABLE, DEVICEMAP, WRITECOMBINED = 1, 2, 4
+    DEVICEMAP = 2
 
 
 class Context:

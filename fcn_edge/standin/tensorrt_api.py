@@ -119,7 +119,7 @@ class _Api:
                 return _Profile()
 
             def build_serialized_network(self, network: _Network, config: _Config) -> IHostMemory | None:
-                return _build(api, self, network, config, BuilderFlag, DeviceType, DataType)
+                return _build(api, self, network, config)
 
         NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", network_flags)  # noqa: N806
         BuilderFlag = _enum("BuilderFlag", flags)  # noqa: N806
@@ -348,17 +348,17 @@ class _BuildError(Exception):
     """What build_serialized_network logs before it returns None."""
 
 
-def _build(api: _Api, builder: Any, network: _Network, config: _Config, flag: type, device_type: type, data_type: type) -> IHostMemory | None:
+def _build(api: _Api, builder: Any, network: _Network, config: _Config) -> IHostMemory | None:
     try:
         if network.model is None:
             raise _BuildError("the network is empty: parse an ONNX model into it first")
-        return IHostMemory(_engine_blob(api, builder, network, config, device_type))
+        return IHostMemory(_engine_blob(api, builder, network, config))
     except _BuildError as error:
         builder.logger.log(_Logger.ERROR, str(error))
         return None
 
 
-def _engine_blob(api: _Api, builder: Any, network: _Network, config: _Config, device_type: type) -> bytes:
+def _engine_blob(api: _Api, builder: Any, network: _Network, config: _Config) -> bytes:
     model = network.model
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     weak_flags = {"FP16", "INT8"} & config.flags
@@ -367,7 +367,7 @@ def _engine_blob(api: _Api, builder: Any, network: _Network, config: _Config, de
     profile = _check_profiles(inputs, config)
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     scales = _implicit_scales(api, inputs, config, profile, qdq) if "INT8" in config.flags else {}
-    dla = _check_dla(api, builder, config, profile, network, device_type)
+    dla = _check_dla(builder, config, profile, network)
     monitor = config.progress_monitor
     if monitor is not None:
         monitor.phase_start("Building engine", None, 2)
@@ -448,7 +448,7 @@ def _implicit_scales(api: _Api, inputs: list[_Tensor], config: _Config, profile:
     return parse_cache(text)[1]
 
 
-def _check_dla(api: _Api, builder: Any, config: _Config, profile: dict, network: _Network, device_type: type) -> int | None:
+def _check_dla(builder: Any, config: _Config, profile: dict, network: _Network) -> int | None:
     if config.default_device_type is None or config.default_device_type.name != "DLA":
         return None
     cores = builder.num_DLA_cores
@@ -481,7 +481,7 @@ def _layers(model: onnx.ModelProto, strongly: bool, fp16: bool, scales: dict[str
     """The engine inspector's layers: one per node that is not a Q/DQ, typed by what it reads."""
     key = "DataType" if api.version >= (11, 0) else "Format/Datatype"
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    types = parsing._types(parsing._typed(model))
+    types = parsing.types_of(parsing.typed(model))
     layers = []
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
