@@ -54,14 +54,17 @@ def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per
     ``quiet_by`` names a reference workload: only the rounds in which it ran at or below its median
     round time count (the quieter half of the rounds: a burst of load elsewhere slows the reference too).
     """
-    for fn in workloads.values():
-        for _ in range(warmup):
-            fn()
-    rounds_ms: list[dict[str, list[float]]] = []
-    for _ in range(rounds):
-        rounds_ms.append({name: [time_call(fn) for _ in range(per_round)] for name, fn in workloads.items()})
+    rounds_ms = round_robin(workloads, rounds, per_round, warmup)
     if quiet_by is not None:
         level = float(np.median([np.median(r[quiet_by]) for r in rounds_ms]))
         rounds_ms = [r for r in rounds_ms if np.median(r[quiet_by]) <= level]
     return {name: stats_from_ms([t for r in rounds_ms for t in r[name]]) for name in workloads}
 
+
+def round_robin(workloads: dict[str, Callable[[], object]], rounds: int, per_round: int, warmup: int) -> list[dict[str, list[float]]]:
+    """Per round, each workload's ``per_round`` times (ms), run back to back: the first call after another
+    workload pays for the switch (caches, waking threads), so a round's median is its steady state."""
+    for fn in workloads.values():
+        for _ in range(warmup):
+            fn()
+    return [{name: [time_call(fn) for _ in range(per_round)] for name, fn in workloads.items()} for _ in range(rounds)]

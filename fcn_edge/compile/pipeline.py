@@ -24,7 +24,7 @@ from ..quantize import calibration, qdq, trt_cache
 from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
-from . import images
+from . import images, timing
 from .options import Backend, BuildOptions
 from .source import SourceModel, external_data_files
 
@@ -164,16 +164,17 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
             # every file the build writes meets the budget: the TensorRT Q/DQ model of an INT8 build too
             problems = [f"{row.label}: {problem}" for row in outcome.figures for problem in options.budget.problems(row)]
             problems += outcome.details.get("problems", [])  # e.g. an INT8 model the search had to make all float
-            slower = (outcome.figures[0].latency_ratio or 0) >= 1
-            if (problems or slower) and not last and not options.precision:
-                why = "; ".join(problems) if problems else f"{outcome.figures[0].latency_ratio:.2f}x the FP32 latency"
+            not_faster = outcome.speed != timing.FASTER  # a lower precision costs accuracy: only a measured gain pays for it
+            if (problems or not_faster) and not last and not options.precision:
+                why = "; ".join(problems) if problems else f"{_speed(outcome)}, not faster beyond the spread"
                 log(f"{precision.upper()} is not the one ({why}): trying {precisions[index + 1].upper()}")
                 continue
             table = work.table(outcome, precision)
             log(table)
-            if slower and options.precision == precision and precision != "fp32":
-                log(f"{precision.upper()} here is {outcome.figures[0].latency_ratio:.2f}x the FP32 latency, not faster: "
-                    "--fp32 is faster on this machine (without a precision flag the build picks the faster one)")  # fmt: skip
+            if not_faster and options.precision == precision and precision != "fp32":
+                log(f"{precision.upper()} here is {_speed(outcome)}: --fp32 is "
+                    f"{'faster' if outcome.speed == timing.SLOWER else 'as fast'} on this machine (without a precision flag "
+                    "the build picks a lower precision only when it is faster beyond the spread)")  # fmt: skip
             if problems and not options.allow_accuracy_drop:
                 raise FcnEdgeError(
                     f"the {precision.upper()} build misses the accuracy budget ({'; '.join(problems)}); nothing written to "
@@ -182,6 +183,13 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
             sidecar = work.write(outcome, paths, backend, key, inputs, versions, table, not problems)
             return Built(paths, sidecar, False, table, not problems)
     raise AssertionError("unreachable: the last precision always returns or raises")
+
+
+def _speed(outcome) -> str:
+    """'0.98x the FP32 latency (IQR 0.95-1.02): within noise', from the row that decides."""
+    row = outcome.figures[0]
+    spread = f" (IQR {row.ratio_iqr[0]:.2f}-{row.ratio_iqr[1]:.2f})" if row.ratio_iqr else ""
+    return f"{row.latency_ratio:.2f}x the FP32 latency{spread}: {outcome.speed}"
 
 
 def _key(inputs: dict, options: BuildOptions, precision: str, requested: str, versions: dict) -> str:

@@ -3,8 +3,11 @@
 :class:`Work` prepares the FP32 graph (shape inference, basic optimisations), renders the
 verification images and the FP32 reference once, then makes and verifies each precision
 the build tries, and finally writes the chosen one (and its extras) and the sidecar.
-Latency is measured where the artifact will run: ONNX Runtime on this CPU, or, for a
-TensorRT build, the engine itself on the GPU (built once here and copied at write time).
+Latency is measured where the artifact will run: on this CPU through the runner the stream
+opens, every runtime's candidate and FP32 timed together (:mod:`.timing`), or, for a TensorRT
+build, the engine itself on the GPU (built once here and copied at write time). OpenVINO runs
+FP32 and BF16 from the source graph: ONNX Runtime's preparation rewrites ops for its own
+kernels (HardSwish into HardSigmoid x Mul), which OpenVINO ran 1.3-2.9x slower (docs/cpu.md).
 Every graph bound for TensorRT goes through the CPU compatibility check
 (:mod:`fcn_edge.backends.tensorrt.compat`); what it finds is logged and recorded.
 """
@@ -27,9 +30,10 @@ from ..metadata import write_metadata
 from ..quantize import calibration, fp16, qdq, statistics, trt_cache
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
+from ..backends.onnxruntime import default_threads
 from ..backends.tensorrt import compat, opset
 from ..errors import FcnEdgeError
-from . import cpu, images, mixed, verify
+from . import cpu, images, mixed, timing, verify
 from .options import BuildOptions
 from .source import SourceModel
 
@@ -46,8 +50,10 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
     engine: tuple[Path, dict] | None = None  # TensorRT target: the engine built and timed here, and its facts
     verified_on: str = "onnxruntime"  # the CPU runtime figures[0] was verified on while making it
-    runs_on: str = ""  # CPU target: the runtime measured fastest, which runs the artifact
-    measured: dict[str, float] = field(default_factory=dict)  # CPU target: latency (ms) per runtime
+    runs_on: str = ""  # CPU target: the runtime that runs the artifact (.timing.first_faster)
+    measured: dict[str, float] = field(default_factory=dict)  # CPU target: median latency (ms) per runtime
+    speed: str = ""  # against FP32: timing.FASTER, SLOWER or WITHIN_NOISE
+    latency: dict[str, Any] = field(default_factory=dict)  # CPU target: how it was timed, for the sidecar
 
 
 class Work:
@@ -59,7 +65,7 @@ class Work:
         self.trt_version = trt_version  # the calibration cache header names the TensorRT it is for
         self.target = target  # the backend the artifact runs on: where latency is measured
         self.cpu_backends = cpu_backends  # CPU target: the runtimes verified and timed, the fastest wins (.cpu)
-        self._fp32_latencies: dict[str, float] = {}  # CPU target: the FP32 source's latency per runtime
+        self.threads = default_threads()  # the stream's default: what the CPU latencies are timed at
         self._engines: dict[Path, tuple[Path, dict]] = {}  # TensorRT target: engines built so far, by source graph
         self.prepared = tmp / "prepared.onnx"
         qdq.prepare(source.path, self.prepared)
@@ -84,33 +90,52 @@ class Work:
         outcome.details["tensorrt_compat"] = self._compat(outcome)
         if self.target == "tensorrt":
             outcome.figures.insert(0, self._timed(outcome))
+            ratio = outcome.figures[0].latency_ratio  # one median per engine: no spread measured on the GPU
+            outcome.speed = timing.verdict(timing.Spread(ratio, ratio, ratio))
         else:
             outcome.figures = self._on_cpu(outcome)
         return outcome
 
     def _on_cpu(self, outcome: Outcome) -> list:
-        """A verified, timed row per CPU runtime that runs this precision, the fastest first (it runs the artifact)."""
-        size, precision = self.options.latency_size, outcome.precision
+        """A verified, timed row per CPU runtime that runs this precision, the one that runs the artifact first.
+
+        The precision on each runtime and the FP32 artifact on each are timed together (:mod:`.timing`); the ratios
+        are to FP32 on the runtime that would run an FP32 artifact, round by round.
+        """
+        precision = outcome.precision
         backends = [b for b in self.cpu_backends if precision in cpu.RUNS[b]]
-        timed = [
-            outcome.figures[0] if backend == outcome.verified_on else verify.compare(
-                outcome.model, cpu.label(precision, backend), self.source, self.samples, self.reference, self.options.progress,
-                cpu.opener(backend, precision),
-            )
+        rows = {
+            backend: outcome.figures[0] if backend == outcome.verified_on else self._compare(
+                self._model_on(backend, precision, outcome.model), cpu.label(precision, backend), cpu.opener(backend, precision))
             for backend in backends
-        ]  # fmt: skip
-        for _ in range(2 if len(backends) > 1 else 1):  # alternated, the better of two: load elsewhere cannot pick the winner
-            for backend in backends:
-                latency = verify.median_latency_ms(outcome.model, self.source, size, open_session=cpu.opener(backend, precision))
-                outcome.measured[backend] = min(latency, outcome.measured.get(backend, latency))
-        outcome.runs_on = min(outcome.measured, key=outcome.measured.get)
-        if outcome.runs_on not in self._fp32_latencies:  # the FP32 row and every ratio: the source on the winner
-            self._fp32_latencies[outcome.runs_on] = verify.median_latency_ms(
-                self.source.path, self.source, size, open_session=cpu.opener(outcome.runs_on, "fp32"))
-        self.fp32_latency = self._fp32_latencies[outcome.runs_on]
-        timed = [dataclasses.replace(row, latency_ms=ms, latency_ratio=ms / self.fp32_latency) for row, ms in zip(timed, outcome.measured.values())]
-        rest = outcome.figures[1:] if outcome.verified_on in outcome.measured else outcome.figures
-        return sorted(timed, key=lambda row: row.latency_ms) + rest
+        }  # fmt: skip
+        candidates = {f"{precision} {b}": timing.Candidate(self._model_on(b, precision, outcome.model), b, precision) for b in backends}
+        candidates |= {f"fp32 {b}": timing.Candidate(self._model_on(b, "fp32", self.prepared), b, "fp32") for b in self.cpu_backends}
+        rounds, through = timing.measure(candidates, self.source, self.options.latency_size, self.threads, self.tmp / "openvino-cache")
+        outcome.runs_on = timing.first_faster({b: rounds[f"{precision} {b}"] for b in backends})
+        fp32_on = timing.first_faster({b: rounds[f"fp32 {b}"] for b in self.cpu_backends})
+        outcome.model = self._model_on(outcome.runs_on, precision, outcome.model)
+        reference = rounds[f"fp32 {fp32_on}"]
+        self.fp32_latency = timing.Spread.of(reference).median
+        timed = {}
+        for backend in backends:
+            ms, ratio = timing.Spread.of(rounds[f"{precision} {backend}"]), timing.ratio(rounds[f"{precision} {backend}"], reference)
+            outcome.measured[backend] = ms.median
+            timed[backend] = dataclasses.replace(rows[backend], latency_ms=ms.median, latency_iqr_ms=(ms.low, ms.high),
+                                                 latency_ratio=ratio.median, ratio_iqr=(ratio.low, ratio.high))  # fmt: skip
+        chosen = timing.ratio(rounds[f"{precision} {outcome.runs_on}"], reference)
+        outcome.speed = timing.verdict(chosen)
+        outcome.latency = {
+            "threads": self.threads, "through": through, "rounds": timing.ROUNDS, "frames_per_round": timing.PER_ROUND,
+            "runs_on": outcome.runs_on, "fp32_runs_on": fp32_on, "ratio_to_fp32": dataclasses.asdict(chosen), "verdict": outcome.speed,
+            "ms": {name: dataclasses.asdict(timing.Spread.of(r)) for name, r in rounds.items()},
+        }  # fmt: skip
+        rest = outcome.figures[1:] if outcome.verified_on in backends else outcome.figures
+        return [timed[b] for b in sorted(backends, key=lambda b: (b != outcome.runs_on, outcome.measured[b]))] + rest
+
+    def _model_on(self, backend: str, precision: str, model: Path) -> Path:
+        """The file ``backend`` runs for ``model``: OpenVINO runs FP32 and BF16 from the source graph (module docstring)."""
+        return self.source.path if backend == "openvino" and precision in ("fp32", "bf16") else model
 
     def _compat(self, outcome: Outcome) -> dict[str, list[str]]:
         """What each TensorRT line's ONNX parser would reject in the graph an engine of this precision is built from."""
@@ -172,9 +197,9 @@ class Work:
         return Outcome("fp32", self.prepared, [self._compare(self.prepared, "FP32 (prepared)")])
 
     def _bf16(self) -> Outcome:
-        """The FP32 graph run in BF16 by OpenVINO: a precision of the runtime, not of the file."""
-        figures = self._compare(self.prepared, cpu.label("bf16", "openvino"), cpu.opener("openvino", "bf16"))
-        return Outcome("bf16", self.prepared, [figures], verified_on="openvino")
+        """The source graph run in BF16 by OpenVINO: a precision of the runtime, not of the file."""
+        figures = self._compare(self.source.path, cpu.label("bf16", "openvino"), cpu.opener("openvino", "bf16"))
+        return Outcome("bf16", self.source.path, [figures], verified_on="openvino")
 
     def _fp16(self) -> Outcome:
         path = self.tmp / "fp16.onnx"
@@ -239,10 +264,18 @@ class Work:
     def table(self, outcome: Outcome, precision: str) -> str:
         fp32 = verify.Figures("FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0,
                               self.reference.boundary_f)
+        if self.target == "tensorrt":
+            timed = "TensorRT engine on the GPU"
+        else:
+            fp32_ms = outcome.latency["ms"][f"fp32 {outcome.latency['fp32_runs_on']}"]
+            fp32.latency_iqr_ms = (fp32_ms["low"], fp32_ms["high"])
+            through = "the stream's runner" if outcome.latency["through"] == "runner" else "a session with the runner's settings"
+            timed = (f"{cpu.LABELS[outcome.runs_on]} CPU (FP32: {cpu.LABELS[outcome.latency['fp32_runs_on']]}), "
+                     f"{outcome.latency['threads']} threads, median of {timing.ROUNDS} interleaved rounds through {through}; "
+                     "IQR of the per-round ratios")  # fmt: skip
         header = (
             f"verification ({precision.upper()}): {self.plan.describe(self.samples, self.options.verify_scenes)}; "
-            f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, "
-            + ("TensorRT engine on the GPU" if self.target == "tensorrt" else f"{cpu.LABELS[outcome.runs_on]} CPU, {ort_backend.THREADS} threads")
+            f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, {timed}"
         )
         return verify.table([fp32, *outcome.figures], header)
 
@@ -267,7 +300,8 @@ class Work:
                 "artifact": paths.artifact.name,
                 "precision": outcome.precision,
                 "backend": {**backend.facts, "why": backend.why} if backend.name == "tensorrt" else cpu.facts(
-                    outcome.runs_on, outcome.precision, outcome.measured, backend.why, backend.facts.get("openvino", backend.facts.get("version"))),
+                    outcome.runs_on, outcome.precision, outcome.measured, backend.why, backend.facts.get("openvino", backend.facts.get("version")),
+                    self.threads),
                 "model": self.source.describe(),
                 "io": artifact.io_description(model),
                 "profiles": None if self.profile is None else dict(zip(("min", "opt", "max"), self.profile)),
@@ -284,6 +318,7 @@ class Work:
                     "rows": verify.as_dict(outcome.figures),
                     "fp32_miou": self.reference.miou,
                     "fp32_latency_ms": self.fp32_latency,
+                    "latency": outcome.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
                     "passed": passed,
                     "table": table,
                 },

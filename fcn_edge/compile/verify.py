@@ -5,12 +5,11 @@ scenes (seeds from ``HELDOUT_SEED``, never trained or calibrated on, with exact 
 truth), and/or the calibration folder's hold-out split (the user's own frames, no labels).
 Figures per artifact: label agreement with FP32 over all pixels, mIoU against ground truth
 and its change (where the samples carry masks), the largest logit difference (through a "logits twin": the same graph with ArgMax's input
-also made an output), and median latency of artifact and FP32 with the same threads.
+also made an output), and latency of artifact and FP32, timed together (:mod:`.timing`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -47,9 +46,11 @@ class Figures:
     miou: float | None = None
     miou_drop: float | None = None  # FP32 mIoU minus this one, in points (x100)
     max_logit_diff: float | None = None
-    latency_ms: float | None = None
-    latency_ratio: float | None = None
+    latency_ms: float | None = None  # median of the per-round medians (.timing)
+    latency_ratio: float | None = None  # median of the per-round ratios to FP32
     boundary_f: float | None = None  # mean boundary F-score at 3 px (fcn_edge.boundary), where the samples carry masks
+    latency_iqr_ms: tuple[float, float] | None = None  # quartiles of the per-round medians
+    ratio_iqr: tuple[float, float] | None = None  # quartiles of the per-round ratios to FP32: what decides (.timing)
 
 
 def verification_samples(scenes: int, size: tuple[int, int], holdout_frames: Sequence[tuple[str, np.ndarray]]) -> list[Sample]:
@@ -195,21 +196,6 @@ def _boundary_f(source: SourceModel, samples: list[Sample], labels: list[np.ndar
     return None if not counts.counts.any() else counts.scores().mean_f
 
 
-def median_latency_ms(model: Path, source: SourceModel, size: tuple[int, int], runs: int = 10, warmup: int = 2,
-                      open_session: Callable = session) -> float:  # fmt: skip
-    """Median wall time of one batch-1 inference at ``size`` (H, W), THREADS threads, in ``open_session``'s backend."""
-    sess = open_session(model)
-    feed = source.feed([render_scene(np.random.default_rng(HELDOUT_SEED), size)[0]])
-    for _ in range(warmup):
-        sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times))
-
-
 def table(rows: list[Figures], header: str) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.2f}%"
@@ -217,12 +203,16 @@ def table(rows: list[Figures], header: str) -> str:
     def num(v: float | None, fmt: str) -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    lines = [header, f"  {'model':<26}{'agreement':>10}{'mIoU':>8}{'drop':>7}{'bF':>7}{'max|dlogit|':>12}{'latency':>11}{'vs FP32':>8}"]
+    def spread(v: tuple[float, float] | None) -> str:
+        return "" if v is None else f"{v[0]:.2f}-{v[1]:.2f}"
+
+    lines = [header, f"  {'model':<26}{'agreement':>10}{'mIoU':>8}{'drop':>7}{'bF':>7}{'max|dlogit|':>12}{'latency':>11}{'vs FP32':>8}"
+                     f"{'IQR':>11}"]  # fmt: skip
     for r in rows:
         lines.append(
             f"  {r.label:<26}{pct(r.agreement):>10}{num(r.miou, '.4f'):>8}{num(r.miou_drop, '+.2f'):>7}{num(r.boundary_f, '.3f'):>7}"
             f"{num(r.max_logit_diff, '.3g'):>12}{num(r.latency_ms, '.1f') + (' ms' if r.latency_ms else ''):>11}"
-            f"{num(r.latency_ratio, '.2f') + ('x' if r.latency_ratio else ''):>8}"
+            f"{num(r.latency_ratio, '.2f') + ('x' if r.latency_ratio else ''):>8}{spread(r.ratio_iqr):>11}"
         )
     return "\n".join(lines)
 

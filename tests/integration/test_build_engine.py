@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from conftest import assert_user_error, run_script
+from fcn_edge.backends.onnxruntime import default_threads
+from fcn_edge.compile import timing
 from fcn_edge.data.synthetic import render_scene
 from fcn_edge.quantize import qdq
 
@@ -91,6 +93,8 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     assert sidecar["sources"]["onnx_sha256"] and sidecar["sources"]["calibration_sha256"]
     rows = sidecar["verification"]["rows"]
     assert rows[0]["agreement"] >= 0.9 and rows[0]["max_logit_diff"] is not None and rows[0]["miou"] is None
+    latency = sidecar["verification"]["latency"]  # float NCHW in, scores out: the stream's runners do not take it
+    assert latency["through"] == "session" and latency["runs_on"] == sidecar["backend"]["name"]
     assert sidecar["layers"]["Conv"]["int8"] >= 1
     cache = (engines / "segnet.int8.calib").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2" and len(cache) > 3
@@ -139,6 +143,13 @@ def test_checkpoint_builds_fp16_with_metadata(tmp_path, calib):
     assert result.returncode == 0, result.stderr
     sidecar = json.loads((engines / "tiny.fp16.onnx.json").read_text())
     assert sidecar["model"]["checkpoint_sha256"] and sidecar["verification"]["rows"][0]["agreement"] >= 0.995
+    # timed as the stream runs it: its runner, its thread count, FP32 in the same rounds; a median and its spread
+    latency, row = sidecar["verification"]["latency"], sidecar["verification"]["rows"][0]
+    assert latency["through"] == "runner" and latency["threads"] == default_threads() == sidecar["backend"]["session_options"]["intra_op_num_threads"]
+    assert latency["rounds"] == timing.ROUNDS and latency["verdict"] in (timing.FASTER, timing.SLOWER, timing.WITHIN_NOISE)
+    ratio = latency["ratio_to_fp32"]
+    assert ratio["low"] <= ratio["median"] <= ratio["high"] and row["ratio_iqr"] == [ratio["low"], ratio["high"]]
+    assert set(latency["ms"]) >= {"fp16 onnxruntime", "fp32 onnxruntime"} and "IQR" in result.stdout
     assert sidecar["io"]["inputs"][0] == {"name": "frame", "dtype": "uint8", "shape": ["N", "H", "W", 3]}
     props = {p.key for p in onnx.load(str(engines / "tiny.fp16.onnx")).metadata_props}
     assert "fcn_edge.classes" in props

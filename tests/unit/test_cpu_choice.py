@@ -40,7 +40,13 @@ def test_openvino_is_a_backend_where_installed():
 
 
 def test_sidecar_entry_names_the_runtime_its_settings_and_the_measurement():
-    facts = cpu.facts("openvino", "int8", {"onnxruntime": 30.7, "openvino": 20.1}, "auto", "2026.4.1")
+    facts = cpu.facts("openvino", "int8", {"onnxruntime": 30.7, "openvino": 20.1}, "auto", "2026.4.1", 3)
     assert facts["name"] == "openvino" and facts["inference_precision"] == "f32" and facts["version"] == "2026.4.1"
-    assert facts["why"] == "auto; measured: OpenVINO 20.1 ms, ONNX Runtime 30.7 ms"
-    assert cpu.facts("onnxruntime", "fp32", {"onnxruntime": 70.0}, "asked", None)["session_options"]["thread_policy"]
+    assert facts["why"] == "auto; measured: OpenVINO 20.1 ms, ONNX Runtime 30.7 ms" and facts["threads"] == 3
+    ort = cpu.facts("onnxruntime", "fp32", {"onnxruntime": 70.0}, "asked", None, 3)["session_options"]
+    assert ort["thread_policy"] and ort["intra_op_num_threads"] == 3
+
+
+def test_sidecar_entry_says_when_the_default_runtime_runs_it_within_the_spread():
+    facts = cpu.facts("onnxruntime", "int8", {"onnxruntime": 30.7, "openvino": 30.1}, "auto", "2026.4.1", 2)
+    assert facts["why"] == "auto; measured: OpenVINO 30.1 ms, ONNX Runtime 30.7 ms (within the spread: ONNX Runtime, the default, runs it)"

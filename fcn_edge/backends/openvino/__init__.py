@@ -17,6 +17,8 @@ from .session import session
 __all__ = ["PRECISIONS", "OvProbe", "OvRunner", "default_cache_dir", "make_runner", "probe", "session"]
 
 
-def make_runner(path: str | Path, *, threads: int, precision: str = "fp32", check_inputs: bool = True, inflight: int = 1) -> OvRunner:
-    """An inactive runner; ``precision`` is how float ops run (fp32 or bf16), INT8 ops run INT8 either way."""
-    return OvRunner(path, threads=threads, precision=precision, check_inputs=check_inputs, inflight=inflight)
+def make_runner(path: str | Path, *, threads: int, precision: str = "fp32", check_inputs: bool = True, inflight: int = 1,
+                cache_dir: Path | None = None) -> OvRunner:  # fmt: skip
+    """An inactive runner; ``precision`` is how float ops run (fp32 or bf16), INT8 ops run INT8 either way;
+    ``cache_dir`` (default: the user's cache) is where compiled models are kept: the build times temporary files."""
+    return OvRunner(path, threads=threads, precision=precision, check_inputs=check_inputs, inflight=inflight, cache_dir=cache_dir)
