@@ -8,6 +8,7 @@ options finds the sidecar up to date and skips the build.
 
   python scripts/build_engine.py --int8
   python scripts/build_engine.py --onnx other.onnx --input-format tensor --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 --num-classes 4
+  python scripts/build_engine.py --onnx person.onnx --input-format tensor-nhwc --num-classes 1 --threshold 0.6
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from fcn_edge.backends import BACKENDS
 from fcn_edge.cli import model_size, shape
 from fcn_edge.compile import pipeline, source
+from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
 from fcn_edge.compile.options import Budget, BuildOptions
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
@@ -40,13 +42,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--onnx", type=Path, help="an ONNX segmentation model, ours or any other")
     p.add_argument("--name", help="artifact base name (default: the checkpoint's or ONNX file's stem)")
     foreign = p.add_argument_group("for an ONNX model without fcn_edge metadata")
-    foreign.add_argument("--input-format", choices=("frame", "tensor"), help="frame: uint8 NHWC BGR; tensor: float32 NCHW normalised")
+    foreign.add_argument("--input-format", choices=FORMATS,
+                         help="frame: uint8 NHWC BGR; tensor: float32 NCHW normalised; tensor-nhwc: float32 NHWC normalised "
+                              "(TF/TFLite conversions)")  # fmt: skip
     foreign.add_argument("--mean", type=float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
     foreign.add_argument("--std", type=float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
     foreign.add_argument("--channel-order", choices=("RGB", "BGR"), default=None, help="channel order the model expects (default RGB)")
     classes = foreign.add_mutually_exclusive_group()
-    classes.add_argument("--num-classes", type=int)
+    classes.add_argument("--num-classes", type=int, help="1: a binary model with one output channel (background, foreground)")
     classes.add_argument("--classes", help="comma-separated class names, class 0 first")
+    foreign.add_argument("--output-activation", choices=ACTIVATIONS,
+                         help="a one-channel (binary) output holds: sigmoid (probabilities) or logits; default: sigmoid "
+                              "when a Sigmoid node makes it, else this flag is needed")  # fmt: skip
+    foreign.add_argument("--threshold", type=float,
+                         help=f"a one-channel output's foreground probability threshold, also for logits (default {DEFAULT_THRESHOLD})")
     cal = p.add_argument_group("calibration (INT8)")
     cal.add_argument("--calib-dir", type=Path, default=DEFAULT_DIR, help="folder of .jpg/.png frames (default calibration/)")
     cal.add_argument("--calib-method", choices=METHODS, default="entropy",
@@ -107,6 +116,8 @@ def check_ranges(args: argparse.Namespace) -> None:
         (args.max_miou_drop < 0, f"--max-miou-drop {args.max_miou_drop:g} must be 0 or more (points of mIoU)"),
         (not 0 <= args.min_agreement <= 100, f"--min-agreement {args.min_agreement:g} must be a percentage, 0 to 100"),
         (args.std is not None and min(args.std) <= 0, f"--std {' '.join(f'{v:g}' for v in args.std or [])} must be positive"),
+        (args.threshold is not None and not 0 < args.threshold < 1,
+         f"--threshold {args.threshold} must be a probability between 0 and 1 (exclusive), also for logits"),
         (args.workspace is not None and args.workspace < 1, f"--workspace {args.workspace} must be at least 1 (MB)"),
         (args.opt_level is not None and not 0 <= args.opt_level <= 5, f"--opt-level {args.opt_level} must be 0 to 5"),
         (args.dla_core is not None and args.dla_core < 0, f"--dla-core {args.dla_core} must be 0 or more"),
@@ -126,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     classes = args.classes.split(",") if args.classes else None
     if args.onnx is not None:
         make_source, inputs = source.spec_from_onnx(
-            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes
+            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes,
+            args.output_activation, args.threshold,
         )
     else:
         make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)

@@ -164,9 +164,10 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
             # every file the build writes meets the budget: the TensorRT Q/DQ model of an INT8 build too
             problems = [f"{row.label}: {problem}" for row in outcome.figures for problem in options.budget.problems(row)]
             problems += outcome.details.get("problems", [])  # e.g. an INT8 model the search had to make all float
+            no_int8 = outcome.details.get("no_int8")  # never FP32 under an INT8 name, whatever the flags
             not_faster = outcome.speed != timing.FASTER  # a lower precision costs accuracy: only a measured gain pays for it
-            if (problems or not_faster) and not last and not options.precision:
-                why = "; ".join(problems) if problems else f"{_speed(outcome)}, not faster beyond the spread"
+            if (problems or not_faster or no_int8) and not last and not options.precision:
+                why = "; ".join(problems + [no_int8] * bool(no_int8)) or f"{_speed(outcome)}, not faster beyond the spread"
                 log(f"{precision.upper()} is not the one ({why}): trying {precisions[index + 1].upper()}")
                 continue
             table = work.table(outcome, precision)
@@ -179,6 +180,11 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
                 raise FcnEdgeError(
                     f"the {precision.upper()} build misses the accuracy budget ({'; '.join(problems)}); nothing written to "
                     f"{options.engines_dir}: raise --max-miou-drop or lower --min-agreement, or pass --allow-accuracy-drop"
+                )
+            if no_int8:
+                raise FcnEdgeError(
+                    f"{no_int8}: it would be the FP32 model under an INT8 name; nothing written to {options.engines_dir}: "
+                    "build --fp32 (or --fp16) instead"
                 )
             sidecar = work.write(outcome, paths, backend, key, inputs, versions, table, not problems)
             return Built(paths, sidecar, False, table, not problems)

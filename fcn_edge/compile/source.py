@@ -2,12 +2,15 @@
 
 Our exports carry classes, preprocessing and input format in their metadata; any other
 ONNX segmentation model gets them from flags (``--input-format``, ``--mean``, ``--std``,
-``--classes``/``--num-classes``). Either way the build knows one thing: how a uint8 BGR
-frame becomes this model's input, the same way the runtime will do it.
+``--classes``/``--num-classes``, and ``--threshold``/``--output-activation`` for a one-channel
+binary model) and is given frame input and labels output in the build's temporary folder
+(:mod:`.foreign`), so that its artifact streams like ours. Either way the build knows one
+thing: how a uint8 BGR frame becomes this model's input, the same way the runtime will do it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ class SourceModel:
     metadata: ModelMetadata | None = None  # ours; None for a foreign model
     origin: dict = field(default_factory=dict)  # what it was made from (checkpoint path and hash, or the ONNX)
     fixed_size: tuple[int, int] | None = None  # (H, W) when the model takes only one input size
+    foreign: dict | None = None  # a foreign model: what it takes and gives, and how its labels are made (.foreign)
 
     def feed(self, frames: Sequence[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR frames (one size) -> this model's input dict."""
@@ -54,11 +58,13 @@ class SourceModel:
             "palette": [list(c) for c in self.palette],
             "preprocess": self.preprocess.to_dict(),
             "input_format": self.input_format,
+            **({"foreign": self.foreign} if self.foreign else {}),
             **self.origin,
         }
 
 
 MakeSource = Callable[[Path], SourceModel]  # called with the build's temporary folder
+BINARY_CLASSES = ("background", "foreground")  # --num-classes 1
 
 
 def spec_from_onnx(
@@ -70,21 +76,27 @@ def spec_from_onnx(
     channel_order: str | None = None,
     classes: list[str] | None = None,
     num_classes: int | None = None,
+    output_activation: str | None = None,
+    threshold: float | None = None,
 ) -> tuple[MakeSource, dict]:
     """(make_source, identifying inputs) for an ONNX model and the flags that describe a foreign one.
 
     The model is opened now, so a file that is not ONNX fails in a second; the inputs (its
-    hash and the flags) are all the up-to-date check needs.
+    hash and the flags) are all the up-to-date check needs. ``--num-classes 1`` is a binary
+    model: background and foreground.
     """
-    if num_classes is not None and num_classes < 2:
-        raise FcnEdgeError(f"--num-classes {num_classes} must be at least 2")
+    if num_classes is not None and num_classes < 1:
+        raise FcnEdgeError(f"--num-classes {num_classes} must be at least 1 (1: a binary model, background and foreground)")
     if classes is not None:
         check_classes(classes, "--classes")
+    if num_classes == 1:
+        classes = list(BINARY_CLASSES)
     classes = classes or ([f"class_{i}" for i in range(num_classes)] if num_classes else None)
     model = load_onnx(path)
     name = name or path.name.removesuffix(".onnx")
     check_name(name)
-    flags = {"input_format": input_format, "mean": mean, "std": std, "channel_order": channel_order, "classes": classes}
+    flags = {"input_format": input_format, "mean": mean, "std": std, "channel_order": channel_order, "classes": classes,
+             "output_activation": output_activation, "threshold": threshold}  # fmt: skip
 
     def describe(tmp: Path) -> SourceModel:
         from ..spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess
@@ -92,7 +104,8 @@ def spec_from_onnx(
         preprocess = None
         if mean or std or channel_order:
             preprocess = Preprocess(tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD), channel_order or "RGB")
-        return from_onnx(path, input_format, preprocess, classes, name)
+        return from_onnx(path, input_format, preprocess, classes, name, tmp=tmp, output_activation=output_activation,
+                         threshold=threshold)  # fmt: skip
 
     inputs = {"name": name, "onnx_sha256": file_sha256(path), "flags": json.dumps(flags)}
     data = external_data_files(path, model)
@@ -182,11 +195,19 @@ def from_onnx(
     classes: list[str] | None = None,
     name: str | None = None,
     origin: dict | None = None,
+    tmp: Path | None = None,
+    output_activation: str | None = None,
+    threshold: float | None = None,
 ) -> SourceModel:
-    """Describe ``path``: from its fcn_edge metadata, else from the flags' values (which also override)."""
+    """Describe ``path``: from its fcn_edge metadata, else from the flags' values (which also override).
+
+    A foreign model (no metadata) is wrapped to take frames and give labels (:mod:`.foreign`),
+    written in ``tmp``: the SourceModel is that graph, and ``foreign`` says what was added.
+    """
     from ..data.palette import default_palette
     from ..metadata import INPUT_FORMATS, read_metadata
     from ..spec import Preprocess
+    from . import foreign
 
     model = load_onnx(path)
     props = {p.key for p in model.metadata_props}
@@ -196,21 +217,33 @@ def from_onnx(
         raise FcnEdgeError(f"{path} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}): a segmentation model needs one image input")
     if meta is None and (input_format is None or classes is None):
         raise FcnEdgeError(
-            f"{path} has no fcn_edge metadata: pass --input-format frame|tensor and --num-classes N (or --classes a,b,...), "
-            "and --mean/--std for a tensor input"
+            f"{path} has no fcn_edge metadata: pass --input-format {'|'.join(foreign.FORMATS)} and --num-classes N "
+            "(or --classes a,b,...; 1 for a binary model), and --mean/--std for a tensor input"
         )
+    if meta is not None and (output_activation or threshold is not None):
+        raise FcnEdgeError(f"{path} is an fcn_edge export, which gives its own labels: drop --output-activation and --threshold")
     input_format = input_format or meta.input_format
-    if input_format not in INPUT_FORMATS:
-        raise FcnEdgeError(f"--input-format {input_format!r} is not supported: choose {' or '.join(INPUT_FORMATS)}")
+    formats = INPUT_FORMATS if meta is not None else foreign.FORMATS
+    if input_format not in formats:
+        raise FcnEdgeError(f"--input-format {input_format!r} is not supported: choose {' or '.join(formats)}")
     fixed_size = _check_input(path, inputs[0], input_format)
     classes = classes or meta.classes
-    _check_outputs(path, model, len(classes))
-    return SourceModel(
+    channels = _check_outputs(path, model, len(classes))
+    binary = None
+    if meta is None and channels == 1:
+        binary = foreign.binary(model, path, output_activation, threshold)
+    elif output_activation or threshold is not None:
+        raise FcnEdgeError(
+            f"{path} scores {channels or 'several'} classes: --output-activation and --threshold are for a one-channel "
+            "(binary) output, drop them"
+        )
+    preprocess = preprocess or (meta.preprocess if meta else Preprocess())
+    source = SourceModel(
         path=path,
         name=name or path.name.removesuffix(".onnx"),
         input_name=inputs[0].name,
         input_format=input_format,
-        preprocess=preprocess or (meta.preprocess if meta else Preprocess()),
+        preprocess=preprocess,
         classes=list(classes),
         palette=list(meta.palette) if meta and len(meta.palette) == len(classes) else default_palette(len(classes)),
         outputs=[o.name for o in model.graph.output],
@@ -218,18 +251,50 @@ def from_onnx(
         origin=origin or {"onnx": str(path)},
         fixed_size=fixed_size,
     )
+    return source if meta is not None else _wrapped(source, model, binary, tmp)
+
+
+def _wrapped(source: SourceModel, model: onnx.ModelProto, binary, tmp: Path | None) -> SourceModel:
+    """``source``, a foreign model, as the frame-to-labels graph the artifact will be (written in ``tmp``)."""
+    from . import foreign
+
+    if tmp is None:
+        raise ValueError("a foreign model is wrapped in the build's temporary folder: pass tmp")
+    data = external_data_files(source.path, model)
+    full = onnx.load(str(source.path))  # with its weights, wherever they live
+    wrapped = foreign.frame_model(full, source.input_format, source.preprocess, binary, source.fixed_size)
+    target = tmp / f"{source.name}.frames.onnx"
+    onnx.save_model(wrapped, target, save_as_external_data=bool(data), location=f"{target.name}.data")
+    scores = foreign.scores_output(model)
+    described = {
+        "input_format": source.input_format,
+        "input": _describe(next(v for v in model.graph.input if v.name == source.input_name)),
+        "output": _describe(scores),
+        "labels": {"threshold": binary.describe()} if binary else "argmax" if len(scores.type.tensor_type.shape.dim) != 3 else "as given",
+    }
+    if source.input_format != "frame":
+        described["preprocess"] = source.preprocess.to_dict()
+    return dataclasses.replace(source, path=target, input_name=foreign.INPUT, input_format="frame", outputs=[foreign.LABELS],
+                               foreign=described)  # fmt: skip
 
 
 def _check_input(path: Path, value: onnx.ValueInfoProto, input_format: str) -> tuple[int, int] | None:
     """The input's fixed (H, W), None when its size is dynamic; an error for a layout the build cannot feed."""
     tensor = value.type.tensor_type
     dims = [d.dim_value or None for d in tensor.shape.dim]
-    expected = (onnx.TensorProto.UINT8, 3) if input_format == "frame" else (onnx.TensorProto.FLOAT, 1)
-    channels_at = dims[expected[1]] if len(dims) == 4 else None
-    if tensor.elem_type != expected[0] or len(dims) != 4 or channels_at not in (3, None):
-        layout = "uint8 [N,H,W,3] BGR frames" if input_format == "frame" else "float32 [N,3,H,W] normalised images"
-        raise FcnEdgeError(f"{path} input {_describe(value)} is not {layout}: pass the right --input-format")
-    batch, height, width = (dims[0], dims[1], dims[2]) if input_format == "frame" else (dims[0], dims[2], dims[3])
+    layouts = {  # format: (type, channel axis, its description)
+        "frame": (onnx.TensorProto.UINT8, 3, "uint8 [N,H,W,3] BGR frames"),
+        "tensor": (onnx.TensorProto.FLOAT, 1, "float32 [N,3,H,W] normalised images"),
+        "tensor-nhwc": (onnx.TensorProto.FLOAT, 3, "float32 [N,H,W,3] normalised images"),
+    }
+    elem_type, channel_axis, layout = layouts[input_format]
+    channels_at = dims[channel_axis] if len(dims) == 4 else None
+    floats = {"tensor": 1, "tensor-nhwc": 3} if tensor.elem_type == onnx.TensorProto.FLOAT and len(dims) == 4 else {}
+    other = next((f for f, axis in floats.items() if dims[axis] == 3 and dims[4 - axis] != 3), None)  # 3 channels only there
+    if tensor.elem_type != elem_type or len(dims) != 4 or channels_at not in (3, None) or other not in (None, input_format):
+        hint = f"--input-format {other}" if other and other != input_format else "the right --input-format"
+        raise FcnEdgeError(f"{path} input {_describe(value)} is not {layout}: pass {hint}")
+    batch, height, width = (dims[0], dims[2], dims[3]) if channel_axis == 1 else (dims[0], dims[1], dims[2])
     if bool(height) != bool(width):
         raise FcnEdgeError(
             f"{path} input {_describe(value)} fixes only its {'height' if height else 'width'}: export it with both "
@@ -240,11 +305,14 @@ def _check_input(path: Path, value: onnx.ValueInfoProto, input_format: str) -> t
     return (height, width) if height else None
 
 
-def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> None:
-    """A segmentation model gives [N,K,H,W] logits or [N,H,W] labels; K is the number of classes.
+def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> int | None:
+    """A segmentation model gives [N,K,H,W] scores or [N,H,W] labels; K is the number of classes, or 1 for two
+    (a binary model: background and foreground). Returns the labels' output K where the graph declares it.
 
     Checked where the graph declares ranks and sizes; the verification checks the rest on real outputs.
     """
+    from .foreign import channels, scores_output
+
     ranked = [o for o in model.graph.output if o.type.tensor_type.HasField("shape")]
     dims = {o.name: [d.dim_value or None for d in o.type.tensor_type.shape.dim] for o in ranked}
     if len(ranked) == len(model.graph.output) and not any(len(d) in (3, 4) for d in dims.values()):
@@ -253,12 +321,26 @@ def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> None:
             "[N,K,H,W] logits or [N,H,W] labels (a classifier or detector cannot be built here)"
         )
     for output in ranked:
-        channels = dims[output.name][1] if len(dims[output.name]) == 4 else None
-        if channels and channels != classes:
+        found = dims[output.name][1] if len(dims[output.name]) == 4 else None
+        if found and found != classes and not (found == 1 and classes == 2):
             raise FcnEdgeError(
-                f"{path} output {_describe(output)} scores {channels} classes, but {classes} were given "
-                f"(--num-classes, --classes or its metadata): give {channels}"
+                f"{path} output {_describe(output)} scores {found} classes, but {classes} were given "
+                f"(--num-classes, --classes or its metadata): give {found}"
+                if found > 1 else f"{path} output {_describe(output)} gives one channel (a binary model), but {classes} "
+                "classes were given (--num-classes, --classes): pass --num-classes 1 (background, foreground)"
             )
+    if classes == 1:
+        raise FcnEdgeError(f"--classes names one class; a model has two or more: for a binary model pass --num-classes 1 "
+                           "or two names, background first (--classes background,person)")  # fmt: skip
+    found = channels(scores_output(model))
+    if found is None:  # not declared on the output: shape inference may know it
+        try:
+            found = channels(scores_output(onnx.shape_inference.infer_shapes(model)))
+        except Exception:  # noqa: BLE001 - an op onnx cannot infer: the verification checks the real outputs
+            found = None
+        if found and found != classes and not (found == 1 and classes == 2):
+            raise FcnEdgeError(f"{path} scores {found} classes, but {classes} were given (--num-classes, --classes): give {found}")
+    return found
 
 
 def _describe(value: onnx.ValueInfoProto) -> str:

@@ -246,6 +246,10 @@ class Work:
             "tensorrt_qdq_unquantized_inputs": unquantized,  # placement rules: conv->relu, residual main branches
             "tensorrt_cache_version": trt_cache.version_number(self.trt_version),
         }  # fmt: skip
+        details["no_int8"] = _without_int8({"ONNX Runtime": ort_path, "TensorRT Q/DQ": trt_path})
+        if not details["no_int8"] and self.target != "tensorrt" and not _int8_layers(ort_path):
+            self.log(f"note: ONNX Runtime runs every convolution of this model in float (narrower than {qdq.MIN_INT8_CHANNELS} "
+                     "channels, faster in float there, or scoring labels); only the TensorRT Q/DQ model is INT8")  # fmt: skip
         return Outcome("int8", ort_path, [figures, trt_figures], extras, details)
 
     def _closest_int8(self, sensitivity: dict) -> list[str]:
@@ -341,11 +345,33 @@ class Work:
         return build_engine(onnx_path, engine_path, options)
 
 
+def _int8_layers(model: Path) -> int:
+    """How many weighted layers (convolutions, matmuls) of a Q/DQ model read a DequantizeLinear."""
+    layers = qdq.precision_summary(onnx.load(str(model)))
+    return sum(layers.get(op, {}).get("int8", 0) for op in qdq.WEIGHTED_OPS)
+
+
+def _without_int8(models: dict[str, Path]) -> str | None:
+    """Why an INT8 build is not one: no placement runs a weighted layer in INT8 (None when one does).
+
+    ONNX Runtime's alone may keep every conv float by its narrow-conv rule (a tiny model); with
+    neither, the quantizer did nothing (once: unnamed nodes) and the file would be FP32.
+    """
+    if any(_int8_layers(path) for path in models.values()):
+        return None
+    return f"no INT8 left: neither the {' nor the '.join(models)} model runs a convolution or matmul in INT8"
+
+
 def engine_profile(source: SourceModel, options: BuildOptions, samples: list[verify.Sample]) -> tuple[Shape, Shape, Shape]:
     """The input's optimization profile: the shapes given, else batch 1 from the smallest image the engine sees in
     this build (verification images, the latency frame) up to the largest of those and a 1080p camera's frame,
     optimized for the latency size; a model with one input size gets that size only."""
     if options.min_shape is not None:
+        if source.input_format == "frame" and len(options.min_shape) == 4 and options.min_shape[-1] != 3:
+            raise FcnEdgeError(
+                f"--min-shape {'x'.join(map(str, options.min_shape))} is not a frame shape: the engine takes uint8 frames "
+                "[N,H,W,3] (a foreign model's too, its preprocessing is in the graph): write NxHxWx3, e.g. 1x256x512x3"
+            )
         return options.min_shape, options.opt_shape, options.max_shape
     sizes = [tuple(s.frame.shape[:2]) for s in samples] + [tuple(options.latency_size)]
     cameras = [] if source.fixed_size else [CAMERA_SIZE]

@@ -25,6 +25,7 @@ from ..errors import FcnEdgeError
 from ..boundary import BoundaryCounts
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..backends.onnxruntime import session
+from . import foreign
 from .source import SourceModel
 
 LOGIT_BYTES = 512 * 2**20  # FP32 logits kept for max|dlogit|: 21 classes at VOC size are 15 MB an image
@@ -62,14 +63,15 @@ def verification_samples(scenes: int, size: tuple[int, int], holdout_frames: Seq
 
 
 def logits_twin(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with the input of its final ArgMax also a graph output (unchanged if it has float outputs)."""
+    """``model`` with the scores its labels come from also a graph output: the input of its final ArgMax, or of the
+    threshold a foreign binary model ends in (:mod:`.foreign`); unchanged if it has float outputs."""
     float_outputs = [o for o in model.graph.output if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
-    argmax = [n for n in model.graph.node if n.op_type == "ArgMax"]
-    if float_outputs or not argmax:
+    scoring = [n for n in model.graph.node if n.op_type == "ArgMax" or n.name == foreign.PREFIX + "threshold"]
+    if float_outputs or not scoring:
         return model
     twin = onnx.ModelProto()
     twin.CopyFrom(model)
-    twin.graph.output.append(onnx.helper.make_tensor_value_info(argmax[-1].input[0], onnx.TensorProto.FLOAT, None))
+    twin.graph.output.append(onnx.helper.make_tensor_value_info(scoring[-1].input[0], onnx.TensorProto.FLOAT, None))
     return twin
 
 
@@ -135,7 +137,8 @@ def _check_per_pixel(source: SourceModel, sample: Sample, labels: np.ndarray) ->
 def _check_class_count(source: SourceModel, labels: list[np.ndarray], logits: list[np.ndarray | None]) -> None:
     """The model's real outputs against the class names it was given (the graph may not declare its sizes)."""
     count = len(source.classes)
-    scored = {log.shape[0] for log in logits if log is not None}
+    binary = isinstance((source.foreign or {}).get("labels"), dict)  # one thresholded channel: two classes
+    scored = {2 if binary and log.shape[0] == 1 else log.shape[0] for log in logits if log is not None}
     highest = max(int(lab.max()) for lab in labels)
     if scored - {count} or highest >= count:
         found = f"scores {max(scored)} classes" if scored - {count} else f"predicts class {highest}"

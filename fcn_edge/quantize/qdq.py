@@ -68,6 +68,7 @@ ONNXRUNTIME_OPS = (*WEIGHTED_OPS, "Add")
 MIN_INT8_CHANNELS = 16
 PLACEMENT_RULES = {"tensorrt": ("activation", "residual"), "onnxruntime": ("activation",)}  # see .placement
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+KEEP_FLOAT = "fcn_edge_float_"  # nodes named so stay float on every placement: the frame preprocessing a build adds
 
 
 def prepare(source: str | Path, output: str | Path) -> None:
@@ -78,13 +79,34 @@ def prepare(source: str | Path, output: str | Path) -> None:
     ``Cast(int -> float) -> Cast(float -> uint8)`` into one cast from an integer to UINT8,
     which TensorRT cannot parse (UINT8 converts from FP32/FP16 only), so the float step is
     put back. A model below opset 13 is converted to 13 first: per-channel weight scales
-    need DequantizeLinear's ``axis``, which opset 13 introduced.
+    need DequantizeLinear's ``axis``, which opset 13 introduced. Every node gets a unique name
+    (:func:`name_nodes`): the quantizer excludes nodes by name.
     """
     with atomic_path(output) as tmp, _quiet():
         quant_pre_process(_at_least_opset(source, MIN_OPSET), str(tmp), auto_merge=True)
         model = onnx.load(str(tmp))
-        if _uint8_through_float(model.graph):
+        if _uint8_through_float(model.graph) + name_nodes(model.graph):
             onnx.save_model(model, tmp)
+
+
+def name_nodes(graph: onnx.GraphProto) -> int:
+    """Name each unnamed or twice-named node ``<op_type>_<index>`` (unique); returns how many it named.
+
+    Unnamed nodes are legal ONNX, but ``quantize_static(nodes_to_exclude=[""])`` would keep every
+    one of them in float: one unnamed narrow conv, and the whole model is written as INT8 in FP32.
+    """
+    taken = Counter(n.name for n in graph.node if n.name)
+    named = 0
+    for index, node in enumerate(graph.node):
+        if node.name and taken[node.name] == 1:
+            continue
+        taken[node.name] -= bool(node.name)
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name, taken[name] = name, 1
+        named += 1
+    return named
 
 
 def _at_least_opset(source: str | Path, opset: int) -> str | onnx.ModelProto:
@@ -139,7 +161,7 @@ def quantize(
     })  # fmt: skip
     ops = TENSORRT_OPS if tensorrt else ONNXRUNTIME_OPS
     graph = onnx.load(str(prepared), load_external_data=False)
-    exclude_nodes = [*exclude_nodes, *label_convs(graph), *score_tail(graph)]  # float on every placement (.label_ops, .score_tail)
+    exclude_nodes = [*exclude_nodes, *label_convs(graph), *score_tail(graph), *added_nodes(graph)]  # float on every placement
     options = {"ActivationSymmetric": tensorrt, "WeightSymmetric": True}
     if tensorrt:
         options["OpTypesToExcludeOutputQuantization"] = list(ops)
@@ -162,6 +184,13 @@ def quantize(
     return freed
 
 
+def added_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes named with KEEP_FLOAT: the cast, layout and normalisation in front of a foreign model
+    (:mod:`fcn_edge.compile.foreign`). Quantized, its 1x1 conv would halve the frame's 256 levels on
+    TensorRT's symmetric placement; in float it costs little, and the model's own first conv is INT8."""
+    return [n.name for n in model.graph.node if n.name.startswith(KEEP_FLOAT)]
+
+
 def narrow_convs(model: onnx.ModelProto) -> list[str]:
     """Convs with fewer than MIN_INT8_CHANNELS input and output channels (faster in float on ORT CPU)."""
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
@@ -176,7 +205,7 @@ def narrow_convs(model: onnx.ModelProto) -> list[str]:
 def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes the ONNX Runtime placement quantizes (not only convs: Adds too), what the
     mixed-precision search may keep in float; with all of them excluded no Q/DQ is left."""
-    skip = set(narrow_convs(model)) | set(label_convs(model))
+    skip = set(narrow_convs(model)) | set(label_convs(model)) | set(added_nodes(model))
     return [n.name for n in model.graph.node if n.op_type in ONNXRUNTIME_OPS and n.name not in skip]
 
 

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
-from conftest import assert_user_error, run_script
+from conftest import ROOT, assert_user_error, run_script
 from fcn_edge.backends.onnxruntime import default_threads
 from fcn_edge.compile import timing
 from fcn_edge.data.synthetic import render_scene
 from fcn_edge.quantize import qdq
+from fcn_edge.spec import Preprocess
 
 SMALL = ["--calib-size", "64x96", "--verify-scenes", "3", "--verify-size", "64x96", "--latency-size", "64x96", "--no-progress"]
 
@@ -67,9 +71,153 @@ def calib(tmp_path_factory) -> Path:
     return folder
 
 
-def foreign_args(model: Path, calib: Path, engines: Path) -> list:
+class BinarySegmenter(EncoderDecoder):
+    """A person/road/defect segmenter: one output channel, probabilities from a final Sigmoid."""
+
+    def __init__(self):
+        super().__init__(classes=1)
+
+    def forward(self, x):
+        return torch.sigmoid(super().forward(x))
+
+
+class NhwcSegmenter(EncoderDecoder):
+    """What converters from TF/TFLite keep: float32 NHWC input, permuted to NCHW inside."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 3, 1, 2))
+
+
+def scene_tensor(seed: int, nhwc: bool = False) -> np.ndarray:
+    """A 64x96 synthetic scene as foreign_args' --mean/--std normalise it (the numpy twin of the graph's)."""
+    frame = render_scene(np.random.default_rng(seed), (64, 96))[0]
+    x = Preprocess((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).frames_to_array(frame[None])
+    return x.transpose(0, 2, 3, 1).copy() if nhwc else x
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory) -> Path:
+    """BinarySegmenter whose logits on a scene spread over +-2 around 0: both classes, few pixels on the fence."""
+    model = BinarySegmenter().eval()
+    scene, last = torch.from_numpy(scene_tensor(7_000)), model.up[2]
+    with torch.no_grad():
+        logits = torch.special.logit(model(scene))
+        last.weight *= 2 / logits.std()
+        last.bias.copy_(last.bias * 2 / logits.std() - (logits * 2 / logits.std()).median())
+    path = tmp_path_factory.mktemp("binary") / "person.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 64, 96),), str(path), input_names=["x"], output_names=["prob"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False, opset_version=17)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def nhwc(tmp_path_factory) -> Path:
+    """NhwcSegmenter with each class's score centred on a scene: every class wins somewhere."""
+    model = NhwcSegmenter().eval()
+    with torch.no_grad():
+        model.up[2].bias -= model(torch.from_numpy(scene_tensor(7_000, nhwc=True))).mean((0, 2, 3))
+    path = tmp_path_factory.mktemp("nhwc") / "tflite_seg.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 64, 96, 3),), str(path), input_names=["x"],
+                      output_names=["scores"], dynamic_axes={"x": {0: "n", 1: "h", 2: "w"}}, dynamo=False, opset_version=17)  # fmt: skip
+    return path
+
+
+def source_labels(model: Path, seeds, nhwc: bool = False, threshold: float | None = None) -> list[np.ndarray]:
+    """ONNX Runtime on the user's own model, then their threshold (one channel) or argmax: the labels a user expects."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    scores = [session.run(None, {"x": scene_tensor(seed, nhwc)})[0][0] for seed in seeds]
+    return [(s[0] > threshold) if threshold is not None else s.argmax(0) for s in scores]
+
+
+def streamed_labels(artifact: Path, seeds, folder: Path) -> list[np.ndarray]:
+    """The labels the stream gives for the scenes of ``seeds``, read back from its overlays at full opacity."""
+    (folder / "in").mkdir()
+    for i, seed in enumerate(seeds):
+        cv2.imwrite(str(folder / "in" / f"{i}.png"), render_scene(np.random.default_rng(seed), (64, 96))[0])
+    result = subprocess.run(
+        [sys.executable, "-m", "fcn_edge.stream", "--images", folder / "in", "--model", artifact, "--headless", "--alpha", "1",
+         "--save-dir", folder / "out", "--stats-json", folder / "stats.json"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((folder / "stats.json").read_text())["frames"] == len(seeds)
+    palette = json.loads(artifact.with_name(artifact.name + ".json").read_text())["model"]["palette"]
+    colours = np.array(palette, np.uint8)[:, ::-1]  # BGR, as the overlay writes them
+    found = []
+    for path in sorted((folder / "out").glob("*.png")):
+        image = cv2.imread(str(path))
+        matches = (image[:, :, None, :] == colours[None, None]).all(-1)
+        assert matches.any(-1).all(), "a pixel in no class colour"
+        found.append(matches.argmax(-1))
+    return found
+
+
+def agreement(found: list[np.ndarray], expected: list[np.ndarray]) -> float:
+    return float(np.mean([np.mean(f == e) for f, e in zip(found, expected)]))
+
+
+HOLDOUT_SEEDS = [7_004, 7_009, 11]  # calibration hold-outs and a scene never seen
+
+
+@pytest.mark.slow
+def test_a_binary_sigmoid_model_builds_int8_and_streams_its_thresholded_labels(binary, calib, tmp_path):
+    engines = tmp_path / "engines"
+    args = ["--int8", "--onnx", binary, "--input-format", "tensor", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25",
+            "0.25", "--num-classes", "1", "--threshold", "0.6", "--calib-dir", calib, "--engines-dir", engines,
+            "--backend", "onnxruntime", *SMALL]  # fmt: skip
+    result = run_script("build_engine.py", *args)
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads((engines / "person.int8.onnx.json").read_text())
+    assert sidecar["model"]["classes"] == ["background", "foreground"]
+    assert sidecar["model"]["foreign"]["labels"]["threshold"] == {
+        "activation": "sigmoid", "threshold": 0.6, "on_output": 0.6, "activation_from": "the graph's final Sigmoid"}
+    assert sidecar["io"]["inputs"][0]["dtype"] == "uint8" and sidecar["io"]["outputs"][0]["name"] == "labels"
+    assert sidecar["layers"]["Conv"]["int8"] >= 1 and sidecar["verification"]["rows"][0]["agreement"] >= 0.98
+
+    expected = source_labels(binary, HOLDOUT_SEEDS, threshold=0.6)
+    assert 0.2 < np.mean(expected) < 0.8  # both classes are there to get right
+    assert agreement(streamed_labels(engines / "person.int8.onnx", HOLDOUT_SEEDS, tmp_path), expected) >= 0.98
+
+
+@pytest.mark.slow
+def test_a_float_nhwc_model_builds_int8_and_streams_its_labels(nhwc, calib, tmp_path):
+    engines = tmp_path / "engines"
+    args = ["--int8", *foreign_args(nhwc, calib, engines, "tensor-nhwc"), "--backend", "onnxruntime"]
+    result = run_script("build_engine.py", *args)
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads((engines / "tflite_seg.int8.onnx.json").read_text())
+    assert sidecar["model"]["foreign"]["input_format"] == "tensor-nhwc"
+    assert sidecar["model"]["foreign"]["input"] == "'x' float ['n', 'h', 'w', 3]"
+    assert sidecar["layers"]["Conv"]["int8"] >= 1
+
+    expected = source_labels(nhwc, HOLDOUT_SEEDS, nhwc=True)
+    assert len(np.unique(np.concatenate([e.ravel() for e in expected]))) > 1
+    assert agreement(streamed_labels(engines / "tflite_seg.int8.onnx", HOLDOUT_SEEDS, tmp_path), expected) >= 0.9
+
+
+@pytest.mark.slow
+def test_a_model_with_unnamed_nodes_is_really_int8(calib, tmp_path):
+    """Unnamed nodes are legal ONNX; excluding one narrow conv by its name "" once excluded them all."""
+    model = EncoderDecoder().eval()
+    model.up = nn.Sequential(nn.ConvTranspose2d(32, 8, 4, 4), nn.ReLU(), nn.Conv2d(8, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 3, 1))
+    path = tmp_path / "unnamed.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 64, 96),), str(path), input_names=["x"], output_names=["scores"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False, opset_version=17)  # fmt: skip
+    graph = onnx.load(str(path))
+    for node in graph.graph.node:
+        node.name = ""
+    onnx.save(graph, str(path))
+    engines = tmp_path / "engines"
+    result = run_script("build_engine.py", "--int8", *foreign_args(path, calib, engines))
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads((engines / "unnamed.int8.onnx.json").read_text())
+    assert sidecar["layers"]["Conv"]["int8"] >= 1 and sidecar["layers"]["ConvTranspose"]["int8"] == 1
+    trt = qdq.precision_summary(onnx.load(str(engines / "unnamed.int8.trt-qdq.onnx")))
+    assert trt["Conv"]["int8"] >= 1
+
+
+def foreign_args(model: Path, calib: Path, engines: Path, input_format: str = "tensor") -> list:
     return [
-        "--onnx", model, "--input-format", "tensor", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25",
+        "--onnx", model, "--input-format", input_format, "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25",
         "--num-classes", "3", "--calib-dir", calib, "--engines-dir", engines, "--min-agreement", "90", *SMALL,
     ]  # fmt: skip
 
@@ -88,7 +236,9 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     sidecar = json.loads((engines / "segnet.int8.onnx.json").read_text())
     # the CPU runtime measured fastest (OpenVINO only where installed) runs it
     assert sidecar["backend"]["name"] in ("onnxruntime", "openvino") and sidecar["precision"] == "int8"
-    assert sidecar["io"]["inputs"][0]["name"] == "x" and sidecar["io"]["outputs"][0]["dtype"] == "float32"
+    # frames in, labels out, as the stream runs it; the model's own input is recorded
+    assert sidecar["io"]["inputs"][0]["name"] == "frame" and sidecar["io"]["outputs"][0]["dtype"] == "uint8"
+    assert sidecar["model"]["foreign"]["input"] == "'x' float ['n', 3, 'h', 'w']" and sidecar["model"]["foreign"]["labels"] == "argmax"
     assert sidecar["model"]["classes"] == ["class_0", "class_1", "class_2"]
     assert sidecar["sources"]["onnx_sha256"] and sidecar["sources"]["calibration_sha256"]
     rows = sidecar["verification"]["rows"]

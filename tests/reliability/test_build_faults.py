@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import onnx
 import pytest
 
@@ -202,13 +203,13 @@ def test_the_schema_names_what_is_wrong(tmp_path):
 def test_a_static_input_shape_builds_or_is_one_line(build, tmp_path, kind):
     """Either the build runs at the model's one size, whole, or it says why not; never an ONNX Runtime traceback."""
     if kind == "tensor":
-        model, flags = segmenter(tmp_path / "seg.onnx", shape=(1, 3, 224, 224)), ()
-    else:
-        model, flags = frame_segmenter(tmp_path / "seg.onnx", shape=(1, 224, 224, 3)), ("--input-format", "frame")
-    status, _, err = build(model, *flags)
+        model, flags, precision = segmenter(tmp_path / "seg.onnx", shape=(1, 3, 224, 224)), (), "--int8"
+    else:  # its one conv scores labels, float on every placement: nothing for INT8 (refused, see below)
+        model, flags, precision = frame_segmenter(tmp_path / "seg.onnx", shape=(1, 224, 224, 3)), ("--input-format", "frame"), "--fp32"
+    status, _, err = build(model, *flags, precision=precision)
     assert "Traceback" not in err
     if status == 0:
-        assert built_names(tmp_path / "engines") == INT8_FILES
+        assert built_names(tmp_path / "engines") == (INT8_FILES if kind == "tensor" else ["seg.fp32.onnx", "seg.fp32.onnx.json"])
     else:
         assert status == 2
         one_error_line(err, "224x224")
@@ -243,6 +244,48 @@ def test_a_wrong_number_of_classes_is_one_line(build, tmp_path, declared):
     assert_no_leftovers(tmp_path)
 
 
+def test_a_one_channel_output_without_a_sigmoid_asks_what_it_holds(build, tmp_path):
+    status, _, err = build(segmenter(tmp_path / "seg.onnx", classes=1), "--num-classes", "1")
+    assert status == 2
+    one_error_line(err, "gives one channel", "not a Sigmoid", "--output-activation logits")
+    assert not (tmp_path / "engines").exists()
+
+
+def test_a_one_channel_output_given_several_classes_says_binary(build, tmp_path):
+    status, _, err = build(segmenter(tmp_path / "seg.onnx", classes=1), "--num-classes", "3")
+    assert status == 2
+    one_error_line(err, "gives one channel (a binary model)", "--num-classes 1")
+
+
+def test_threshold_flags_on_a_model_with_several_classes_are_one_line(build, tmp_path):
+    status, _, err = build(segmenter(tmp_path / "seg.onnx"), "--threshold", "0.3")
+    assert status == 2
+    one_error_line(err, "scores 3 classes", "drop them")
+
+
+def test_a_float_nhwc_input_called_a_tensor_names_tensor_nhwc(build, tmp_path):
+    status, _, err = build(segmenter(tmp_path / "seg.onnx", shape=("n", "h", "w", 3)))
+    assert status == 2
+    one_error_line(err, "'x' float ['n', 'h', 'w', 3]", "--input-format tensor-nhwc")
+
+
+def test_an_int8_build_with_nothing_in_int8_is_refused_not_written_as_fp32(build, tmp_path):
+    """One conv that only scores labels stays float on every placement: the "INT8" file would be the FP32 model."""
+    weight = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Conv", ["x", "w"], ["scores"])], "one_conv",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [onnx.helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["n", 3, "h", "w"])], [weight],
+    )  # fmt: skip
+    model = tmp_path / "seg.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), model)
+    status, _, err = build(model, "--allow-accuracy-drop")
+    assert status == 2
+    one_error_line(err, "no INT8 left", "FP32 model under an INT8 name", "--fp32")
+    assert not (tmp_path / "engines").exists() or built_names(tmp_path / "engines") == []
+    assert_no_leftovers(tmp_path)
+
+
 # --- 7, 8. flags ---------------------------------------------------------------------------------------------
 
 
@@ -260,10 +303,11 @@ def test_no_verification_images_is_one_line(build, tmp_path):
     (["--max-miou-drop", "-1"], "--max-miou-drop -1"),
     (["--std", "0", "1", "1"], "--std 0 1 1"),
     (["--opt-level", "9"], "--opt-level 9"),
+    (["--threshold", "1.5"], "--threshold 1.5"),
     (["--classes", "road,car,road"], "'road' more than once"),
     (["--classes", "road,,car"], "empty class name"),
     (["--verify-size", "100000x100000"], "too large"),
-], ids=["verify-scenes", "min-agreement", "max-miou-drop", "std", "opt-level", "duplicate-class", "empty-class", "huge-size"])
+], ids=["verify-scenes", "min-agreement", "max-miou-drop", "std", "opt-level", "threshold", "duplicate-class", "empty-class", "huge-size"])
 def test_out_of_range_flags_are_one_line(build, tmp_path, flags, fragment):
     status, _, err = build(segmenter(tmp_path / "seg.onnx"), *flags)
     assert status == 2
