@@ -330,7 +330,7 @@ def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> int | No
                 "classes were given (--num-classes, --classes): pass --num-classes 1 (background, foreground)"
             )
     if classes == 1:
-        raise FcnEdgeError(f"--classes names one class; a model has two or more: for a binary model pass --num-classes 1 "
+        raise FcnEdgeError("--classes names one class; a model has two or more: for a binary model pass --num-classes 1 "
                            "or two names, background first (--classes background,person)")  # fmt: skip
     found = channels(scores_output(model))
     if found is None:  # not declared on the output: shape inference may know it
