@@ -243,8 +243,8 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     assert sidecar["sources"]["onnx_sha256"] and sidecar["sources"]["calibration_sha256"]
     rows = sidecar["verification"]["rows"]
     assert rows[0]["agreement"] >= 0.9 and rows[0]["max_logit_diff"] is not None and rows[0]["miou"] is None
-    latency = sidecar["verification"]["latency"]  # float NCHW in, scores out: the stream's runners do not take it
-    assert latency["through"] == "session" and latency["runs_on"] == sidecar["backend"]["name"]
+    latency = sidecar["verification"]["latency"]  # wrapped into frames in, labels out: timed through the stream's runners
+    assert latency["through"] == "runner" and latency["runs_on"] == sidecar["backend"]["name"]
     assert sidecar["layers"]["Conv"]["int8"] >= 1
     cache = (engines / "segnet.int8.calib").read_text().splitlines()
     assert cache[0] == "TRT-100300-EntropyCalibration2" and len(cache) > 3

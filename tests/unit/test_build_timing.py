@@ -13,6 +13,8 @@ from fcn_edge.compile import pipeline, timing, verify
 from fcn_edge.compile.source import from_onnx
 from fcn_edge.compile.steps import Outcome
 from fcn_edge.compile.timing import FASTER, SLOWER, WITHIN_NOISE, Spread
+from fcn_edge.metadata import ModelMetadata, write_metadata
+from fcn_edge.spec import Preprocess
 
 
 @pytest.mark.parametrize(
@@ -54,14 +56,17 @@ def test_the_build_says_a_candidate_within_the_spread_is_within_noise():
 
 
 def tensor_model(path: Path) -> Path:
-    """A float NCHW input and class scores out: a model the stream's runners do not take."""
+    """One of ours exported with ``--input tensor --output-kind logits`` (float NCHW in, class scores out): a model the
+    stream's runners do not take. (A foreign model is wrapped into frames in, labels out, which they do.)"""
     weight = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 1, 1], [0.1, 0.2, 0.3, -0.1, -0.2, -0.3])
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["scores"])], "tensor",
+        [helper.make_node("Conv", ["x", "w"], ["logits"])], "tensor",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 2, "h", "w"])], [weight],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2, "h", "w"])], [weight],
     )  # fmt: skip
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    write_metadata(model, ModelMetadata(["a", "b"], [(0, 0, 0), (255, 255, 255)], Preprocess(), "tensor", ["logits"], 1, "0" * 64, {}))
+    onnx.save_model(model, path)
     return path
 
 
@@ -80,7 +85,7 @@ def test_frame_models_are_timed_through_the_streams_runners_in_interleaved_round
 
 def test_models_the_runners_do_not_take_are_timed_through_sessions(tmp_path):
     path = tensor_model(tmp_path / "tensor.onnx")
-    source = from_onnx(path, input_format="tensor", classes=["a", "b"])
+    source = from_onnx(path)
     assert not timing.stream_runs(path)
     rounds, through = timing.measure({"fp32 onnxruntime": timing.Candidate(path, "onnxruntime", "fp32")}, source, (32, 48), 1, tmp_path)
     assert through == "session" and len(rounds["fp32 onnxruntime"]) == timing.ROUNDS
