@@ -1,6 +1,5 @@
 import sys, time, json
 from pathlib import Path
-from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]; sys.path[:0] = [str(ROOT / 'tests'), str(ROOT)]
 import numpy as np, onnx
 from fixtures import real_models

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..backends.onnxruntime.session import apply_thread_policy
 
-METHODS = ("max", "percentile", "entropy", "mse", "auto")
+METHODS = ("max", "percentile", "entropy")
 NUM_BINS = 2048
 QUANTIZED_BINS = 128
 PERCENTILE = 99.99
@@ -52,7 +52,6 @@ class TensorRanges:
     amax: dict[str, float]
     low: dict[str, float] = field(default_factory=dict)
     high: dict[str, float] = field(default_factory=dict)
-    chosen: dict[str, str] = field(default_factory=dict)  # ``auto``/``mse``: the rule that set each tensor's range
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:
@@ -109,48 +108,9 @@ def collect_ranges(
             magnitude = magnitude[magnitude != 0]  # a ReLU's exact zeros would dominate the first bin (see docstring)
             index = np.minimum(magnitude * (NUM_BINS / absmax[name]), NUM_BINS - 1).astype(np.int32)
             hists[name] += np.bincount(index, minlength=NUM_BINS)
-    if method in ("mse", "auto"):
-        choices = {n: _least_error_bins(hists[n], absmax[n], low[n], method) for n in names}
-        amax = {n: max(absmax[n] * bins / NUM_BINS, TINY) for n, (bins, _) in choices.items()}
-        return TensorRanges(method, amax, low, high, {n: chosen for n, (_, chosen) in choices.items()})
     choose: Callable[[np.ndarray], int] = _entropy_bins if method == "entropy" else _percentile_bins
     amax = {n: max(absmax[n] * choose(hists[n]) / NUM_BINS, TINY) for n in names}
     return TensorRanges(method, amax, low, high)
-
-
-def _errors(hist: np.ndarray, absmax: float, low: float) -> np.ndarray:
-    """Mean squared error of the UINT8-quantized tensor for a range ending at every bin edge (index = bins kept).
-
-    Values inside the range cost step^2 / 12 (rounding), values beyond it (|x| in a later bin, at its centre)
-    their distance to the clip; the range is [max(low, -amax), amax] in 255 steps, as the ONNX Runtime
-    placement quantizes it (a ReLU output, ``low = 0``, gets all 255 steps on its positive side).
-    """
-    hist = hist.astype(np.float64)
-    width = absmax / NUM_BINS
-    edges = np.arange(NUM_BINS + 1) * width  # candidate amax per number of bins kept
-    centres = (np.arange(NUM_BINS) + 0.5) * width
-    inside = np.concatenate([[0.0], np.cumsum(hist)])  # values in bins below each edge
-    # clipped: sum over later bins of count * (centre - edge)^2, from cumulative sums of count, count*c, count*c^2
-    tail = lambda v: np.concatenate([np.cumsum(v[::-1])[::-1], [0.0]])  # noqa: E731
-    n1, nc, nc2 = tail(hist), tail(hist * centres), tail(hist * centres**2)
-    clipped = nc2 - 2 * edges * nc + edges**2 * n1
-    span = edges + np.minimum(max(-low, 0.0), edges) if np.isfinite(low) else 2 * edges
-    rounding = inside * (span / 255.0) ** 2 / 12.0
-    return (rounding + clipped) / max(hist.sum(), 1.0)
-
-
-def _least_error_bins(hist: np.ndarray, absmax: float, low: float, method: str) -> tuple[int, str]:
-    """(bins kept, which rule chose them): the range with the least quantization error (``mse``), or the method
-    among max/percentile/entropy whose range leaves the least error on this tensor (``auto``)."""
-    if hist[1:].sum() == 0:
-        return NUM_BINS, "max"
-    errors = _errors(hist, absmax, low)
-    if method == "mse":
-        bins = int(np.argmin(errors[1:])) + 1
-        return bins, "mse"
-    candidates = {"max": NUM_BINS, "percentile": min(_percentile_bins(hist), NUM_BINS), "entropy": _entropy_bins(hist)}
-    chosen = min(candidates, key=lambda name: errors[candidates[name]])
-    return candidates[chosen], chosen
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
