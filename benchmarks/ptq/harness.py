@@ -1,3 +1,6 @@
+"""Measurement scripts behind docs/foreign.md's PTQ table: run from this folder with the venv, e.g.
+``PYTHONPATH=../.. python calib.py selfie selfie_landscape`` or ``python search.py selfie percentile 0.98``.
+Models are built into /tmp/rm (tests/fixtures/real_models.py), work files go to /tmp/ptq/<model>/."""
 import sys, time, json
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]; sys.path[:0] = [str(ROOT / 'tests'), str(ROOT)]
@@ -15,6 +18,7 @@ def int8_convs(model):
 
 class Case:
     def __init__(self, name, work=Path('/tmp/ptq')):
+        work.mkdir(parents=True, exist_ok=True)
         self.model = real_models.build(name, Path('/tmp/rm'))
         self.dir = work / name; self.dir.mkdir(parents=True, exist_ok=True)
         _, cal = self.model.load(self.model.calibration)
