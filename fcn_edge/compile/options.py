@@ -30,7 +30,7 @@ class Budget:
 class BuildOptions:
     precision: str | None = None  # int8 | fp16 | fp32; None: the fastest that meets the budget
     calib_dir: Path = calibration.DEFAULT_DIR
-    calib_method: str = "entropy"
+    calib_method: str = "percentile"  # README Compile: plain INT8 of MediaPipe's selfie model 97.11% vs entropy 94.67%
     calib_size: tuple[int, int] = calibration.DEFAULT_SIZE
     engines_dir: Path = ENGINES_DIR
     budget: Budget = field(default_factory=Budget)
