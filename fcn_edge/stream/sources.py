@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -232,10 +233,19 @@ def csi(sensor_id: int, size: tuple[int, int] | None = None, fps: float | None =
     return gstreamer(csi_pipeline(sensor_id, width, height, rate), f"CSI camera {sensor_id} ({width}x{height})", rate)
 
 
+PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):[^/?#]*@")  # scheme://user:PASSWORD@ (to the last @)
+
+
+def redact(address: str) -> str:
+    """``rtsp://admin:pw@host/cam`` -> ``rtsp://admin:***@host/cam``: a description goes to stderr, the served page
+    and JSON, so it never holds the password (the capture itself gets the address as given)."""
+    return PASSWORD.sub(r"\1:***@", address)
+
+
 def url(address: str) -> CaptureSource:
     params = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS)
     hint = "check the address, credentials and that the stream plays in ffplay or VLC, or try --video FILE"
-    return CaptureSource(address, cv2.CAP_FFMPEG, f"stream {address}", True, hint, params=params)
+    return CaptureSource(address, cv2.CAP_FFMPEG, f"stream {redact(address)}", True, hint, params=params)
 
 
 def video(path: str | Path) -> CaptureSource:
