@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame")
     p.add_argument("--serve", type=serve.parse_address, metavar="[HOST:]PORT",
                    help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)")
+    p.add_argument("--serve-host", action="append", default=[], metavar="NAME",
+                   help="a name the page may be reached by besides its IP address, localhost and this machine's name, "
+                        "e.g. jetson.local (repeatable; other Host headers get 403: DNS rebinding)")
     p.add_argument("--serve-quality", type=int, default=80, metavar="Q", help="JPEG quality served, 1..100 (80)")
     p.add_argument("--serve-width", type=int, default=640, metavar="W", help="wider frames are served scaled to W (640; 0: as is)")
     p.add_argument("--serve-clients", type=int, default=4, metavar="N", help="viewers at once; more get 503 (4)")
@@ -137,7 +140,8 @@ def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
     if args.save_dir:
         chosen.append(sinks.ImageFolderSink(args.save_dir))
     if args.serve:
-        server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients)
+        server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
+                                 tuple(args.serve_host))
         print(server.banner, file=sys.stderr, flush=True)
         chosen.append(server)
     return chosen

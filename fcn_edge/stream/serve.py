@@ -16,6 +16,7 @@ buffer keeps the kernel from queueing seconds of old frames for a slow link.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
 import threading
@@ -107,8 +108,9 @@ class ServeSink(Sink):
     """An HTTP server in a daemon thread; ``write`` encodes a frame only when a viewer waits for one."""
 
     def __init__(self, address: tuple[str, int], model: str | Path, quality: int = 80, width: int = 640,
-                 clients: int = 4) -> None:  # fmt: skip
+                 clients: int = 4, names: tuple[str, ...] = ()) -> None:  # fmt: skip
         host, port = address
+        self.names = {name.lower().rstrip(".") for name in names}  # --serve-host: trusted, on any port (a proxy's)
         self.frames = Frames(clients)
         self.model = str(model)
         self.width = width
@@ -140,6 +142,25 @@ class ServeSink(Sink):
         if self.host in (LOCAL_HOST, "localhost"):
             return f"serving {self.url} (bound to {self.host} only; --serve 0.0.0.0:{self.port} to allow other machines)"
         return f"serving {self.url} (bound to {self.host} only)"
+
+    def allows(self, host: str | None) -> bool:
+        """Whether a request's Host header names this server. A page from a DNS-rebound name (evil.example
+        resolving to this machine) sends that name, so it is refused; an IP address, localhost, this machine's
+        name and --serve-host names are not for an attacker to point here. No Host at all: not a browser."""
+        if host is None:
+            return True
+        name, port = host.lower(), "80"
+        if ":" in name and not name.endswith("]"):  # NAME:PORT, [::1]:PORT; not [::1] (port 80)
+            name, _, port = name.rpartition(":")
+        name = name.rstrip(".")
+        if name in self.names:
+            return True
+        if not port.isdigit() or int(port) != self.port:
+            return False
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name)
+            return True
+        return name in ("localhost", socket.gethostname().lower())
 
     def start(self, stats: StreamStats, overlay: Overlay) -> None:
         self._stats = stats
@@ -224,6 +245,17 @@ class Handler(BaseHTTPRequestHandler):
             self.server.connections.discard(self.connection)
             self.server.connections_changed.notify_all()
         super().finish()
+
+    def parse_request(self) -> bool:
+        """The request line and headers; False (the request answered) for a Host this server does not know."""
+        if not super().parse_request():
+            return False
+        if self.server.sink.allows(self.headers.get("Host")):
+            return True
+        self.reply(HTTPStatus.FORBIDDEN, "text/plain",
+                   f"unknown Host {self.headers['Host']!r}: start the stream with --serve-host NAME to allow it\n".encode())
+        self.close_connection = True
+        return False
 
     def do_GET(self) -> None:
         routes = {"/": self.page, "/stream.mjpg": self.stream, "/stats.json": self.stats, "/snapshot.jpg": self.snapshot}

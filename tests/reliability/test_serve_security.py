@@ -106,3 +106,26 @@ def test_a_camera_that_cannot_be_opened_is_named_without_its_password(frame_mode
                              "--model", str(frame_model)], capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
     assert_user_error(result, "rtsp://user:***@127.0.0.1:1/cam")
     assert PASSWORD not in result.stderr + result.stdout
+
+
+@pytest.fixture(scope="module")
+def served(frame_model):
+    """A synthetic stream served on 127.0.0.1 that also answers to cam.example; yields its URL and port."""
+    process, url, lines = start("--synthetic", "--fps", "10", "--model", frame_model, "--threads", "1",
+                                "--serve", "127.0.0.1:0", "--serve-host", "cam.example")  # fmt: skip
+    served.lines = lines
+    yield url, int(url.rstrip("/").rsplit(":", 1)[1]), process
+    served.stderr = stop(process, lines)
+
+
+@pytest.mark.parametrize("route", ["", "snapshot.jpg", "stats.json", "stream.mjpg"])
+def test_a_request_for_an_unknown_host_gets_403_and_no_content(served, route):
+    url, port, _ = served
+    for host in ("evil.example.com", f"evil.example.com:{port}", "127.0.0.1:1"):  # a DNS-rebound name; another port
+        status, headers, body = get(url + route, Host=host)
+        assert status == 403 and headers["Content-Type"] == "text/plain", (host, status)
+        assert b"--serve-host NAME" in body and b"\xff\xd8" not in body and b"fps" not in body
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"{socket.gethostname()}:{port}",
+                 "cam.example", "cam.example:443"):  # fmt: skip
+        if route != "stream.mjpg":
+            assert get(url + route, Host=host)[0] == 200, host
