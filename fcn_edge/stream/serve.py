@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import threading
 import time
@@ -48,12 +49,36 @@ CLOSE_GRACE = 1.0  # s viewers get at the end to receive the closing boundary be
 FPS_WINDOW = 1.0  # s over which the served fps is counted
 
 
+HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.IGNORECASE)
+
+
 def parse_address(text: str) -> tuple[str, int]:
-    """``PORT`` (bound to 127.0.0.1) or ``HOST:PORT``; an argparse type, so a bad value is reported before anything opens."""
+    """``PORT`` (bound to 127.0.0.1) or ``HOST:PORT``, HOST a dotted IPv4 address, ``[IPv6]`` or a host name; an
+    argparse type, so a bad value is reported before anything opens. Forms the C library reads as IPv4 addresses
+    though they are not dotted quads (``0``, ``0x0``, ``127.1``) are refused: ``0`` binds every interface."""
     host, colon, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535 or (colon and not host):
         raise FcnEdgeError(f"--serve {text}: give PORT or HOST:PORT, e.g. --serve 8080 or --serve 0.0.0.0:8080 (0 = a free port)")
-    return host or LOCAL_HOST, int(port)
+    if not colon:
+        return LOCAL_HOST, int(port)
+    with contextlib.suppress(ValueError):
+        if host.startswith("[") and host.endswith("]"):
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        return str(ipaddress.IPv4Address(host)), int(port)
+    if HOSTNAME.fullmatch(host) and not host.rstrip(".").rpartition(".")[2].isdigit() and not _reads_as_ipv4(host):
+        return host, int(port)
+    raise FcnEdgeError(
+        f"--serve {text}: HOST {host} is not a dotted IPv4 address, [IPv6] address or host name: write "
+        f"0.0.0.0:{port} for every interface, 127.0.0.1:{port} for this machine only, [::1]:{port} for IPv6"
+    )
+
+
+def _reads_as_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)  # 0x0, 0177.1: what a bind would make of it
+    except OSError:
+        return False
+    return True
 
 
 class Frames:
@@ -128,20 +153,21 @@ class ServeSink(Sink):
                 "(0 picks a free one) or host"
             ) from None
         self.host, self.port = host, self._server.server_address[1]
-        self.url = f"http://{host}:{self.port}/"
+        self.bound = self._server.server_address[0]  # getsockname(): what is listening, whatever HOST was
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
         self.description = f"browser {self.url}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL,), name="serve", daemon=True)
         self._thread.start()
 
     @property
     def banner(self) -> str:
-        """The start-up line: where to point a browser, and who else can."""
-        if self.host == "0.0.0.0":
+        """The start-up line: where to point a browser, and who else can (from the address actually bound)."""
+        if self.bound in ("0.0.0.0", "::"):
             return (f"serving http://{socket.gethostname()}:{self.port}/ (bound to all interfaces: any machine that "
                     "can reach this one can watch)")  # fmt: skip
-        if self.host in (LOCAL_HOST, "localhost"):
-            return f"serving {self.url} (bound to {self.host} only; --serve 0.0.0.0:{self.port} to allow other machines)"
-        return f"serving {self.url} (bound to {self.host} only)"
+        if ipaddress.ip_address(self.bound).is_loopback:
+            return f"serving {self.url} (bound to {self.bound} only; --serve 0.0.0.0:{self.port} to allow other machines)"
+        return f"serving {self.url} (bound to {self.bound} only)"
 
     def allows(self, host: str | None) -> bool:
         """Whether a request's Host header names this server. A page from a DNS-rebound name (evil.example
@@ -218,6 +244,7 @@ class Server(ThreadingHTTPServer):
         self.sink = sink
         self.connections: set[socket.socket] = set()
         self.connections_changed = threading.Condition()
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)
 
     def drop_connections(self, grace: float) -> None:

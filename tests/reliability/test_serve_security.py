@@ -129,3 +129,18 @@ def test_a_request_for_an_unknown_host_gets_403_and_no_content(served, route):
                  "cam.example", "cam.example:443"):  # fmt: skip
         if route != "stream.mjpg":
             assert get(url + route, Host=host)[0] == 200, host
+
+
+@pytest.mark.parametrize("host", ["0", "0x0", "127.1", "0177.0.0.1", "::1", "[zz]"])
+def test_an_ambiguous_listen_address_is_a_one_line_error(frame_model, host):
+    result = subprocess.run([sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--max-frames", "3", "--model",
+                             str(frame_model), "--serve", f"{host}:0"], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)  # fmt: skip
+    assert_user_error(result, f"--serve {host}:0: HOST {host} is not", "write 0.0.0.0:0 for every interface")
+    assert "serving" not in result.stderr
+
+
+def test_the_banner_names_the_address_actually_bound(frame_model):
+    process, url, lines = start("--synthetic", "--model", frame_model, "--threads", "1", "--serve", "localhost:0")
+    stop(process, lines)
+    assert url.startswith("http://localhost:") and f"(bound to 127.0.0.1 only; --serve 0.0.0.0:" in lines[-1], lines
