@@ -20,6 +20,7 @@ import ipaddress
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -247,6 +248,12 @@ class Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)
 
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """A client that resets or stalls mid-request is no error: nothing; anything else: one line, no traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            print(f"note: --serve: a request from {client_address[0]} failed: {error!r}", file=sys.stderr, flush=True)
+
     def drop_connections(self, grace: float) -> None:
         """Wait up to ``grace`` s for requests to finish, then shut the sockets of the rest (a viewer that stopped reading)."""
         with self.connections_changed:
@@ -295,6 +302,10 @@ class Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             pass  # the viewer went away or stopped reading: its thread just ends
 
+    def do_HEAD(self) -> None:
+        """As GET, without the body (``reply`` and ``stream`` look at ``self.command``)."""
+        self.do_GET()
+
     def page(self) -> None:
         self.reply(HTTPStatus.OK, "text/html; charset=utf-8", PAGE)
 
@@ -325,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             seen = frames.seq
             while (frame := frames.next(seen)) is not None:
                 seen, jpeg = frame
@@ -345,7 +358,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         """Silent: a request log every second would bury the status line on stderr."""

@@ -144,3 +144,25 @@ def test_the_banner_names_the_address_actually_bound(frame_model):
     process, url, lines = start("--synthetic", "--model", frame_model, "--threads", "1", "--serve", "localhost:0")
     stop(process, lines)
     assert url.startswith("http://localhost:") and f"(bound to 127.0.0.1 only; --serve 0.0.0.0:" in lines[-1], lines
+
+
+def test_head_answers_like_get_and_a_client_that_resets_prints_no_traceback(frame_model):
+    process, url, lines = start("--synthetic", "--fps", "10", "--model", frame_model, "--threads", "1",
+                                "--serve", "127.0.0.1:0")  # fmt: skip
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    for route, kind in (("", "text/html"), ("stats.json", "application/json"), ("snapshot.jpg", "image/jpeg")):
+        status, headers, body = get(url + route, "HEAD")
+        got = get(url + route)
+        assert (status, headers["Content-Type"], body) == (200, got[1]["Content-Type"], b"") and kind in got[1]["Content-Type"]
+        assert route == "snapshot.jpg" or int(headers["Content-Length"]) == len(got[2])
+    assert get(url + "stream.mjpg", "HEAD")[:2][0] == 200
+    for partial in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1", b"GET /stream.mjpg HTTP/1.1\r\n\r\n", b"HEAD / HT"):
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(partial)
+        time.sleep(0.2)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        client.close()
+    time.sleep(0.5)
+    assert get(url + "stats.json")[0] == 200  # still serving
+    stderr = stop(process, lines)  # no traceback
+    assert "Exception occurred during processing" not in stderr and "note: --serve" not in stderr, stderr
