@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from .errors import FcnEdgeError
 
@@ -62,6 +64,35 @@ def check_target(path: str | os.PathLike, flag: str = "output") -> None:
         raise FcnEdgeError(f"{flag} {path} is a folder: give a file name")
     if not path.parent.is_dir():
         raise FcnEdgeError(f"{flag} {path}: folder {path.parent} {_missing(path.parent)}")
+
+
+def check_distinct(inputs: Mapping[str, str | os.PathLike | None], outputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """One line naming both flags when an output is an input or another output of the same run; checked before any work.
+
+    Paths are compared resolved (relative parts, ``..`` and symlinks followed) and, where both exist, as the same
+    file (a hard link). A ``None`` path (a flag not given) is skipped.
+    """
+    seen: list[tuple[str, Path, bool]] = [(flag, Path(path), True) for flag, path in inputs.items() if path is not None]
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        for other, earlier, is_input in seen:
+            if _same_path(path, earlier):
+                role = "an input" if is_input else "another output"
+                raise FcnEdgeError(
+                    f"{flag} {path} is the same file as {other} {earlier} ({role} of this run): write {flag} to another path"
+                )
+        seen.append((flag, path, False))
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def _missing(folder: Path) -> str:
@@ -132,3 +163,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def finite(value):
+    """``value`` with every non-finite float in it (nan: not measurable; inf), at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(value, indent: int | None = 2, **kwargs) -> str:
+    """Strict JSON (no NaN or Infinity, which most parsers refuse): a figure that could not be measured is null."""
+    return json.dumps(finite(value), indent=indent, allow_nan=False, **kwargs) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike, value, indent: int | None = 2) -> None:
+    write_text_atomic(path, json_text(value, indent))

@@ -7,6 +7,7 @@ backends have one name each (:data:`BACKEND_NAMES`). A flag means one thing ever
 from __future__ import annotations
 
 import argparse
+import math
 
 def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
     """'256x512' -> (256, 512), as (H, W); beyond ``maximum`` a typo, which would exhaust memory, not a size."""
@@ -36,3 +37,22 @@ def shape(text: str) -> tuple[int, ...]:
     if len(dims) != 4 or min(dims) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a shape of 4 positive sizes like 1x256x512x3")
     return dims
+
+
+def finite_float(text: str) -> float:
+    """A float flag that must be a real number: nan and inf are refused (a budget of nan passes every check)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number: give a value like 1.5")
+    return value
+
+
+def nonempty(text: str) -> str:
+    """A name, path, URL or pipeline that cannot be empty: an unset variable ($CAM_URL) is a mistake, not a choice."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
+    return text
+

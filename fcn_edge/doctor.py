@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic import json_text, write_json_atomic
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from .standin import ENV as STANDIN_ENV
@@ -313,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [row.name for row in rows if row.status == "FAIL"]
     result = {"rows": [asdict(row) for row in rows], "failed": failed, "seconds": round(time.perf_counter() - started, 1)}
     print(table(rows))
-    print(json.dumps(result))
+    print(json_text(result, indent=None), end="")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json_atomic(args.json, result, indent=1)
     return 1 if failed else 0
 
 

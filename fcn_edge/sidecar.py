@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import onnx
 
-from .atomic import check_writable
+from .atomic import check_writable, json_text
 from .errors import FcnEdgeError
 from .paths import file_sha256
 
@@ -61,12 +61,12 @@ def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, i
 def check_name(name: str) -> None:
     """Artifact names become file names in the engines folder: never a path, never hidden, never too long."""
     if (
-        not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0")
+        not name.strip() or name != name.strip() or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0")
         or len(name.encode("utf-8")) > MAX_NAME_BYTES
     ):  # fmt: skip
         raise FcnEdgeError(
             f"artifact name {name!r} (--name, else the model file's stem) is not a plain file name: use letters, digits, "
-            f"'-', '_' and '.', no '/' or leading '.', at most {MAX_NAME_BYTES} bytes"
+            f"'-', '_' and '.', no '/', leading '.' or surrounding spaces, at most {MAX_NAME_BYTES} bytes"
         )
 
 
@@ -210,5 +210,5 @@ def write_sidecar(paths: ArtifactPaths, content: dict[str, Any], staged: dict[Pa
     """Write the sidecar into its staged file, recording the staged bytes of the artifact and extras (see atomic_files)."""
     files = {"artifact": file_entry(paths.artifact, staged[paths.artifact])}
     files.update({role: file_entry(p, staged[p]) for role, p in paths.extras.items()})
-    text = json.dumps({"format": FORMAT, **content, "files": files}, indent=2) + "\n"
+    text = json_text({"format": FORMAT, **content, "files": files})  # strict: an unmeasurable mIoU is null
     staged[paths.sidecar].write_text(text, encoding="utf-8")

@@ -16,7 +16,6 @@ same rounds (fcn_edge.bench.peak; kept in the JSON).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from fcn_edge.errors import exit_without_torch
 # before anything imports torch: on a deploy-only install, one line naming the extra
 exit_without_torch("scripts/benchmark.py")
 
-from fcn_edge.atomic import ensure_folder, write_text_atomic
+from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.cli import model_size
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                "artifacts": {"int8": str(int8), "reference_int8": str(args.reference_int8 or ""),
                              "reference_fp32": str(args.reference_fp32 or "")}}  # fmt: skip
     stem = args.out / machine["machine_class"]
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+    write_json_atomic(stem.with_suffix(".json"), payload)
     report.chart(rows, stem.with_suffix(".png"), title=f"{machine['machine_class']} ({args.threads} threads)")
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
     if args.update_baseline:

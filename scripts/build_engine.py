@@ -17,8 +17,9 @@ import argparse
 import time
 from pathlib import Path
 
+from fcn_edge.atomic import check_distinct
 from fcn_edge.backends import BACKENDS
-from fcn_edge.cli import model_size, shape
+from fcn_edge.cli import finite_float, model_size, nonempty, shape
 from fcn_edge.compile import pipeline, source
 from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
 from fcn_edge.compile.options import Budget, BuildOptions
@@ -26,6 +27,7 @@ from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from fcn_edge.quantize.calibration import DEFAULT_DIR
 from fcn_edge.quantize.statistics import METHODS
+from fcn_edge.sidecar import artifact_paths
 
 
 
@@ -40,13 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
     source.add_argument("--onnx", type=Path, help="an ONNX segmentation model, ours or any other")
-    p.add_argument("--name", help="artifact base name (default: the checkpoint's or ONNX file's stem)")
+    p.add_argument("--name", type=nonempty, help="artifact base name (default: the checkpoint's or ONNX file's stem)")
     foreign = p.add_argument_group("for an ONNX model without fcn_edge metadata")
     foreign.add_argument("--input-format", choices=FORMATS,
                          help="frame: uint8 NHWC BGR; tensor: float32 NCHW normalised; tensor-nhwc: float32 NHWC normalised "
                               "(TF/TFLite conversions)")  # fmt: skip
-    foreign.add_argument("--mean", type=float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
-    foreign.add_argument("--std", type=float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
+    foreign.add_argument("--mean", type=finite_float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
+    foreign.add_argument("--std", type=finite_float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
     foreign.add_argument("--channel-order", choices=("RGB", "BGR"), default=None, help="channel order the model expects (default RGB)")
     classes = foreign.add_mutually_exclusive_group()
     classes.add_argument("--num-classes", type=int, help="1: a binary model with one output channel (background, foreground)")
@@ -54,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     foreign.add_argument("--output-activation", choices=ACTIVATIONS,
                          help="a one-channel (binary) output holds: sigmoid (probabilities) or logits; default: sigmoid "
                               "when a Sigmoid node makes it, else this flag is needed")  # fmt: skip
-    foreign.add_argument("--threshold", type=float,
+    foreign.add_argument("--threshold", type=finite_float,
                          help=f"a one-channel output's foreground probability threshold, also for logits (default {DEFAULT_THRESHOLD})")
     cal = p.add_argument_group("calibration (INT8)")
     cal.add_argument("--calib-dir", type=Path, default=DEFAULT_DIR, help="folder of .jpg/.png frames (default calibration/)")
@@ -81,10 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     trt.add_argument("--timing-cache", type=Path)
     out = p.add_argument_group("output and budget")
     out.add_argument("--engines-dir", type=Path, default=ENGINES_DIR, help="default: engines/ in the working folder")
-    out.add_argument("--max-miou-drop", type=float, default=1.0, help="mIoU points the artifact may lose against FP32")
-    out.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels that must keep the FP32 label")
+    out.add_argument("--max-miou-drop", type=finite_float, default=1.0, help="mIoU points the artifact may lose against FP32")
+    out.add_argument("--min-agreement", type=finite_float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
-    out.add_argument("--search-minutes", type=float, default=5.0,
+    out.add_argument("--search-minutes", type=finite_float, default=5.0,
                      help="time for the search that keeps quantized nodes in float when INT8 misses the budget "
                           "(default 5; 0: no search)")
     out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
@@ -127,6 +129,17 @@ def check_ranges(args: argparse.Namespace) -> None:
             raise FcnEdgeError(message)
 
 
+def check_outputs(args: argparse.Namespace, backend, name: str) -> None:
+    """No file the build may write (any precision it may try) is its model or --timing-cache; before any work."""
+    model = ("--onnx", args.onnx) if args.onnx is not None else ("--checkpoint", args.checkpoint or DEFAULT_CHECKPOINT)
+    dla = args.dla_core is not None and backend.name == "tensorrt"
+    outputs = {}
+    for precision in pipeline.candidate_precisions(args.precision, backend, dla):
+        paths = artifact_paths(args.engines_dir, name, precision, backend.name)
+        outputs.update({f"--engines-dir {path.name}": path for path in (*paths.all(), paths.sidecar)})
+    check_distinct(dict([model, ("--timing-cache", args.timing_cache)]), outputs)
+
+
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
@@ -142,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)
+    check_outputs(args, backend, inputs["name"])
     options = BuildOptions(
         precision=args.precision, calib_dir=args.calib_dir, calib_method=args.calib_method,
         calib_size=args.calib_size, engines_dir=args.engines_dir,

@@ -20,8 +20,8 @@ exit_without_torch("scripts/convert_checkpoint.py")
 
 import torch
 
-from fcn_edge.atomic import check_output
-from fcn_edge.cli import size_hw
+from fcn_edge.atomic import check_distinct, check_output
+from fcn_edge.cli import finite_float, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models.conversion import convert_checkpoint, count_transposed
 from fcn_edge.models.upsample import RESIZE_MODES
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=size_hw, default=(128, 128), metavar="HxW",
                    help="synthetic scene size, or crop size for --images")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3, help="for the new upsampler convs; shared weights get lr/10")
+    p.add_argument("--lr", type=finite_float, default=1e-3, help="for the new upsampler convs; shared weights get lr/10")
     p.add_argument("--calibration", type=int, default=16, help="images whose upsampler inputs the fit uses")
     p.add_argument("--eval-length", type=int, default=200, help="held-out synthetic scenes for agreement and mIoU")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -46,8 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         minimum = 0 if flag == "steps" else 1
         if getattr(args, flag) < minimum:
             raise FcnEdgeError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least {minimum}")
-    if args.output.resolve() == args.checkpoint.resolve():
-        raise FcnEdgeError(f"--output {args.output} is the input checkpoint: write the converted model to a new file")
+    check_distinct({"--checkpoint": args.checkpoint, "--images": args.images}, {"--output": args.output})
     check_output(args.output, "--output")  # before the conversion, which takes a minute
     return args
 

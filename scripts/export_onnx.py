@@ -11,7 +11,7 @@ from fcn_edge.errors import exit_without_torch
 # before anything imports torch: on a deploy-only install, one line naming the extra
 exit_without_torch("scripts/export_onnx.py")
 
-from fcn_edge.atomic import check_output
+from fcn_edge.atomic import check_distinct, check_output
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
 from fcn_edge.models.edges import EdgeOptions, guided_arg, scales_arg
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ENGINES_DIR.exists():
             ENGINES_DIR.mkdir()
         output = ENGINES_DIR / f"{args.checkpoint.stem}.onnx"
+    check_distinct({"--checkpoint": args.checkpoint}, {"--output": output})
     check_output(output, "--output")  # before the export, which takes seconds
     report = export_checkpoint(
         args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],

@@ -28,7 +28,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from fcn_edge.atomic import check_output, write_text_atomic
+from fcn_edge.atomic import check_output, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "tests": tests, "doctor": doctor, "failed": failed, "seconds": round(time.monotonic() - started, 1),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out, json.dumps(report, indent=1) + "\n")
+    write_json_atomic(args.out, report, indent=1)
     print(f"{'test':<90}{'status':>8}{'s':>7}")
     for test in tests:
         print(f"{test['test'][-89:]:<90}{test['status']:>8}{test['seconds']:>7.1f}")

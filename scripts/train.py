@@ -17,7 +17,8 @@ exit_without_torch("scripts/train.py")
 
 import torch
 
-from fcn_edge.cli import size_hw
+from fcn_edge.atomic import check_distinct
+from fcn_edge.cli import finite_float, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms, train_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -46,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, choices=["sgd", "adamw"])
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--lr", type=finite_float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=finite_float, default=defaults.weight_decay)
     p.add_argument("--loss", default=defaults.loss, choices=list(LOSSES))
     p.add_argument("--class-weights", action="store_true", help="median-frequency class balancing")
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this budget")
+    p.add_argument("--max-minutes", type=finite_float, help="stop after the epoch that crosses this budget")
     p.add_argument("--scale-range", type=_scale_range, metavar="MIN,MAX",
                    help="multi-scale training crops: each sample resized by a factor drawn from MIN..MAX "
                         "(default 0.75,1.25 on synthetic scenes, which already vary object size; 0.5,2 otherwise)")
@@ -78,6 +79,9 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise FcnEdgeError(f"--{flag.replace('_', '-')} {value} is out of range: use at least 1")
+    # --resume may be --out's last.pt: continuing a run in its folder is what it is for
+    check_distinct({"--data-root": args.data_root, "--pretrained-backbone": args.pretrained_backbone},
+                   {"--out": args.out, "--out best.pt": args.out / "best.pt", "--out last.pt": args.out / "last.pt"})
     if args.resume is not None and not args.resume.is_file():
         raise FcnEdgeError(f"--resume {args.resume} does not exist: pass the last.pt of the run to continue")
     for folder in (args.out, *args.out.parents):

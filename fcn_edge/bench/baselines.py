@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import write_json_atomic
 from ..errors import FcnEdgeError
 
 BASELINE_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "baselines"
@@ -87,5 +87,5 @@ def save_baseline(fingerprint: dict, normalised: dict[str, float], reference: st
     history.append({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "reason": reason})
     payload = {"fingerprint": fingerprint, "reference": reference, "tolerance": tolerance,
                "normalised": normalised, "history": history}
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+    write_json_atomic(path, payload)
     return path

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_path, write_json_atomic, write_text_atomic
 
 
 def table(rows: list[dict]) -> str:
@@ -58,6 +57,6 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
 def save(out_dir: Path, stem: str, result: dict, text: str) -> None:
     """Write ``<stem>.json`` (the figures) and ``<stem>.md`` (the table) into ``out_dir`` and print the table."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out_dir / f"{stem}.json", result)
     write_text_atomic(out_dir / f"{stem}.md", text)
     print(text)

@@ -188,7 +188,8 @@ def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) 
     matrix = np.zeros((len(source.classes), len(source.classes)), dtype=np.int64)
     for mask, lab in masked:
         matrix += confusion_matrix(mask, lab, len(source.classes))
-    return scores_from_confusion(matrix).miou
+    miou = scores_from_confusion(matrix).miou
+    return miou if np.isfinite(miou) else None  # every mask pixel ignored: not measurable (n/a), not nan past the budget
 
 
 def _boundary_f(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:

@@ -18,13 +18,12 @@ if __name__ == "__main__":  # a stop while the imports below load (about a secon
         signal.signal(_signum, lambda *_: sys.exit(0))
 
 import argparse
-import json
 import threading
 from pathlib import Path
 
-from ..atomic import check_output, write_text_atomic
+from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
-from ..cli import size_hw
+from ..cli import finite_float, nonempty, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
 from . import serve, sinks, sources
@@ -37,15 +36,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0])
     src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", type=int, metavar="N", help="V4L2 camera index (/dev/videoN)")
-    src.add_argument("--device", metavar="PATH", help="camera device path, e.g. /dev/video2")
+    src.add_argument("--device", type=nonempty, metavar="PATH", help="camera device path, e.g. /dev/video2")
     src.add_argument("--csi", type=int, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)")
-    src.add_argument("--gst", metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
-    src.add_argument("--url", metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
+    src.add_argument("--gst", type=nonempty, metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
+    src.add_argument("--url", type=nonempty, metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
     src.add_argument("--video", type=Path, metavar="FILE", help="video file (every frame is processed)")
     src.add_argument("--images", type=Path, metavar="DIR", help="folder of images, in name order")
     src.add_argument("--synthetic", action="store_true", help="moving synthetic scenes (no device needed)")
     p.add_argument("--size", type=size_hw, metavar="HxW", help="requested capture size, e.g. 720x1280 (cameras, CSI, synthetic)")
-    p.add_argument("--fps", type=float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
+    p.add_argument("--fps", type=finite_float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
     p.add_argument("--threads", type=int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
@@ -55,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "1 for live sources (each frame on every thread: latency)")
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
     p.add_argument("--cuda-binding", choices=("auto", "cuda-python", "pycuda"), default="auto", help="TensorRT runner")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
+    p.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
     p.add_argument("--legend", action="store_true", help="draw class names and colours")
     p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
     p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi)")
@@ -71,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--headless", action="store_true", help="no window even if one is possible")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reconnect", type=int, default=3, metavar="N", help="tries when a live source stops (default 3)")
-    p.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help="first retry delay, doubling (0.5)")
+    p.add_argument("--reconnect-delay", type=finite_float, default=0.5, metavar="S", help="first retry delay, doubling (0.5)")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the summary as JSON")
     args = p.parse_args(argv)
     checks = [
@@ -87,6 +86,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for failed, message in checks:
         if failed:
             raise FcnEdgeError(message)
+    check_distinct(
+        {"--model": args.model, "--video": args.video, "--images": args.images, "--device": args.device},
+        {"--output": args.output, "--save-dir": args.save_dir, "--stats-json": args.stats_json},
+    )  # a recording over its own video, PNGs into the folder being read
     if args.stats_json is not None:
         check_output(args.stats_json, "--stats-json")  # written after the run: found unwritable now, not then
     return args
@@ -96,17 +99,17 @@ def open_source(args: argparse.Namespace) -> sources.Source:
     size = (args.size[1], args.size[0]) if args.size else None  # sources take (width, height), as OpenCV does
     if args.camera is not None:
         source = sources.camera(args.camera, size, args.fps)
-    elif args.device:
+    elif args.device is not None:
         source = sources.device(args.device, size, args.fps)
     elif args.csi is not None:
         source = sources.csi(args.csi, size, args.fps)
-    elif args.gst:
+    elif args.gst is not None:
         source = sources.gstreamer(args.gst, fps=args.fps)
-    elif args.url:
+    elif args.url is not None:
         source = sources.url(args.url)
-    elif args.video:
+    elif args.video is not None:
         source = sources.video(args.video)
-    elif args.images:
+    elif args.images is not None:
         source = sources.ImageFolderSource(args.images)
     else:
         default = sources.SYNTHETIC_DEFAULT
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, handler)
     print(stats.summary(), file=sys.stderr)
     if args.stats_json:
-        write_text_atomic(args.stats_json, json.dumps(stats.to_dict(), indent=2) + "\n")
+        write_json_atomic(args.stats_json, stats.to_dict())
     return EXIT_SOURCE_LOST if stats.end_reason == SOURCE_LOST else 0
 
 
