@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from ..atomic import json_text
 from ..errors import FcnEdgeError
 from .page import PAGE
 from .sinks import Sink
@@ -310,7 +311,7 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(HTTPStatus.OK, "text/html; charset=utf-8", PAGE)
 
     def stats(self) -> None:
-        self.reply(HTTPStatus.OK, "application/json", json.dumps(self.server.sink.live_stats()).encode())
+        self.reply(HTTPStatus.OK, "application/json", json_text(self.server.sink.live_stats(), indent=None).encode())
 
     def snapshot(self) -> None:
         frames = self.server.sink.frames
