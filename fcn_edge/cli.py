@@ -55,4 +55,3 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
     return text
-

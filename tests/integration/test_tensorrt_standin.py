@@ -20,7 +20,6 @@ import pytest
 
 from conftest import ROOT, assert_user_error, run_script
 from fcn_edge.data.synthetic import HELDOUT_SEED, PALETTE, render_scene
-from fcn_edge.sidecar import sidecar_path
 from fcn_edge.stream.overlay import Overlay
 from fcn_edge.stream.pipeline import Stream, StreamOptions
 from fcn_edge.stream.sinks import Sink
@@ -177,10 +176,11 @@ def test_frame_pool_slots_of_an_old_frame_size_are_freed(standin_imports, frame_
     """Every size change gave the pool new page-locked slots and kept the old ones until the stream ended."""
     standin_imports("10.13")
     from fcn_edge.backends.tensorrt import TrtBuildOptions, TrtRunner, build_engine
+    from fcn_edge.backends.tensorrt.runner import write_sidecar
 
     engine = tmp_path / "m.fp32.engine"
     options = TrtBuildOptions(min_shape=(1, 64, 96, 3), opt_shape=(1, 96, 128, 3), max_shape=(1, 96, 128, 3), progress=False)
-    sidecar_path(engine).write_text(json.dumps({"engine": build_engine(frame_model, engine, options)}))
+    write_sidecar(engine, build_engine(frame_model, engine, options))
     counter = PinnedCount()
     source = SizeChanges(24)
     with TrtRunner(engine) as runner:
@@ -197,13 +197,14 @@ def test_the_calibration_cache_builds_an_implicit_int8_engine_within_budget(buil
     import onnxruntime as ort
 
     from fcn_edge.backends.tensorrt import TrtBuildOptions, TrtRunner, build_engine
+    from fcn_edge.backends.tensorrt.runner import write_sidecar
 
     folder = built["8.6-int8"].parent
     calibration_onnx, cache = folder / "default.int8.calib.onnx", folder / "default.int8.calib"
     engine = tmp_path / "implicit.int8.engine"
     shapes = dict(min_shape=(1, 64, 128, 3), opt_shape=(1, 128, 256, 3), max_shape=(1, 128, 256, 3))
     options = TrtBuildOptions(precision="int8", calibration_cache=cache, strongly_typed=False, progress=False, **shapes)
-    sidecar_path(engine).write_text(json.dumps({"engine": build_engine(calibration_onnx, engine, options)}))
+    write_sidecar(engine, build_engine(calibration_onnx, engine, options))
     session = ort.InferenceSession(str(calibration_onnx), providers=["CPUExecutionProvider"])
     frames = [render_scene(np.random.default_rng(HELDOUT_SEED + i), (128, 256))[0] for i in range(6)]
     with TrtRunner(engine) as runner:

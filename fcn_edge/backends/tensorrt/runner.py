@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ...atomic import write_json_atomic
 from ...errors import FcnEdgeError
 from ...runner import Runner
 from ...sidecar import sidecar_path
@@ -62,6 +63,11 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
     if missing:
         raise FcnEdgeError(f"{path} lacks {', '.join(missing)}: {REBUILD}")
     return facts
+
+
+def write_sidecar(engine_path: Path, facts: dict[str, Any]) -> None:
+    """The sidecar a bare engine (a build's candidate, the doctor's) needs to run: its facts, as the compile stage nests them."""
+    write_json_atomic(sidecar_path(engine_path), {"engine": facts})
 
 
 def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, dla_cores: int, engine_path: Path) -> None:

@@ -8,7 +8,6 @@ verified): a failure anywhere in build, parse, run or numerics shows up as a row
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from ...data.synthetic import HELDOUT_SEED, render_scene
-from ...sidecar import sidecar_path
 from .build import TrtBuildOptions, build_engine
-from .runner import TrtRunner
+from .runner import TrtRunner, write_sidecar
 from .timing import median_latency_ms
 
 SCENE = (256, 512)  # (H, W) of the frames compared
@@ -34,7 +32,7 @@ def run_precision(precision: str, graph: Path, workdir: Path, scenes: int = 8) -
     started = time.perf_counter()
     engine = workdir / f"default.{precision}.engine"
     facts = build_engine(graph, engine, TrtBuildOptions(precision=precision, progress=False, **PROFILE))
-    sidecar_path(engine).write_text(json.dumps({"engine": facts}))
+    write_sidecar(engine, facts)
     cpu = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     same = total = 0
     with TrtRunner(engine) as runner:

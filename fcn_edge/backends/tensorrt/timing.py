@@ -9,20 +9,18 @@ labels out, one synchronize.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...sidecar import sidecar_path
-from .runner import TrtRunner
+from .runner import TrtRunner, write_sidecar
 
 
 def median_latency_ms(engine: Path, facts: dict[str, Any], frame: np.ndarray, runs: int = 20, warmup: int = 5) -> float:
     """Median wall time of ``infer`` on ``frame`` (HxWx3 uint8); writes the sidecar the runner needs beside ``engine``."""
-    sidecar_path(engine).write_text(json.dumps({"engine": facts}))
+    write_sidecar(engine, facts)
     with TrtRunner(engine, check_inputs=False) as runner:
         buffer = runner.frame_buffer(frame.shape)
         buffer[:] = frame
