@@ -76,15 +76,17 @@ def _case(case: ElementTree.Element) -> dict:
 
 
 def run_doctor(deadline: float) -> dict:
-    try:
-        done = subprocess.run([sys.executable, "-m", "fcn_edge.doctor"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=max(60.0, deadline - time.monotonic()))  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return {"failed": ["doctor"], "error": "ran past the time budget"}
-    try:
-        return json.loads("{" + done.stdout.rsplit("\n{", 1)[1])  # the table, then the JSON
-    except (IndexError, json.JSONDecodeError):
-        return {"failed": ["doctor"], "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    """The doctor's JSON (its ``--json`` file), or a failed row saying why there is none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "doctor.json"
+        try:
+            done = subprocess.run([sys.executable, "-m", "fcn_edge.doctor", "--json", str(report)], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=max(60.0, deadline - time.monotonic()))  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return {"failed": ["doctor"], "error": "ran past the time budget"}
+        if not report.is_file():
+            return {"failed": ["doctor"], "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+        return json.loads(report.read_text())
 
 
 @run_cli
