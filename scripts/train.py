@@ -23,7 +23,7 @@ from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms, train_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models import HEADS, ModelConfig
-from fcn_edge.models.backbones import SPECS
+from fcn_edge.models.backbones import BACKBONES
 from fcn_edge.models.upsample import RESIZE_MODES, UPSAMPLE_MODES
 from fcn_edge.train.distributed import init_distributed, shutdown
 from fcn_edge.train.loop import TrainConfig, train
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-length", type=int, default=200, help="held-out synthetic scenes")
     p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW", help="synthetic scene size")
     p.add_argument("--crop-size", type=size_hw, default=(160, 160), metavar="HxW")
-    p.add_argument("--backbone", default="edge_resnet", choices=list(SPECS))
+    p.add_argument("--backbone", default="edge_resnet", choices=list(BACKBONES))
     p.add_argument("--head", default="fcn8s", choices=list(HEADS))
     p.add_argument("--upsample", default="resize_conv", choices=list(UPSAMPLE_MODES))
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, choices=["sgd", "adamw"])
-    p.add_argument("--lr", type=finite_float, default=defaults.lr)
+    p.add_argument("--lr", type=finite_float, help=f"learning rate (default {defaults.lr:g}; with --qat {QAT_LR:g})")
     p.add_argument("--weight-decay", type=finite_float, default=defaults.weight_decay)
     p.add_argument("--loss", default=defaults.loss, choices=list(LOSSES))
     p.add_argument("--class-weights", action="store_true", help="median-frequency class balancing")
@@ -60,9 +60,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-range", type=_scale_range, metavar="MIN,MAX",
                    help="multi-scale training crops: each sample resized by a factor drawn from MIN..MAX "
                         "(default 0.75,1.25 on synthetic scenes, which already vary object size; 0.5,2 otherwise)")
-    p.add_argument("--resume", type=Path, help="continue from a last.pt")
+    p.add_argument("--resume", type=Path, help="continue from a last.pt (with --qat: the checkpoint to fine-tune, e.g. best.pt)")
+    p.add_argument("--qat", action="store_true",
+                   help="quantization-aware fine-tuning of --resume for INT8: fake quantization placed as the build's Q/DQ graph, "
+                        "writes --out/qat.pt with the learned scales (build it with build_engine.py --checkpoint qat.pt --int8)")
+    p.add_argument("--qat-placement", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+                   help="which deployed Q/DQ graph --qat trains for")
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="folder for best.pt and last.pt")
     return p.parse_args(argv)
+
+
+QAT_LR = 1e-4  # fine-tuning a trained model: a small step, the poly schedule decays it further
 
 
 def pick_device(name: str) -> torch.device:
@@ -107,8 +115,9 @@ def _scale_range(text: str) -> tuple[float, float]:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    lr = args.lr if args.lr is not None else (QAT_LR if args.qat else TrainConfig.lr)
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr,
         weight_decay=args.weight_decay, loss=args.loss, class_weights=args.class_weights, seed=args.seed,
         workers=args.workers, amp=not args.no_amp, max_minutes=args.max_minutes,
     )
@@ -123,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                               **common, **({"length": args.train_length} if args.dataset == "synthetic" else {}))
     val_set = build_dataset(args.dataset, args.data_root, "val", eval_transforms(),
                             **common, **({"length": args.val_length} if args.dataset == "synthetic" else {}))
+    if args.qat:
+        return fine_tune_qat(args, config, device, train_set, val_set)
     model_config = ModelConfig(
         num_classes=len(train_set.classes), backbone=args.backbone, head=args.head,
         upsample=args.upsample, resize_mode=args.resize_mode,
@@ -139,6 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         shutdown(context)
     if context.is_main:
         print(f"best val mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'best.pt'}")
+    return 0
+
+
+def fine_tune_qat(args: argparse.Namespace, config: TrainConfig, device: torch.device, train_set, val_set) -> int:
+    """--qat: the model, classes and preprocessing come from --resume; the flags give data and schedule."""
+    from fcn_edge.checkpoint import load_checkpoint
+    from fcn_edge.train.qat import fine_tune
+
+    if args.resume is None:
+        raise FcnEdgeError("--qat fine-tunes a trained model: pass it with --resume, e.g. --resume runs/default/best.pt")
+    check_distinct({"--resume": args.resume}, {"--out qat.pt": args.out / "qat.pt"})
+    checkpoint = load_checkpoint(args.resume)
+    if list(checkpoint.classes) != list(train_set.classes):
+        raise FcnEdgeError(f"--resume {args.resume} scores {len(checkpoint.classes)} classes, the --dataset {args.dataset} has "
+                           f"{len(train_set.classes)}: fine-tune on the data it was trained on")  # fmt: skip
+    summary = fine_tune(checkpoint, config, train_set, val_set, args.out, args.qat_placement, device)
+    print(f"best fake-INT8 val mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}")
     return 0
 
 

@@ -212,12 +212,20 @@ class Work:
         feeds = [self.source.feed([f]) for f in frames]
         prepared_model = onnx.load(str(self.prepared))
         ranges = statistics.collect_ranges(prepared_model, feeds, options.calib_method, progress=options.progress)
+        qat = self._learned(ranges)
+        if qat is not None:
+            ranges, qat_record = qat
+            self.log(f"scales: learned by QAT ({qat_record['learned_tensors']} tensors; calibrated: "
+                     f"{', '.join(qat_record['calibrated_tensors']) or 'none'})")  # fmt: skip
         trials = mixed.Trials(self.prepared, ranges, self.tmp, self._compare_placement, options.budget.problems)
         problems = trials.problems([])
         kept: list[str] = []
         sensitivity = None
         if problems and options.search_minutes > 0:  # 0: no search, the plain INT8 model
-            self.log(f"INT8 misses the budget ({'; '.join(problems)}): searching for the quantized nodes to keep in float")
+            self.log(f"INT8 misses the budget ({'; '.join(problems)}): searching for the quantized nodes to keep in float"
+                     + ("" if qat is not None or "checkpoint" not in self.source.origin else
+                        "; for a model trained here, fine-tuning it for INT8 keeps every conv quantized: "
+                        "scripts/train.py --qat --resume <its best.pt>, then build the qat.pt it writes"))  # fmt: skip
             kept, sensitivity = mixed.keep_in_float(
                 self.prepared, trials.get([], ["onnxruntime"]).paths["onnxruntime"], ranges, feeds, trials.meets,
                 options.search_minutes, self.log, options.progress,
@@ -234,6 +242,7 @@ class Work:
         extras = {"tensorrt_qdq_onnx": trt_path, "tensorrt_calibration_cache": cache, "tensorrt_calibration_onnx": self.prepared}
         details = {
             "calibration": {
+                **({"scales": "learned by QAT", "qat": qat[1]} if qat is not None else {}),
                 "method": options.calib_method, "images": len(frames), "holdout_images": len(calib_set.holdout),
                 "size": list(options.calib_size), "folder": str(calib_set.folder),
             },
@@ -251,6 +260,15 @@ class Work:
             self.log(f"note: ONNX Runtime runs every convolution of this model in float (narrower than {qdq.MIN_INT8_CHANNELS} "
                      "channels, faster in float there, or scoring labels); only the TensorRT Q/DQ model is INT8")  # fmt: skip
         return Outcome("int8", ort_path, [figures, trt_figures], extras, details)
+
+    def _learned(self, calibrated: statistics.TensorRanges) -> tuple[statistics.TensorRanges, dict] | None:
+        """The ranges a QAT checkpoint learned (:mod:`fcn_edge.quantize.learned`), None for any other source."""
+        checkpoint = self.source.origin.get("checkpoint")
+        if checkpoint is None:
+            return None
+        from ..quantize.learned import learned_ranges
+
+        return learned_ranges(self.prepared, Path(checkpoint), calibrated, self.tmp)
 
     def _closest_int8(self, sensitivity: dict) -> list[str]:
         """--allow-accuracy-drop where only the all-float model met the budget: the most accurate model the search

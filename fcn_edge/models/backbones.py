@@ -4,7 +4,8 @@ The ResNets keep torchvision's module names (``conv1``, ``bn1``, ``layer1.0.conv
 so a user's local ImageNet checkpoint loads by key with no download. ``edge_resnet`` is
 the default: the same residual blocks, narrower and shallower, with a two-conv stem and
 no max-pool, sized for a 2-core CPU or a Jetson and for INT8 (plain dense convolutions
-quantize well, depthwise ones much less so).
+quantize well, depthwise ones much less so). ``mobilenet_v3_small`` (:mod:`.mobilenet`) is the
+depthwise, hard-swish kind edge users bring, for ``--qat``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .mobilenet import MOBILENET_SPECS, MobileNetBackbone
 
 FEATURES = ("pool3", "pool4", "pool5")  # strides 8, 16, 32, named after the VGG FCN taps
 
@@ -125,9 +128,14 @@ class ResNetBackbone(nn.Module):
         return {"pool3": pool3, "pool4": pool4, "pool5": pool5}
 
 
-def build_backbone(name: str) -> ResNetBackbone:
+BACKBONES = (*SPECS, *MOBILENET_SPECS)  # what --backbone takes
+
+
+def build_backbone(name: str) -> nn.Module:
     from ..errors import FcnEdgeError
 
+    if name in MOBILENET_SPECS:
+        return MobileNetBackbone(MOBILENET_SPECS[name], FEATURES)
     if name not in SPECS:
-        raise FcnEdgeError(f"unknown backbone {name!r}: choose one of {', '.join(SPECS)}")
+        raise FcnEdgeError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
     return ResNetBackbone(SPECS[name])

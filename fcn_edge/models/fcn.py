@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import FcnEdgeError
-from .backbones import SPECS, build_backbone
+from .backbones import BACKBONES, build_backbone
 from .upsample import RESIZE_MODES, UPSAMPLE_MODES, make_final_upsampler, make_upsampler
 
 HEADS = {"fcn32s": (), "fcn16s": ("pool4",), "fcn8s": ("pool4", "pool3")}
@@ -36,7 +36,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         checks = (
-            ("backbone", self.backbone, tuple(SPECS)),
+            ("backbone", self.backbone, BACKBONES),
             ("head", self.head, tuple(HEADS)),
             ("upsample", self.upsample, UPSAMPLE_MODES),
             ("resize mode", self.resize_mode, RESIZE_MODES),

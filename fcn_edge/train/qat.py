@@ -1,0 +1,190 @@
+"""Quantization-aware fine-tuning: train through the INT8 rounding the deployed graph will do.
+
+Post-training INT8 of a depthwise/hard-swish model loses points because one scale per tensor
+cannot hold both a tensor's outliers and its bulk. Fine-tuning a few epochs with the
+rounding in the forward pass (straight-through gradients, Jacob et al. 2018) lets the weights
+adapt to it. It only helps if the rounding is the one the runtime does, so the fake
+quantization here is placed on exactly the tensors the build's Q/DQ graph quantizes
+(:mod:`fcn_edge.quantize.learned` matches them on the exported graph) with the same arithmetic:
+
+- activations: ONNX Runtime placement UINT8 over ``[max(low, -amax), amax]`` (the range
+  :func:`fcn_edge.quantize.qdq.quantize` gives ORT's quantizer), TensorRT placement symmetric
+  INT8 ``amax / 127``; ``low``/``high`` are exponential moving averages of each batch's min
+  and max (``MOMENTUM``), frozen in eval mode;
+- conv weights: symmetric, one scale per output channel from their largest magnitude, 7-bit
+  on the ONNX Runtime placement (no u8 x s8 saturation without VNNI) and 8-bit on TensorRT's;
+  per-channel scales commute with the BatchNorm the export folds in, so the unfolded conv is
+  rounded exactly as the folded one will be. Convs the build keeps in float (narrower than
+  16 channels on ONNX Runtime) are not rounded.
+
+Fake quantization uses torch's own ops and lives in hooks and instance attributes, never in the
+state dict: a QAT checkpoint has the same keys as any other, plus the learned ranges under
+``training["qat"]`` (plain floats, so it loads with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..checkpoint import Checkpoint, save_checkpoint
+from ..quantize import qdq
+from .distributed import DistContext
+from .loop import (RESUME_STATE, TrainConfig, build_loader, evaluate, make_criterion, make_optimizer, make_scheduler,
+                   seed_epoch, train_one_epoch)  # fmt: skip
+
+MOMENTUM = 0.05  # weight of each training batch in the EMA of a tensor's min and max
+TINY = 1e-8  # as fcn_edge.quantize.statistics: an all-zero tensor still gets a positive scale
+FORMAT = "fcn_edge.qat/1"
+
+
+def activation_qparams(low: float, high: float, placement: str) -> tuple[float, int, int, int]:
+    """(scale, zero point, qmin, qmax) as ONNX Runtime's quantizer derives them (``compute_scale_zp``, float64
+    then a float32 scale) from the range :func:`fcn_edge.quantize.qdq.quantize` passes it."""
+    amax = np.float32(max(-low, high, TINY))
+    if placement == "tensorrt":
+        return float(np.float32(2 * np.float64(amax) / 254)), 0, -127, 127
+    rmin = min(np.float32(max(low, -amax)), np.float32(0))
+    scale = (np.float64(amax) - np.float64(rmin)) / 255
+    return float(np.float32(scale)), int(np.round(-rmin / scale)), 0, 255
+
+
+@dataclass
+class ActivationQuant:
+    """EMA-observed range of one tensor and its fake quantization."""
+
+    placement: str
+    low: float | None = None
+    high: float | None = None
+
+    def __call__(self, x: torch.Tensor, training: bool) -> torch.Tensor:
+        if training or self.low is None:
+            low, high = float(x.detach().min()), float(x.detach().max())
+            first = self.low is None
+            self.low = low if first else (1 - MOMENTUM) * self.low + MOMENTUM * low
+            self.high = high if first else (1 - MOMENTUM) * self.high + MOMENTUM * high
+        scale, zero_point, qmin, qmax = activation_qparams(self.low, self.high, self.placement)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)
+
+
+def weight_fake_quant(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric per-output-channel rounding as ORT's quantizer writes it: scale = 2 * absmax / (qmax - qmin)."""
+    qmax = 64 if bits == 7 else 127
+    absmax = weight.detach().abs().amax(dim=tuple(range(1, weight.ndim))).clamp_min(TINY)
+    scale = (2 * absmax / (2 * qmax)).float()
+    zero = torch.zeros_like(scale, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -qmax, qmax)
+
+
+def quantized_conv(conv: nn.Conv2d, placement: str) -> bool:
+    """Whether the build's graph rounds this conv's weights (ONNX Runtime keeps narrow convs in float)."""
+    out_channels, in_per_group = conv.weight.shape[:2]
+    narrow = out_channels < qdq.MIN_INT8_CHANNELS and in_per_group < qdq.MIN_INT8_CHANNELS
+    return placement == "tensorrt" or not narrow
+
+
+@dataclass
+class QatModel:
+    """Fake quantization attached to a model; ``detach()`` restores it."""
+
+    model: nn.Module
+    placement: str
+    points: dict[str, ActivationQuant] = field(default_factory=dict)
+    convs: list[str] = field(default_factory=list)
+    handles: list[Any] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        """The learned ranges and the scales they give, for the checkpoint (plain floats)."""
+        entries = {}
+        for point, quant in self.points.items():
+            scale, zero_point, _, _ = activation_qparams(quant.low, quant.high, self.placement)
+            entries[point] = {"low": quant.low, "high": quant.high, "scale": scale, "zero_point": zero_point}
+        return {"format": FORMAT, "placement": self.placement, "weight_bits": qdq.WEIGHT_BITS[self.placement],
+                "points": entries, "weight_quantized_convs": list(self.convs)}  # fmt: skip
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        for name in self.convs:
+            del self.model.get_submodule(name).forward  # the class's forward again
+        self.handles.clear()
+
+
+def attach(model: nn.Module, points: list[str], placement: str) -> QatModel:
+    """Fake-quantize ``points`` ("module:out" / "module:in", :mod:`fcn_edge.quantize.learned`) and the conv weights."""
+    if placement not in qdq.PLACEMENTS:
+        raise ValueError(f"placement {placement!r} not in {qdq.PLACEMENTS}")
+    qat = QatModel(model, placement)
+    for point in points:
+        name, _, where = point.rpartition(":")
+        module = model.get_submodule(name)
+        quant = qat.points[point] = ActivationQuant(placement)
+        if where == "out":
+            qat.handles.append(module.register_forward_hook(lambda m, args, out, q=quant: q(out, m.training)))
+        else:
+            qat.handles.append(module.register_forward_pre_hook(lambda m, args, q=quant: (q(args[0], m.training), *args[1:])))
+    bits = qdq.WEIGHT_BITS[placement]
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and quantized_conv(module, placement):
+            module.forward = lambda x, m=module: m._conv_forward(x, weight_fake_quant(m.weight, bits), m.bias)
+            qat.convs.append(name)
+    return qat
+
+
+def fine_tune(
+    checkpoint: Checkpoint,
+    config: TrainConfig,
+    train_set: Dataset,
+    val_set: Dataset,
+    out_dir: Path,
+    placement: str = "onnxruntime",
+    device: torch.device = torch.device("cpu"),
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Fine-tune ``checkpoint`` with fake quantization for ``placement``; keep the best epoch (quantized val mIoU) as qat.pt."""
+    from ..quantize.learned import placement_points
+
+    model = checkpoint.build()
+    found, unmatched = placement_points(model, checkpoint.preprocess, placement)
+    if unmatched:  # e.g. the mean-centred frame the export folds the normalisation around: the build calibrates it
+        log(f"QAT: {len(unmatched)} quantized tensor(s) of the deployed graph have no torch counterpart and stay calibrated: {', '.join(unmatched)}")
+    model.to(device)
+    qat = attach(model, list(dict.fromkeys(found.values())), placement)
+    log(f"QAT ({placement} placement): {len(qat.points)} activations and {len(qat.convs)} conv weights fake-quantized")
+    torch.manual_seed(config.seed)
+    loader = build_loader(train_set, config, DistContext())
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, len(loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # fake quantization runs in float32
+    criterion = make_criterion(config, train_set, checkpoint.classes, device, True, log)
+    started, best, history = time.monotonic(), -1.0, []
+    before = evaluate(model, val_set, checkpoint.preprocess, checkpoint.config.num_classes, device).miou  # ranges from one pass
+    log(f"QAT: val mIoU {checkpoint.training.get('best_miou', float('nan')):.4f} in float, {before:.4f} fake-quantized before fine-tuning")
+    for epoch in range(config.epochs):
+        seed_epoch(loader, config.seed, epoch, 0)
+        loss = train_one_epoch(model, criterion, optimizer, scheduler, scaler, loader, checkpoint.preprocess, device,
+                               f"qat {epoch + 1}/{config.epochs}", True)  # fmt: skip
+        miou = evaluate(model, val_set, checkpoint.preprocess, checkpoint.config.num_classes, device).miou
+        elapsed = time.monotonic() - started
+        history.append({"epoch": epoch, "loss": loss, "miou": miou, "minutes": elapsed / 60})
+        improved = miou > best
+        if improved:
+            best = miou
+            record = {**{k: v for k, v in checkpoint.training.items() if k not in RESUME_STATE},
+                      "qat": {**qat.state(), "history": history, "fine_tuned_from": str(checkpoint.path)}}  # fmt: skip
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(out_dir / "qat.pt", model, checkpoint.config, checkpoint.classes, checkpoint.palette,
+                            checkpoint.preprocess, record)  # fmt: skip
+        log(f"qat {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val mIoU (fake INT8) {miou:.4f}  {elapsed / 60:.1f} min{'  *best' if improved else ''}")
+        if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
+            log(f"stopping after epoch {epoch + 1}: time budget of {config.max_minutes} min reached")
+            break
+    qat.detach()
+    return {"model": model, "best_miou": best, "minutes": (time.monotonic() - started) / 60, "history": history}
