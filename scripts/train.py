@@ -90,6 +90,8 @@ def check_args(args: argparse.Namespace) -> None:
     # --resume may be --out's last.pt: continuing a run in its folder is what it is for
     check_distinct({"--data-root": args.data_root, "--pretrained-backbone": args.pretrained_backbone},
                    {"--out": args.out, "--out best.pt": args.out / "best.pt", "--out last.pt": args.out / "last.pt"})
+    if args.qat and args.resume is None:
+        raise FcnEdgeError("--qat fine-tunes a trained model: pass it with --resume, e.g. --resume runs/default/best.pt")
     if args.resume is not None and not args.resume.is_file():
         raise FcnEdgeError(f"--resume {args.resume} does not exist: pass the last.pt of the run to continue")
     for folder in (args.out, *args.out.parents):
@@ -158,8 +160,6 @@ def fine_tune_qat(args: argparse.Namespace, config: TrainConfig, device: torch.d
     from fcn_edge.checkpoint import load_checkpoint
     from fcn_edge.train.qat import fine_tune
 
-    if args.resume is None:
-        raise FcnEdgeError("--qat fine-tunes a trained model: pass it with --resume, e.g. --resume runs/default/best.pt")
     check_distinct({"--resume": args.resume}, {"--out qat.pt": args.out / "qat.pt"})
     checkpoint = load_checkpoint(args.resume)
     if list(checkpoint.classes) != list(train_set.classes):

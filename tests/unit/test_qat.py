@@ -1,0 +1,164 @@
+"""Quantization-aware fine-tuning: fake quantization where the deployed Q/DQ graph quantizes, scales the build reads back."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from fcn_edge.checkpoint import load_checkpoint, save_checkpoint
+from fcn_edge.data import build_dataset
+from fcn_edge.data.synthetic import CLASSES, PALETTE, render_scene
+from fcn_edge.data.transforms import eval_transforms, train_transforms
+from fcn_edge.export.onnx import export_checkpoint
+from fcn_edge.models import ModelConfig, build_model
+from fcn_edge.models.preprocess import images_to_tensor
+from fcn_edge.quantize import learned, qdq, statistics
+from fcn_edge.spec import Preprocess
+from fcn_edge.train import qat
+from fcn_edge.train.loop import TrainConfig
+
+SIZE = (64, 64)
+pytestmark = pytest.mark.slow  # one small fine-tune, export and Q/DQ model shared by the module
+
+
+def mobilenet_fcn(seed: int = 0) -> torch.nn.Module:
+    """Random weights with BatchNorm statistics far from identity, so the export's BN folding matters."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(num_classes=len(CLASSES), backbone="mobilenet_v3_small", classifier_width=32))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    for score in model.skip_scores.values():  # FCN zero-initialises them: give the skips something to add
+        torch.nn.init.normal_(score.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def qat_run(tmp_path_factory) -> dict:
+    """A checkpoint, its one-epoch --qat fine-tune (qat.pt) and the latter exported and prepared as a build does."""
+    folder = tmp_path_factory.mktemp("qat")
+    model = mobilenet_fcn()
+    source = save_checkpoint(folder / "best.pt", model, model.config, CLASSES, PALETTE, Preprocess(), {"best_miou": 0.0})
+    train_set = build_dataset("synthetic", None, "train", train_transforms(SIZE, scale=(0.75, 1.25)), size=SIZE, length=8)
+    val_set = build_dataset("synthetic", None, "val", eval_transforms(), size=SIZE, length=2)
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-4)
+    qat.fine_tune(load_checkpoint(source), config, train_set, val_set, folder / "out", log=lambda _: None)
+    path = folder / "out" / "qat.pt"
+    export_checkpoint(path, folder / "qat.onnx", verify_sizes=[(1, 64, 96)])
+    qdq.prepare(folder / "qat.onnx", folder / "prepared.onnx")
+    checkpoint = load_checkpoint(path)
+    found, unmatched = learned.points_in(folder / "prepared.onnx", checkpoint.build(), checkpoint.preprocess, "onnxruntime", folder)
+    return {"folder": folder, "source": source, "qat": path, "prepared": folder / "prepared.onnx", "found": found, "unmatched": unmatched}
+
+
+def test_fake_quantized_tensors_are_the_deployed_graphs(qat_run):
+    """Every activation the ONNX Runtime Q/DQ model quantizes was fake-quantized in training, and nothing else;
+    every conv whose weights the graph quantizes had its weights rounded."""
+    checkpoint = load_checkpoint(qat_run["qat"])
+    record = checkpoint.training["qat"]
+    assert record["placement"] == "onnxruntime" and record["weight_bits"] == 7
+    found, unmatched = qat_run["found"], qat_run["unmatched"]
+    # the one quantized tensor torch never holds: the frame minus the mean, which the export folds the std around
+    assert len(unmatched) == 1 and "Pad" in unmatched[0]
+    assert set(found.values()) == set(record["points"])  # same tensors, both ways
+    assert len(found) >= 80
+    model = onnx.load(str(qat_run["folder"] / "placement.onnxruntime.onnx"))
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int8_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in dequantized]
+    float_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
+    assert len(record["weight_quantized_convs"]) == len(int8_convs) > 50
+    assert float_convs  # the narrow upsampler convs and the label conv: float in the graph, not rounded in training
+
+
+def test_qat_checkpoint_round_trips_weights_only(qat_run):
+    payload = torch.load(qat_run["qat"], weights_only=True)
+    plain = torch.load(qat_run["source"], weights_only=True)
+    assert payload["state_dict"].keys() == plain["state_dict"].keys()  # fake quantization left no keys behind
+    points = payload["training"]["qat"]["points"]
+    for entry in points.values():
+        scale, zero_point, _, _ = qat.activation_qparams(entry["low"], entry["high"], "onnxruntime")
+        assert entry["scale"] == scale > 0 and entry["zero_point"] == zero_point and entry["low"] <= entry["high"]
+    checkpoint = load_checkpoint(qat_run["qat"])
+    assert not any(torch.equal(checkpoint.state_dict[k], plain["state_dict"][k]) for k in checkpoint.state_dict if k.endswith("conv.weight"))
+
+
+def test_build_writes_the_learned_scales(qat_run):
+    """The Q/DQ model a build writes carries the checkpoint's scales, not calibrated ones, and ONNX Runtime running
+    it gives the labels the fake-quantized torch model gives."""
+    folder, prepared = qat_run["folder"], qat_run["prepared"]
+    checkpoint = load_checkpoint(qat_run["qat"])
+    frames = [render_scene(np.random.default_rng(50 + i), (64, 96))[0] for i in range(2)]
+    calibrated = statistics.collect_ranges(onnx.load(str(prepared)), [{"frame": f[None]} for f in frames], "max", progress=False)
+    ranges, record = learned.learned_ranges(prepared, qat_run["qat"], calibrated, folder)
+    assert record["scales"] == "learned by QAT" and record["learned_tensors"] >= 80
+    qdq.quantize(prepared, folder / "int8.onnx", ranges, "onnxruntime")
+    model = onnx.load(str(folder / "int8.onnx"))
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    found = qat_run["found"]
+    points = checkpoint.training["qat"]["points"]
+    compared = moved = 0
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in found:
+            entry = points[found[node.input[0]]]
+            scale, zero_point = float(constants[node.input[1]]), int(constants[node.input[2]])
+            assert (scale, zero_point) == (entry["scale"], entry["zero_point"]), node.input[0]
+            plain, _, _, _ = qat.activation_qparams(calibrated.low[node.input[0]], calibrated.high[node.input[0]], "onnxruntime")
+            compared, moved = compared + 1, moved + (not math.isclose(plain, scale, rel_tol=1e-3))
+    assert compared == len(found) and moved > compared // 2  # the learned scales, not the calibration's
+
+    net = checkpoint.build()
+    attached = qat.attach(net, list(points), "onnxruntime")
+    for point, quant in attached.points.items():
+        quant.low, quant.high = points[point]["low"], points[point]["high"]
+    session = ort.InferenceSession(str(folder / "int8.onnx"), providers=["CPUExecutionProvider"])
+    agree = []
+    for frame in frames:
+        with torch.no_grad():
+            torch_labels = net(images_to_tensor(checkpoint.preprocess, frame))[0].argmax(0).numpy()
+        agree.append(np.mean(session.run(None, {"frame": frame[None]})[0][0] == torch_labels))
+    assert np.mean(agree) >= 0.97, agree
+
+
+def test_qat_step_runs_the_fake_quantization():
+    """A training step through the fake quantization: outputs are rounded, ranges move, the loss falls; detach undoes it."""
+    model = mobilenet_fcn().train()
+    frames = torch.from_numpy(np.stack([render_scene(np.random.default_rng(i), SIZE)[0] for i in range(4)]))
+    labels = torch.from_numpy(np.stack([render_scene(np.random.default_rng(i), SIZE)[1] for i in range(4)]).astype(np.int64))
+    inputs = images_to_tensor(Preprocess(), frames.numpy())
+    points = ["backbone.stem.2:out", "backbone.blocks.3:out", "classifier.4:out", "final_upsampler:in"]
+    with torch.no_grad():
+        reference = model.eval()(inputs)
+    attached = qat.attach(model, points, "onnxruntime")
+    with torch.no_grad():
+        rounded = model(inputs)
+    assert not torch.allclose(rounded, reference) and (rounded - reference).abs().max() < 0.5 * reference.abs().max()
+    score = attached.points["classifier.4:out"]
+    with torch.no_grad():  # a fake-quantized tensor takes at most 256 values
+        assert len(torch.unique(model.classifier(model.backbone(inputs)["pool5"]))) <= 256
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses, lows = [], []
+    for _ in range(4):
+        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        lows.append(score.low)
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert len(set(lows)) > 1  # the EMA follows the batches in training mode
+    assert all(p.grad is not None for p in model.backbone.stem[0].parameters())  # straight-through gradients
+    attached.detach()
+    with torch.no_grad():
+        after = model.eval()(inputs)
+        plain = build_model(model.config).eval()
+        plain.load_state_dict(model.state_dict())
+        assert torch.equal(after, plain(inputs))  # no hook or rounded forward left behind
