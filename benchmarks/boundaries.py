@@ -33,7 +33,7 @@ from fcn_edge.atomic import write_text_atomic  # noqa: E402
 from fcn_edge.backends.onnxruntime import session  # noqa: E402
 from fcn_edge.boundary import BoundaryCounts  # noqa: E402
 from fcn_edge.checkpoint import load_checkpoint  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.data.synthetic import HELDOUT_SEED, render_scene  # noqa: E402
 from fcn_edge.data.voc import VOCSegmentation  # noqa: E402
 from fcn_edge.export import export_checkpoint  # noqa: E402
@@ -134,7 +134,7 @@ def markdown(rows: list[dict], header: str) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--voc", type=Path, help="VOC-layout root; its val split is scored (default: held-out synthetic scenes)")
     p.add_argument("--name", default="synthetic")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends.onnxruntime.runner import OrtRunner  # noqa: E402
 from fcn_edge.bench.suite import sample_frame  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
@@ -125,7 +125,7 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a frame-input .onnx (default engines/default.int8.onnx)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--frames", type=int, default=20, help="frames per block (default 20)")

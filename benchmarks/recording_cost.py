@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_edge.backends import open_runner  # noqa: E402
 from fcn_edge.bench import report  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
@@ -116,7 +116,7 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="labels from this model (default: engines/default.int8.onnx)")
     p.add_argument("--frames", type=int, default=90, help="frames per recording (default 90)")
     p.add_argument("--rounds", type=int, default=5, help="recordings per path (default 5)")

@@ -46,7 +46,7 @@ from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.backends import BACKENDS, open_runner  # noqa: E402
 from fcn_edge.backends.onnxruntime import default_threads  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions, frames_in_flight_for_files  # noqa: E402
@@ -192,7 +192,7 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
     p.add_argument("--frames", type=int, default=30, help="frames per measurement (default 30)")
     p.add_argument("--rounds", type=int, default=9, help="loop runs per loop kind (default 9)")

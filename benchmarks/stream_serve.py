@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends import open_runner  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
@@ -115,7 +115,7 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
     p.add_argument("--frames", type=int, default=150, help="frames per loop run (default 150)")
     p.add_argument("--rounds", type=int, default=9, help="runs per kind (default 9)")

@@ -55,3 +55,15 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
     return text
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the docstring's layout and shows every flag's default, with or without help text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or "(default" in text or not action.option_strings or default in (None, False, argparse.SUPPRESS):
+            return text
+        shown = "x".join(map(str, default)) if isinstance(default, tuple) and all(isinstance(v, int) for v in default) else "%(default)s"
+        return f"{text} (default: {shown})".lstrip()

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import json_text, write_json_atomic
+from .cli import HelpFormatter
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from .standin import ENV as STANDIN_ENV
@@ -305,7 +306,7 @@ def table(rows: list[Row]) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--json", type=Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
     started = time.perf_counter()

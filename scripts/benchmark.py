@@ -26,7 +26,7 @@ exit_without_torch("scripts/benchmark.py")
 
 from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.cli import model_size
+from fcn_edge.cli import HelpFormatter, model_size
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ DEFAULT_SIZES = ((256, 512), (512, 1024), (480, 640))  # (H, W); tables name the
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--int8-model", type=Path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
     p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fcn_edge.atomic import check_distinct
 from fcn_edge.backends import BACKENDS
-from fcn_edge.cli import finite_float, model_size, nonempty, shape
+from fcn_edge.cli import HelpFormatter, finite_float, model_size, nonempty, shape
 from fcn_edge.compile import pipeline, source
 from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
 from fcn_edge.compile.options import Budget, BuildOptions
@@ -32,7 +32,7 @@ from fcn_edge.sidecar import artifact_paths
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     precision = p.add_mutually_exclusive_group()
     for name in ("int8", "fp16", "bf16", "fp32"):
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)

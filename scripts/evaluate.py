@@ -20,7 +20,7 @@ import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts
 from fcn_edge.checkpoint import load_checkpoint
-from fcn_edge.cli import size_hw
+from fcn_edge.cli import HelpFormatter, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -30,7 +30,7 @@ from fcn_edge.train.loop import evaluate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "voc", "cityscapes", "folder"])
     p.add_argument("--data-root", type=Path)

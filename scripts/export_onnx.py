@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fcn_edge.cli import HelpFormatter
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
@@ -22,7 +23,7 @@ OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits",
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--output", type=Path, help="default: engines/<checkpoint stem>.onnx")
     p.add_argument("--input", default="frame", choices=["frame", "tensor"],

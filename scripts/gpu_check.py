@@ -28,6 +28,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from fcn_edge.cli import HelpFormatter
 from fcn_edge.atomic import check_output, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 
@@ -91,7 +92,7 @@ def run_doctor(deadline: float) -> dict:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/gpu_check.json"), help="the JSON report (default runs/gpu_check.json)")
     args = parser.parse_args(argv)
     check_output(args.out, "--out")

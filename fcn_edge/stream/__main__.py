@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
-from ..cli import finite_float, nonempty, size_hw
+from ..cli import HelpFormatter, finite_float, nonempty, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
 from . import serve, sinks, sources
@@ -33,7 +33,7 @@ EXIT_SOURCE_LOST = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", type=int, metavar="N", help="V4L2 camera index (/dev/videoN)")
     src.add_argument("--device", type=nonempty, metavar="PATH", help="camera device path, e.g. /dev/video2")
