@@ -7,6 +7,7 @@ backends have one name each (:data:`BACKEND_NAMES`). A flag means one thing ever
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 
 def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
@@ -60,10 +61,26 @@ def nonempty(text: str) -> str:
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """``--help`` keeps the docstring's layout and shows every flag's default, with or without help text."""
 
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _shows_default(action):
+            action = copy.copy(action)
+            action.help = _NO_HELP  # argparse expands only a help with text in it
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if "%(default)" in text or "(default" in text or not action.option_strings or default in (None, False, argparse.SUPPRESS):
+        text = (action.help or "").replace(_NO_HELP, "").strip()
+        if not _shows_default(action) or "%(default)" in text or "(default" in text or "default:" in text:
             return text
-        shown = "x".join(map(str, default)) if isinstance(default, tuple) and all(isinstance(v, int) for v in default) else "%(default)s"
+        default = action.default
+        if isinstance(default, tuple):  # sizes HxW, scales a,b
+            shown = ("x" if len(default) == 2 and all(isinstance(v, int) for v in default) else ",").join(map(str, default))
+        else:
+            shown = "%(default)s"
         return f"{text} (default: {shown})".lstrip()
+
+
+_NO_HELP = "\0"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS)

@@ -167,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay, loss=args.loss, class_weights=args.class_weights, seed=args.seed,
         workers=args.workers, amp=not args.no_amp, max_minutes=args.max_minutes,
     )
+    check_args(args)
+    check_val_split(args)
     asked = args.out
     args.out = run_folder(asked, args.exist_ok or (args.resume is not None and args.resume.parent.resolve() == asked.resolve()))
     if args.out != asked:
         print(f"{asked} holds an earlier run: writing {args.out} (--exist-ok writes into {asked})")
-    check_args(args)
-    check_val_split(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

@@ -115,7 +115,7 @@ def build(
             f"(every {calibration.HOLDOUT_EVERY}th image is one): use --verify-scenes 1 or more"
         )
     inputs = {**source_inputs, "calibration_sha256": calib_set.sha256() if calib_set else None}
-    val_data = images.parse_spec(options.val_data, "--val-data")
+    val_data = images.parse_spec(options.val_data, "--val-data", options.val_fraction, options.split_seed)
     if val_data is not None and val_data.name != "synthetic":  # the user's labelled files, checked and hashed now
         inputs["val_data_sha256"] = images.dataset_sha256(val_data, options.val_split, options.val_images)
     created = artifact.check_engines_dir(options.engines_dir)
@@ -221,7 +221,8 @@ def _needs_calibration(options: BuildOptions) -> bool:
 
 
 def _calibration_set(options: BuildOptions) -> calibration.CalibrationSet:
-    return images.calibration_set(options.calib_dir, images.parse_spec(options.calib_data, "--calib-data"), options.calib_images)
+    calib_data = images.parse_spec(options.calib_data, "--calib-data", options.val_fraction, options.split_seed)
+    return images.calibration_set(options.calib_dir, calib_data, options.calib_images)
 
 
 def _optional_set(options: BuildOptions) -> calibration.CalibrationSet | None:

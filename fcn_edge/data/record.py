@@ -8,9 +8,8 @@ A record is plain JSON-able data: ``dataset``, ``root`` (absolute), ``layout``, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from . import build_dataset
 from .splits import FLAT_LAYOUT, FRACTION_LAYOUT, layout
 
 
@@ -44,11 +43,16 @@ def describe(record: dict[str, Any]) -> str:
     return text
 
 
+def recorded_val_split(record: dict[str, Any]) -> tuple[str, bool]:
+    """(split to score on, whether it is the run's training images): a flat folder's only split is its training one."""
+    if record.get("val_on_train"):
+        return "train", True
+    root = record.get("root")
+    if record.get("dataset") == "folder" and record.get("val_fraction") is None and root and layout(Path(root)) == FLAT_LAYOUT:
+        return "train", True  # written before the split existed: "val" was the training images
+    return record.get("val_split") or "val", False
+
+
 def split_options(record: dict[str, Any]) -> dict[str, Any]:
     """The build_dataset keywords that reproduce the record's splits."""
     return {"val_fraction": record.get("val_fraction"), "split_seed": record.get("split_seed") or 0}
-
-
-def open_recorded(record: dict[str, Any], split: str, transform: Callable | None = None, **kw: Any):
-    """Split ``split`` of the recorded dataset."""
-    return build_dataset(record["dataset"], record.get("root"), split, transform, **split_options(record), **kw)
