@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=6, help="blocks per policy and pacing (default 6)")
     p.add_argument("--no-openvino", action="store_true", help="ONNX Runtime policies only")
     p.add_argument("--only", nargs="+", metavar="POLICY", help=f"these ONNX Runtime policies only, of: {', '.join(ORT_POLICIES)}")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if not args.model.is_file():
         raise FcnEdgeError(f"--model {args.model} does not exist: build it with python scripts/build_engine.py --int8")
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, rows in samples.items()
         },
     }  # fmt: skip
-    report.save(args.out_dir, "cpu_threads", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "cpu_threads", result, markdown(result))
     return 0
 
 

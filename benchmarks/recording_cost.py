@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=90, help="frames per recording (default 90)")
     p.add_argument("--rounds", type=int, default=5, help="recordings per path (default 5)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if args.frames < 1 or args.rounds < 1:
         raise FcnEdgeError("--frames and --rounds must be at least 1")
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "paths": paths,
     }
-    report.save(args.out_dir, "recording_cost", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "recording_cost", result, markdown(result))
     return 0
 
 

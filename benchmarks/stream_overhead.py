@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inflight", type=int, help="frames in flight for the video loops (default: threads + 1, as the stream)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: the CPU runtime the model's build measured fastest")
     p.add_argument("--note", default="", help="what the model is, for the table (e.g. untrained weights)")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if args.frames <= WARMUP or args.rounds < 1:
         raise FcnEdgeError(f"--frames must be more than {WARMUP} and --rounds at least 1")
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "runner_alone_cpu_busy": alone_cpu / alone[f"{runner.inflight}_in_flight" if runner.inflight > 1 else "one_at_a_time"] / CORES,
         "loops": loops,
     }
-    report.save(args.out_dir, "stream_overhead", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "stream_overhead", result, markdown(result))
     return 0
 
 

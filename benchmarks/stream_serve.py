@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=9, help="runs per kind (default 9)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if args.frames < 10 or args.rounds < 1:
         raise FcnEdgeError("--frames must be at least 10 and --rounds at least 1")
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "loops": loops,
     }
-    report.save(args.out_dir, "stream_serve", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "stream_serve", result, markdown(result))
     return 0
 
 

@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reference-int8", type=Path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
     p.add_argument("--reference-fp32", type=Path,
                    help="another FP32 .onnx (row ort-fp32-reference); labels agreement is then measured against it")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON and PNG")
+    p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="folder for JSON and PNG")
+    p.add_argument("--update-docs", action="store_true", help="write benchmarks/results/ (committed, README links it) instead of --out")
     p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
     p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_baseline and not args.reason.strip():
         raise FcnEdgeError("--update-baseline needs --reason '...': say why the old baseline no longer holds")
+    if args.update_docs:
+        args.out = ROOT / "benchmarks" / "results"
     ensure_folder(args.out, "--out")  # now, not after minutes of timing
     from fcn_edge.bench import baselines, peak, report
     from fcn_edge.bench.fingerprint import fingerprint

@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
     p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
                    help="scene size for --checkpoint (the 1/8 decoder map needs room)")
-    p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
+    p.add_argument("--output", type=Path, default=Path("runs/checkerboard.png"),
+                   help="the chart (docs/img/checkerboard.png is the committed one docs/checkerboard.md shows)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("scenes", "seeds", "batch_size"):
