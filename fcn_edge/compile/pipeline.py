@@ -75,7 +75,7 @@ def candidate_precisions(requested: str | None, backend: Backend, dla: bool = Fa
     if requested == "bf16" and not bf16:
         raise FcnEdgeError(
             "--bf16 runs on OpenVINO on a CPU with BF16 instructions (AVX512_BF16 or AMX) only: "
-            f"{'this CPU has none' if 'openvino' in backend.cpu_backends else 'install it with pip install fcn_edge[openvino]'}; "
+            f"{'this CPU has none' if 'openvino' in backend.cpu_backends else OPENVINO_HINT}; "
             "use --fp32 or --int8"
         )
     if requested == "fp16" and backend.name == "openvino":
@@ -85,6 +85,9 @@ def candidate_precisions(requested: str | None, backend: Backend, dla: bool = Fa
     if backend.name == "tensorrt":
         return ["int8", "fp16"] if dla else ["int8", "fp16", "fp32"]
     return ["int8", "bf16", "fp32"] if bf16 else ["int8", "fp32"]
+
+
+OPENVINO_HINT = "install it with pip install -e '.[openvino]' in the fcn_edge folder"
 
 
 @dataclass

@@ -158,7 +158,8 @@ def check_model(path: Path) -> None:
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
             f"no model at {path}: build the default INT8 artifact with python scripts/build_engine.py --int8, "
-            "or pass --model PATH"
+            "or pass --model PATH; without torch here, copy engines/<name>.int8.onnx and its .json sidecar from the "
+            "machine that built it (README, Deploy only)"
         )
     raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with python scripts/build_engine.py")
 

@@ -220,7 +220,9 @@ def display_problem() -> str | None:
     """
     gui = [line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
     if gui and gui[0].upper() == "NONE":
-        return "this OpenCV build has no GUI (opencv-python-headless): install opencv-python, or on a Jetson use the system OpenCV"
+        return ("this OpenCV build has no GUI (opencv-python-headless): swap it for the windowed one with "
+                "pip uninstall -y opencv-python-headless && pip install --force-reinstall 'opencv-python>=4.8,<5' "
+                "(README, Desktop), or on a Jetson use the system OpenCV")
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "there is no screen (DISPLAY is not set): run it on the desktop, or forward X with ssh -X"
     return None

@@ -306,7 +306,7 @@ def test_video_in_gives_an_mp4_with_every_frame_and_a_stats_file(frame_model, tm
 
 
 def test_openvino_runs_a_video_three_frames_at_a_time_into_the_same_mp4_as_one_at_a_time(frame_model, tmp_path):
-    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
     video = tmp_path / "in.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
     for i in range(24):

@@ -28,7 +28,7 @@ def test_on_a_cpu_machine_it_says_what_is_missing_in_one_table_quickly():
     assert table.splitlines()[0].split() == ["check", "status", "seconds", "detail"]
     rows = {row["name"]: row for row in json.loads("{" + result)["rows"]}
     assert rows["gpu"]["detail"].startswith("no CUDA GPU visible") and rows["gpu-paths"]["status"] == "skip"
-    assert rows["tensorrt"]["detail"].startswith("not installed: pip install 'fcn_edge[gpu-cu12]'")
+    assert rows["tensorrt"]["detail"].startswith("not installed: pip install -e '.[gpu-cu12]'")
 
 
 def test_a_path_that_raises_is_a_fail_row_and_a_missing_one_a_skip():
@@ -56,7 +56,7 @@ def test_packages_built_for_a_newer_cuda_than_the_driver_are_failures(monkeypatc
     monkeypatch.setattr(doctor, "_tensorrt_cuda_major", lambda: 13)
     rows = doctor._cuda_major_rows((12, 4))
     assert [r.name for r in rows] == ["cuda-python-vs-driver", "tensorrt-vs-driver"]
-    assert "needs driver >= 580" in rows[0].detail and "fcn_edge[gpu-cu12]" in rows[0].detail
+    assert "needs driver >= 580" in rows[0].detail and ".[gpu-cu12]" in rows[0].detail
     assert doctor._cuda_major_rows((13, 0)) == []
 
 
