@@ -280,7 +280,7 @@ class Work:
                      "IQR of the per-round ratios")  # fmt: skip
         header = (
             f"verification ({precision.upper()}): {self.plan.describe(self.samples, self.options.verify_scenes)}; "
-            f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, {timed}"
+            f"latency at {self.options.latency_size[1]}x{self.options.latency_size[0]} (WxH), {timed}"
         )
         return verify.table([fp32, *outcome.figures], header)
 

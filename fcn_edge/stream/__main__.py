@@ -20,6 +20,7 @@ if __name__ == "__main__":  # a stop while the imports below load (about a secon
 import argparse
 import threading
 from pathlib import Path
+from typing import Sequence
 
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
@@ -129,7 +130,15 @@ def frames_in_flight(args: argparse.Namespace, source: sources.Source) -> int:
     return 1 if source.live else frames_in_flight_for_files(args.threads or default_threads())
 
 
-def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
+def overlay_names(source) -> list[str]:
+    """The --images files' names for their overlays (a.jpg -> a), whole names where two stems clash (a.jpg, a.png)."""
+    files = getattr(source, "files", None) or []
+    stems = [p.stem for p in files]
+    return stems if len(set(stems)) == len(stems) else [p.name for p in files]
+
+
+def open_sinks(args: argparse.Namespace, fps: float, names: Sequence[str] = ()) -> list[sinks.Sink]:
+    """``names``: the source images' names, for --save-dir's PNGs (a file source never drops a frame)."""
     chosen: list[sinks.Sink] = []
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
@@ -141,7 +150,7 @@ def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
     if args.output:
         chosen.append(sinks.VideoFileSink(args.output, fps))
     if args.save_dir:
-        chosen.append(sinks.ImageFolderSink(args.save_dir))
+        chosen.append(sinks.ImageFolderSink(args.save_dir, names))
     if args.serve:
         server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
                                  tuple(args.serve_host))
@@ -196,7 +205,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
-        chosen = open_sinks(args, source.fps)
+        chosen = open_sinks(args, source.fps, overlay_names(source))
         runner.activate()
     except BaseException:
         source.close()

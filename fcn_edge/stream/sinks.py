@@ -12,7 +12,7 @@ import os
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import av
 import cv2
@@ -184,10 +184,11 @@ def _playable(path: Path) -> bool:
 
 
 class ImageFolderSink(Sink):
-    """One PNG per frame, numbered from 000000."""
+    """One PNG per frame: named after its source image (``names``, from --images), else numbered from 000000."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, names: Sequence[str] = ()) -> None:
         self.folder = Path(folder)
+        self.names = list(names)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -198,7 +199,8 @@ class ImageFolderSink(Sink):
 
     def write(self, image: np.ndarray) -> None:
         """Encode, then write atomically: a full disk leaves no truncated PNG, only the complete ones before it."""
-        path = self.folder / f"{self.frames:06d}.png"
+        name = self.names[self.frames] if self.frames < len(self.names) else f"{self.frames:06d}"
+        path = self.folder / f"{name}.png"
         ok, encoded = cv2.imencode(".png", image)
         if not ok:
             raise FcnEdgeError(f"OpenCV cannot encode {path} as PNG: use --output FILE.mp4 instead")
