@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     trt.add_argument("--dla-core", type=int)
     trt.add_argument("--timing-cache", type=Path)
     out = p.add_argument_group("output and budget")
-    out.add_argument("--engines-dir", type=Path, default=ENGINES_DIR, help="default: engines/ in the working folder")
+    out.add_argument("--engines-dir", type=Path, default=ENGINES_DIR, help="folder for the artifacts, relative to the working folder")
     out.add_argument("--max-miou-drop", type=finite_float, default=1.0, help="mIoU points the artifact may lose against FP32")
     out.add_argument("--min-agreement", type=finite_float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
