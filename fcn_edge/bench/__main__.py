@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Latency of every available backend x precision for the default (or given) model, against the machine's peak.
 
 Prints a table, writes JSON and a PNG chart under benchmarks/, and with --check compares
@@ -7,10 +6,10 @@ is timed interleaved with the others (figures from the quieter half of the round
 achieved rate is given as a share of the peak a micro-kernel reaches for its precision in the
 same rounds (fcn_edge.bench.peak; kept in the JSON).
 
-  python scripts/benchmark.py                        # table + benchmarks/results/<class>.{json,png}
-  python scripts/benchmark.py --check                # exit 1 if slower than the baseline
-  python scripts/benchmark.py --update-baseline --reason "new ORT release"
-  python scripts/benchmark.py --sizes 512x1024 --reference-int8 old/default.int8.onnx   # an older artifact, same run
+  fcn-edge bench                        # table + benchmarks/results/<class>.{json,png}
+  fcn-edge bench --check                # exit 1 if slower than the baseline
+  fcn-edge bench --update-baseline --reason "new ORT release"
+  fcn-edge bench --sizes 512x1024 --reference-int8 old/default.int8.onnx   # an older artifact, same run
 """
 
 from __future__ import annotations
@@ -22,19 +21,18 @@ from pathlib import Path
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/benchmark.py")
+exit_without_torch("fcn-edge bench")
 
 from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.cli import model_size
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = ((256, 512), (512, 1024), (480, 640))  # (H, W); tables name them as cameras do, WxH
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--int8-model", type=Path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
     p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")
@@ -43,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reference-int8", type=Path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
     p.add_argument("--reference-fp32", type=Path,
                    help="another FP32 .onnx (row ort-fp32-reference); labels agreement is then measured against it")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON and PNG")
+    p.add_argument("--out", type=Path, default=Path("benchmarks") / "results",
+                   help="folder for JSON and PNG (default: benchmarks/results in the working folder)")
     p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
     p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     int8 = args.int8_model or ENGINES_DIR / f"{args.checkpoint.stem}.int8.onnx"
     if not int8.is_file():
-        raise FcnEdgeError(f"INT8 artifact {int8} not found: build it with python scripts/build_engine.py --int8 (or pass --int8-model)")
+        raise FcnEdgeError(f"INT8 artifact {int8} not found: build it with fcn-edge build --int8 (or pass --int8-model)")
     for path, flag in ((args.reference_int8, "--reference-int8"), (args.reference_fp32, "--reference-fp32")):
         if path is not None and not path.is_file():
             raise FcnEdgeError(f"{flag} {path} does not exist: pass an .onnx artifact, or leave the flag out")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Turn a checkpoint or ONNX model into a deployable, verified artifact at the precision asked.
 
 A TensorRT engine where a CUDA GPU and TensorRT are present, an ONNX Runtime model
@@ -6,9 +5,9 @@ everywhere else; always a table of what the precision cost in accuracy and bough
 speed, and a JSON sidecar next to the artifact. A second run with the same inputs and
 options finds the sidecar up to date and skips the build.
 
-  python scripts/build_engine.py --int8
-  python scripts/build_engine.py --onnx other.onnx --input-format tensor --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 --num-classes 4
-  python scripts/build_engine.py --onnx person.onnx --input-format tensor-nhwc --num-classes 1 --threshold 0.6
+  fcn-edge build --int8
+  fcn-edge build --onnx other.onnx --input-format tensor --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 --num-classes 4
+  fcn-edge build --onnx person.onnx --input-format tensor-nhwc --num-classes 1 --threshold 0.6
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from fcn_edge.sidecar import artifact_paths
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     precision = p.add_mutually_exclusive_group()
     for name in ("int8", "fp16", "bf16", "fp32"):
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Export a checkpoint to one verified .onnx file: camera frames in, uint8 labels out by default."""
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from pathlib import Path
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/export_onnx.py")
+exit_without_torch("fcn-edge export")
 
 from fcn_edge.atomic import check_distinct, check_output
 from fcn_edge.errors import run_cli
@@ -22,7 +21,7 @@ OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits",
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge export", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--output", type=Path, help="default: engines/<checkpoint stem>.onnx")
     p.add_argument("--input", default="frame", choices=["frame", "tensor"],
@@ -33,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-graph-passes", action="store_true", help="keep fixed bilinear ConvTranspose nodes as they are")
     p.add_argument("--refine", nargs="?", const=GuidedParams(), type=guided_arg, metavar="RADIUS,EPS[,SUBSAMPLE]",
                    help="guided-filter edge refinement in the graph; bare --refine takes the parameters chosen on the "
-                        "synthetic validation split (evaluate.py --refine search chooses them for other data)")
+                        "synthetic validation split (fcn-edge evaluate --refine search chooses them for other data)")
     p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference in the graph, e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
     return p.parse_args(argv)

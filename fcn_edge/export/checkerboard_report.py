@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Measure checkerboard artifacts: transposed-conv vs resize+conv decoders, and FCN checkpoints.
 
 Scores the reference decoders of Odena et al. (stride-2 kernel-3 transposed conv vs
@@ -16,7 +15,7 @@ from pathlib import Path
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/checkerboard.py")
+exit_without_torch("fcn-edge checkerboard")
 
 import cv2
 import numpy as np
@@ -38,7 +37,7 @@ PANEL = 128  # the figure shows (up to) the centre PANEL x PANEL of the first im
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge checkerboard", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--scenes", type=int, default=16, help="held-out synthetic scenes to score on")
     p.add_argument("--size", type=size_hw, default=(256, 256), metavar="HxW", help="size of those scenes")
     p.add_argument("--seeds", type=int, default=5, help="initialisations scored per decoder")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Convert a checkpoint trained with deconv (transposed-conv) upsampling to resize + conv.
 
 No labels needed: the resize convs are fitted to the deconvs by least squares, then the
@@ -16,7 +15,7 @@ from pathlib import Path
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/convert_checkpoint.py")
+exit_without_torch("fcn-edge convert")
 
 import torch
 
@@ -28,7 +27,7 @@ from fcn_edge.models.upsample import RESIZE_MODES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge convert", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint trained with --upsample deconv")
     p.add_argument("--output", type=Path, required=True, help="where to write the resize_conv checkpoint")
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write the default calibration set: synthetic scenes as JPEG camera frames.
 
 Deterministic: scene i comes from seed CALIBRATION_SEED + i, disjoint from the training
@@ -26,7 +25,7 @@ JPEG_QUALITY = 90
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge calibration-set", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_DIR)
     p.add_argument("--count", type=int, default=64)
     p.add_argument("--size", type=size_hw, default=DEFAULT_SIZE, metavar="HxW")

@@ -1,4 +1,4 @@
-"""``python -m fcn_edge.stream --camera 0``: segment a camera, video, folder or network stream live.
+"""``fcn-edge stream --camera 0`` (or ``python -m fcn_edge.stream``): segment a camera, video, folder or network stream live.
 
 Exit status: 0 when the input ends, --max-frames is reached, the window is closed or the
 run is stopped with Ctrl-C/SIGTERM (stopping a live stream is the normal way to end it;
@@ -33,7 +33,7 @@ EXIT_SOURCE_LOST = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0])
     src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", type=int, metavar="N", help="V4L2 camera index (/dev/videoN)")
     src.add_argument("--device", type=nonempty, metavar="PATH", help="camera device path, e.g. /dev/video2")
@@ -157,10 +157,10 @@ def check_model(path: Path) -> None:
         raise FcnEdgeError(f"--model {path} is a folder: pass the model file in it, e.g. {path / DEFAULT_MODEL.name}")
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
-            f"no model at {path}: build the default INT8 artifact with python scripts/build_engine.py --int8, "
+            f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
             "or pass --model PATH"
         )
-    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with python scripts/build_engine.py")
+    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
 
 def install_stop_handlers(stop: threading.Event) -> dict:

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Train an FCN. With no arguments: the default model on built-in synthetic scenes.
 
-Multi-process data-parallel: ``torchrun --nproc_per_node 2 scripts/train.py ...``.
+Multi-process data-parallel: ``torchrun --nproc_per_node 2 -m fcn_edge.train ...``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from pathlib import Path
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/train.py")
+exit_without_torch("fcn-edge train")
 
 import torch
 
@@ -32,7 +31,7 @@ from fcn_edge.train.losses import LOSSES
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "voc", "cityscapes", "folder"])
     p.add_argument("--data-root", type=Path, help="dataset folder (not needed for synthetic)")
     p.add_argument("--train-length", type=int, default=4000, help="synthetic scenes per epoch")

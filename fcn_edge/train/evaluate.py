@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Evaluate a checkpoint on a dataset: per-class IoU, boundary F-score and boundary IoU, mIoU and pixel accuracy.
 
 Every image is scored at its own full size, one at a time (see fcn_edge.train.loop.evaluate).
@@ -14,7 +13,7 @@ from pathlib import Path
 from fcn_edge.errors import exit_without_torch
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/evaluate.py")
+exit_without_torch("fcn-edge evaluate")
 
 import torch
 
@@ -30,7 +29,7 @@ from fcn_edge.train.loop import evaluate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge evaluate", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "voc", "cityscapes", "folder"])
     p.add_argument("--data-root", type=Path)

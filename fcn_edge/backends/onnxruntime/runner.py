@@ -123,7 +123,7 @@ def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str
         described = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
         raise FcnEdgeError(
             f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
-            "export it with input_format='frame' (scripts/export_onnx.py default)"
+            "export it with input_format='frame' (fcn-edge export default)"
         )
     labels = [o for o in outputs if o.name == "labels"] or [o for o in outputs if o.type == "tensor(uint8)"]
     if not labels or len(labels[0].shape) != 3:

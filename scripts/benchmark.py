@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""``fcn-edge bench``, kept under this name for the commands in README and older notes (fcn_edge/bench/__main__.py)."""
+
+from fcn_edge.errors import exit_without_torch
+
+exit_without_torch("fcn-edge bench")  # before the import below loads torch
+
+from fcn_edge.bench.__main__ import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""``fcn-edge evaluate``, kept under this name for the commands in README and older notes (fcn_edge/train/evaluate.py)."""
+
+from fcn_edge.errors import exit_without_torch
+
+exit_without_torch("fcn-edge evaluate")  # before the import below loads torch
+
+from fcn_edge.train.evaluate import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main())
