@@ -21,6 +21,7 @@ import onnxruntime as ort
 from ...errors import FcnEdgeError
 from ...runner import Runner, model_file
 from ...metadata import read_metadata
+from ...paths import utf8_path
 from .session import default_threads, session_options
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -65,7 +66,8 @@ class OrtRunner(Runner):
     def activate_impl(self) -> None:
         options = session_options(self.threads, self.optimize, self.policy)
         try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            with utf8_path(self.path) as name:  # ORT refuses a name that is not UTF-8
+                self._session = ort.InferenceSession(name, options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
             raise FcnEdgeError(f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
         self._input_name, self._output_name, self._fixed_size = _frame_model_io(self._session, self.path)

@@ -16,6 +16,8 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
+from ...paths import utf8_path
+
 VERSION = ort.__version__
 THREADS = 2
 # How intra-op threads wait, for every session of the project: chosen under camera-like pacing with
@@ -64,4 +66,5 @@ def session(model: str | Path | onnx.ModelProto, threads: int = THREADS) -> ort.
             path = Path(tmp) / "model.onnx"
             onnx.save_model(model, path)
             return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    return ort.InferenceSession(str(model), session_options(threads), providers=["CPUExecutionProvider"])
+    with utf8_path(model) as name:  # ORT refuses a name that is not UTF-8
+        return ort.InferenceSession(name, session_options(threads), providers=["CPUExecutionProvider"])
