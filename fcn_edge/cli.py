@@ -55,3 +55,14 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
     return text
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value

@@ -20,7 +20,7 @@ import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts
 from fcn_edge.checkpoint import load_checkpoint
-from fcn_edge.cli import size_hw
+from fcn_edge.cli import positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="val")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
     p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference, e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
     p.add_argument("--refine", help="guided filter RADIUS,EPS[,SUBSAMPLE] as exported with --refine, or 'search': "
