@@ -24,6 +24,7 @@ from fcn_edge.cli import positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.metadata import class_difference
 from fcn_edge.models.edges import EdgeOptions, guided_arg, scales_arg
 from fcn_edge.paths import DEFAULT_CHECKPOINT
 from fcn_edge.train.loop import evaluate
@@ -61,10 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"length": args.length, "size": tuple(args.scene_size)} if synthetic else {}
     dataset = build_dataset(args.dataset, args.data_root, args.split, eval_transforms(), **extra)
     if list(dataset.classes) != checkpoint.classes:
-        raise FcnEdgeError(
-            f"{args.checkpoint} was trained on classes {checkpoint.classes[:4]}... but the {args.dataset} dataset "
-            f"has {list(dataset.classes)[:4]}...: evaluate on the dataset it was trained for"
-        )
+        raise FcnEdgeError(f"{args.checkpoint} {class_difference(checkpoint.classes, list(dataset.classes), f'the {args.dataset} dataset')}: "
+                           "evaluate on the dataset it was trained for")
     model = EdgeOptions(tuple(args.scales), args.flip).wrap(checkpoint.build().eval())
     if args.refine == "search":
         from fcn_edge.train.refine_search import search
