@@ -31,7 +31,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ from typing import Any, Callable
 from .atomic import check_output, json_text, write_json_atomic
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from .scratch import scratch_folder
 from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_doctor_") as workdir:
+    with scratch_folder("doctor") as workdir:
         rows = run(Path(workdir))
     failed = [row.name for row in rows if row.status == "FAIL"]
     result = {"rows": [asdict(row) for row in rows], "failed": failed, "seconds": round(time.perf_counter() - started, 1)}
