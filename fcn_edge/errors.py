@@ -26,12 +26,26 @@ class Terminated(BaseException):
 EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
+def _interrupted_while_importing(_signum: int, _frame: object) -> None:
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED)  # nothing is written yet: no cleanup to run, no traceback to show
+
+
+def quiet_interrupt_while_importing() -> None:
+    """For a script's first lines: Ctrl-C while its heavy imports load (torch, ONNX tools: seconds) exits 130 with
+    one line instead of a KeyboardInterrupt traceback from deep inside an import; ``run_cli`` puts Ctrl-C back."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_importing)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Wrap a script's ``main``: user errors and running out of memory print one line and exit with status 2;
     Ctrl-C and SIGTERM clean up and exit 130 and 143."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C cleans up (KeyboardInterrupt)
         previous = _raise_on_sigterm()
         try:
             return int(main(argv) or 0)

@@ -19,9 +19,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch
+from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
+quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
 exit_without_torch("scripts/benchmark.py")
 
 from fcn_edge.atomic import ensure_folder, write_json_atomic
