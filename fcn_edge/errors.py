@@ -52,7 +52,9 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
         except FcnEdgeError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
-        except MemoryError:
+        except Exception as error:  # MemoryError, and the out-of-memory errors of OpenCV, PyTorch, ONNX Runtime
+            if not out_of_memory(error):
+                raise
             print("error: out of memory: use smaller sizes (or fewer images), or free memory first", file=sys.stderr)
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
@@ -66,6 +68,19 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+OUT_OF_MEMORY_MARKS = (
+    "Insufficient memory",  # OpenCV: cv2.error (-4:Insufficient memory) Failed to allocate N bytes
+    "can't allocate memory",  # PyTorch: DefaultCPUAllocator: can't allocate memory
+    "Failed to allocate memory",  # ONNX Runtime's allocators
+    "bad_alloc",  # C++ std::bad_alloc passed through (ONNX Runtime, OpenVINO)
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is running out of memory: Python's MemoryError, or a library's own error saying so."""
+    return isinstance(error, MemoryError) or any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
 
 
 def _raise_on_sigterm():
