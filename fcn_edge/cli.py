@@ -128,5 +128,16 @@ def nonempty(text: str) -> str:
     return text
 
 
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,6 +16,10 @@ import argparse
 import time
 from pathlib import Path
 
+from fcn_edge.errors import quiet_interrupt_while_importing
+
+quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one line, exit 130
+
 from fcn_edge.atomic import check_distinct
 from fcn_edge.backends import BACKENDS
 from fcn_edge.cli import finite_float, model_size, nonempty, shape

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch
+from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
+quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
 exit_without_torch("fcn-edge checkerboard")
 
 import cv2
@@ -24,7 +25,7 @@ import torch
 from fcn_edge.atomic import atomic_path, check_output
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
-from fcn_edge.cli import size_hw
+from fcn_edge.cli import positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.export.checkerboard import (
     REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
                    help="scene size for --checkpoint (the 1/8 decoder map needs room)")
     p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("scenes", "seeds", "batch_size"):
         if getattr(args, flag) < 1:
