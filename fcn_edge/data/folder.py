@@ -37,8 +37,12 @@ def read_class_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Names and RGB colours from a classes.txt; a line without a colour takes the default palette's."""
     if not path.is_file():
         raise FcnEdgeError(f"{path} not found: write it, {CLASSES_FORMAT}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of class 0's name
+    except UnicodeDecodeError:
+        raise FcnEdgeError(f"{path} is not UTF-8 text: save it as UTF-8, {CLASSES_FORMAT}") from None
     names, colours = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         name, colour = _class_line(line.strip(), path, number)

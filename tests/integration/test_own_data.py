@@ -100,7 +100,7 @@ def test_own_photos_in_the_split_layout_train_evaluate_and_build_with_no_dataset
     artifact = engines / "parts2.int8.onnx"
     calibrated = json.loads((engines / "parts2.int8.onnx.json").read_text())["details"]["calibration"]
     assert calibrated["folder"] == str(parts.resolve()) and calibrated["images"] + calibrated["holdout_images"] == 10
-    assert f"next:  python -m fcn_edge.stream --model {artifact} --camera 0" in built.stdout
+    assert f"next:  fcn-edge stream --model {artifact} --camera 0" in built.stdout
 
 
 def test_a_flat_folder_never_reports_its_training_images_as_val(parts, tmp_path):
