@@ -9,6 +9,7 @@ touches the training side. Sizes are ``HxW`` (rows first, as numpy and ONNX shap
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import math
 import sys
@@ -126,6 +127,34 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
     return text
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the docstring's layout and shows every flag's default, with or without help text."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _shows_default(action):
+            action = copy.copy(action)
+            action.help = _NO_HELP  # argparse expands only a help with text in it
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").replace(_NO_HELP, "").strip()
+        if not _shows_default(action) or "%(default)" in text or "(default" in text or "default:" in text:
+            return text
+        default = action.default
+        if isinstance(default, tuple):  # sizes HxW, scales a,b
+            shown = ("x" if len(default) == 2 and all(isinstance(v, int) for v in default) else ",").join(map(str, default))
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})".lstrip()
+
+
+_NO_HELP = "\0"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS)
 
 
 def positive_int(text: str) -> int:

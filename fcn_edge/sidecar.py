@@ -68,7 +68,7 @@ def check_name(name: str) -> None:
         or len(name.encode("utf-8")) > MAX_NAME_BYTES
     ):  # fmt: skip
         raise FcnEdgeError(
-            f"artifact name {name!r} (--name, else the model file's stem) is not a plain file name: use letters, digits, "
+            f"artifact name {name!r} (--name, else the run folder or model file name) is not a plain file name: use letters, digits, "
             f"'-', '_' and '.', no '/', leading '.' or surrounding spaces, at most {MAX_NAME_BYTES} bytes"
         )
 

@@ -25,7 +25,7 @@ import torch
 from fcn_edge.atomic import atomic_path, check_output
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
-from fcn_edge.cli import positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.export.checkerboard import (
     REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
@@ -38,7 +38,7 @@ PANEL = 128  # the figure shows (up to) the centre PANEL x PANEL of the first im
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge checkerboard", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge checkerboard", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--scenes", type=int, default=16, help="held-out synthetic scenes to score on")
     p.add_argument("--size", type=size_hw, default=(256, 256), metavar="HxW", help="size of those scenes")
     p.add_argument("--seeds", type=int, default=5, help="initialisations scored per decoder")
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
     p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
                    help="scene size for --checkpoint (the 1/8 decoder map needs room)")
-    p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
+    p.add_argument("--output", type=Path, default=Path("runs/checkerboard.png"),
+                   help="the chart (docs/img/checkerboard.png is the committed one docs/checkerboard.md shows)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("scenes", "seeds", "batch_size"):

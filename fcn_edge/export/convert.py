@@ -21,14 +21,14 @@ exit_without_torch("fcn-edge convert")
 import torch
 
 from fcn_edge.atomic import check_distinct, check_output
-from fcn_edge.cli import finite_float, positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, finite_float, positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models.conversion import convert_checkpoint, count_transposed
 from fcn_edge.models.upsample import RESIZE_MODES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge convert", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge convert", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint trained with --upsample deconv")
     p.add_argument("--output", type=Path, required=True, help="where to write the resize_conv checkpoint")
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))

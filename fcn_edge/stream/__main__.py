@@ -24,10 +24,11 @@ if __name__ == "__main__":  # a stop while the imports below load (about a secon
 import argparse
 import threading
 from pathlib import Path
+from typing import Sequence
 
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
-from ..cli import finite_float, nonempty, positive_int, size_hw
+from ..cli import HelpFormatter, finite_float, nonempty, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
 from . import feeds, serve, sinks, sources
@@ -37,7 +38,7 @@ EXIT_SOURCE_LOST = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     src = p.add_argument_group("sources (repeatable: several sources run as one batched stream each)")
     src.add_argument("--camera", type=int, action=AddSource, metavar="N", help="V4L2 camera index (/dev/videoN)")
     src.add_argument("--device", type=nonempty, action=AddSource, metavar="PATH", help="camera device path, e.g. /dev/video2")
@@ -144,14 +145,22 @@ def frames_in_flight(args: argparse.Namespace, source: sources.Source) -> int:
     return 1 if source.live else frames_in_flight_for_files(args.threads or default_threads())
 
 
-def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sinks.Sink]:
-    """The sinks of stream ``index``: its recording and PNG folder, the window and the page (one stream)."""
+def overlay_names(source) -> list[str]:
+    """The --images files' names for their overlays (a.jpg -> a), whole names where two stems clash (a.jpg, a.png)."""
+    files = getattr(source, "files", None) or []
+    stems = [p.stem for p in files]
+    return stems if len(set(stems)) == len(stems) else [p.name for p in files]
+
+
+def open_sinks(args: argparse.Namespace, fps: float, index: int = 0, names: Sequence[str] = ()) -> list[sinks.Sink]:
+    """The sinks of stream ``index``: its recording and PNG folder (``names``: its source images' names, for the
+    PNGs; a file source never drops a frame), the window and the page (one stream)."""
     chosen: list[sinks.Sink] = []
     output, save_dir = args.outputs[index], args.save_dirs[index]
     if len(args.streams) > 1:
         if output:
             output.parent.mkdir(parents=True, exist_ok=True)  # a template's or folder's: made for the streams
-        return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir)] if save_dir else [])
+        return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir, names)] if save_dir else [])
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
         problem = sinks.display_problem()
@@ -162,7 +171,7 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sin
     if output:
         chosen.append(sinks.VideoFileSink(output, fps))
     if save_dir:
-        chosen.append(sinks.ImageFolderSink(save_dir))
+        chosen.append(sinks.ImageFolderSink(save_dir, names))
     if args.serve:
         server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
                                  tuple(args.serve_host))
@@ -179,7 +188,8 @@ def check_model(path: Path) -> None:
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
             f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
-            "or pass --model PATH"
+            "or pass --model PATH; without torch here, copy engines/<name>.int8.onnx and its .json sidecar from the "
+            "machine that built it (README, Deploy only)"
         )
     raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
@@ -216,7 +226,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
-        chosen = open_sinks(args, source.fps)
+        chosen = open_sinks(args, source.fps, names=overlay_names(source))
         runner.activate()
     except BaseException:
         source.close()
@@ -250,7 +260,7 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
                              cuda_binding=args.cuda_binding)  # fmt: skip
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
         for index, source in enumerate(opened):
-            chosen.append(open_sinks(args, source.fps, index))
+            chosen.append(open_sinks(args, source.fps, index, overlay_names(source)))
         runner.activate()
     except BaseException:
         for source in opened:

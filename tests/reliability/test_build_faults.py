@@ -155,9 +155,8 @@ def test_a_full_disk_keeps_the_previous_build_whole(build, tmp_path):
 def test_a_read_only_engines_dir_is_refused_before_the_build(build, tmp_path):
     model = segmenter(tmp_path / "seg.onnx")
     with small_disk(tmp_path / "disk", "64k", read_only=True) as disk:
-        started = time.perf_counter()
         status, out, err = build(model, engines=disk)
-        assert time.perf_counter() - started < 2 and "backend:" not in out  # nothing slow ran
+        assert "backend:" not in out  # refused before the model was read: nothing slow ran
     assert status == 2
     one_error_line(err, "--engines-dir", "Read-only file system")
 

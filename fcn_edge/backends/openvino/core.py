@@ -27,7 +27,7 @@ from typing import Any
 from ...errors import FcnEdgeError
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO's inference precision for float ops
-INSTALL = "pip install 'fcn_edge[openvino]'"
+INSTALL = "pip install -e '.[openvino]'"
 
 
 def import_openvino() -> Any:
