@@ -80,7 +80,7 @@ def parse_address(text: str) -> tuple[str, int]:
     argparse type, so a bad value is reported before anything opens. Forms the C library reads as IPv4 addresses
     though they are not dotted quads (``0``, ``0x0``, ``127.1``) are refused: ``0`` binds every interface."""
     host, colon, port = text.rpartition(":")
-    if not port.isdigit() or int(port) > 65535 or (colon and not host):
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535 or (colon and not host):
         raise FcnEdgeError(f"--serve {text}: give PORT or HOST:PORT, e.g. --serve 8080 or --serve 0.0.0.0:8080 (0 = a free port)")
     if not colon:
         return LOCAL_HOST, int(port)
@@ -215,7 +215,7 @@ class ServeSink(Sink):
         name = name.rstrip(".")
         if name in self.names:
             return True
-        if not port.isdigit() or int(port) != self.port:
+        if not (port.isascii() and port.isdigit()) or int(port) != self.port:  # not "²", which int() refuses
             return False
         with contextlib.suppress(ValueError):
             ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name)
@@ -331,9 +331,9 @@ class Server:
                 connection, address = self.socket.accept()
             except BlockingIOError:
                 return
-            except OSError:  # out of file descriptors: the oldest slow client makes room
-                if pending:
-                    self._answer(self._oldest(pending), HTTPStatus.SERVICE_UNAVAILABLE, selector, closing)
+            except OSError:  # out of file descriptors: the oldest refused or slow client makes room
+                if closing or pending:
+                    self._forget(next(iter(closing)) if closing else self._oldest(pending), selector, closing)
                 return
             if len(pending) >= PENDING_LIMIT:
                 self._answer(self._oldest(pending), HTTPStatus.SERVICE_UNAVAILABLE, selector, closing)
@@ -475,6 +475,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.settimeout(SEND_TIMEOUT)
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self.rfile.close()
         self.rfile = io.BytesIO(self.head)  # a GET or HEAD has no body: the head is the whole request
 
     def parse_request(self) -> bool:
@@ -483,6 +484,11 @@ class Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         self.close_connection = True  # one request per connection: no worker waits on an idle keep-alive
+        try:
+            self.url = urlsplit(self.path)
+        except ValueError:  # "//[": not a URL
+            self.send_error(HTTPStatus.BAD_REQUEST)
+            return False
         sink = self.server.sink
         if not sink.allows(self.headers.get("Host")):
             self.reply(HTTPStatus.FORBIDDEN, "text/plain",
@@ -497,7 +503,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def tokens(self) -> list[str]:
         """The tokens a request carries: ?token=, the page's cookie, Authorization: Bearer."""
-        given = parse_qs(urlsplit(self.path).query).get("token", [])
+        given = parse_qs(self.url.query).get("token", [])
         for header in self.headers.get_all("Cookie", []):
             for part in header.split(";"):
                 name, _, value = part.strip().partition("=")
@@ -509,10 +515,9 @@ class Handler(BaseHTTPRequestHandler):
         return given
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
         try:
             for pattern, name in ROUTES:
-                if match := pattern.fullmatch(path):
+                if match := pattern.fullmatch(self.url.path):
                     getattr(self, name)(*match.groups())
                     return
             self.reply(HTTPStatus.NOT_FOUND, "text/plain", b"not found: try / or /stream.mjpg\n")
@@ -524,7 +529,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def page(self) -> None:
-        if self.server.sink.token and "token" in parse_qs(urlsplit(self.path).query):
+        if self.server.sink.token and "token" in parse_qs(self.url.query):
             # the token leaves the address bar (and history) for a cookie only this site's requests carry
             cookie = f"{TOKEN_COOKIE}={self.server.sink.token}; Path=/; HttpOnly; SameSite=Strict"
             self.reply(HTTPStatus.SEE_OTHER, "text/plain", b"", {"Location": "/", "Set-Cookie": cookie})
