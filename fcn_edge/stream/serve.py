@@ -316,7 +316,7 @@ class Server:
                 now = time.monotonic()
                 for connection in [c for c, (_, deadline, _) in pending.items() if deadline < now]:
                     del pending[connection]
-                    self._answer(connection, HTTPStatus.REQUEST_TIMEOUT, selector, closing)
+                    self._answer(connection, HTTPStatus.REQUEST_TIMEOUT, closing)
                 for connection in [c for c, deadline in closing.items() if deadline < now]:
                     self._forget(connection, selector, closing)
         finally:
@@ -336,7 +336,7 @@ class Server:
                     self._forget(next(iter(closing)) if closing else self._oldest(pending), selector, closing)
                 return
             if len(pending) >= PENDING_LIMIT:
-                self._answer(self._oldest(pending), HTTPStatus.SERVICE_UNAVAILABLE, selector, closing)
+                self._answer(self._oldest(pending), HTTPStatus.SERVICE_UNAVAILABLE, closing)
             if len(closing) >= PENDING_LIMIT:
                 self._forget(next(iter(closing)), selector, closing)
             connection.setblocking(False)
@@ -369,13 +369,13 @@ class Server:
                 self.ready.put_nowait((connection, address, bytes(head)))
             except queue.Full:
                 selector.register(connection, selectors.EVENT_READ)
-                self._answer(connection, HTTPStatus.SERVICE_UNAVAILABLE, selector, closing)
+                self._answer(connection, HTTPStatus.SERVICE_UNAVAILABLE, closing)
         elif len(head) > HEAD_LIMIT:
             del pending[connection]
-            self._answer(connection, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, selector, closing)
+            self._answer(connection, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, closing)
 
     @staticmethod
-    def _answer(connection: socket.socket, status: HTTPStatus, selector: selectors.BaseSelector, closing: dict) -> None:
+    def _answer(connection: socket.socket, status: HTTPStatus, closing: dict) -> None:
         """Send ``status`` if there is room for it (never waiting), end our side, and read the client's out."""
         with contextlib.suppress(OSError):
             body = f"{status.value} {status.phrase}\n".encode()
