@@ -486,7 +486,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True  # one request per connection: no worker waits on an idle keep-alive
         try:
             self.url = urlsplit(self.path)
-        except ValueError:  # "//[": not a URL
+        except ValueError:  # "http://[x/": an absolute URL that is not one
             self.send_error(HTTPStatus.BAD_REQUEST)
             return False
         sink = self.server.sink
