@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import FcnEdgeError
-from ...metadata import read_metadata
+from ...metadata import DamagedMetadata, read_metadata
 from ...runner import Runner, model_file
 from .core import compile_config, compile_for_shape, default_cache_dir, import_openvino, new_core
 
@@ -55,6 +55,8 @@ class OvRunner(Runner):
         self.compiles = 0  # models compiled: one per frame size seen
         try:
             self.metadata = read_metadata(self.path)
+        except DamagedMetadata:
+            raise
         except FcnEdgeError:
             self.metadata = None
 
