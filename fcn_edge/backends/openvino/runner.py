@@ -50,7 +50,7 @@ class OvRunner(Runner):
             raise FcnEdgeError(f"--inflight {inflight} must be between 1 and twice the inference threads ({2 * threads}): more only wait")
         self.threads, self.precision, self.inflight = threads, precision, inflight
         self.streams = min(inflight, threads)
-        self.cache_dir = cache_dir or default_cache_dir()
+        self.cache_dir = cache_dir or default_cache_dir()  # None: $FCN_EDGE_CACHE_MB=0, no disk cache
         self.config = compile_config(threads, precision, streams=self.streams)  # checks the precision now, not at the first frame
         self.compiles = 0  # models compiled: one per frame size seen
         try:
@@ -98,7 +98,7 @@ class OvRunner(Runner):
 
     def _compile(self, size: tuple[int, int]) -> list[Any]:
         try:
-            compiled = compile_for_shape(self._core, self._model, [1, *size, 3], self.config)
+            compiled = compile_for_shape(self._core, self._model, [1, *size, 3], self.config, self.cache_dir, self.path)
         except RuntimeError as error:  # a model exported with a fixed input size, mostly
             raise FcnEdgeError(
                 f"OpenVINO cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "
