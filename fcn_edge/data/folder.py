@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import FcnEdgeError
+from ..media import image_files
 from ..metadata import check_classes
 from ..paths import IMAGE_EXTENSIONS
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_index_mask, require_dir
@@ -55,7 +56,7 @@ class ImageMaskFolder:
         self.palette = default_palette(len(self.classes))
         self.samples: list[tuple[Path, Path]] = []
         seen: dict[str, Path] = {}
-        for image_path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        for image_path in image_files(image_dir, IMAGE_EXTENSIONS, str(image_dir)):  # a FIFO named x.png: skipped, not a hang
             if image_path.stem in seen:
                 raise FcnEdgeError(
                     f"images {seen[image_path.stem]} and {image_path} share a name and masks match by name: rename one"
