@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from fcn_edge.atomic import atomic_path, check_output
+from fcn_edge.atomic import atomic_path, check_distinct, check_output
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
 from fcn_edge.cli import positive_int, size_hw
@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.output.suffix.lower() != ".png":
         raise FcnEdgeError(f"--output {args.output} must end in .png")
     check_output(args.output, "--output")  # before the measurements, which take minutes
+    for checkpoint in args.checkpoint:
+        check_distinct({"--checkpoint": checkpoint}, {"--output": args.output})
     return args
 
 
