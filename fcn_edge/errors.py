@@ -44,6 +44,8 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 prints as stderr shows it
         if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C cleans up (KeyboardInterrupt)
         previous = _raise_on_sigterm()
