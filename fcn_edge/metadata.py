@@ -154,31 +154,31 @@ def read_metadata(source: str | Path | onnx.ModelProto) -> ModelMetadata:
     else:
         label = str(source)
         if not Path(source).is_file():
-            raise FcnEdgeError(f"ONNX model {label} does not exist: export one with scripts/export_onnx.py")
+            raise FcnEdgeError(f"ONNX model {label} does not exist: export one with fcn-edge export")
         try:
             model = onnx.load(source, load_external_data=False)
         except DecodeError:
-            raise FcnEdgeError(f"{label} is not an ONNX model: pass an .onnx file written by scripts/export_onnx.py") from None
+            raise FcnEdgeError(f"{label} is not an ONNX model: pass an .onnx file written by fcn-edge export") from None
     props = {p.key: p.value for p in model.metadata_props}
     missing = [PREFIX + k for k in ("format", *FIELDS) if PREFIX + k not in props]
     if missing:
         raise FcnEdgeError(
             f"{label} has no fcn_edge metadata (missing {', '.join(missing[:3])}"
-            f"{'...' if len(missing) > 3 else ''}): export it with scripts/export_onnx.py or pass the classes and "
+            f"{'...' if len(missing) > 3 else ''}): export it with fcn-edge export or pass the classes and "
             "preprocessing as flags"
         )
     if props[PREFIX + "format"] != FORMAT:
         raise FcnEdgeError(
             f"{label} has fcn_edge metadata format {props[PREFIX + 'format']!r}, this version reads {FORMAT!r}: "
-            "re-export it with scripts/export_onnx.py"
+            "re-export it with fcn-edge export"
         )
     try:
         meta = ModelMetadata.from_props(props)
     except RecursionError:
-        raise DamagedMetadata(f"{label} has fcn_edge metadata nested too deeply to read: re-export it with scripts/export_onnx.py") from None
+        raise DamagedMetadata(f"{label} has fcn_edge metadata nested too deeply to read: re-export it with fcn-edge export") from None
     except (ValueError, TypeError, KeyError) as error:
-        raise DamagedMetadata(f"{label} has unreadable fcn_edge metadata ({error}): re-export it with scripts/export_onnx.py") from None
+        raise DamagedMetadata(f"{label} has unreadable fcn_edge metadata ({error}): re-export it with fcn-edge export") from None
     problem = meta.problem()
     if problem:
-        raise DamagedMetadata(f"{label} has invalid fcn_edge metadata ({problem}): fix it or re-export with scripts/export_onnx.py")
+        raise DamagedMetadata(f"{label} has invalid fcn_edge metadata ({problem}): fix it or re-export with fcn-edge export")
     return meta

@@ -21,7 +21,7 @@ from typing import Iterator
 DEFAULT_CHECKPOINT = Path("checkpoints") / "default.pt"
 CALIBRATION_DIR = Path("calibration")
 ENGINES_DIR = Path("engines")
-DEFAULT_MODEL = ENGINES_DIR / "default.int8.onnx"  # what the stream runs: build_engine.py --int8 writes it
+DEFAULT_MODEL = ENGINES_DIR / "default.int8.onnx"  # what the stream runs: fcn-edge build --int8 writes it
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 

@@ -8,7 +8,7 @@ Verification data, first that applies (the table and the sidecar say which, and 
   4. the val split of ``--calib-data``'s dataset, when it has as many classes as the model;
   5. the calibration hold-out: unlabelled, so label agreement with FP32 only, no mIoU.
 A labelled dataset gives FP32 and artifact mIoU on its images, at their own size (one at a
-time, as ``scripts/evaluate.py`` does) or at the model's fixed input size, resized.
+time, as ``fcn-edge evaluate`` does) or at the model's fixed input size, resized.
 
 ``--calib-data NAME:ROOT`` takes calibration frames from a dataset's train split instead of
 the ``--calib-dir`` folder: ``--calib-images`` of them, evenly spaced, with every

@@ -123,7 +123,7 @@ def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[Mak
     if checkpoint.is_dir():
         raise FcnEdgeError(f"checkpoint {checkpoint} is a folder: pass the .pt file inside it (--checkpoint)")
     if not checkpoint.is_file():
-        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
+        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with fcn-edge train, or pass --checkpoint or --onnx")
     name = name or checkpoint.stem
     check_name(name)  # it also names a file in the build's temporary folder
 

@@ -29,7 +29,7 @@ MAX_SUBSAMPLE = 32  # the FCN's stride
 
 @dataclass(frozen=True)
 class GuidedParams:
-    # defaults: the best boundary IoU on 20 synthetic validation scenes (evaluate.py --refine search)
+    # defaults: the best boundary IoU on 20 synthetic validation scenes (fcn-edge evaluate --refine search)
     radius: int = 1  # box radius on the subsampled grid
     eps: float = 0.03  # regularisation, in units of the normalised guide's variance: larger = smoother
     subsample: int = 2  # the grid a, b are fitted on; divides the FCN's stride of 32

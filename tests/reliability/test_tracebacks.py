@@ -47,7 +47,7 @@ def test_doctor_json_to_a_folder_or_a_missing_one_is_one_line_before_the_checks(
 
 def test_doctor_is_a_cli_with_help():
     result = python("-m", "fcn_edge.doctor", "--help")
-    assert result.returncode == 0 and "python -m fcn_edge.doctor" in result.stdout and "--json FILE" in result.stdout
+    assert result.returncode == 0 and "fcn-edge doctor" in result.stdout and "--json FILE" in result.stdout
 
 
 # --- Ctrl-C while importing -------------------------------------------------------------------------------
