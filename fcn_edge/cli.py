@@ -73,12 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if arguments else 2
     parsed = _overview().parse_args(arguments[:1])
     command = COMMANDS[parsed.command]
-    if command.needs_torch:
-        from .errors import exit_without_torch
+    from .errors import exit_without_torch, quiet_interrupt_while_importing
 
+    quiet_interrupt_while_importing()  # Ctrl-C while the stage loads (torch, ONNX tools: seconds): one line, exit 130
+    if command.needs_torch:
         exit_without_torch(command_line(parsed.command))
     stage = importlib.import_module(command.module)
     return int(stage.main(arguments[1:]) or 0)
+
 
 def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
     """'256x512' -> (256, 512), as (H, W); beyond ``maximum`` a typo, which would exhaust memory, not a size."""
