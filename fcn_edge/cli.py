@@ -13,6 +13,7 @@ import importlib
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 PROG = "fcn-edge"
@@ -143,3 +144,8 @@ def positive_int(text: str) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def nonempty_path(text: str) -> Path:
+    """A file or folder flag: empty is refused, not read as '.' (``--save-dir ""`` would write into the working folder)."""
+    return Path(nonempty(text))

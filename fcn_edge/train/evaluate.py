@@ -8,7 +8,6 @@ and --crf (an offline dense CRF) show what each does to the edges (docs/boundari
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
@@ -20,7 +19,7 @@ import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts
 from fcn_edge.checkpoint import load_checkpoint
-from fcn_edge.cli import positive_int, size_hw
+from fcn_edge.cli import nonempty_path, positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -32,9 +31,9 @@ from fcn_edge.train.loop import evaluate
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge evaluate", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "voc", "cityscapes", "folder"])
-    p.add_argument("--data-root", type=Path)
+    p.add_argument("--data-root", type=nonempty_path)
     p.add_argument("--split", default="val")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
     p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW")

@@ -196,3 +196,18 @@ def test_build_says_it_cannot_measure_miou_when_every_mask_pixel_is_ignore(build
     assert "cannot measure mIoU" in out + err and "--max-miou-drop 0" in out + err
     sidecar = json.loads((tmp_path / "engines" / "seg.fp32.onnx.json").read_text(), parse_constant=lambda c: 1 / 0)
     assert sidecar["verification"]["fp32_miou"] is None
+
+
+@pytest.mark.parametrize("flag", ["--images", "--video", "--save-dir", "--output", "--stats-json", "--model"])
+def test_stream_empty_path_is_refused_not_read_as_the_working_folder(model, capsys, flag):
+    source = [] if flag in ("--images", "--video") else ["--synthetic"]
+    args = [*source, flag, "", "--max-frames", "1", "--headless"] + ([] if flag == "--model" else ["--model", model])
+    refused(capsys, args, flag, "empty")
+
+
+@pytest.mark.parametrize("flag", ["--engines-dir", "--calib-dir", "--onnx"])
+def test_build_empty_path_is_refused(build, tmp_path, flag):
+    model = segmenter(tmp_path / "seg.onnx")
+    status, _, err = build(model, flag, "")
+    assert status == 2, err
+    one_error_line(err, flag, "empty")
