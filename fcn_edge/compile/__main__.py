@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from fcn_edge.errors import quiet_interrupt_while_importing
 

@@ -12,6 +12,7 @@ truth and the run's loss/mIoU plot to runs/evaluate/.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
