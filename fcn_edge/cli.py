@@ -14,6 +14,7 @@ import importlib
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 PROG = "fcn-edge"
@@ -74,12 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if arguments else 2
     parsed = _overview().parse_args(arguments[:1])
     command = COMMANDS[parsed.command]
-    if command.needs_torch:
-        from .errors import exit_without_torch
+    from .errors import exit_without_torch, quiet_interrupt_while_importing
 
+    quiet_interrupt_while_importing()  # Ctrl-C while the stage loads (torch, ONNX tools: seconds): one line, exit 130
+    if command.needs_torch:
         exit_without_torch(command_line(parsed.command))
     stage = importlib.import_module(command.module)
     return int(stage.main(arguments[1:]) or 0)
+
 
 def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
     """'256x512' -> (256, 512), as (H, W); beyond ``maximum`` a typo, which would exhaust memory, not a size."""
@@ -129,17 +132,6 @@ def nonempty(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """``--help`` keeps the docstring's layout and shows every flag's default, with or without help text."""
 
@@ -168,5 +160,21 @@ def _shows_default(action: argparse.Action) -> bool:
     return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS)
 
 
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def nonempty_path(text: str) -> Path:
+    """A file or folder flag: empty is refused, not read as '.' (``--save-dir ""`` would write into the working folder)."""
+    return Path(nonempty(text))

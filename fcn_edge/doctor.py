@@ -26,7 +26,6 @@ import argparse
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
 import subprocess
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli import nonempty_path
 from .atomic import check_output, json_text, write_json_atomic
 from .cli import HelpFormatter
 from .errors import FcnEdgeError, run_cli
@@ -307,7 +307,7 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON to this file (atomically)")
+    parser.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the JSON to this file (atomically)")
     args = parser.parse_args(argv)
     if args.json is not None:
         check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them

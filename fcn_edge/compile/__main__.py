@@ -25,7 +25,7 @@ quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one li
 
 from fcn_edge.atomic import check_distinct
 from fcn_edge.backends import BACKENDS
-from fcn_edge.cli import HelpFormatter, command_line, finite_float, model_size, nonempty, shape
+from fcn_edge.cli import HelpFormatter, finite_float, model_size, nonempty, nonempty_path, shape
 from fcn_edge.compile import pipeline, source
 from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
 from fcn_edge.compile.options import Budget, BuildOptions
@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.epilog = ("Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "
                 "--best). --bf16: the FP32 graph run in BF16 by OpenVINO, on CPUs with AVX512_BF16 or AMX.")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
-    source.add_argument("--onnx", type=Path, help="an ONNX segmentation model, ours or any other")
+    source.add_argument("--checkpoint", type=nonempty_path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
+    source.add_argument("--onnx", type=nonempty_path, help="an ONNX segmentation model, ours or any other")
     p.add_argument("--name", type=nonempty, help="artifact base name (default: the run folder of a best.pt, "
                                                  "else the checkpoint's or ONNX file's stem)")
     foreign = p.add_argument_group("for an ONNX model without fcn_edge metadata")
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     foreign.add_argument("--threshold", type=finite_float,
                          help=f"a one-channel output's foreground probability threshold, also for logits (default {DEFAULT_THRESHOLD})")
     cal = p.add_argument_group("calibration (INT8)")
-    cal.add_argument("--calib-dir", type=Path,
+    cal.add_argument("--calib-dir", type=nonempty_path,
                      help=f"folder of .jpg/.png frames (default: the train split of the dataset the checkpoint records, "
                           f"else {DEFAULT_DIR}/)")  # fmt: skip
     cal.add_argument("--calib-method", choices=METHODS, default="percentile",
@@ -94,9 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     trt.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit")
     trt.add_argument("--opt-level", type=int, help="builder optimization level 0-5")
     trt.add_argument("--dla-core", type=int)
-    trt.add_argument("--timing-cache", type=Path)
+    trt.add_argument("--timing-cache", type=nonempty_path)
     out = p.add_argument_group("output and budget")
-    out.add_argument("--engines-dir", type=Path, default=ENGINES_DIR, help="folder for the artifacts, relative to the working folder")
+    out.add_argument("--engines-dir", type=nonempty_path, default=ENGINES_DIR, help="folder for the artifacts, relative to the working folder")
     out.add_argument("--max-miou-drop", type=finite_float, default=1.0, help="mIoU points the artifact may lose against FP32")
     out.add_argument("--min-agreement", type=finite_float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         written = ", ".join(str(p) for p in built.paths.all())
         print(f"wrote {written} and {built.paths.sidecar.name} in {time.perf_counter() - started:.1f} s")
-    print(f"next:  {command_line('stream')} --model {built.paths.artifact} --camera 0   (or --video FILE, --images DIR)")
+    print(f"next:  fcn-edge stream --model {built.paths.artifact} --camera 0   (or --video FILE, --images DIR)")
     return 0
 
 

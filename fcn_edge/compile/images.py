@@ -11,7 +11,7 @@ A labelled dataset gives FP32 and artifact mIoU on its images, at their own size
 time, as ``fcn-edge evaluate`` does) or at the model's fixed input size, resized.
 
 ``--calib-data NAME:ROOT`` takes calibration frames from a dataset's train split instead of
-the ``--calib-dir`` folder (scripts/build_engine.py sets it to the dataset a checkpoint records
+the ``--calib-dir`` folder (fcn-edge build sets it to the dataset a checkpoint records
 when neither is given): ``--calib-images`` of them, evenly spaced, with every
 ``HOLDOUT_EVERY``-th held out as in a folder.
 """

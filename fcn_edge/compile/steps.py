@@ -83,6 +83,9 @@ class Work:
                                   images.parse_spec(options.calib_data, "--calib-data", *split))  # fmt: skip
         self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size, holdout)
         self.reference = verify.reference(source, self.samples, options.progress)
+        if self.reference.miou is None and any(s.mask is not None for s in self.samples):
+            log(f"note: cannot measure mIoU on {self.plan.data or 'the verification images'}: every mask pixel is ignore "
+                f"(255), so --max-miou-drop {options.budget.max_miou_drop:g} is not checked, only label agreement")
         self.fp32_latency: float | None = None
         self.profile = engine_profile(source, options, self.samples) if target == "tensorrt" else None
 

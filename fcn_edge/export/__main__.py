@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fcn_edge.cli import HelpFormatter
+from fcn_edge.cli import HelpFormatter, nonempty_path
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
@@ -24,8 +23,8 @@ OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits",
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge export", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--output", type=Path, help="default: engines/<checkpoint stem>.onnx, with .refine, .scales and .flip "
+    p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--output", type=nonempty_path, help="default: engines/<checkpoint stem>.onnx, with .refine, .scales and .flip "
                                                "before .onnx for those options (never replacing the plain export)")
     p.add_argument("--input", default="frame", choices=["frame", "tensor"],
                    help="frame: uint8 NHWC BGR as OpenCV gives it, preprocessed in the graph; tensor: float32 NCHW normalised")

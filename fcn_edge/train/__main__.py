@@ -24,7 +24,7 @@ exit_without_torch("fcn-edge train")
 import torch
 
 from fcn_edge.atomic import check_distinct
-from fcn_edge.cli import HelpFormatter, command_line, finite_float, positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, finite_float, nonempty_path, positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.record import describe, make_record
 from fcn_edge.data.splits import FLAT_LAYOUT, check_fraction, layout
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="fcn-edge train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "voc", "cityscapes", "folder"])
-    p.add_argument("--data-root", type=Path, help="dataset folder (not needed for synthetic)")
+    p.add_argument("--data-root", type=nonempty_path, help="dataset folder (not needed for synthetic)")
     p.add_argument("--val-fraction", type=finite_float, metavar="F",
                    help="split a flat folder (images/, masks/) into train and val: this fraction of the images, "
                         "picked by a seeded hash of their file names, is val")  # fmt: skip
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--head", default="fcn8s", choices=list(HEADS))
     p.add_argument("--upsample", default="resize_conv", choices=list(UPSAMPLE_MODES))
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))
-    p.add_argument("--pretrained-backbone", type=Path, help="local torchvision-layout ImageNet state dict")
+    p.add_argument("--pretrained-backbone", type=nonempty_path, help="local torchvision-layout ImageNet state dict")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, choices=["sgd", "adamw"])
@@ -76,8 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-range", type=_scale_range, metavar="MIN,MAX",
                    help="multi-scale training crops: each sample resized by a factor drawn from MIN..MAX "
                         "(default 0.75,1.25 on synthetic scenes, which already vary object size; 0.5,2 otherwise)")
-    p.add_argument("--resume", type=Path, help="continue from a last.pt")
-    p.add_argument("--out", type=Path, default=Path("runs/default"),
+    p.add_argument("--resume", type=nonempty_path, help="continue from a last.pt")
+    p.add_argument("--out", type=nonempty_path, default=Path("runs/default"),
                    help="run folder; when it holds an earlier run, the next free one (runs/default2, ...)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds an earlier run")
     return p.parse_args(argv)
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         score = "train" if args.val_on_train else "val"
         print(f"best {score} mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'best.pt'}")
         print(f"plots: {args.out / 'results.png'}, {args.out / 'predictions.png'}")
-        print(f"next:  {command_line('evaluate')} --checkpoint {args.out / 'best.pt'}")
-        print(f"       {command_line('build')} --int8 --checkpoint {args.out / 'best.pt'}")
+        print(f"next:  fcn-edge evaluate --checkpoint {args.out / 'best.pt'}")
+        print(f"       fcn-edge build --int8 --checkpoint {args.out / 'best.pt'}")
     return 0
 
 

@@ -24,7 +24,7 @@ import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts
 from fcn_edge.checkpoint import load_checkpoint
-from fcn_edge.cli import HelpFormatter, finite_float, positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, finite_float, nonempty_path, positive_int, size_hw
 from fcn_edge.data import DATASETS, build_dataset
 from fcn_edge.data.record import describe, recorded_val_split
 from fcn_edge.data.splits import FLAT_LAYOUT, layout
@@ -38,13 +38,13 @@ from fcn_edge.train.loop import evaluate
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge evaluate", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--dataset", choices=DATASETS, help="default: the dataset the checkpoint records (else synthetic)")
-    p.add_argument("--data-root", type=Path, help="default: the checkpoint's dataset folder")
+    p.add_argument("--data-root", type=nonempty_path, help="default: the checkpoint's dataset folder")
     p.add_argument("--split", help="default: the checkpoint's val split")
     p.add_argument("--val-fraction", type=finite_float, metavar="F", help="a flat folder's val fraction (default: the checkpoint's)")
     p.add_argument("--split-seed", type=int, help="seed of the --val-fraction split (default: the checkpoint's, else 0)")
-    p.add_argument("--plots", type=Path, default=Path("runs/evaluate"),
+    p.add_argument("--plots", type=nonempty_path, default=Path("runs/evaluate"),
                    help="folder for <run>.predictions.png (and <run>.results.png, the run's loss and mIoU per epoch)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
