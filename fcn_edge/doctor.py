@@ -1,4 +1,4 @@
-"""``python -m fcn_edge.doctor``: what this machine has for GPU inference, and whether each GPU path works.
+"""``fcn-edge doctor``: what this machine has for GPU inference, and whether each GPU path works.
 
 No machine the project is developed on has a GPU, so this is the one command that checks
 the GPU code for real. It reports the NVIDIA driver and the CUDA it runs, the GPU, TensorRT,
@@ -16,7 +16,7 @@ installed, each as one row:
 A path that is not installed is a ``skip`` row saying what to install; one that is installed
 and fails is a ``FAIL`` row. Output: one table, then the same as JSON. Exit status: 0 when no
 row failed, 1 when one did, 2 for a usage error. Without a GPU it only reports, in about a
-second. The default model's CPU artifacts come from ``engines/`` (``python scripts/build_engine.py
+second. The default model's CPU artifacts come from ``engines/`` (``fcn-edge build
 --int8``), or are built into a temporary folder when missing.
 """
 
@@ -26,21 +26,22 @@ import argparse
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .atomic import json_text, write_json_atomic
+from .cli import nonempty_path
+from .atomic import check_output, json_text, write_json_atomic
+from .cli import HelpFormatter
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from .scratch import scratch_folder
 from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
@@ -52,10 +53,10 @@ DISTRIBUTIONS = {  # what pip calls the packages a row reports, first installed 
     "torch": ("torch",),
 }  # fmt: skip
 INSTALL = {
-    "tensorrt": "pip install 'fcn_edge[gpu-cu12]' ('fcn_edge[gpu-cu13]' on a CUDA 13 driver; JetPack's on Jetson)",
-    "cuda-python": "pip install 'fcn_edge[gpu-cu12]'",
-    "pycuda": "pip install 'fcn_edge[pycuda]' (needs the CUDA toolkit)",
-    "torch": "pip install 'fcn_edge[train]' (the CUDA build of torch for the AMP check)",
+    "tensorrt": "pip install -e '.[gpu-cu12]' ('.[gpu-cu13]' on a CUDA 13 driver; JetPack's on Jetson)",
+    "cuda-python": "pip install -e '.[gpu-cu12]'",
+    "pycuda": "pip install -e '.[pycuda]' (needs the CUDA toolkit)",
+    "torch": "pip install -e '.[train]' (the CUDA build of torch for the AMP check)",
 }
 DRIVER_FOR_CUDA = {12: 525, 13: 580}  # minimum Linux driver per CUDA major (CUDA minor-version compatibility)
 
@@ -130,7 +131,7 @@ def _cuda_major_rows(cuda: tuple[int, int] | None) -> list[Row]:
         major = int(str(version).split(".")[0]) if version else None
         if major and major > cuda[0]:
             rows.append(Row(f"{name}-vs-driver", "FAIL", f"{name} for CUDA {major} needs driver >= {DRIVER_FOR_CUDA.get(major, '?')}, this "
-                            f"driver runs CUDA {cuda[0]}.{cuda[1]}: pip install 'fcn_edge[gpu-cu{cuda[0]}]'"))  # fmt: skip
+                            f"driver runs CUDA {cuda[0]}.{cuda[1]}: pip install -e '.[gpu-cu{cuda[0]}]'"))  # fmt: skip
     return rows
 
 
@@ -185,10 +186,9 @@ class Paths:
         return self._graphs
 
     def _build_cpu_artifacts(self, folder: Path) -> None:
-        script = Path("scripts") / "build_engine.py"
-        if not script.is_file() or not DEFAULT_CHECKPOINT.is_file():
-            raise FcnEdgeError(f"no default model here (engines/, {script}, {DEFAULT_CHECKPOINT}): run from the project folder")
-        command = [sys.executable, str(script), "--int8", "--backend", "onnxruntime", "--engines-dir", str(folder), "--no-progress"]
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise FcnEdgeError(f"no default model here (engines/, {DEFAULT_CHECKPOINT}): run from the project folder")
+        command = [sys.executable, "-m", "fcn_edge.cli", "build", "--int8", "--backend", "onnxruntime", "--engines-dir", str(folder), "--no-progress"]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -197,7 +197,7 @@ class Paths:
     def cuda(self, binding: str) -> Callable[[], dict[str, Any]]:
         def probe() -> dict[str, Any]:
             if not importlib.util.find_spec("pycuda" if binding == "pycuda" else "cuda"):
-                raise Skip(f"{binding} is not installed: pip install " + ("'fcn_edge[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'fcn_edge[gpu-cu12]'"))
+                raise Skip(f"{binding} is not installed: pip install " + ("'.[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'.[gpu-cu12]'"))
             from .backends.cuda.selftest import round_trips
 
             return round_trips(binding)
@@ -206,7 +206,7 @@ class Paths:
 
     def torch_amp(self) -> dict[str, Any]:
         if not importlib.util.find_spec("torch"):
-            raise Skip("torch is not installed: pip install 'fcn_edge[train]' with the CUDA build of torch")
+            raise Skip("torch is not installed: pip install -e '.[train]' with the CUDA build of torch")
         import torch
         from torch.nn import functional as F
 
@@ -305,11 +305,14 @@ def table(rows: list[Row]) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, help="also write the JSON to this file")
+    parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the JSON to this file (atomically)")
     args = parser.parse_args(argv)
+    if args.json is not None:
+        check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_doctor_") as workdir:
+    with scratch_folder("doctor") as workdir:
         rows = run(Path(workdir))
     failed = [row.name for row in rows if row.status == "FAIL"]
     result = {"rows": [asdict(row) for row in rows], "failed": failed, "seconds": round(time.perf_counter() - started, 1)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -26,19 +27,39 @@ class Terminated(BaseException):
 EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
+def _interrupted_while_importing(_signum: int, _frame: object) -> None:
+    print("interrupted", file=sys.stderr, flush=True)
+    # nothing is written yet: no cleanup to run. Not SystemExit: unwinding out of a half-initialised extension
+    # module (torch) crashed the interpreter's shutdown (SIGSEGV) in 1 of ~10 runs.
+    os._exit(EXIT_INTERRUPTED)
+
+
+def quiet_interrupt_while_importing() -> None:
+    """For a script's first lines: Ctrl-C while its heavy imports load (torch, ONNX tools: seconds) exits 130 with
+    one line instead of a KeyboardInterrupt traceback from deep inside an import; ``run_cli`` puts Ctrl-C back."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_importing)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Wrap a script's ``main``: user errors and running out of memory print one line and exit with status 2;
     Ctrl-C and SIGTERM clean up and exit 130 and 143."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 prints as stderr shows it
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C cleans up (KeyboardInterrupt)
         previous = _raise_on_sigterm()
         try:
             return int(main(argv) or 0)
         except FcnEdgeError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
-        except MemoryError:
+        except Exception as error:  # MemoryError, and the out-of-memory errors of OpenCV, PyTorch, ONNX Runtime
+            if not out_of_memory(error):
+                raise
             print("error: out of memory: use smaller sizes (or fewer images), or free memory first", file=sys.stderr)
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
@@ -54,6 +75,19 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
     return wrapper
 
 
+OUT_OF_MEMORY_MARKS = (
+    "Insufficient memory",  # OpenCV: cv2.error (-4:Insufficient memory) Failed to allocate N bytes
+    "can't allocate memory",  # PyTorch: DefaultCPUAllocator: can't allocate memory
+    "Failed to allocate memory",  # ONNX Runtime's allocators
+    "bad_alloc",  # C++ std::bad_alloc passed through (ONNX Runtime, OpenVINO)
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is running out of memory: Python's MemoryError, or a library's own error saying so."""
+    return isinstance(error, MemoryError) or any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
+
+
 def _raise_on_sigterm():
     """Make SIGTERM raise Terminated in the main thread; the handler it replaced, or None when left alone."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
@@ -65,7 +99,8 @@ def _raise_on_sigterm():
     return signal.signal(signal.SIGTERM, terminate)
 
 
-TRAIN_EXTRA = "pip install torch==2.13.0 && pip install 'fcn_edge[train]' (a CPU torch first; on a GPU machine the torch build that matches its CUDA)"
+TRAIN_EXTRA = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]' in the "
+               "fcn_edge folder (a CPU torch first; on a GPU machine the torch build that matches its CUDA)")
 
 
 def require_torch(what: str, instead: str = "") -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -114,6 +115,27 @@ def spec_from_onnx(
     return describe, inputs
 
 
+def checkpoint_record(checkpoint: Path) -> dict:
+    """The dataset record a checkpoint keeps (fcn_edge.data.record); {} when it has none or is not a file."""
+    if not checkpoint.is_file():
+        return {}  # spec_from_checkpoint says what is wrong with the path
+    require_torch("building from a checkpoint (it is exported first)", "; or pass an exported model with --onnx")
+    from ..checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(checkpoint).training.get("data") or {})
+
+
+def artifact_name(checkpoint: Path) -> str:
+    """A checkpoint's artifacts are named after its run: runs/parts2/best.pt -> 'parts2', last.pt -> 'parts2-last'.
+
+    Every run has a best.pt: named after the file, the next run's build would replace the last one's.
+    """
+    stem, run = checkpoint.stem, checkpoint.resolve().parent.name
+    if stem not in ("best", "last") or not run:
+        return stem
+    return run if stem == "best" else f"{run}-last"
+
+
 def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[MakeSource, dict]:
     """(make_source, identifying inputs) for an fcn_edge checkpoint, exported in the build's temporary folder.
 
@@ -122,8 +144,8 @@ def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[Mak
     if checkpoint.is_dir():
         raise FcnEdgeError(f"checkpoint {checkpoint} is a folder: pass the .pt file inside it (--checkpoint)")
     if not checkpoint.is_file():
-        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with scripts/train.py, or pass --checkpoint or --onnx")
-    name = name or checkpoint.stem
+        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with fcn-edge train, or pass --checkpoint or --onnx")
+    name = name or artifact_name(checkpoint)
     check_name(name)  # it also names a file in the build's temporary folder
 
     def export(tmp: Path) -> SourceModel:
@@ -167,11 +189,16 @@ def external_data_files(path: Path, model: onnx.ModelProto) -> list[Path]:
         for entry in tensor.external_data
         if entry.key == "location"
     }
-    files = sorted(path.parent / location for location in locations)
-    for file in files:
+    for location in sorted(locations):
+        file = path.parent / location
+        if os.path.isabs(location) or os.path.normpath(location).split(os.sep)[0] == "..":  # as ONNX's checker reads it
+            raise FcnEdgeError(
+                f"{path} keeps weights at {location!r}, outside its folder: refused (ONNX Runtime reads external data "
+                "only from the model's folder); move the data file beside the .onnx file and save the model again"
+            )  # checked before any file named is read or hashed
         if not file.is_file():
             raise FcnEdgeError(f"{path} keeps its weights in {file}, which is missing: copy it beside the .onnx file")
-    return files
+    return sorted(path.parent / location for location in locations)
 
 
 def _tensors(graph: onnx.GraphProto):

@@ -26,10 +26,16 @@ def palette_lut(palette_rgb: Sequence[Sequence[int]]) -> np.ndarray:
     """(256, 3) uint8 BGR: the palette's colours first, the VOC map's after."""
     if len(palette_rgb) > 256:
         raise FcnEdgeError(f"a palette of {len(palette_rgb)} colours does not fit uint8 labels (256 at most)")
+    if not all(len(colour) == 3 and all(_byte(v) for v in colour) for colour in palette_rgb):  # hand-edited metadata
+        raise FcnEdgeError(f"the palette must be one [r, g, b] of whole numbers 0..255 per class, not {str(palette_rgb)[:60]}")
     lut = voc_colormap(256)[:, ::-1].copy()
     if len(palette_rgb):
         lut[: len(palette_rgb)] = np.asarray(palette_rgb, np.uint8).reshape(-1, 3)[:, ::-1]
     return lut
+
+
+def _byte(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value <= 255
 
 
 class Overlay:
@@ -80,8 +86,8 @@ class Overlay:
             self._yuv_colour = [np.empty((height, width), np.uint8)] + [np.empty((height // 2, width // 2), np.uint8) for _ in range(3)]
         out = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=out)
         colour_y, colour_u, colour_v, half_labels = self._yuv_colour
-        chroma = (height // 4, width)  # I420 stores each half-size chroma plane as rows of full width
-        planes = (out[:height], out[height : height + chroma[0]].reshape(half_labels.shape), out[height + chroma[0] :].reshape(half_labels.shape))
+        flat, luma, chroma = out.reshape(-1), height * width, half_labels.size  # chroma planes follow Y, byte by byte
+        planes = (out[:height], flat[luma : luma + chroma].reshape(half_labels.shape), flat[luma + chroma :].reshape(half_labels.shape))
         cv2.resize(labels, (width // 2, height // 2), dst=half_labels, interpolation=cv2.INTER_NEAREST)
         for plane, colour, plane_labels, lut in zip(planes, (colour_y, colour_u, colour_v), (labels, half_labels, half_labels), self._yuv_luts):
             cv2.LUT(plane_labels, lut, dst=colour)
