@@ -156,6 +156,8 @@ def fine_tune(
     if unmatched:  # e.g. the mean-centred frame the export folds the normalisation around: the build calibrates it
         log(f"QAT: {len(unmatched)} quantized tensor(s) of the deployed graph have no torch counterpart and stay calibrated: {', '.join(unmatched)}")
     model.to(device)
+    num_classes = checkpoint.config.num_classes
+    float_miou = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou
     qat = attach(model, list(dict.fromkeys(found.values())), placement)
     log(f"QAT ({placement} placement): {len(qat.points)} activations and {len(qat.convs)} conv weights fake-quantized")
     torch.manual_seed(config.seed)
@@ -165,13 +167,13 @@ def fine_tune(
     scaler = torch.amp.GradScaler("cuda", enabled=False)  # fake quantization runs in float32
     criterion = make_criterion(config, train_set, checkpoint.classes, device, True, log)
     started, best, history = time.monotonic(), -1.0, []
-    before = evaluate(model, val_set, checkpoint.preprocess, checkpoint.config.num_classes, device).miou  # ranges from one pass
-    log(f"QAT: val mIoU {checkpoint.training.get('best_miou', float('nan')):.4f} in float, {before:.4f} fake-quantized before fine-tuning")
+    before = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou  # ranges from the first image
+    log(f"QAT: val mIoU {float_miou:.4f} in float, {before:.4f} fake-quantized before fine-tuning")
     for epoch in range(config.epochs):
         seed_epoch(loader, config.seed, epoch, 0)
         loss = train_one_epoch(model, criterion, optimizer, scheduler, scaler, loader, checkpoint.preprocess, device,
                                f"qat {epoch + 1}/{config.epochs}", True)  # fmt: skip
-        miou = evaluate(model, val_set, checkpoint.preprocess, checkpoint.config.num_classes, device).miou
+        miou = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou
         elapsed = time.monotonic() - started
         history.append({"epoch": epoch, "loss": loss, "miou": miou, "minutes": elapsed / 60})
         improved = miou > best
