@@ -144,17 +144,19 @@ def test_qat_step_runs_the_fake_quantization():
     with torch.no_grad():  # a fake-quantized tensor takes at most 256 values
         assert len(torch.unique(model.classifier(model.backbone(inputs)["pool5"]))) <= 256
     model.train()
+    statistics = model.backbone.stem[1].running_var.clone()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses, lows = [], []
-    for _ in range(4):
-        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+    losses, highs = [], []
+    for step in range(4):
+        loss = torch.nn.functional.cross_entropy(model(inputs * (1 + step)), labels)  # larger inputs each step
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        lows.append(score.low)
+        highs.append(score.high)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
-    assert len(set(lows)) > 1  # the EMA follows the batches in training mode
+    assert highs == sorted(highs) and highs[-1] > highs[0]  # the range grows to hold what training shows it
+    assert torch.equal(model.backbone.stem[1].running_var, statistics)  # BatchNorm frozen, as the export folds it
     assert all(p.grad is not None for p in model.backbone.stem[0].parameters())  # straight-through gradients
     attached.detach()
     with torch.no_grad():
