@@ -129,10 +129,11 @@ def attach(model: nn.Module, points: list[str], placement: str) -> QatModel:
         name, _, where = point.rpartition(":")
         module = model.get_submodule(name)
         quant = qat.points[point] = ActivationQuant(placement)
+        # the model's mode, not the module's: BatchNorm stays in eval mode while the ranges must keep learning
         if where == "out":
-            qat.handles.append(module.register_forward_hook(lambda m, args, out, q=quant: q(out, m.training)))
+            qat.handles.append(module.register_forward_hook(lambda m, args, out, q=quant: q(out, model.training)))
         else:
-            qat.handles.append(module.register_forward_pre_hook(lambda m, args, q=quant: (q(args[0], m.training), *args[1:])))
+            qat.handles.append(module.register_forward_pre_hook(lambda m, args, q=quant: (q(args[0], model.training), *args[1:])))
     bits = qdq.WEIGHT_BITS[placement]
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 

@@ -133,7 +133,7 @@ def test_qat_step_runs_the_fake_quantization():
     frames = torch.from_numpy(np.stack([render_scene(np.random.default_rng(i), SIZE)[0] for i in range(4)]))
     labels = torch.from_numpy(np.stack([render_scene(np.random.default_rng(i), SIZE)[1] for i in range(4)]).astype(np.int64))
     inputs = images_to_tensor(Preprocess(), frames.numpy())
-    points = ["backbone.stem.2:out", "backbone.blocks.3:out", "classifier.4:out", "final_upsampler:in"]
+    points = ["backbone.stem.1:out", "backbone.stem.2:out", "backbone.blocks.3:out", "classifier.4:out", "final_upsampler:in"]
     with torch.no_grad():
         reference = model.eval()(inputs)
     attached = qat.attach(model, points, "onnxruntime")
@@ -146,7 +146,7 @@ def test_qat_step_runs_the_fake_quantization():
     model.train()
     statistics = model.backbone.stem[1].running_var.clone()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses, highs = [], []
+    losses, highs, norm_highs = [], [], []
     for step in range(4):
         loss = torch.nn.functional.cross_entropy(model(inputs * (1 + step)), labels)  # larger inputs each step
         optimizer.zero_grad()
@@ -154,8 +154,10 @@ def test_qat_step_runs_the_fake_quantization():
         optimizer.step()
         losses.append(loss.item())
         highs.append(score.high)
+        norm_highs.append(attached.points["backbone.stem.1:out"].high)  # a frozen BatchNorm's output still learns its range
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
-    assert highs == sorted(highs) and highs[-1] > highs[0]  # the range grows to hold what training shows it
+    for seen in (highs, norm_highs):
+        assert seen == sorted(seen) and seen[-1] > seen[0]  # the range grows to hold what training shows it
     assert torch.equal(model.backbone.stem[1].running_var, statistics)  # BatchNorm frozen, as the export folds it
     assert all(p.grad is not None for p in model.backbone.stem[0].parameters())  # straight-through gradients
     attached.detach()
