@@ -50,7 +50,7 @@ from fcn_edge.cli import size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions, frames_in_flight_for_files  # noqa: E402
-from fcn_edge.sidecar import read_sidecar  # noqa: E402
+from fcn_edge.sidecar import Sidecar  # noqa: E402
 from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
@@ -77,8 +77,8 @@ def stand_in_model(path: Path) -> str:
 
 def describe(model: Path) -> str:
     """The path, plus the precision and source its build sidecar records, if it has one."""
-    sidecar = read_sidecar(model)
-    if sidecar is None:
+    sidecar = Sidecar.beside(model).content
+    if not sidecar:
         return str(model)
     origin = sidecar.get("model", {}).get("onnx") or sidecar.get("model", {}).get("checkpoint") or "?"
     return f"{model.name} ({sidecar.get('precision', '?')}, built from {Path(origin).name})"

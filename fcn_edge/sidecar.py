@@ -32,7 +32,6 @@ from .errors import FcnEdgeError
 from .paths import file_sha256
 
 FORMAT = "fcn_edge.artifact/1"
-PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 MAX_NAME_BYTES = 200  # leaves room in the 255-byte file name limit for ".int8.trt-qdq.onnx.json" and a temp suffix
 
 
@@ -41,21 +40,51 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
-def read_sidecar(artifact: Path) -> dict[str, Any] | None:
-    """The sidecar beside ``artifact`` as a dict; None when there is none or it is not a JSON object."""
-    try:
-        content = json.loads(sidecar_path(artifact).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return content if isinstance(content, dict) else None
+@dataclass(frozen=True)
+class Sidecar:
+    """The sidecar beside an artifact as a runner reads it: parsed once per open and handed on.
 
+    ``content`` is the JSON object, empty when there is none; ``problem`` then says why (each backend
+    decides whether it can run without one: ONNX Runtime and OpenVINO can, TensorRT cannot).
+    """
 
-def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
-    """Class names and palette from the sidecar's ``model`` entry; (None, None) if it has none or they are malformed."""
-    model = (read_sidecar(artifact) or {}).get("model")
-    if _model_problem(model):
-        return None, None
-    return list(model["classes"]), [tuple(c) for c in model["palette"]]
+    path: Path
+    content: dict[str, Any]
+    problem: str | None = None
+
+    @classmethod
+    def beside(cls, artifact: Path) -> Sidecar:
+        path = sidecar_path(Path(artifact))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path, {}, "missing")
+        except (OSError, UnicodeDecodeError) as error:
+            return cls(path, {}, f"unreadable ({error})")
+        try:
+            content = json.loads(text)
+        except ValueError as error:
+            return cls(path, {}, f"not valid JSON ({error})")
+        if not isinstance(content, dict):
+            return cls(path, {}, "not a JSON object")
+        return cls(path, content)
+
+    @property
+    def precision(self) -> str | None:
+        return self.content.get("precision")
+
+    @property
+    def built_for(self) -> str | None:
+        """The backend the build chose to run the artifact (its ``backend`` entry's name)."""
+        backend = self.content.get("backend")
+        return backend.get("name") if isinstance(backend, dict) else None
+
+    def classes(self) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
+        """Class names and palette from the ``model`` entry; (None, None) if it has none or they are malformed."""
+        model = self.content.get("model")
+        if _model_problem(model):
+            return None, None
+        return list(model["classes"]), [tuple(c) for c in model["palette"]]
 
 
 def check_name(name: str) -> None:

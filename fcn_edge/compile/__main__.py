@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fcn_edge.atomic import check_distinct
 from fcn_edge.backends import BACKENDS
+from fcn_edge.capabilities import PRECISIONS
 from fcn_edge.cli import finite_float, model_size, nonempty, shape
 from fcn_edge.compile import pipeline, source
 from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
@@ -33,7 +34,7 @@ from fcn_edge.sidecar import artifact_paths
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     precision = p.add_mutually_exclusive_group()
-    for name in ("int8", "fp16", "bf16", "fp32"):
+    for name in PRECISIONS:
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
     p.set_defaults(precision=None)
     p.epilog = ("Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "

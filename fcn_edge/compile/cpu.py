@@ -13,9 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..backends import onnxruntime as ort_backend
-
-LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
-RUNS = {"onnxruntime": ("int8", "fp16", "fp32"), "openvino": ("int8", "bf16", "fp32")}  # precisions each runs
+from ..capabilities import LABELS, float_ops
 
 
 def label(precision: str, backend: str) -> str:
@@ -27,8 +25,7 @@ def opener(backend: str, precision: str, threads: int = ort_backend.THREADS) -> 
     if backend == "openvino":
         from ..backends import openvino
 
-        inference = "bf16" if precision == "bf16" else "fp32"  # INT8 artifacts keep their float ops in FP32
-        return lambda model: openvino.session(model, threads, inference)
+        return lambda model: openvino.session(model, threads, float_ops(backend, precision))
     return lambda model: ort_backend.session(model, threads)
 
 
@@ -39,7 +36,8 @@ def facts(backend: str, precision: str, measured: dict[str, float], why: str, op
         if min(measured, key=measured.get) != backend:
             why += f" (within the spread: {LABELS[backend]}, the default, runs it)"
     if backend == "openvino":
-        settings = {"version": openvino_version, "inference_precision": "bf16" if precision == "bf16" else "f32",
+        inference = "bf16" if float_ops(backend, precision) == "bf16" else "f32"
+        settings = {"version": openvino_version, "inference_precision": inference,
                     "threads": threads, "performance_hint": "LATENCY", "streams": 1}  # fmt: skip
     else:
         settings = {"version": ort_backend.VERSION, "session_options": ort_backend.describe_options(threads)}

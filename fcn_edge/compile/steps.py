@@ -28,6 +28,7 @@ from ..atomic import atomic_files
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
 from ..quantize import calibration, fp16, qdq, statistics, trt_cache
+from .. import capabilities
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
 from ..backends.onnxruntime import default_threads
@@ -103,7 +104,7 @@ class Work:
         are to FP32 on the runtime that would run an FP32 artifact, round by round.
         """
         precision = outcome.precision
-        backends = [b for b in self.cpu_backends if precision in cpu.RUNS[b]]
+        backends = capabilities.runners_of(precision, self.cpu_backends)
         rows = {
             backend: outcome.figures[0] if backend == outcome.verified_on else self._compare(
                 self._model_on(backend, precision, outcome.model), cpu.label(precision, backend), cpu.opener(backend, precision))

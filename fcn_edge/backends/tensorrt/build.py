@@ -38,12 +38,13 @@ from typing import Any
 import numpy as np
 
 from ...atomic import atomic_path
+from ... import capabilities
 from ...errors import FcnEdgeError
 from . import api as trt_api
 from ..cuda import DeviceInfo
 from .api import Version, available, needed
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = capabilities.precisions("tensorrt")
 Shape = tuple[int, ...]
 
 
