@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import json_text, write_json_atomic
+from .capabilities import TABLE, precisions
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from .standin import ENV as STANDIN_ENV
@@ -117,8 +118,21 @@ def report() -> tuple[list[Row], Any]:
     import onnxruntime as ort
 
     rows.append(Row("onnxruntime", "info", f"{ort.__version__}, providers {', '.join(ort.get_available_providers())}"))
+    rows.append(_cpu_precisions_row())
     rows += _cuda_major_rows(cuda)
     return rows, gpu
+
+
+def _cpu_precisions_row() -> Row:
+    """What ``fcn-edge build`` can make for this CPU, as the capability table and the runtimes installed say."""
+    from .backends.openvino import probe
+
+    openvino = probe()
+    runnable = [c for c in TABLE if c.backend == "onnxruntime" or (c.backend == "openvino" and openvino.available
+                and (c.precision != "bf16" or openvino.bf16))]  # fmt: skip
+    missing = [f"{c.backend} {c.precision} (needs {c.needs})" for c in TABLE if c.backend != "tensorrt" and c not in runnable]
+    detail = ", ".join(f"{c.backend} {c.precision}" for c in runnable) + ("; not here: " + ", ".join(missing) if missing else "")
+    return Row("cpu-precisions", "info", detail)
 
 
 def _cuda_major_rows(cuda: tuple[int, int] | None) -> list[Row]:
@@ -269,7 +283,7 @@ class Paths:
         from .stream.pipeline import Stream, StreamOptions
         from .stream.sources import SyntheticSource
 
-        engine = next((self.engines[p] for p in ("int8", "fp16", "fp32") if p in self.engines), None)
+        engine = next((self.engines[p] for p in precisions("tensorrt") if p in self.engines), None)
         if engine is None:
             raise Skip("no GPU runner: needs a TensorRT engine from the rows above (TensorRT not installed or its builds failed)")
         source = SyntheticSource((640, 480), fps=0)
@@ -290,7 +304,7 @@ def run(workdir: Path) -> list[Row]:
     paths = Paths(workdir)
     probes = [("cuda-python", paths.cuda("cuda-python")), ("pycuda", paths.cuda("pycuda")), ("torch-amp", paths.torch_amp),
               ("onnxruntime-cuda", paths.onnxruntime_cuda)]  # fmt: skip
-    probes += [(f"tensorrt-{p}", paths.tensorrt(p)) for p in ("fp32", "fp16", "int8")] + [("stream", paths.stream)]
+    probes += [(f"tensorrt-{p}", paths.tensorrt(p)) for p in reversed(precisions("tensorrt"))] + [("stream", paths.stream)]
     return rows + [run_path(name, probe) for name, probe in probes]
 
 

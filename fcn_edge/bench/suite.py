@@ -23,7 +23,7 @@ from ..checkpoint import Checkpoint
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..export.onnx import DeployedModel
 from ..backends import open_runner
-from ..capabilities import float_ops, find
+from ..capabilities import float_ops, precisions
 from . import ceiling
 from .flops import conv_gflops
 from .latency import LatencyStats, interleaved
@@ -170,8 +170,8 @@ def backends_for(checkpoint: Checkpoint, fp32_onnx: Path, int8_onnx: Path, threa
         from ..backends.openvino import probe
 
         bf16_cpu = probe().bf16
-        for precision in ("fp32", "bf16", "int8"):
-            if find("openvino", precision) and (precision != "bf16" or bf16_cpu):
+        for precision in precisions("openvino"):
+            if precision != "bf16" or bf16_cpu:
                 model = int8_onnx if precision == "int8" else fp32_onnx  # BF16: the FP32 file, float ops in BF16
                 backends.append(openvino_backend(f"openvino-{precision}", precision, model, threads))
     if torch.cuda.is_available():
