@@ -26,7 +26,6 @@ import argparse
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
 import subprocess
@@ -210,7 +209,8 @@ class Paths:
     def cuda(self, binding: str) -> Callable[[], dict[str, Any]]:
         def probe() -> dict[str, Any]:
             if not importlib.util.find_spec("pycuda" if binding == "pycuda" else "cuda"):
-                raise Skip(f"{binding} is not installed: pip install " + ("'fcn_edge[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'fcn_edge[gpu-cu12]'"))
+                extra = "'fcn_edge[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'fcn_edge[gpu-cu12]'"
+                raise Skip(f"{binding} is not installed: pip install {extra}")
             from .backends.cuda.selftest import round_trips
 
             return round_trips(binding)

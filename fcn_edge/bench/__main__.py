@@ -18,11 +18,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("fcn-edge bench")
-
 from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.cli import model_size

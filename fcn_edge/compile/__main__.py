@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="labelled images to verify on and compute mIoU: voc:ROOT, cityscapes:ROOT, folder:ROOT or synthetic")
     val.add_argument("--val-split", default="val", help="split of --val-data (default val)")
     val.add_argument("--val-images", type=int, default=50, help="at most this many --val-data images, evenly spaced; 0: all (default 50)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
     trt = p.add_argument_group("TensorRT")
     trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
     trt.add_argument("--opt-shape", type=shape)

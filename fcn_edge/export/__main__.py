@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("fcn-edge export")
-
 from fcn_edge.atomic import check_distinct, check_output
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint

@@ -12,11 +12,6 @@ import argparse
 import time
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("fcn-edge convert")
-
 import torch
 
 from fcn_edge.atomic import check_distinct, check_output

@@ -10,11 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("fcn-edge evaluate")
-
 import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts

@@ -44,7 +44,8 @@ def test_cache_round_trips_scales_and_names_the_version():
 
 def test_the_up_to_date_check_does_not_import_torch():
     """The second `build_engine.py --int8` must answer in well under 5 s: torch costs seconds."""
-    code = "import sys, runpy; sys.argv = ['x', '--help']\ntry:\n runpy.run_path('scripts/build_engine.py', run_name='__main__')\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    code = ("import sys, runpy; sys.argv = ['x', '--help']\ntry:\n runpy.run_path('scripts/build_engine.py', run_name='__main__')\n"
+            "except SystemExit: pass\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
 

@@ -185,7 +185,10 @@ def _check_typed_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
 def _check_weak_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
     if options.precision == "int8":
         if "qdq" not in kinds and options.calibration_cache is None:
-            raise FcnEdgeError("INT8 needs the Q/DQ model or a calibration cache (fcn-edge build --int8 writes both: <name>.int8.onnx, <name>.int8.calib): pass one of them")
+            raise FcnEdgeError(
+                "INT8 needs the Q/DQ model or a calibration cache (fcn-edge build --int8 writes both: "
+                "<name>.int8.onnx, <name>.int8.calib): pass one of them"
+            )
         if "qdq" in kinds and options.calibration_cache is not None:
             raise FcnEdgeError("the model already carries Q/DQ scales: drop the calibration cache")
     elif options.calibration_cache is not None:
