@@ -44,6 +44,7 @@ from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
+SELFTEST_SCENES = 8  # held-out synthetic scenes each TensorRT precision is compared on
 DISTRIBUTIONS = {  # what pip calls the packages a row reports, first installed wins
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-bindings", "tensorrt-cu12-bindings", "tensorrt-cu13-bindings"),
     "cuda-python": ("cuda-python", "cuda-bindings"),
@@ -123,15 +124,23 @@ def report() -> tuple[list[Row], Any]:
 
 
 def _cpu_precisions_row() -> Row:
-    """What ``fcn-edge build`` can make for this CPU, as the capability table and the runtimes installed say."""
-    from .backends.openvino import probe
-
-    openvino = probe()
-    runnable = [c for c in TABLE if c.backend == "onnxruntime" or (c.backend == "openvino" and openvino.available
-                and (c.precision != "bf16" or openvino.bf16))]  # fmt: skip
+    """What ``fcn-edge build`` can make for this CPU, as the capability table, the runtimes installed and the CPU's
+    flags say (read, not probed: opening OpenVINO costs seconds, and this path answers in about one)."""
+    openvino = importlib.util.find_spec("openvino") is not None
+    runnable = [c for c in TABLE if c.backend == "onnxruntime" or (c.backend == "openvino" and openvino
+                and (c.precision != "bf16" or _cpu_has_bf16()))]  # fmt: skip
     missing = [f"{c.backend} {c.precision} (needs {c.needs})" for c in TABLE if c.backend != "tensorrt" and c not in runnable]
     detail = ", ".join(f"{c.backend} {c.precision}" for c in runnable) + ("; not here: " + ", ".join(missing) if missing else "")
     return Row("cpu-precisions", "info", detail)
+
+
+def _cpu_has_bf16() -> bool:
+    """AVX512_BF16 or AMX in /proc/cpuinfo's flags (False where there is none to read)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _cuda_major_rows(cuda: tuple[int, int] | None) -> list[Row]:
@@ -269,9 +278,14 @@ class Paths:
                 api.import_tensorrt()
             except FcnEdgeError as error:
                 raise Skip(str(error)) from None
-            from .backends.tensorrt.selftest import run_precision
+            import numpy as np
 
-            facts = run_precision(precision, self.graphs()[precision], self.workdir)
+            from .backends.tensorrt.selftest import LATENCY, SCENE, run_precision
+            from .data.synthetic import HELDOUT_SEED, render_scene
+
+            frames = [render_scene(np.random.default_rng(HELDOUT_SEED + index), SCENE)[0] for index in range(SELFTEST_SCENES)]
+            latency_frame = render_scene(np.random.default_rng(HELDOUT_SEED), LATENCY)[0]
+            facts = run_precision(precision, self.graphs()[precision], self.workdir, frames, latency_frame)
             self.engines[precision] = self.workdir / f"default.{precision}.engine"
             return facts
 
