@@ -5,7 +5,7 @@ from fcn_edge.errors import exit_without_torch
 
 exit_without_torch("fcn-edge convert")  # before the import below loads torch
 
-from fcn_edge.export.convert import main  # noqa: E402
+from fcn_edge.train.convert import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 No labels are needed: the resize convs are fitted to the deconvs by least squares on a few
 images, then the whole model is distilled on unlabelled images (synthetic scenes, or a
-user's folder) against the original (:func:`fcn_edge.models.convert.convert`).
+user's folder) against the original (:func:`fcn_edge.models.resize_conv.convert`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from ..data.transforms import Compose, RandomCrop, RandomHorizontalFlip, train_t
 from ..errors import FcnEdgeError
 from ..paths import IMAGE_EXTENSIONS
 from ..spec import Preprocess
-from ..train.loop import evaluate
-from .convert import ConversionReport, convert, resize_conv_config
-from .preprocess import images_to_tensor
+from ..models.preprocess import images_to_tensor
+from ..models.resize_conv import ConversionReport, convert, resize_conv_config
+from .loop import evaluate
 
 HELD_OUT_EVERY = 10  # with a folder, every 10th file measures agreement and is not distilled on
 

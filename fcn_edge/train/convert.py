@@ -17,7 +17,7 @@ import torch
 from fcn_edge.atomic import check_distinct, check_output
 from fcn_edge.cli import finite_float, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.models.conversion import convert_checkpoint, count_transposed
+from fcn_edge.train.checkpoint_conversion import convert_checkpoint, count_transposed
 from fcn_edge.models.upsample import RESIZE_MODES
 
 
