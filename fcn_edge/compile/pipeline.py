@@ -20,7 +20,8 @@ import onnx
 from ..atomic import write_errors
 from ..errors import FcnEdgeError
 from ..lock import build_lock
-from ..quantize import calibration, qdq, trt_cache
+from ..backends.tensorrt import calibration_cache as trt_cache
+from ..quantize import calibration, qdq
 from .. import capabilities
 from .. import sidecar as artifact
 from ..backends import BACKENDS

@@ -27,7 +27,8 @@ import onnx
 from ..atomic import atomic_files
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
-from ..quantize import calibration, fp16, qdq, statistics, trt_cache
+from ..backends.tensorrt import calibration_cache as trt_cache
+from ..quantize import calibration, fp16, qdq, statistics
 from .. import capabilities
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend

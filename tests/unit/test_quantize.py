@@ -16,7 +16,8 @@ from torch import nn
 
 from fcn_edge.backends.onnxruntime import session
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.quantize import calibration, fp16, qdq, statistics, trt_cache
+from fcn_edge.backends.tensorrt import calibration_cache as trt_cache
+from fcn_edge.quantize import calibration, fp16, qdq, statistics
 from fcn_edge.quantize.layer_error import layer_errors
 from fcn_edge.quantize.sensitivity import fewest_in_float, rank
 

@@ -36,7 +36,7 @@ from fcn_edge.backends.tensorrt.build import (
     read_calibration_cache,
 )
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.quantize.trt_cache import write_cache
+from fcn_edge.backends.tensorrt.calibration_cache import write_cache
 from fcn_edge.backends import cuda as cuda_module
 from fcn_edge.backends.cuda import DeviceInfo, HostBuffer, find_gpu, open_cuda
 from fcn_edge.backends.cuda import pycuda as pycuda_binding

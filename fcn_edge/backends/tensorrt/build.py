@@ -9,7 +9,7 @@ What a build does is decided by :func:`plan_build`, pure Python tested on a CPU 
 - 8.5/8.6 (JetPack 5: 8.5, best effort): an explicit-batch network with BuilderFlag.FP16,
   or INT8 together with FP16 (layers without INT8 scales then run in FP16, not FP32);
   INT8 from the Q/DQ model, or implicitly from a calibration cache written on the CPU by
-  :mod:`fcn_edge.quantize.trt_cache`, with a calibration profile at the opt shape (TensorRT
+  :mod:`.calibration_cache`, with a calibration profile at the opt shape (TensorRT
   requires one when the input has runtime dimensions).
 - 11.x: strongly typed only; weak typing and calibrators are gone.
 
@@ -233,7 +233,7 @@ def profile_shapes(options: TrtBuildOptions) -> tuple[Shape, Shape, Shape] | Non
 
 def read_calibration_cache(path: Path, trt_version: str) -> bytes:
     """The cache bytes, after checking TensorRT will accept them rather than try to recalibrate."""
-    from ...quantize.trt_cache import parse_cache, version_number
+    from .calibration_cache import parse_cache, version_number
 
     if not path.is_file():
         raise FcnEdgeError(f"calibration cache {path} not found: fcn-edge build --int8 writes it beside the engine (<name>.int8.calib)")
@@ -433,7 +433,7 @@ def _cache_calibrator(trt: Any, cache: bytes) -> Any:
             return cache
 
         def write_calibration_cache(self, data: Any) -> None:
-            """Nothing to write back: the cache is an input, owned by fcn_edge.quantize.trt_cache."""
+            """Nothing to write back: the cache is an input, owned by .calibration_cache."""
 
     return CacheCalibrator()
 
