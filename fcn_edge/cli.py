@@ -73,9 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if arguments else 2
     parsed = _overview().parse_args(arguments[:1])
     command = COMMANDS[parsed.command]
-    if command.needs_torch:
-        from .errors import exit_without_torch
+    from .errors import exit_without_torch, quiet_interrupt_while_importing
 
+    quiet_interrupt_while_importing()  # Ctrl-C while the stage's imports load: one line, exit 130
+    if command.needs_torch:
         exit_without_torch(command_line(parsed.command))
     stage = importlib.import_module(command.module)
     return int(stage.main(arguments[1:]) or 0)
@@ -126,6 +127,17 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
     return text
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 if __name__ == "__main__":

@@ -30,17 +30,17 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .atomic import json_text, write_json_atomic
+from .atomic import check_output, json_text, write_json_atomic
 from .capabilities import TABLE, precisions
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from .scratch import scratch_folder
 from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
@@ -332,11 +332,14 @@ def table(rows: list[Row]) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, help="also write the JSON to this file")
+    parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON to this file (atomically)")
     args = parser.parse_args(argv)
+    if args.json is not None:
+        check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_doctor_") as workdir:
+    with scratch_folder("doctor") as workdir:
         rows = run(Path(workdir))
     failed = [row.name for row in rows if row.status == "FAIL"]
     result = {"rows": [asdict(row) for row in rows], "failed": failed, "seconds": round(time.perf_counter() - started, 1)}

@@ -74,6 +74,15 @@ def check_classes(classes: Sequence[str], where: str) -> None:
         raise FcnEdgeError(f"{where} names {', '.join(map(repr, twice))} more than once: class names must differ")
 
 
+def class_difference(ours: Sequence[str], theirs: Sequence[str], where: str) -> str:
+    """'has N classes, WHERE has M' or where the names first differ, each name as repr (a BOM or a
+    trailing space shows): for an error line."""
+    if len(ours) != len(theirs):
+        return f"has {len(ours)} classes, {where} has {len(theirs)}"
+    index = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+    return f"names class {index} {ours[index]!r}, {where} {theirs[index]!r}"
+
+
 def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:
     """Set our keys in ``model.metadata_props`` in place, replacing any earlier ones and keeping others."""
     kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]

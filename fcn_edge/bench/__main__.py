@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.cli import model_size
+from fcn_edge.cli import model_size, positive_int
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
 DEFAULT_SIZES = ((256, 512), (512, 1024), (480, 640))  # (H, W); tables name them as cameras do, WxH
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--int8-model", type=Path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
     p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds per size (the quieter half count)")
     p.add_argument("--reference-int8", type=Path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
     p.add_argument("--reference-fp32", type=Path,

@@ -27,6 +27,7 @@ import numpy as np
 from ..data import DATASETS, build_dataset
 from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from ..errors import FcnEdgeError
+from ..metadata import class_difference
 from ..quantize import calibration
 from . import verify
 from .source import SourceModel
@@ -231,8 +232,5 @@ def _check_classes(classes: Sequence[str], source: SourceModel, data: str) -> No
     """Ground truth only means something for the model's own classes: same names (ours) or the same count (foreign)."""
     same = list(classes) == list(source.classes) if source.metadata is not None else len(classes) == len(source.classes)
     if not same:
-        shown = ", ".join(list(classes)[:3])
-        raise FcnEdgeError(
-            f"{data}: {len(classes)} classes ({shown}, ...) but the model predicts {len(source.classes)} "
-            f"({', '.join(source.classes[:3])}, ...): verify on the data the model is for (--val-data)"
-        )
+        raise FcnEdgeError(f"the model {class_difference(source.classes, list(classes), data)}: verify on the data the "
+                           "model is for (--val-data)")

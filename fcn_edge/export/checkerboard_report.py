@@ -19,7 +19,7 @@ import torch
 from fcn_edge.atomic import atomic_path, check_output
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
-from fcn_edge.cli import size_hw
+from fcn_edge.cli import positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.export.checkerboard import (
     REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
                    help="scene size for --checkpoint (the 1/8 decoder map needs room)")
     p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("scenes", "seeds", "batch_size"):
         if getattr(args, flag) < 1:

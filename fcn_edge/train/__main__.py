@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from fcn_edge.atomic import check_distinct
-from fcn_edge.cli import finite_float, size_hw
+from fcn_edge.cli import finite_float, positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms, train_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--class-weights", action="store_true", help="median-frequency class balancing")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--workers", type=int, default=defaults.workers, help="data-loader worker processes")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--max-minutes", type=finite_float, help="stop after the epoch that crosses this budget")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from fcn_edge.atomic import check_distinct, check_output
-from fcn_edge.cli import finite_float, size_hw
+from fcn_edge.cli import finite_float, positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.train.checkpoint_conversion import convert_checkpoint, count_transposed
 from fcn_edge.models.upsample import RESIZE_MODES
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=finite_float, default=1e-3, help="for the new upsampler convs; shared weights get lr/10")
     p.add_argument("--calibration", type=int, default=16, help="images whose upsampler inputs the fit uses")
     p.add_argument("--eval-length", type=int, default=200, help="held-out synthetic scenes for agreement and mIoU")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("steps", "batch_size", "calibration", "eval_length"):
         minimum = 0 if flag == "steps" else 1

@@ -14,10 +14,11 @@ import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts
 from fcn_edge.checkpoint import load_checkpoint
-from fcn_edge.cli import size_hw
+from fcn_edge.cli import positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.metadata import class_difference
 from fcn_edge.models.edges import EdgeOptions, guided_arg, scales_arg
 from fcn_edge.paths import DEFAULT_CHECKPOINT
 from fcn_edge.train.loop import evaluate
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="val")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
     p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference, e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
     p.add_argument("--refine", help="guided filter RADIUS,EPS[,SUBSAMPLE] as exported with --refine, or 'search': "
@@ -55,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"length": args.length, "size": tuple(args.scene_size)} if synthetic else {}
     dataset = build_dataset(args.dataset, args.data_root, args.split, eval_transforms(), **extra)
     if list(dataset.classes) != checkpoint.classes:
-        raise FcnEdgeError(
-            f"{args.checkpoint} was trained on classes {checkpoint.classes[:4]}... but the {args.dataset} dataset "
-            f"has {list(dataset.classes)[:4]}...: evaluate on the dataset it was trained for"
-        )
+        raise FcnEdgeError(f"{args.checkpoint} {class_difference(checkpoint.classes, list(dataset.classes), f'the {args.dataset} dataset')}: "
+                           "evaluate on the dataset it was trained for")
     model = EdgeOptions(tuple(args.scales), args.flip).wrap(checkpoint.build().eval())
     if args.refine == "search":
         from fcn_edge.train.refine_search import search

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -41,6 +40,7 @@ from ...atomic import atomic_path
 from ... import capabilities
 from ...errors import FcnEdgeError
 from . import api as trt_api
+from ...scratch import scratch_folder
 from ..cuda import DeviceInfo
 from .api import Version, available, needed
 
@@ -294,7 +294,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
     line = compat.line_of(release)
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_opset_") as workdir:  # 8.x parses opsets up to 17 only
+    with scratch_folder("opset") as workdir:  # 8.x parses opsets up to 17 only
         parsed = opset.for_line(onnx_path, line, Path(workdir))
         compat.require_parsable(parsed, line, str(onnx_path))
         if not parser.parse_from_file(str(parsed)):
