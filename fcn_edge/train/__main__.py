@@ -6,12 +6,11 @@ Multi-process data-parallel: ``torchrun --nproc_per_node 2 -m fcn_edge.train ...
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
 
-from fcn_edge.atomic import check_distinct
+from fcn_edge.atomic import check_distinct, check_writable
 from fcn_edge.cli import finite_float, positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.transforms import eval_transforms, train_transforms
@@ -78,13 +77,10 @@ def check_args(args: argparse.Namespace) -> None:
                    {"--out": args.out, "--out best.pt": args.out / "best.pt", "--out last.pt": args.out / "last.pt"})
     if args.resume is not None and not args.resume.is_file():
         raise FcnEdgeError(f"--resume {args.resume} does not exist: pass the last.pt of the run to continue")
-    for folder in (args.out, *args.out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise FcnEdgeError(f"--out {args.out}: {folder} is a file, not a folder: choose another --out")
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise FcnEdgeError(f"--out {args.out}: {folder} is not writable: choose another --out")
-            return
+    existing = next(folder for folder in (args.out, *args.out.parents) if folder.exists())  # made later, under this
+    if not existing.is_dir():
+        raise FcnEdgeError(f"--out {args.out}: {existing} is a file, not a folder: choose another --out")
+    check_writable(existing, f"--out {args.out}")
 
 
 def _scale_range(text: str) -> tuple[float, float]:
