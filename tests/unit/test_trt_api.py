@@ -37,6 +37,7 @@ from fcn_edge.backends.tensorrt.build import (
 )
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.backends.tensorrt.calibration_cache import write_cache
+from fcn_edge.compile.options import BuildOptions
 from fcn_edge.backends import cuda as cuda_module
 from fcn_edge.backends.cuda import DeviceInfo, HostBuffer, find_gpu, open_cuda
 from fcn_edge.backends.cuda import pycuda as pycuda_binding
@@ -451,8 +452,10 @@ def test_tensorrt_11_is_strongly_typed_only():
 def test_build_options_are_checked():
     with pytest.raises(FcnEdgeError, match="choose one of int8, fp16, fp32"):
         plan_build((10, 3), TrtBuildOptions(precision="fp8"), NONE)
-    with pytest.raises(FcnEdgeError, match="choose 0-5"):
-        plan_build((10, 3), TrtBuildOptions(optimization_level=7), NONE)
+    with pytest.raises(FcnEdgeError, match="--opt-level 7 must be 0 to 5"):  # ranges: checked once, by the build's options
+        BuildOptions(opt_level=7)
+    with pytest.raises(FcnEdgeError, match="--min-shape, --opt-shape and --max-shape go together"):
+        BuildOptions(min_shape=(1, 64, 64, 3))
     with pytest.raises(FcnEdgeError, match="DLA runs FP16 and INT8 only"):
         plan_build((8, 6), TrtBuildOptions(dla_core=0), NONE)
     with pytest.raises(FcnEdgeError, match="too old"):

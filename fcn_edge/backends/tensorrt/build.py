@@ -127,13 +127,9 @@ def plan_build(version: Version, options: TrtBuildOptions, model_kinds: frozense
             "build the FP16 or Q/DQ ONNX strongly typed"
         )
     (_check_typed_model if strongly else _check_weak_model)(options, model_kinds)
-    if options.optimization_level is not None:
-        if not 0 <= options.optimization_level <= 5:
-            raise FcnEdgeError(f"optimization level {options.optimization_level} is out of range: choose 0-5 (TensorRT's default is 3)")
-        if not available("IBuilderConfig.builder_optimization_level", version):
-            raise FcnEdgeError(f"{here} has no builder optimization level (8.6+): drop the optimization level")
-    if options.workspace_mb is not None and options.workspace_mb <= 0:
-        raise FcnEdgeError(f"workspace of {options.workspace_mb} MB must be positive")
+    # the values' ranges: compile.options.BuildOptions, once; here what this TensorRT version can do
+    if options.optimization_level is not None and not available("IBuilderConfig.builder_optimization_level", version):
+        raise FcnEdgeError(f"{here} has no builder optimization level (8.6+): drop the optimization level")
     if options.dla_core is not None:
         _check_dla(version, options)
     return BuildPlan(
@@ -149,8 +145,6 @@ def plan_build(version: Version, options: TrtBuildOptions, model_kinds: frozense
 
 def _check_dla(version: Version, options: TrtBuildOptions) -> None:
     """DLA builds: a release with DLA, FP16 or INT8, and one fixed input shape (DLA has no dynamic shapes)."""
-    if options.dla_core < 0:
-        raise FcnEdgeError(f"DLA core {options.dla_core} must be 0 or more")
     release = ".".join(map(str, version))
     if not trt_api.has_dla(version):
         raise FcnEdgeError(f"TensorRT {release} has no DLA support ({trt_api.DLA_SOURCE}): drop the DLA core or use TensorRT 10.7 or older")
