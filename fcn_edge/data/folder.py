@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import FcnEdgeError
 from ..metadata import check_classes
-from ..paths import IMAGE_EXTENSIONS
+from ..media import image_files
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_index_mask, require_dir
 from .palette import default_palette
 
@@ -55,7 +55,7 @@ class ImageMaskFolder:
         self.palette = default_palette(len(self.classes))
         self.samples: list[tuple[Path, Path]] = []
         seen: dict[str, Path] = {}
-        for image_path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        for image_path in image_files(image_dir, f"{self.root} images/"):
             if image_path.stem in seen:
                 raise FcnEdgeError(
                     f"images {seen[image_path.stem]} and {image_path} share a name and masks match by name: rename one"
