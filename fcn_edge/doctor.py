@@ -330,12 +330,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-@run_cli
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON to this file (atomically)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.json is not None:
         check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them
     started = time.perf_counter()
