@@ -30,7 +30,7 @@ def documented() -> list[tuple[str, str]]:
         lines += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
         for line in lines:
             line = re.split(r"\s+#", line.strip(), maxsplit=1)[0]
-            if (match := STARTS.match(line)) and not re.search(r"\.\.\.|[\[\]<>{}]|\$", line):
+            if STARTS.match(line) and not re.search(r"\.\.\.|[\[\]<>{}]|\$", line):
                 found.append((page.name, line))
     return found
 
