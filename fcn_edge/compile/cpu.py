@@ -1,8 +1,7 @@
 """Which CPU runtime runs an artifact: each one installed verifies and times it, and the faster wins.
 
 ONNX Runtime and OpenVINO run the same .onnx files (OpenVINO also runs FP32 models in BF16),
-at speeds that differ by model and precision (on the default model at 1024x512, 2 cores,
-OpenVINO's INT8 took 0.75-0.80x ONNX Runtime's), so the build measures rather than guesses: every
+at speeds that differ by model, precision and CPU (docs/cpu.md), so the build measures rather than guesses: every
 installed runtime that runs the precision gets its own verification row and latency, and the
 sidecar names the faster, which ``--backend auto`` then runs (:func:`fcn_edge.backends.backend_for`):
 ONNX Runtime unless OpenVINO is faster beyond the spread of the interleaved timing (:mod:`.timing`).

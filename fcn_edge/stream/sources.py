@@ -261,5 +261,5 @@ def video(path: str | Path) -> CaptureSource:
         raise FcnEdgeError(f"video {path} does not exist: check the path")
     hint = "OpenCV's FFmpeg cannot decode it: convert it to H.264 or MJPG (ffmpeg -i in -c:v libx264 out.mp4)"
     # One decoding thread: the capture thread already decodes beside inference, and FFmpeg's frame threads
-    # cost CPU the model needs (0.8 against 0.5 ms a 640x480 MPEG-4 frame in the loop, docs/stream.md).
+    # cost CPU the model needs (docs/stream.md, "Where the host time goes").
     return CaptureSource(str(path), cv2.CAP_FFMPEG, f"video {path}", False, hint, params=(cv2.CAP_PROP_N_THREADS, 1))
