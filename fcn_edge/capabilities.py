@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from .errors import FcnEdgeError
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")  # every precision an artifact may have, fastest first
-OPENVINO_INSTALL = "pip install 'fcn_edge[openvino]'"
-TENSORRT_INSTALL = "pip install 'fcn_edge[gpu-cu12]' and a CUDA GPU"
+OPENVINO_INSTALL = "pip install -e '.[openvino]'"
+TENSORRT_INSTALL = "pip install -e '.[gpu-cu12]' and a CUDA GPU"
 BF16_CPU = "a CPU with BF16 instructions (AVX512_BF16 or AMX)"
 
 

@@ -3,7 +3,8 @@
 
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
-quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one line, exit 130
+quiet_interrupt_while_importing()  # Ctrl-C while the imports below load (seconds): one line, exit 130
+
 exit_without_torch("fcn-edge bench")  # before the import below loads torch
 
 from fcn_edge.bench.__main__ import main  # noqa: E402

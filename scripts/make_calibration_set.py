@@ -3,7 +3,7 @@
 
 from fcn_edge.errors import quiet_interrupt_while_importing
 
-quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one line, exit 130
+quiet_interrupt_while_importing()  # Ctrl-C while the imports below load (seconds): one line, exit 130
 
 from fcn_edge.quantize.calibration_set import main  # noqa: E402
 

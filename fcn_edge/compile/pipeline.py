@@ -75,6 +75,9 @@ def candidate_precisions(requested: str | None, backend: Backend, dla: bool = Fa
     return capabilities.candidates(requested, backend.name, backend.cpu_backends, bf16_cpu, dla)
 
 
+OPENVINO_HINT = "install it with pip install -e '.[openvino]' in the fcn_edge folder"
+
+
 @dataclass
 class Built:
     paths: artifact.ArtifactPaths
@@ -103,7 +106,7 @@ def build(
             f"(every {calibration.HOLDOUT_EVERY}th image is one): use --verify-scenes 1 or more"
         )
     inputs = {**source_inputs, "calibration_sha256": calib_set.sha256() if calib_set else None}
-    val_data = images.parse_spec(options.val_data, "--val-data")
+    val_data = images.parse_spec(options.val_data, "--val-data", options.val_fraction, options.split_seed)
     if val_data is not None and val_data.name != "synthetic":  # the user's labelled files, checked and hashed now
         inputs["val_data_sha256"] = images.dataset_sha256(val_data, options.val_split, options.val_images)
     created = artifact.check_engines_dir(options.engines_dir)
@@ -208,7 +211,8 @@ def _needs_calibration(options: BuildOptions) -> bool:
 
 
 def _calibration_set(options: BuildOptions) -> calibration.CalibrationSet:
-    return images.calibration_set(options.calib_dir, images.parse_spec(options.calib_data, "--calib-data"), options.calib_images)
+    calib_data = images.parse_spec(options.calib_data, "--calib-data", options.val_fraction, options.split_seed)
+    return images.calibration_set(options.calib_dir, calib_data, options.calib_images)
 
 
 def _optional_set(options: BuildOptions) -> calibration.CalibrationSet | None:

@@ -40,7 +40,7 @@ def _installed_binding() -> str:
             return "pycuda"
     raise FcnEdgeError(
         "no CUDA Python binding is installed: pip install cuda-python "
-        "(or pip install 'fcn_edge[gpu-cu12]'; 'fcn_edge[gpu-cu13]' on a CUDA 13 driver, >= 580)"
+        "(or pip install -e '.[gpu-cu12]'; '.[gpu-cu13]' on a CUDA 13 driver, >= 580)"
     )
 
 
