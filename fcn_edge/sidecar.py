@@ -100,6 +100,17 @@ def sidecar_text(sidecar: dict[str, Any] | None, *keys: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def artifact_name(checkpoint: Path) -> str:
+    """A checkpoint's artifacts are named after its run: runs/parts2/best.pt -> 'parts2', last.pt -> 'parts2-last'.
+
+    Every run has a best.pt: named after the file, the next run's build would replace the last one's.
+    """
+    stem, run = checkpoint.stem, checkpoint.resolve().parent.name
+    if stem not in ("best", "last") or not run:
+        return stem
+    return run if stem == "best" else f"{run}-last"
+
+
 def check_name(name: str) -> None:
     """Artifact names become file names in the engines folder: never a path, never hidden, never too long, always
     UTF-8 (they are written into the sidecar and shown)."""

@@ -23,7 +23,7 @@ import onnx
 from ..errors import FcnEdgeError, require_torch
 from ..metadata import check_classes
 from ..paths import file_sha256
-from ..sidecar import check_name
+from ..sidecar import artifact_name, check_name
 
 if TYPE_CHECKING:  # load_onnx must stay fast for the up-to-date check
     from ..metadata import ModelMetadata
@@ -123,17 +123,6 @@ def checkpoint_record(checkpoint: Path) -> dict:
     from ..checkpoint import load_checkpoint
 
     return dict(load_checkpoint(checkpoint).training.get("data") or {})
-
-
-def artifact_name(checkpoint: Path) -> str:
-    """A checkpoint's artifacts are named after its run: runs/parts2/best.pt -> 'parts2', last.pt -> 'parts2-last'.
-
-    Every run has a best.pt: named after the file, the next run's build would replace the last one's.
-    """
-    stem, run = checkpoint.stem, checkpoint.resolve().parent.name
-    if stem not in ("best", "last") or not run:
-        return stem
-    return run if stem == "best" else f"{run}-last"
 
 
 def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[MakeSource, dict]:

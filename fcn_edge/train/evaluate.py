@@ -136,7 +136,7 @@ def open_data(args: argparse.Namespace, record: dict) -> tuple[object, str]:
 def write_plots(args: argparse.Namespace, checkpoint, model, dataset) -> None:
     """<run>.predictions.png (and the run's <run>.results.png) in --plots."""
     from fcn_edge.atomic import ensure_folder
-    from fcn_edge.compile.source import artifact_name
+    from fcn_edge.sidecar import artifact_name
     from fcn_edge.train.plots import plot_history, prediction_sheet
 
     folder = ensure_folder(args.plots, "--plots")

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT
 from fcn_edge.cli import COMMANDS
+from fcn_edge.errors import FcnEdgeError
 
 SCRIPTS = {"train": "train", "evaluate": "evaluate", "convert_checkpoint": "convert", "export_onnx": "export",
            "checkerboard": "checkerboard", "make_calibration_set": "calibration-set", "build_engine": "build",
@@ -59,5 +60,7 @@ def test_a_documented_command_parses(where, line):
     parse_args = importlib.import_module(COMMANDS[command].module).parse_args
     try:
         parse_args(args)
+    except FcnEdgeError:
+        pass  # the flags parsed; a parse_args that also checks files (an --output's folder) found none here
     except SystemExit as exit_:
         pytest.fail(f"{where}: `{line}` does not parse (exit {exit_.code}): fix the page or the flag")
