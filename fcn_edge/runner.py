@@ -152,7 +152,7 @@ def model_file(path: str | Path) -> Path:
     if path.is_dir():
         raise FcnEdgeError(f"model {path} is a folder: pass the .onnx file in it")
     if not path.is_file():
-        raise FcnEdgeError(f"model {path} does not exist: build one with python scripts/build_engine.py or pass --model")
+        raise FcnEdgeError(f"model {path} does not exist: build one with fcn-edge build or pass --model")
     return path
 
 

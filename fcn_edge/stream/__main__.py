@@ -1,4 +1,4 @@
-"""``python -m fcn_edge.stream --camera 0``: segment a camera, video, folder or network stream live.
+"""``fcn-edge stream --camera 0`` (or ``python -m fcn_edge.stream``): segment a camera, video, folder or network stream live.
 
 Several sources (``--camera 0 --camera 1 --url rtsp://...``, or ``--sources FILE``) run as
 one stream each through one model, batched (fcn_edge/stream/multi.py); each stream has its
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
-from ..cli import finite_float, nonempty, size_hw
+from ..cli import finite_float, nonempty, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
 from . import feeds, serve, sinks, sources
@@ -37,7 +37,7 @@ EXIT_SOURCE_LOST = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0])
     src = p.add_argument_group("sources (repeatable: several sources run as one batched stream each)")
     src.add_argument("--camera", type=int, action=AddSource, metavar="N", help="V4L2 camera index (/dev/videoN)")
     src.add_argument("--device", type=nonempty, action=AddSource, metavar="PATH", help="camera device path, e.g. /dev/video2")
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fps", type=finite_float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
-    p.add_argument("--threads", type=int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
+    p.add_argument("--threads", type=positive_int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
     p.add_argument("--inflight", type=int, metavar="N",
                    help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
                         "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
@@ -178,10 +178,10 @@ def check_model(path: Path) -> None:
         raise FcnEdgeError(f"--model {path} is a folder: pass the model file in it, e.g. {path / DEFAULT_MODEL.name}")
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
-            f"no model at {path}: build the default INT8 artifact with python scripts/build_engine.py --int8, "
+            f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
             "or pass --model PATH"
         )
-    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with python scripts/build_engine.py")
+    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
 
 def install_stop_handlers(stop: threading.Event) -> dict:

@@ -20,9 +20,10 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from ...errors import FcnEdgeError
+from ...errors import FcnEdgeError, out_of_memory
 from ...runner import Runner, model_file
 from ...metadata import read_metadata
+from ...paths import utf8_path
 from .session import default_threads, session_options
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -67,7 +68,8 @@ class OrtRunner(Runner):
     def activate_impl(self) -> None:
         options = session_options(self.threads, self.optimize, self.policy)
         try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            with utf8_path(self.path) as name:  # ORT refuses a name that is not UTF-8
+                self._session = ort.InferenceSession(name, options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
             raise FcnEdgeError(f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
         self._input_name, self._output_name, self._fixed_size, fixed_batch = _frame_model_io(self._session, self.path)
@@ -95,7 +97,15 @@ class OrtRunner(Runner):
                 f"capture at that size (--size {wanted}) or export the model with dynamic height and width"
             )
         self._binding.bind_output(self._output_name)
-        self._session.run_with_iobinding(self._binding)
+        try:
+            self._session.run_with_iobinding(self._binding)
+        except Exception as error:  # ORT's own exception types: a size the graph cannot take (a 1x1 frame), mostly
+            if out_of_memory(error):
+                raise
+            raise FcnEdgeError(
+                f"ONNX Runtime cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "
+                "capture larger frames (--size), or at the size the model was exported for"
+            ) from None
         result = self._binding.get_outputs()[0].numpy()
         self._output = np.empty_like(result)
         np.copyto(self._output, result)
@@ -130,7 +140,7 @@ def _frame_model_io(
         described = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
         raise FcnEdgeError(
             f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
-            "export it with input_format='frame' (scripts/export_onnx.py default)"
+            "export it with input_format='frame' (fcn-edge export default)"
         )
     labels = [o for o in outputs if o.name == "labels"] or [o for o in outputs if o.type == "tensor(uint8)"]
     if not labels or len(labels[0].shape) != 3:

@@ -128,7 +128,7 @@ def _labels_output(model: Any, path: Path) -> int:
         described = ", ".join(f"{i.any_name} {i.get_element_type().get_type_name()} {i.get_partial_shape()}" for i in inputs)
         raise FcnEdgeError(
             f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
-            "export it with input_format='frame' (scripts/export_onnx.py default)"
+            "export it with input_format='frame' (fcn-edge export default)"
         )
     outputs = model.outputs
     names = [o.get_names() for o in outputs]

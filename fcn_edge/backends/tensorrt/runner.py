@@ -49,14 +49,14 @@ from ...sidecar import sidecar_path
 from ..cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
 from . import api as trt_api
 
-REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt --force on this machine"
+REBUILD = "rebuild with: fcn-edge build ... --backend tensorrt --force on this machine"
 SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "sm_count", "memory_mb", "dla_cores")
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
     """The engine's TensorRT facts: the sidecar's "engine" entry (as the compile stage writes it), else its top level."""
     if not engine_path.is_file():
-        raise FcnEdgeError(f"engine {engine_path} does not exist: build it with python scripts/build_engine.py ... --backend tensorrt")
+        raise FcnEdgeError(f"engine {engine_path} does not exist: build it with fcn-edge build ... --backend tensorrt")
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise FcnEdgeError(f"{path} is missing: an engine runs only with the sidecar written beside it; {REBUILD}")
@@ -148,7 +148,7 @@ class TrtRunner(Runner):
             described = ", ".join(f"{n} {dtypes[n]}" for n in names)
             raise FcnEdgeError(
                 f"{self.path} has tensors {described}, not one uint8 frame input and a uint8 labels output: "
-                "export with input_format='frame' and outputs=labels (scripts/export_onnx.py defaults) and rebuild"
+                "export with input_format='frame' and outputs=labels (fcn-edge export defaults) and rebuild"
             )
         self._engine = engine
         self.max_batch = int(engine.get_tensor_profile_shape(inputs[0], 0)[2][0])  # the profile's max shape
