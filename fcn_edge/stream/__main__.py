@@ -14,6 +14,7 @@ reconnecting fails (several streams: any of them; the others run on); 130 when a
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--serve-host", action="append", default=[], metavar="NAME",
                    help="a name the page may be reached by besides its IP address, localhost and this machine's name, "
                         "e.g. jetson.local (repeatable; other Host headers get 403: DNS rebinding)")
+    p.add_argument("--serve-token", metavar="TOKEN",
+                   help=f"viewers must give TOKEN (?token=, a cookie or Authorization: Bearer): for networks not "
+                        f"trusted; ${serve.TOKEN_ENV} keeps it out of ps")
     p.add_argument("--serve-quality", type=int, default=80, metavar="Q", help="JPEG quality served, 1..100 (80)")
     p.add_argument("--serve-width", type=int, default=640, metavar="W", help="wider frames are served scaled to W (640; 0: as is)")
     p.add_argument("--serve-clients", type=int, default=4, metavar="N", help="viewers at once; more get 503 (4)")
@@ -103,6 +107,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for failed, message in checks:
         if failed:
             raise FcnEdgeError(message)
+    if args.serve_token is not None and not args.serve:
+        raise FcnEdgeError("--serve-token guards --serve, which is not given: add --serve PORT")
+    if args.serve_token is not None:
+        serve.check_token(args.serve_token, "--serve-token")
+    elif args.serve and serve.TOKEN_ENV in os.environ:  # the environment's token: not in ps
+        args.serve_token = serve.check_token(os.environ[serve.TOKEN_ENV], f"${serve.TOKEN_ENV}")
     inputs = {"--model": args.model, "--sources": args.sources}
     inputs.update({f"--{spec.kind} {spec.value}": spec.value for spec in args.streams if spec.kind in ("video", "images", "device")})
     outputs = {"--stats-json": args.stats_json}
@@ -165,7 +175,7 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sin
         chosen.append(sinks.ImageFolderSink(save_dir))
     if args.serve:
         server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
-                                 tuple(args.serve_host))
+                                 tuple(args.serve_host), args.serve_token)
         print(server.banner, file=sys.stderr, flush=True)
         chosen.append(server)
     return chosen
