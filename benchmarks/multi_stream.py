@@ -69,8 +69,9 @@ def write_videos(folder: Path, count: int, frames: int, size: tuple[int, int]) -
     return paths
 
 
-def run_processes(commands: list[list[str]]) -> list[int]:
-    """Start every command at once; each one's peak resident memory in MiB (wait4's ru_maxrss), once all have ended."""
+def run_processes(commands: list[list[str]]) -> list[tuple[int, float]]:
+    """Start every command at once; each one's (peak resident memory in MiB, CPU seconds) from wait4, once all have
+    ended."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
     peaks = []
@@ -80,7 +81,7 @@ def run_processes(commands: list[list[str]]) -> list[int]:
         if process.returncode != 0:
             raise FcnEdgeError(f"{' '.join(process.args[:6])} ... failed ({process.returncode}): {process.stderr.read().decode()[-400:]}")
         process.stderr.close()
-        peaks.append(usage.ru_maxrss // 1024)
+        peaks.append((usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime))
     return peaks
 
 
@@ -97,7 +98,8 @@ def measure(mode: str, videos: list[Path], model: Path, backend: str, work: Path
         peaks = run_processes([stream_command([video], model, backend, j) for video, j in zip(videos, jsons)])
         streams = [json.loads(j.read_text()) for j in jsons]
         fps = [s["fps"] for s in streams]
-        return {"fps": sum(fps), "stream_fps": fps, "rss_mib": sum(peaks),
+        return {"fps": sum(fps), "stream_fps": fps, "rss_mib": sum(rss for rss, _ in peaks),
+                "cpu_ms_per_frame": 1e3 * sum(cpu for _, cpu in peaks) / sum(s["frames"] for s in streams),
                 "p95_ms": max(s["stages_ms"]["infer"]["p95_ms"] for s in streams)}  # fmt: skip
     out = work / f"{mode}.json"
     if mode == "batched":
@@ -105,10 +107,11 @@ def measure(mode: str, videos: list[Path], model: Path, backend: str, work: Path
     else:
         command = [sys.executable, __file__, "--child", mode, "--model", str(model), "--backends", backend, "--out", str(out),
                    *map(str, videos)]  # fmt: skip
-    (peak,) = run_processes([command])
+    ((peak, cpu),) = run_processes([command])
     result = json.loads(out.read_text())
     result.setdefault("streams", [result])  # one source: the single-stream loop's summary
     return {"fps": result["fps"], "stream_fps": [s["fps"] for s in result["streams"]], "rss_mib": peak,
+            "cpu_ms_per_frame": 1e3 * cpu / sum(s["frames"] for s in result["streams"]),
             "p95_ms": max(s["stages_ms"]["infer"]["p95_ms"] for s in result["streams"]),
             "mean_batch": result.get("mean_batch")}  # fmt: skip
 
@@ -157,18 +160,21 @@ def markdown(result: dict) -> str:
         f"{result['frames']} frames a stream at {result['size']}; medians over rounds.", "",
         "| backend | N | runner alone fps | batched fps | N processes fps | in turn fps | batched / N processes | "
         "batched / runner alone | per-stream fps spread (batched) | p95 ms batched / processes / in turn | "
-        "RSS MiB batched / processes / in turn |",
-        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
+        "RSS MiB batched / processes / in turn | CPU ms a frame batched / processes / in turn |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
     ]  # fmt: skip
     for row in result["rows"]:
         b, p, t = (row[m] for m in MODES)
         lines.append(
             f"| {row['backend']} | {row['streams']} | {row['alone_fps']:.2f} | {b['fps']:.2f} | {p['fps']:.2f} | {t['fps']:.2f} | "
             f"{b['fps'] / p['fps']:.2f}x | {b['fps'] / row['alone_fps']:.2f} | {row['spread']:.1%} | "
-            f"{b['p95_ms']:.0f} / {p['p95_ms']:.0f} / {t['p95_ms']:.0f} | {b['rss_mib']} / {p['rss_mib']} / {t['rss_mib']} |"
+            f"{b['p95_ms']:.0f} / {p['p95_ms']:.0f} / {t['p95_ms']:.0f} | {b['rss_mib']:.0f} / {p['rss_mib']:.0f} / {t['rss_mib']:.0f} | "
+            f"{b['cpu_ms_per_frame']:.0f} / {p['cpu_ms_per_frame']:.0f} / {t['cpu_ms_per_frame']:.0f} |"
         )
-    lines += ["", "Spread: (fastest - slowest) / slowest stream fps in the batched process. "
-              "RSS of N processes: their peaks summed."]  # fmt: skip
+    lines += ["", "Spread: (fastest - slowest) / slowest stream fps in the batched process. RSS of N processes: their "
+              "peaks summed. CPU ms a frame: user + system CPU time of the process(es), start-up included, over the "
+              "frames they processed (on a shared machine N processes also take a larger share of the cores from "
+              "other tenants, which fps alone does not show)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -200,7 +206,7 @@ def chart(result: dict, path: Path) -> None:
 
 def median_run(runs: list[dict]) -> dict:
     """Per-field medians over rounds (per-stream fps element-wise)."""
-    merged = {key: statistics.median(r[key] for r in runs) for key in ("fps", "p95_ms", "rss_mib")}
+    merged = {key: statistics.median(r[key] for r in runs) for key in ("fps", "p95_ms", "rss_mib", "cpu_ms_per_frame")}
     merged["stream_fps"] = [statistics.median(values) for values in zip(*(r["stream_fps"] for r in runs))]
     return merged
 

@@ -26,7 +26,7 @@ import argparse
 import threading
 from pathlib import Path
 
-from ..atomic import check_distinct, check_output, write_json_atomic
+from ..atomic import check_distinct, check_output, ensure_folder, write_json_atomic
 from ..backends import BACKENDS
 from ..cli import finite_float, nonempty, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
@@ -160,7 +160,7 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sin
     output, save_dir = args.outputs[index], args.save_dirs[index]
     if len(args.streams) > 1:
         if output:
-            output.parent.mkdir(parents=True, exist_ok=True)  # a template's or folder's: made for the streams
+            ensure_folder(output.parent, "--output")  # a template's or folder's: made for the streams
         return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir)] if save_dir else [])
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
@@ -255,18 +255,25 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     from .pipeline import StreamOptions
 
     chosen: list[list[sinks.Sink]] = []
+    page: serve.ServeSink | None = None  # one server for every stream: a grid at /, /stream/<id>.mjpg each
     try:
         runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
                              cuda_binding=args.cuda_binding)  # fmt: skip
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
+        if args.serve:
+            page = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
+                                   tuple(args.serve_host), args.serve_token, streams=tuple(args.names))  # fmt: skip
+            print(page.banner, file=sys.stderr, flush=True)
         for index, source in enumerate(opened):
-            chosen.append(open_sinks(args, source.fps, index))
+            chosen.append(open_sinks(args, source.fps, index) + ([page.channels[index]] if page else []))
         runner.activate()
     except BaseException:
         for source in opened:
             source.close()
         for sink in (sink for stream_sinks in chosen for sink in stream_sinks):
             sink.close()
+        if page is not None:
+            page.close()
         raise
     for name, source, stream_sinks in zip(args.names, opened, chosen):
         outputs = ", ".join(sink.description for sink in stream_sinks) or "headless"
@@ -280,6 +287,9 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     except FcnEdgeError as error:
         kept = [k for k in (sink.kept() for stream_sinks in chosen for sink in stream_sinks) if k]
         raise FcnEdgeError("; ".join([str(error), *kept])) from None
+    finally:
+        if page is not None:
+            page.close()  # after every stream's viewers got their closing boundary
     for feed in multi.feeds:
         feed.stats.info.update(model=str(args.model))
     return multi

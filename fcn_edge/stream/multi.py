@@ -11,7 +11,7 @@ pool, drop policy, sinks, stats and reconnects. Only the runner is shared, so th
 buffers are loaded once and a batch of N frames runs in one call.
 
 A step takes at most one frame from each stream that has one ready and room in its drawing
-queue; nothing waits for a stream without a new frame, and a bursty stream gets no more than
+queue (only the first step waits, up to ``START_WAIT``, for every stream's first frame); nothing waits for a stream without a new frame, and a bursty stream gets no more than
 its one place per step, so it cannot starve the others (fairness). A live stream keeps only
 its newest frame: under overload it drops its own oldest frame (counted in its stats), never
 another stream's. A file stream is read at the model's pace and loses nothing. A dead camera
@@ -46,6 +46,7 @@ from .sinks import Sink
 from .sources import Source
 from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STAGES, STOPPED, StageStats, StreamStats
 
+START_WAIT = 2.0  # s the first step waits for every stream's first frame: the runner warms up on the full batch
 FEED_POOL = FILE_QUEUE + OVERLAY_QUEUE + 3  # 1 being read + pending + 1 in inference + drawing queue + 1 drawn
 LABEL_POOL = OVERLAY_QUEUE + 2
 
@@ -254,6 +255,8 @@ class MultiStream:
 
     def _infer_loop(self, status: "MultiStatus") -> str:
         ended: set[int] = set()
+        with self.wake:  # a runner that compiles per batch size (OpenVINO) compiles the common one first
+            self.wake.wait_for(lambda: all(f.pending or f.finished() for f in self.feeds) or self.stop.is_set(), START_WAIT)
         while not self.stop.is_set():
             with self.wake:
                 self._note_ended(ended)
@@ -309,8 +312,8 @@ class MultiStream:
         frames = sum(s.frames for s in stats)
         seconds = (self.last_done - self.first_start) if self.first_start and self.last_done else 0.0
         mean_batch = self.batch_frames / self.batches if self.batches else 0.0
-        header = (f"{'stream':<16}{'frames':>7}{'fps':>7}{'drop':>6}{'recon':>6}"
-                  + "".join(f"{label[:9]:>14}" for label in [*STAGES.values(), "latency"]) + "  ended")  # fmt: skip
+        labels = ("waited", "infer", "overlay", "write", "latency")  # waited: captured -> its batch started
+        header = f"{'stream':<16}{'frames':>7}{'fps':>7}{'drop':>6}{'recon':>6}" + "".join(f"{label:>14}" for label in labels) + "  ended"
         lines = [
             f"{len(stats)} streams, {frames} frames in {seconds:.1f} s ({frames / seconds if seconds else 0:.2f} fps "
             f"together); {self.batches} batches of {mean_batch:.2f} frames on average",
