@@ -79,9 +79,9 @@ class Feed:
         self._drawing = threading.Thread(target=self._guard, args=(self._draw,), name=f"overlay-{name}", daemon=True)
 
     def start(self, overlay: Overlay) -> None:
-        self.overlay = overlay
+        self.overlay = overlay.copy()  # its buffers are this stream's: the drawing threads run at once
         for sink in self.sinks:
-            sink.start(self.stats, overlay)
+            sink.start(self.stats, self.overlay)
         self._capture.start()
         self._drawing.start()
 
