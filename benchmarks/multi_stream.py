@@ -3,11 +3,13 @@ and one process running the streams in turn, on ONNX Runtime and OpenVINO; inter
 
 Per N (1, 2, 4, 8 streams) and backend, in each round, in this order:
 
-- runner alone: ``runner.infer`` on an NxHxWx3 batch, back to back (what batching can give at best);
+- runner alone: the batch of N frames run back to back as the loop runs it (OpenVINO: split across
+  one stream per thread), nothing else in the process (what batching can give at best);
 - batched: ``python -m fcn_edge.stream --video v0 ... --video vN-1 --headless`` (fcn_edge/stream/multi.py);
 - N processes: N ``python -m fcn_edge.stream --video vi --headless`` at once, each with its defaults
   (what users run today: one process per camera);
-- in turn: one process, the same loop with the runner's ``max_batch`` set to 1 (each stream's frame runs alone).
+- in turn: one process, the same loop with the runner's ``max_batch`` set to 1 and one stream
+  (each stream's frame runs alone, on every thread, one after another).
 
 Every frame of every video is processed (files: no drops), so fps is throughput. Aggregate fps:
 the batched and in-turn processes' frames over their first-frame-to-last-frame time; for N
@@ -119,20 +121,33 @@ def measure(mode: str, videos: list[Path], model: Path, backend: str, work: Path
 def child(mode: str, videos: list[Path], model: Path, backend: str, out: Path) -> None:
     """In a process of its own: the streams in turn through the multi-stream loop, or the runner alone on a batch."""
     from fcn_edge.backends import open_runner
+    from fcn_edge.backends.onnxruntime import default_threads
     from fcn_edge.stream import sources
     from fcn_edge.stream.multi import MultiStream
     from fcn_edge.stream.overlay import Overlay
     from fcn_edge.stream.pipeline import StreamOptions
 
-    runner = open_runner(model, backend)
+    runner = open_runner(model, backend, inflight=default_threads() if mode == "alone" else 1)  # alone: as the CLI
     with runner:
         if mode == "alone":
             captures = [cv2.VideoCapture(str(v)) for v in videos]
             batch = np.stack([c.read()[1] for c in captures])
-            runner.infer(batch)  # compile / first-run costs
+            parts = min(runner.inflight, len(batch))
+            bounds = np.linspace(0, len(batch), parts + 1).astype(int)
+
+            def run() -> None:  # as the loop runs a batch: split across the runner's streams (multi.py)
+                if parts == 1:
+                    runner.infer(batch if len(batch) > 1 else batch[0])
+                    return
+                for low, high in zip(bounds, bounds[1:]):
+                    runner.start(batch[low:high])
+                for _ in range(parts):
+                    runner.wait()
+
+            run()  # compile / first-run costs
             start = time.perf_counter()
             for _ in range(ALONE_CALLS):
-                runner.infer(batch)
+                run()
             write_json_atomic(out, {"fps": ALONE_CALLS * len(videos) / (time.perf_counter() - start)})
             return
         runner.max_batch = 1  # in turn: each stream's frame runs alone, one after the other

@@ -257,8 +257,11 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     chosen: list[list[sinks.Sink]] = []
     page: serve.ServeSink | None = None  # one server for every stream: a grid at /, /stream/<id>.mjpg each
     try:
+        from ..backends.onnxruntime import default_threads
+
+        # OpenVINO: a stream per thread, a part of each batch each (multi.py); the other runners take one batch at a time
         runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
-                             cuda_binding=args.cuda_binding)  # fmt: skip
+                             cuda_binding=args.cuda_binding, inflight=args.inflight or args.threads or default_threads())  # fmt: skip
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
         if args.serve:
             page = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,

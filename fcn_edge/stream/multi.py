@@ -23,7 +23,10 @@ Frames of different sizes are batched by size: a step runs one batch per frame s
 measured in benchmarks/multi_stream.py). A batch larger than the runner takes
 (``runner.max_batch``: a model fixed at batch 1, a TensorRT profile's max) is split. One
 frame alone runs in place; a batch is gathered in ``runner.batch_buffer`` (one copy of each
-frame, about 0.1 ms at 640x480).
+frame, about 0.1 ms at 640x480). A runner with several streams (OpenVINO's throughput
+streams, ``runner.inflight``; the command line asks for one per thread) runs a batch split
+across them, a part each (4 frames of 640x480 on 2 cores: about 8% faster than one request on
+both threads).
 """
 
 from __future__ import annotations
@@ -293,18 +296,28 @@ class MultiStream:
             for first in range(0, len(items), most):
                 chunk = items[first : first + most]
                 start = time.perf_counter()
-                if len(chunk) == 1:
-                    labels = self.runner.infer(chunk[0][1])[None]
-                else:
-                    batch = self.runner.batch_buffer((len(chunk), *shape))
-                    for slot, (_, frame, _) in zip(batch, chunk):
-                        np.copyto(slot, frame)
-                    labels = self.runner.infer(batch)
+                labels = self._run(chunk, shape)
                 end = time.perf_counter()
                 self.batches += 1
                 self.batch_frames += len(chunk)
                 for (feed, frame, captured), frame_labels in zip(chunk, labels):
                     feed.hand_over(frame, frame_labels, captured, start, end)
+
+    def _run(self, chunk: list[tuple[Feed, np.ndarray, float]], shape: tuple[int, ...]) -> list[np.ndarray]:
+        """Each frame's labels: one frame in place; a batch gathered in the runner's batch buffer and, on a runner
+        with several streams (OpenVINO, ``inflight``), split across them so every stream works on its own part."""
+        if len(chunk) == 1:
+            return [self.runner.infer(chunk[0][1])]
+        batch = self.runner.batch_buffer((len(chunk), *shape))
+        for slot, (_, frame, _) in zip(batch, chunk):
+            np.copyto(slot, frame)
+        parts = min(self.runner.inflight, len(chunk))
+        if parts == 1:
+            return list(self.runner.infer(batch))
+        bounds = np.linspace(0, len(chunk), parts + 1).astype(int)
+        for low, high in zip(bounds, bounds[1:]):
+            self.runner.start(batch[low:high])
+        return [labels for _ in range(parts) for labels in self.runner.wait()]
 
     def summary(self) -> str:
         """One row per stream, then the aggregate."""
