@@ -11,8 +11,9 @@ pool, drop policy, sinks, stats and reconnects. Only the runner is shared, so th
 buffers are loaded once and a batch of N frames runs in one call.
 
 A step takes at most one frame from each stream that has one ready and room in its drawing
-queue (only the first step waits, up to ``START_WAIT``, for every stream's first frame); nothing waits for a stream without a new frame, and a bursty stream gets no more than
-its one place per step, so it cannot starve the others (fairness). A live stream keeps only
+queue (only the first step waits, up to ``START_WAIT``, for every stream's first frame);
+nothing waits for a stream without a new frame, and a bursty stream gets no more than its
+one place per step, so it cannot starve the others (fairness). A live stream keeps only
 its newest frame: under overload it drops its own oldest frame (counted in its stats), never
 another stream's. A file stream is read at the model's pace and loses nothing. A dead camera
 reconnects on its own capture thread (pipeline.read_reconnecting) while the others go on; a
