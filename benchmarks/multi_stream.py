@@ -22,7 +22,7 @@ process's peak RSS (``wait4``), summed over the N processes.
     python benchmarks/multi_stream.py --quick           # N = 1 4, 8 frames a stream: a few minutes
     python benchmarks/multi_stream.py --streams 4 --backends openvino --rounds 3 --frames 16
 
-Writes benchmarks/results/multi_stream.json, .md and .png (aggregate fps per N).
+Writes benchmarks/results/multi_stream.json, .md and .png (aggregate fps per N; ``--stem`` renames them).
 """
 
 from __future__ import annotations
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--quick", action="store_true", help="N = 1 4, 8 frames a stream")
     p.add_argument("--out-dir", type=Path, default=OUT)
+    p.add_argument("--stem", default="multi_stream", help="result file names: STEM.json, .md, .png")
     p.add_argument("--child", choices=("in_turn", "alone"), help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("videos", nargs="*", type=Path, help=argparse.SUPPRESS)
@@ -277,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }  # fmt: skip
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out_dir / "multi_stream.json", result)
+    write_json_atomic(args.out_dir / f"{args.stem}.json", result)
     text = markdown(result)
-    write_text_atomic(args.out_dir / "multi_stream.md", text)
-    chart(result, args.out_dir / "multi_stream.png")
+    write_text_atomic(args.out_dir / f"{args.stem}.md", text)
+    chart(result, args.out_dir / f"{args.stem}.png")
     print(text)
     return 0
 
