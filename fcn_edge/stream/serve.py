@@ -65,6 +65,7 @@ PENDING_LIMIT = 256  # connections still sending their head; beyond it the oldes
 BACKLOG = 512  # connections the kernel queues before accept: a burst of viewers is not refused
 SPARE_WORKERS = 4  # workers beyond --serve-clients, for pages, figures and refusals
 SEND_TIMEOUT = 10.0  # s a client may take to accept a reply or a frame before it is dropped
+LINGER = 2.0  # s a refused client's further input is read and dropped, so the refusal is not lost to a reset
 HANG_UP_CHECK = 0.5  # s between looks at a waiting viewer's socket: a closed one frees its slot
 TOKEN_ENV = "FCN_EDGE_SERVE_TOKEN"  # --serve-token from the environment: not in ps
 TOKEN_COOKIE = "fcn_edge_token"
@@ -83,7 +84,7 @@ def parse_address(text: str) -> tuple[str, int]:
     argparse type, so a bad value is reported before anything opens. Forms the C library reads as IPv4 addresses
     though they are not dotted quads (``0``, ``0x0``, ``127.1``) are refused: ``0`` binds every interface."""
     host, colon, port = text.rpartition(":")
-    if not port.isdigit() or int(port) > 65535 or (colon and not host):
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535 or (colon and not host):
         raise FcnEdgeError(f"--serve {text}: give PORT or HOST:PORT, e.g. --serve 8080 or --serve 0.0.0.0:8080 (0 = a free port)")
     if not colon:
         return LOCAL_HOST, int(port)
@@ -273,7 +274,7 @@ class ServeSink(Sink):
         name = name.rstrip(".")
         if name in self.names:
             return True
-        if not port.isdigit() or int(port) != self.port:
+        if not (port.isascii() and port.isdigit()) or int(port) != self.port:  # not "²", which int() refuses
             return False
         with contextlib.suppress(ValueError):
             ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name)
@@ -345,43 +346,58 @@ class Server:
 
     def _read_heads(self) -> None:
         """Accept connections and collect their request heads; a whole head goes to the workers, a late or huge one
-        is answered here, without a worker."""
+        is answered here, without a worker, and what the client still sends is read and dropped until it closes
+        (closing with unread input would reset the connection before the client reads the answer)."""
         selector = selectors.DefaultSelector()
         selector.register(self.socket, selectors.EVENT_READ)
         pending: dict[socket.socket, tuple[tuple, float, bytearray]] = {}  # oldest first: address, deadline, head
+        closing: dict[socket.socket, float] = {}  # answered, read until EOF or this deadline
         try:
             while not self._stopping.is_set():
                 for key, _ in selector.select(POLL):
                     if key.fileobj is self.socket:
-                        self._accept(selector, pending)
+                        self._accept(selector, pending, closing)
+                    elif key.fileobj in closing:
+                        self._discard(key.fileobj, selector, closing)
                     else:
-                        self._read(key.fileobj, selector, pending)
+                        self._read(key.fileobj, selector, pending, closing)
                 now = time.monotonic()
                 for connection in [c for c, (_, deadline, _) in pending.items() if deadline < now]:
-                    self._drop(connection, selector, pending, HTTPStatus.REQUEST_TIMEOUT)
+                    del pending[connection]
+                    self._answer(connection, HTTPStatus.REQUEST_TIMEOUT, closing)
+                for connection in [c for c, deadline in closing.items() if deadline < now]:
+                    self._forget(connection, selector, closing)
         finally:
-            for connection in list(pending):
-                self._drop(connection, selector, pending)
+            for connection in [*pending, *closing]:
+                connection.close()
             selector.close()
             self.socket.close()
 
-    def _accept(self, selector: selectors.BaseSelector, pending: dict) -> None:
+    def _accept(self, selector: selectors.BaseSelector, pending: dict, closing: dict) -> None:
         while True:  # a burst: all of it now
             try:
                 connection, address = self.socket.accept()
             except BlockingIOError:
                 return
-            except OSError:  # out of file descriptors: the oldest slow client makes room
-                if pending:
-                    self._drop(next(iter(pending)), selector, pending)
+            except OSError:  # out of file descriptors: the oldest refused or slow client makes room
+                if closing or pending:
+                    self._forget(next(iter(closing)) if closing else self._oldest(pending), selector, closing)
                 return
             if len(pending) >= PENDING_LIMIT:
-                self._drop(next(iter(pending)), selector, pending)
+                self._answer(self._oldest(pending), HTTPStatus.SERVICE_UNAVAILABLE, closing)
+            if len(closing) >= PENDING_LIMIT:
+                self._forget(next(iter(closing)), selector, closing)
             connection.setblocking(False)
             pending[connection] = (address, time.monotonic() + HEAD_TIMEOUT, bytearray())
             selector.register(connection, selectors.EVENT_READ)
 
-    def _read(self, connection: socket.socket, selector: selectors.BaseSelector, pending: dict) -> None:
+    @staticmethod
+    def _oldest(pending: dict) -> socket.socket:
+        connection = next(iter(pending))
+        del pending[connection]
+        return connection
+
+    def _read(self, connection: socket.socket, selector: selectors.BaseSelector, pending: dict, closing: dict) -> None:
         address, _, head = pending[connection]
         try:
             data = connection.recv(HEAD_LIMIT + 1 - len(head))
@@ -390,25 +406,48 @@ class Server:
         except OSError:  # reset
             data = b""
         if not data:  # gone before its request was complete
-            self._drop(connection, selector, pending)
+            del pending[connection]
+            self._forget(connection, selector, {})
             return
         head += data
         if b"\r\n\r\n" in head or b"\n\n" in head:
-            selector.unregister(connection)
             del pending[connection]
+            selector.unregister(connection)
             try:
                 self.ready.put_nowait((connection, address, bytes(head)))
             except queue.Full:
-                refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE)
+                selector.register(connection, selectors.EVENT_READ)
+                self._answer(connection, HTTPStatus.SERVICE_UNAVAILABLE, closing)
         elif len(head) > HEAD_LIMIT:
-            self._drop(connection, selector, pending, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            del pending[connection]
+            self._answer(connection, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, closing)
 
     @staticmethod
-    def _drop(connection: socket.socket, selector: selectors.BaseSelector, pending: dict,
-              status: HTTPStatus | None = None) -> None:  # fmt: skip
+    def _answer(connection: socket.socket, status: HTTPStatus, closing: dict) -> None:
+        """Send ``status`` if there is room for it (never waiting), end our side, and read the client's out."""
+        with contextlib.suppress(OSError):
+            body = f"{status.value} {status.phrase}\n".encode()
+            connection.send(b"HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                            b"Connection: close\r\n\r\n%s" % (status.value, status.phrase.encode(), len(body), body))  # fmt: skip
+            connection.shutdown(socket.SHUT_WR)
+        closing[connection] = time.monotonic() + LINGER
+
+    @staticmethod
+    def _discard(connection: socket.socket, selector: selectors.BaseSelector, closing: dict) -> None:
+        try:
+            if connection.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        Server._forget(connection, selector, closing)
+
+    @staticmethod
+    def _forget(connection: socket.socket, selector: selectors.BaseSelector, closing: dict) -> None:
         selector.unregister(connection)
-        del pending[connection]
-        refuse(connection, status)
+        closing.pop(connection, None)
+        connection.close()
 
     def _work(self) -> None:
         while (request := self.ready.get()) is not None:
@@ -426,7 +465,9 @@ class Server:
                 with self.connections_changed:
                     self.connections.discard(connection)
                     self.connections_changed.notify_all()
-                refuse(connection)
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_WR)
+                connection.close()
 
     def close(self, grace: float) -> None:
         """Stop accepting; wait up to ``grace`` s for requests to finish, then shut the sockets of the rest (a viewer
@@ -434,8 +475,8 @@ class Server:
         self._stopping.set()
         self._reader.join()
         with contextlib.suppress(queue.Empty):
-            while True:
-                refuse(self.ready.get_nowait()[0], HTTPStatus.SERVICE_UNAVAILABLE)
+            while True:  # complete requests no worker took: the stream is over
+                self.ready.get_nowait()[0].close()
         with self.connections_changed:
             self.connections_changed.wait_for(lambda: not self.connections, grace)
             for connection in self.connections:
@@ -445,18 +486,6 @@ class Server:
             self.ready.put(None)
         for worker in self._workers:
             worker.join(SEND_TIMEOUT)
-
-
-def refuse(connection: socket.socket, status: HTTPStatus | None = None) -> None:
-    """Close a connection, first sending ``status`` if there is room for it (never waiting: the reader's thread)."""
-    with contextlib.suppress(OSError):
-        if status is not None:
-            connection.setblocking(False)
-            body = f"{status.value} {status.phrase}\n".encode()
-            connection.send(b"HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close"
-                            b"\r\n\r\n%s" % (status.value, status.phrase.encode(), len(body), body))  # fmt: skip
-        connection.shutdown(socket.SHUT_WR)
-    connection.close()
 
 
 def hung_up(connection: socket.socket) -> bool:
@@ -484,7 +513,6 @@ class Handler(BaseHTTPRequestHandler):
     """One request, whose head the server has already read: Host check, token, then the route."""
 
     server: Server
-    timeout = SEND_TIMEOUT
     server_version = "fcn_edge"
 
     def __init__(self, connection: socket.socket, address: tuple, server: Server, head: bytes) -> None:
@@ -493,7 +521,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.settimeout(SEND_TIMEOUT)
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self.rfile.close()
         self.rfile = io.BytesIO(self.head)  # a GET or HEAD has no body: the head is the whole request
 
     def parse_request(self) -> bool:
@@ -502,6 +532,11 @@ class Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         self.close_connection = True  # one request per connection: no worker waits on an idle keep-alive
+        try:
+            self.url = urlsplit(self.path)
+        except ValueError:  # "http://[x/": an absolute URL that is not one
+            self.send_error(HTTPStatus.BAD_REQUEST)
+            return False
         sink = self.server.sink
         if not sink.allows(self.headers.get("Host")):
             self.reply(HTTPStatus.FORBIDDEN, "text/plain",
@@ -516,7 +551,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def tokens(self) -> list[str]:
         """The tokens a request carries: ?token=, the page's cookie, Authorization: Bearer."""
-        given = parse_qs(urlsplit(self.path).query).get("token", [])
+        given = parse_qs(self.url.query).get("token", [])
         for header in self.headers.get_all("Cookie", []):
             for part in header.split(";"):
                 name, _, value = part.strip().partition("=")
@@ -528,10 +563,9 @@ class Handler(BaseHTTPRequestHandler):
         return given
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
         try:
             for pattern, name in ROUTES:
-                if match := pattern.fullmatch(path):
+                if match := pattern.fullmatch(self.url.path):
                     getattr(self, name)(*match.groups())
                     return
             self.reply(HTTPStatus.NOT_FOUND, "text/plain", b"not found: try / or /stream.mjpg\n")
@@ -543,7 +577,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def page(self) -> None:
-        if self.server.sink.token and "token" in parse_qs(urlsplit(self.path).query):
+        if self.server.sink.token and "token" in parse_qs(self.url.query):
             # the token leaves the address bar (and history) for a cookie only this site's requests carry
             cookie = f"{TOKEN_COOKIE}={self.server.sink.token}; Path=/; HttpOnly; SameSite=Strict"
             self.reply(HTTPStatus.SEE_OTHER, "text/plain", b"", {"Location": "/", "Set-Cookie": cookie})
@@ -625,6 +659,7 @@ class Handler(BaseHTTPRequestHandler):
         """Garbage, oversized or unsupported requests: the status alone, plain text; nothing of the request is
         echoed (http.server's page quotes the request line, a token in it included)."""
         self.close_connection = True
+        self.request_version = "HTTP/1.0"  # garbage is not HTTP/0.9 to answer without a status line
         status = HTTPStatus(code)
         self.reply(status, "text/plain", f"{status.value} {status.phrase}\n".encode())
 
