@@ -93,7 +93,7 @@ def test_own_photos_in_the_split_layout_train_evaluate_and_build_with_no_dataset
 
     engines = tmp_path / "engines"
     built = run_script("build_engine.py", "--int8", "--checkpoint", run / "best.pt", "--engines-dir", engines,
-                       "--min-agreement", "50", "--max-miou-drop", "100", *QUICK)  # fmt: skip
+                       "--min-agreement", "50", "--max-miou-drop", "100", "--backend", "onnxruntime", *QUICK)  # fmt: skip
     assert built.returncode == 0, built.stderr
     assert f"calibration: train split of folder:{parts.resolve()} (train/ and val/) (the dataset the checkpoint records" in built.stdout
     assert re.search(r"4 labelled images of folder:\S+ val at 4 sizes .*\(the dataset the checkpoint was trained on\)", built.stdout)
