@@ -21,11 +21,13 @@ import argparse
 import threading
 from pathlib import Path
 
+from .. import cpu_features
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
 from ..cli import finite_float, nonempty, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
+from ..sidecar import read_sidecar
 from . import serve, sinks, sources
 from .stats import SOURCE_LOST, StreamStats
 
@@ -192,6 +194,9 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
             args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
             cuda_binding=args.cuda_binding, inflight=frames_in_flight(args, source),
         )
+        different_cpu = cpu_features.mismatch(((read_sidecar(Path(args.model)) or {}).get("verification") or {}).get("instruction_set"))
+        if different_cpu:
+            print(f"note: {args.model} was {different_cpu}", file=sys.stderr)
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
