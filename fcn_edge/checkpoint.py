@@ -73,16 +73,16 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
-        raise FcnEdgeError(f"checkpoint {path} does not exist: train one with scripts/train.py or pass --checkpoint")
+        raise FcnEdgeError(f"checkpoint {path} does not exist: train one with fcn-edge train or pass --checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for files that are not checkpoints
         raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (torch.load failed: {type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (no '{FORMAT}' format tag): pass one written by scripts/train.py")
+        raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (no '{FORMAT}' format tag): pass one written by fcn-edge train")
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
-        raise FcnEdgeError(f"checkpoint {path} has no {', '.join(map(repr, missing))} (incomplete): write it again with scripts/train.py")
+        raise FcnEdgeError(f"checkpoint {path} has no {', '.join(map(repr, missing))} (incomplete): write it again with fcn-edge train")
     # float32 whatever was stored: the shipped default keeps float16 weights to halve its size
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
     return Checkpoint(

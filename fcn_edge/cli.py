@@ -1,13 +1,84 @@
-"""The command-line conventions every script and ``python -m fcn_edge.stream`` share.
+"""The installed ``fcn-edge`` command, and the flag conventions all its subcommands share.
 
-Sizes are ``HxW`` (rows first, as numpy and ONNX shapes are), shapes are ``NxHxWxC``, and
-backends have one name each (:data:`BACKEND_NAMES`). A flag means one thing everywhere.
+``fcn-edge <command> ...`` runs the ``main`` of one stage (:data:`COMMANDS`); the stage's module is
+imported only when its command runs, so ``fcn-edge stream`` on a deploy box without torch never
+touches the training side. Sizes are ``HxW`` (rows first, as numpy and ONNX shapes are), shapes are
+``NxHxWxC``. A flag means one thing everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+PROG = "fcn-edge"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: the module whose ``main(argv)`` runs it, what it does, whether it needs torch."""
+
+    module: str
+    summary: str
+    needs_torch: bool = False
+
+
+# In pipeline order: what `fcn-edge --help` lists.
+COMMANDS: dict[str, Command] = {
+    "train": Command("fcn_edge.train.__main__", "train an FCN on a dataset, write a checkpoint", needs_torch=True),
+    "evaluate": Command("fcn_edge.train.evaluate", "mIoU and boundary F-score of a checkpoint on a dataset split",
+                        needs_torch=True),
+    "convert": Command("fcn_edge.export.convert", "rewrite a checkpoint's transposed convs as resize+conv",
+                       needs_torch=True),
+    "export": Command("fcn_edge.export.__main__", "export a checkpoint to a verified ONNX model", needs_torch=True),
+    "checkerboard": Command("fcn_edge.export.checkerboard_report",
+                            "measure checkerboard artifacts of decoders and checkpoints", needs_torch=True),
+    "calibration-set": Command("fcn_edge.quantize.calibration_set", "write the synthetic INT8 calibration frames"),
+    "build": Command("fcn_edge.compile.__main__", "build a verified INT8/FP16/BF16/FP32 artifact for this machine"),
+    "stream": Command("fcn_edge.stream.__main__", "segment a camera, video, folder or network stream live"),
+    "bench": Command("fcn_edge.bench.__main__", "latency and accuracy of every precision and backend here",
+                     needs_torch=True),
+    "doctor": Command("fcn_edge.doctor", "what this machine can run: GPU, TensorRT, CUDA bindings, CPU runtimes"),
+    "compat": Command("fcn_edge.backends.tensorrt.compat", "which TensorRT version features this install has"),
+}
+
+
+def command_line(name: str) -> str:
+    """How a message names a subcommand: the installed command, which every install has."""
+    return f"{PROG} {name}"
+
+
+def _overview() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    listing = "\n".join(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train FCN segmentation models, build verified INT8/FP16 artifacts, stream cameras through them.",
+        epilog=f"commands:\n{listing}\n\n`{PROG} <command> --help` shows a command's flags.",
+    )
+    parser.add_argument("command", choices=list(COMMANDS), metavar="command", help="one of the commands below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``fcn-edge <command> [flags]``: run that command's ``main`` with the flags; its exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] in ("-h", "--help"):
+        _overview().print_help()
+        return 0 if arguments else 2
+    parsed = _overview().parse_args(arguments[:1])
+    command = COMMANDS[parsed.command]
+    if command.needs_torch:
+        from .errors import exit_without_torch
+
+        exit_without_torch(command_line(parsed.command))
+    stage = importlib.import_module(command.module)
+    return int(stage.main(arguments[1:]) or 0)
 
 def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
     """'256x512' -> (256, 512), as (H, W); beyond ``maximum`` a typo, which would exhaust memory, not a size."""
@@ -55,3 +126,18 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty value: give one (is the shell variable you meant set?)")
     return text
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

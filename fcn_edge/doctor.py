@@ -1,4 +1,4 @@
-"""``python -m fcn_edge.doctor``: what this machine has for GPU inference, and whether each GPU path works.
+"""``fcn-edge doctor``: what this machine has for GPU inference, and whether each GPU path works.
 
 No machine the project is developed on has a GPU, so this is the one command that checks
 the GPU code for real. It reports the NVIDIA driver and the CUDA it runs, the GPU, TensorRT,
@@ -16,7 +16,7 @@ installed, each as one row:
 A path that is not installed is a ``skip`` row saying what to install; one that is installed
 and fails is a ``FAIL`` row. Output: one table, then the same as JSON. Exit status: 0 when no
 row failed, 1 when one did, 2 for a usage error. Without a GPU it only reports, in about a
-second. The default model's CPU artifacts come from ``engines/`` (``python scripts/build_engine.py
+second. The default model's CPU artifacts come from ``engines/`` (``fcn-edge build
 --int8``), or are built into a temporary folder when missing.
 """
 
@@ -31,16 +31,16 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .atomic import json_text, write_json_atomic
+from .atomic import check_output, json_text, write_json_atomic
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from .scratch import scratch_folder
 from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
@@ -185,10 +185,9 @@ class Paths:
         return self._graphs
 
     def _build_cpu_artifacts(self, folder: Path) -> None:
-        script = Path("scripts") / "build_engine.py"
-        if not script.is_file() or not DEFAULT_CHECKPOINT.is_file():
-            raise FcnEdgeError(f"no default model here (engines/, {script}, {DEFAULT_CHECKPOINT}): run from the project folder")
-        command = [sys.executable, str(script), "--int8", "--backend", "onnxruntime", "--engines-dir", str(folder), "--no-progress"]
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise FcnEdgeError(f"no default model here (engines/, {DEFAULT_CHECKPOINT}): run from the project folder")
+        command = [sys.executable, "-m", "fcn_edge.cli", "build", "--int8", "--backend", "onnxruntime", "--engines-dir", str(folder), "--no-progress"]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -305,11 +304,14 @@ def table(rows: list[Row]) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, help="also write the JSON to this file")
+    parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON to this file (atomically)")
     args = parser.parse_args(argv)
+    if args.json is not None:
+        check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_doctor_") as workdir:
+    with scratch_folder("doctor") as workdir:
         rows = run(Path(workdir))
     failed = [row.name for row in rows if row.status == "FAIL"]
     result = {"rows": [asdict(row) for row in rows], "failed": failed, "seconds": round(time.perf_counter() - started, 1)}

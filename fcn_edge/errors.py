@@ -26,19 +26,35 @@ class Terminated(BaseException):
 EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
+def _interrupted_while_importing(_signum: int, _frame: object) -> None:
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED)  # nothing is written yet: no cleanup to run, no traceback to show
+
+
+def quiet_interrupt_while_importing() -> None:
+    """For a script's first lines: Ctrl-C while its heavy imports load (torch, ONNX tools: seconds) exits 130 with
+    one line instead of a KeyboardInterrupt traceback from deep inside an import; ``run_cli`` puts Ctrl-C back."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_importing)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Wrap a script's ``main``: user errors and running out of memory print one line and exit with status 2;
     Ctrl-C and SIGTERM clean up and exit 130 and 143."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C cleans up (KeyboardInterrupt)
         previous = _raise_on_sigterm()
         try:
             return int(main(argv) or 0)
         except FcnEdgeError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
-        except MemoryError:
+        except Exception as error:  # MemoryError, and the out-of-memory errors of OpenCV, PyTorch, ONNX Runtime
+            if not out_of_memory(error):
+                raise
             print("error: out of memory: use smaller sizes (or fewer images), or free memory first", file=sys.stderr)
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
@@ -52,6 +68,19 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+OUT_OF_MEMORY_MARKS = (
+    "Insufficient memory",  # OpenCV: cv2.error (-4:Insufficient memory) Failed to allocate N bytes
+    "can't allocate memory",  # PyTorch: DefaultCPUAllocator: can't allocate memory
+    "Failed to allocate memory",  # ONNX Runtime's allocators
+    "bad_alloc",  # C++ std::bad_alloc passed through (ONNX Runtime, OpenVINO)
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is running out of memory: Python's MemoryError, or a library's own error saying so."""
+    return isinstance(error, MemoryError) or any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
 
 
 def _raise_on_sigterm():

@@ -74,6 +74,15 @@ def check_classes(classes: Sequence[str], where: str) -> None:
         raise FcnEdgeError(f"{where} names {', '.join(map(repr, twice))} more than once: class names must differ")
 
 
+def class_difference(ours: Sequence[str], theirs: Sequence[str], where: str) -> str:
+    """'has N classes, WHERE has M' or where the names first differ, each name as repr (a BOM or a
+    trailing space shows): for an error line."""
+    if len(ours) != len(theirs):
+        return f"has {len(ours)} classes, {where} has {len(theirs)}"
+    index = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+    return f"names class {index} {ours[index]!r}, {where} {theirs[index]!r}"
+
+
 def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:
     """Set our keys in ``model.metadata_props`` in place, replacing any earlier ones and keeping others."""
     kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
@@ -87,25 +96,25 @@ def read_metadata(source: str | Path | onnx.ModelProto) -> ModelMetadata:
     else:
         label = str(source)
         if not Path(source).is_file():
-            raise FcnEdgeError(f"ONNX model {label} does not exist: export one with scripts/export_onnx.py")
+            raise FcnEdgeError(f"ONNX model {label} does not exist: export one with fcn-edge export")
         try:
             model = onnx.load(source, load_external_data=False)
         except DecodeError:
-            raise FcnEdgeError(f"{label} is not an ONNX model: pass an .onnx file written by scripts/export_onnx.py") from None
+            raise FcnEdgeError(f"{label} is not an ONNX model: pass an .onnx file written by fcn-edge export") from None
     props = {p.key: p.value for p in model.metadata_props}
     missing = [PREFIX + k for k in ("format", *FIELDS) if PREFIX + k not in props]
     if missing:
         raise FcnEdgeError(
             f"{label} has no fcn_edge metadata (missing {', '.join(missing[:3])}"
-            f"{'...' if len(missing) > 3 else ''}): export it with scripts/export_onnx.py or pass the classes and "
+            f"{'...' if len(missing) > 3 else ''}): export it with fcn-edge export or pass the classes and "
             "preprocessing as flags"
         )
     if props[PREFIX + "format"] != FORMAT:
         raise FcnEdgeError(
             f"{label} has fcn_edge metadata format {props[PREFIX + 'format']!r}, this version reads {FORMAT!r}: "
-            "re-export it with scripts/export_onnx.py"
+            "re-export it with fcn-edge export"
         )
     try:
         return ModelMetadata.from_props(props)
     except (ValueError, TypeError, KeyError) as error:
-        raise FcnEdgeError(f"{label} has unreadable fcn_edge metadata ({error}): re-export it with scripts/export_onnx.py") from None
+        raise FcnEdgeError(f"{label} has unreadable fcn_edge metadata ({error}): re-export it with fcn-edge export") from None

@@ -7,7 +7,12 @@ Subclasses override ``activate_impl``, ``infer_impl`` and ``deactivate_impl`` (a
 
 A runner takes one camera frame (uint8 HxWx3 BGR, C-contiguous, as OpenCV gives it) and
 returns its labels (HxW, one byte per pixel): pre- and post-processing live inside the
-model, so nothing else crosses the host boundary.
+model, so nothing else crosses the host boundary. ``infer`` also takes a batch of
+same-size frames (uint8 NxHxWx3) and returns NxHxW labels: several cameras through one
+model (fcn_edge/stream/multi.py). ``max_batch`` is the most frames one call takes (None:
+any; 1 for a model exported with a fixed batch of 1, whose callers split batches);
+:meth:`Runner.batch_buffer` is a reused NxHxWx3 buffer to gather a batch in, in memory the
+runner reads in place.
 
 **Output buffers are reused between calls**: the array ``infer`` (or ``wait``) returns is
 overwritten by the next call. Copy it if you keep it. Input checks (dtype, shape, layout)
@@ -37,6 +42,7 @@ class Runner:
     """Base class: lifecycle, input checks and timing; backends supply the ``*_impl`` methods."""
 
     inflight = 1  # frames start() may begin before a wait()
+    max_batch: int | None = None  # frames one infer() takes; None: any
 
     def __init__(self, name: str, check_inputs: bool = True) -> None:
         self.name = name
@@ -46,6 +52,7 @@ class Runner:
         self.classes: list[str] | None = None  # class names and RGB palette: set by open_runner
         self.palette: list[tuple[int, int, int]] | None = None
         self._pending: deque[np.ndarray] = deque()  # started, not yet waited for
+        self._batch_buffers: dict[tuple[int, ...], np.ndarray] = {}
 
     def activate(self) -> "Runner":
         """Allocate everything inference needs; a no-op when already active."""
@@ -55,13 +62,19 @@ class Runner:
         return self
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
-        """Labels for one uint8 HxWx3 BGR frame, in a buffer the next call overwrites."""
+        """Labels for one uint8 HxWx3 BGR frame (HxW), or for a NxHxWx3 batch (NxHxW), in a buffer the next call
+        overwrites."""
         if not self.is_active:
             raise RuntimeError(f"runner {self.name} is not active: call activate() or use it as a context manager")
         if self._pending:
             raise RuntimeError(f"runner {self.name} has started frames: wait() for them before infer()")
         if self.check_inputs:
-            check_frame(frame)
+            check_frame(frame, batch=True)
+            if frame.ndim == 4 and self.max_batch is not None and len(frame) > self.max_batch:
+                raise FcnEdgeError(
+                    f"runner {self.name} takes at most {self.max_batch} frame(s) at once (the model's fixed batch), "
+                    f"got {len(frame)}: split the batch, or export the model with a dynamic batch"
+                )
         return self.infer_impl(frame)
 
     def start(self, frame: np.ndarray) -> None:
@@ -88,6 +101,14 @@ class Runner:
         hands out page-locked or, on Jetson, mapped memory.
         """
         return np.empty(shape, np.uint8)
+
+    def batch_buffer(self, shape: tuple[int, int, int, int]) -> np.ndarray:
+        """A uint8 NxHxWx3 buffer, the same one for every call with this shape, to gather a batch in for ``infer``;
+        TensorRT hands out its page-locked input buffer, so the batch is not copied again."""
+        buffer = self._batch_buffers.get(shape)
+        if buffer is None:
+            buffer = self._batch_buffers[shape] = np.empty(shape, np.uint8)
+        return buffer
 
     def release_frame_buffer(self, buffer: np.ndarray) -> None:
         """Give back a :meth:`frame_buffer` nobody reads any more (the stream's pool slot of an old frame size).
@@ -131,15 +152,16 @@ def model_file(path: str | Path) -> Path:
     if path.is_dir():
         raise FcnEdgeError(f"model {path} is a folder: pass the .onnx file in it")
     if not path.is_file():
-        raise FcnEdgeError(f"model {path} does not exist: build one with python scripts/build_engine.py or pass --model")
+        raise FcnEdgeError(f"model {path} does not exist: build one with fcn-edge build or pass --model")
     return path
 
 
-def check_frame(frame: object) -> None:
-    """Raise FcnEdgeError unless ``frame`` is what runners take: C-contiguous uint8 HxWx3."""
+def check_frame(frame: object, batch: bool = False) -> None:
+    """Raise FcnEdgeError unless ``frame`` is what runners take: C-contiguous uint8 HxWx3 (or NxHxWx3 with ``batch``)."""
     if not isinstance(frame, np.ndarray):
         raise FcnEdgeError(f"a runner takes a numpy frame, got {type(frame).__name__}")
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 1:
+    dims = (3, 4) if batch else (3,)
+    if frame.dtype != np.uint8 or frame.ndim not in dims or frame.shape[-1] != 3 or min(frame.shape[:-1]) < 1:
         raise FcnEdgeError(
             f"a runner takes one uint8 HxWx3 BGR frame, got {frame.dtype} of shape {frame.shape}: "
             "pass frames as OpenCV reads them"

@@ -29,7 +29,7 @@ import onnx
 
 from .atomic import check_writable, json_text
 from .errors import FcnEdgeError
-from .paths import file_sha256
+from .paths import file_sha256, is_utf8
 
 FORMAT = "fcn_edge.artifact/1"
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
@@ -59,7 +59,10 @@ def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, i
 
 
 def check_name(name: str) -> None:
-    """Artifact names become file names in the engines folder: never a path, never hidden, never too long."""
+    """Artifact names become file names in the engines folder: never a path, never hidden, never too long, always
+    UTF-8 (they are written into the sidecar and shown)."""
+    if not is_utf8(name):
+        raise FcnEdgeError(f"artifact name {name!r} (--name, else the model file's stem) is not UTF-8 text: rename it")
     if (
         not name.strip() or name != name.strip() or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0")
         or len(name.encode("utf-8")) > MAX_NAME_BYTES

@@ -1,62 +1,11 @@
 #!/usr/bin/env python3
-"""Export a checkpoint to one verified .onnx file: camera frames in, uint8 labels out by default."""
-
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
+"""``fcn-edge export``, kept under this name for the commands in README and older notes (fcn_edge/export/__main__.py)."""
 
 from fcn_edge.errors import exit_without_torch
 
-# before anything imports torch: on a deploy-only install, one line naming the extra
-exit_without_torch("scripts/export_onnx.py")
+exit_without_torch("fcn-edge export")  # before the import below loads torch
 
-from fcn_edge.atomic import check_distinct, check_output
-from fcn_edge.errors import run_cli
-from fcn_edge.export import DEFAULT_OPSET, export_checkpoint
-from fcn_edge.models.edges import EdgeOptions, guided_arg, scales_arg
-from fcn_edge.models.refine import GuidedParams
-from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
-
-OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits", "labels")}
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--output", type=Path, help="default: engines/<checkpoint stem>.onnx")
-    p.add_argument("--input", default="frame", choices=["frame", "tensor"],
-                   help="frame: uint8 NHWC BGR as OpenCV gives it, preprocessed in the graph; tensor: float32 NCHW normalised")
-    p.add_argument("--output-kind", default="labels", choices=list(OUTPUT_KINDS),
-                   help="labels: uint8 N x H x W class ids; logits: float32 N x K x H x W")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    p.add_argument("--no-graph-passes", action="store_true", help="keep fixed bilinear ConvTranspose nodes as they are")
-    p.add_argument("--refine", nargs="?", const=GuidedParams(), type=guided_arg, metavar="RADIUS,EPS[,SUBSAMPLE]",
-                   help="guided-filter edge refinement in the graph; bare --refine takes the parameters chosen on the "
-                        "synthetic validation split (evaluate.py --refine search chooses them for other data)")
-    p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference in the graph, e.g. 0.75,1,1.25")
-    p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
-    return p.parse_args(argv)
-
-
-@run_cli
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    output = args.output
-    if output is None:
-        if not ENGINES_DIR.exists():
-            ENGINES_DIR.mkdir()
-        output = ENGINES_DIR / f"{args.checkpoint.stem}.onnx"
-    check_distinct({"--checkpoint": args.checkpoint}, {"--output": output})
-    check_output(output, "--output")  # before the export, which takes seconds
-    report = export_checkpoint(
-        args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],
-        opset=args.opset, graph_passes=not args.no_graph_passes,
-        edges=EdgeOptions(tuple(args.scales), args.flip, args.refine),
-    )
-    print(report.table())
-    return 0
-
+from fcn_edge.export.__main__ import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -56,7 +56,7 @@ def load_baseline(machine_class: str, directory: Path = BASELINE_DIR) -> dict:
         raise BaselineMismatch(
             f"no latency baseline for machine class {machine_class} (have: {', '.join(known) or 'none'}); "
             "comparing with another class would be a false alarm: record one with "
-            "`python scripts/benchmark.py --update-baseline --reason '...'`"
+            "`fcn-edge bench --update-baseline --reason '...'`"
         )
     baseline = json.loads(path.read_text())
     recorded = baseline["fingerprint"]["machine_class"]
@@ -72,7 +72,7 @@ def compare(baseline: dict, normalised: dict[str, float], tolerance: float | Non
     if unknown:
         raise FcnEdgeError(
             f"the baseline has no figure for {', '.join(unknown)}: record one with "
-            "`python scripts/benchmark.py --update-baseline --reason '...'`"
+            "`fcn-edge bench --update-baseline --reason '...'`"
         )
     return [Verdict(key, baseline["normalised"][key], normalised[key], tol) for key in sorted(normalised)]
 

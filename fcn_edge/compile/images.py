@@ -8,7 +8,7 @@ Verification data, first that applies (the table and the sidecar say which, and 
   4. the val split of ``--calib-data``'s dataset, when it has as many classes as the model;
   5. the calibration hold-out: unlabelled, so label agreement with FP32 only, no mIoU.
 A labelled dataset gives FP32 and artifact mIoU on its images, at their own size (one at a
-time, as ``scripts/evaluate.py`` does) or at the model's fixed input size, resized.
+time, as ``fcn-edge evaluate`` does) or at the model's fixed input size, resized.
 
 ``--calib-data NAME:ROOT`` takes calibration frames from a dataset's train split instead of
 the ``--calib-dir`` folder: ``--calib-images`` of them, evenly spaced, with every
@@ -27,6 +27,7 @@ import numpy as np
 from ..data import DATASETS, build_dataset
 from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from ..errors import FcnEdgeError
+from ..metadata import class_difference
 from ..quantize import calibration
 from . import verify
 from .source import SourceModel
@@ -231,8 +232,5 @@ def _check_classes(classes: Sequence[str], source: SourceModel, data: str) -> No
     """Ground truth only means something for the model's own classes: same names (ours) or the same count (foreign)."""
     same = list(classes) == list(source.classes) if source.metadata is not None else len(classes) == len(source.classes)
     if not same:
-        shown = ", ".join(list(classes)[:3])
-        raise FcnEdgeError(
-            f"{data}: {len(classes)} classes ({shown}, ...) but the model predicts {len(source.classes)} "
-            f"({', '.join(source.classes[:3])}, ...): verify on the data the model is for (--val-data)"
-        )
+        raise FcnEdgeError(f"the model {class_difference(source.classes, list(classes), data)}: verify on the data the "
+                           "model is for (--val-data)")

@@ -25,6 +25,7 @@ from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
 from . import images, timing
+from ..scratch import scratch_folder
 from .options import Backend, BuildOptions
 from .source import SourceModel, external_data_files
 
@@ -147,8 +148,7 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
         if existing:
             return Built(paths, existing, True, existing["verification"]["table"], existing["verification"]["passed"])
 
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_build_") as tmp_name:
-        tmp = Path(tmp_name)
+    with scratch_folder("build") as tmp:  # one a killed build left is reclaimed by the next
         from .steps import Work  # the quantization tools load slowly: only once a build really runs
 
         source = make_source(tmp)

@@ -28,7 +28,11 @@ def read_classes(path: Path) -> list[str]:
     """Class names from a text file, one per line; blank lines are skipped."""
     if not path.is_file():
         raise FcnEdgeError(f"{path} not found: write one class name per line (class 0 first) or pass classes=")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of class 0's name
+    except UnicodeDecodeError:
+        raise FcnEdgeError(f"{path} is not UTF-8 text: save it as UTF-8, one class name per line") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise FcnEdgeError(f"{path} lists no classes: write one class name per line (class 0 first)")
     check_classes(names, str(path))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .multiscale import MultiScale
-from .refine import GuidedParams, GuidedRefine
+from .refine import MAX_RADIUS, MAX_SUBSAMPLE, GuidedParams, GuidedRefine
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def guided_arg(text: str) -> GuidedParams:
             raise ValueError
     except (ValueError, IndexError):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not RADIUS,EPS[,SUBSAMPLE] with radius >= 1, eps > 0, subsample >= 1 (e.g. 2,0.01,4)"
+            f"{text!r} is not RADIUS,EPS[,SUBSAMPLE] with radius 1..{MAX_RADIUS}, eps > 0 (finite), subsample "
+            f"1..{MAX_SUBSAMPLE} (e.g. 2,0.01,4)"
         ) from None
     return params

@@ -15,6 +15,7 @@ The output replaces the logits: refined class probabilities (ArgMax picks the la
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -22,16 +23,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+MAX_RADIUS = 16  # on the subsampled grid: 2 x 16 x 4 = 128 px boxes at subsample 4; radius 500 ran for minutes a frame
+MAX_SUBSAMPLE = 32  # the FCN's stride
+
+
 @dataclass(frozen=True)
 class GuidedParams:
-    # defaults: the best boundary IoU on 20 synthetic validation scenes (evaluate.py --refine search)
+    # defaults: the best boundary IoU on 20 synthetic validation scenes (fcn-edge evaluate --refine search)
     radius: int = 1  # box radius on the subsampled grid
     eps: float = 0.03  # regularisation, in units of the normalised guide's variance: larger = smoother
     subsample: int = 2  # the grid a, b are fitted on; divides the FCN's stride of 32
 
     def __post_init__(self) -> None:
-        if self.radius < 1 or self.eps <= 0 or self.subsample < 1:
-            raise ValueError(f"guided filter {self}: radius >= 1, eps > 0 and subsample >= 1 required")
+        if not (1 <= self.radius <= MAX_RADIUS and 0 < self.eps < math.inf and 1 <= self.subsample <= MAX_SUBSAMPLE):
+            raise ValueError(
+                f"guided filter {self}: radius 1..{MAX_RADIUS}, eps > 0 (finite) and subsample 1..{MAX_SUBSAMPLE} required"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

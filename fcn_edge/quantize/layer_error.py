@@ -16,7 +16,6 @@ verifies every choice on real images rather than trusting the ranking.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +25,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from ..backends.onnxruntime.session import apply_thread_policy
+from ..scratch import scratch_folder
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -150,7 +150,7 @@ def layer_errors(
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     apply_thread_policy(options)
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_probe_") as tmp:
+    with scratch_folder("probe") as tmp:
         path = Path(tmp) / "probe.onnx"
         onnx.save_model(probe.model, path)  # a path, not bytes: models over 2 GB serialise only to files
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

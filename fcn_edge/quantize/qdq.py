@@ -39,7 +39,6 @@ calibrates again: both placements and every sensitivity trial reuse the same sta
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -55,6 +54,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from ..atomic import atomic_path
 from ..errors import FcnEdgeError
 from . import placement as qdq_placement
+from ..scratch import scratch_folder
 from .label_ops import label_convs
 from .score_tail import score_tail
 from .statistics import TensorRanges
@@ -168,7 +168,7 @@ def quantize(
         options["QuantizeBias"] = False  # TensorRT takes float biases; it has no INT32 DequantizeLinear
     else:
         exclude_nodes = [*exclude_nodes, *narrow_convs(graph)]
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_qdq_") as tmp, atomic_path(output) as out, _quiet():
+    with scratch_folder("qdq") as tmp, atomic_path(output) as out, _quiet():
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(data, cache)
         quantize_static(

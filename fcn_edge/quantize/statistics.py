@@ -21,7 +21,6 @@ Methods:
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,6 +31,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from ..backends.onnxruntime.session import apply_thread_policy
+from ..scratch import scratch_folder
 
 METHODS = ("max", "percentile", "entropy")
 NUM_BINS = 2048
@@ -73,7 +73,7 @@ def _observing_session(model: onnx.ModelProto, names: Sequence[str], threads: in
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every observed tensor
     options.intra_op_num_threads = threads
     apply_thread_policy(options)
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_calib_") as tmp:
+    with scratch_folder("calib") as tmp:
         path = Path(tmp) / "observed.onnx"
         onnx.save_model(observed, path)  # a path, not bytes: models over 2 GB serialise only to files
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -5,7 +5,7 @@ stand-in of that release's Python API (:mod:`.tensorrt_api`), and the CUDA bindi
 (``cuda.bindings.runtime``/``driver`` of cuda-python, ``pycuda.driver``) to stand-ins over
 one numpy-backed GPU (:mod:`.device`; ``FCN_EDGE_STANDIN_DEVICE=desktop|orin-agx|orin-nano``
 picks which GPU it plays). fcn_edge's own code is not touched: its ``import`` statements
-get these modules, so ``scripts/build_engine.py`` and the stream run their GPU paths end
+get these modules, so ``fcn-edge build`` and the stream run their GPU paths end
 to end on a CPU. The engine runs its ONNX graph with ONNX Runtime at the engine's
 precision, so a wrong precision, cache or profile changes labels or fails as on a GPU.
 docs/tensorrt.md says what they check and what only a real GPU shows.

@@ -1,4 +1,4 @@
-"""Camera inference loop: sources -> runner -> overlay -> sinks, pipelined (pipeline.py); run ``python -m fcn_edge.stream``.
+"""Camera inference loop: sources -> runner -> overlay -> sinks, pipelined (pipeline.py); run ``fcn-edge stream``.
 
 Kept import-free so the CLI reports a bad flag or a missing camera before the heavy imports.
 """

@@ -1,11 +1,15 @@
-"""``python -m fcn_edge.stream --camera 0``: segment a camera, video, folder or network stream live.
+"""``fcn-edge stream --camera 0`` (or ``python -m fcn_edge.stream``): segment a camera, video, folder or network stream live.
+
+Several sources (``--camera 0 --camera 1 --url rtsp://...``, or ``--sources FILE``) run as
+one stream each through one model, batched (fcn_edge/stream/multi.py); each stream has its
+own recording (``--output runs/{name}.mp4``), stats and drop policy.
 
 Exit status: 0 when the input ends, --max-frames is reached, the window is closed or the
 run is stopped with Ctrl-C/SIGTERM (stopping a live stream is the normal way to end it;
 the recording is finalised and the summary printed first; during start-up, too); 2 for a
 user error (bad flag, no camera, missing model) or a failure while running (a full disk, an
 unreadable image: the line says what was kept); 3 when a live source is lost and
-reconnecting fails; 130 when a second Ctrl-C aborts without waiting.
+reconnecting fails (several streams: any of them; the others run on); 130 when a second Ctrl-C aborts without waiting.
 """
 
 from __future__ import annotations
@@ -24,32 +28,34 @@ from pathlib import Path
 from .. import cpu_features
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
-from ..cli import finite_float, nonempty, size_hw
+from ..cli import finite_float, nonempty, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
 from ..sidecar import read_sidecar
-from . import serve, sinks, sources
+from . import feeds, serve, sinks, sources
 from .stats import SOURCE_LOST, StreamStats
 
 EXIT_SOURCE_LOST = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fcn_edge.stream", description=__doc__.split("\n\n")[0])
-    src = p.add_argument_group("source (one)").add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", type=int, metavar="N", help="V4L2 camera index (/dev/videoN)")
-    src.add_argument("--device", type=nonempty, metavar="PATH", help="camera device path, e.g. /dev/video2")
-    src.add_argument("--csi", type=int, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)")
-    src.add_argument("--gst", type=nonempty, metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
-    src.add_argument("--url", type=nonempty, metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
-    src.add_argument("--video", type=Path, metavar="FILE", help="video file (every frame is processed)")
-    src.add_argument("--images", type=Path, metavar="DIR", help="folder of images, in name order")
-    src.add_argument("--synthetic", action="store_true", help="moving synthetic scenes (no device needed)")
+    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0])
+    src = p.add_argument_group("sources (repeatable: several sources run as one batched stream each)")
+    src.add_argument("--camera", type=int, action=AddSource, metavar="N", help="V4L2 camera index (/dev/videoN)")
+    src.add_argument("--device", type=nonempty, action=AddSource, metavar="PATH", help="camera device path, e.g. /dev/video2")
+    src.add_argument("--csi", type=int, action=AddSource, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)")
+    src.add_argument("--gst", type=nonempty, action=AddSource, metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
+    src.add_argument("--url", "--rtsp", type=nonempty, action=AddSource, metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
+    src.add_argument("--video", type=Path, action=AddSource, metavar="FILE", help="video file (every frame is processed)")
+    src.add_argument("--images", type=Path, action=AddSource, metavar="DIR", help="folder of images, in name order")
+    src.add_argument("--synthetic", nargs=0, action=AddSource, help="moving synthetic scenes (no device needed; again: another scene)")
+    src.add_argument("--sources", type=Path, metavar="FILE",
+                     help="one source a line, [NAME] URI: rtsp://..., http://..., camera:N, /dev/videoN, video:PATH, images:DIR, synthetic")
     p.add_argument("--size", type=size_hw, metavar="HxW", help="requested capture size, e.g. 720x1280 (cameras, CSI, synthetic)")
     p.add_argument("--fps", type=finite_float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
-    p.add_argument("--threads", type=int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
+    p.add_argument("--threads", type=positive_int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
     p.add_argument("--inflight", type=int, metavar="N",
                    help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
                         "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
@@ -59,8 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
     p.add_argument("--legend", action="store_true", help="draw class names and colours")
     p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
-    p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi)")
-    p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame")
+    p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi); "
+                   "several streams: a template such as runs/{name}.mp4 ({name}, {id}) or a folder (FOLDER/NAME.mp4)")
+    p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame (several streams: DIR/NAME, or a {name} template)")
     p.add_argument("--serve", type=serve.parse_address, metavar="[HOST:]PORT",
                    help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)")
     p.add_argument("--serve-host", action="append", default=[], metavar="NAME",
@@ -75,7 +82,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reconnect-delay", type=finite_float, default=0.5, metavar="S", help="first retry delay, doubling (0.5)")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the summary as JSON")
     args = p.parse_args(argv)
+    args.streams = [*(getattr(args, "streams", None) or []), *(feeds.read_sources_file(args.sources) if args.sources else [])]
+    if not args.streams:
+        raise FcnEdgeError(
+            "no source given: add --camera N, --video FILE, --url URL, --images DIR, --synthetic (each repeatable) or --sources FILE"
+        )
+    args.names = feeds.stream_names(args.streams)
+    several = len(args.streams) > 1
+    args.outputs = feeds.output_paths("--output", args.output, args.names, ".mp4")
+    args.save_dirs = feeds.output_paths("--save-dir", args.save_dir, args.names, "")
     checks = [
+        (several and args.display, "--display shows one stream: with several sources use --serve (a grid of all) or --output"),
         (args.max_frames is not None and args.max_frames < 1, f"--max-frames {args.max_frames} must be at least 1"),
         (args.reconnect < 0, f"--reconnect {args.reconnect} must be 0 or more"),
         (args.inflight is not None and args.inflight < 1, f"--inflight {args.inflight} must be at least 1"),
@@ -88,34 +105,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for failed, message in checks:
         if failed:
             raise FcnEdgeError(message)
-    check_distinct(
-        {"--model": args.model, "--video": args.video, "--images": args.images, "--device": args.device},
-        {"--output": args.output, "--save-dir": args.save_dir, "--stats-json": args.stats_json},
-    )  # a recording over its own video, PNGs into the folder being read
+    inputs = {"--model": args.model, "--sources": args.sources}
+    inputs.update({f"--{spec.kind} {spec.value}": spec.value for spec in args.streams if spec.kind in ("video", "images", "device")})
+    outputs = {"--stats-json": args.stats_json}
+    outputs.update({f"--output ({name})": path for name, path in zip(args.names, args.outputs)})
+    outputs.update({f"--save-dir ({name})": path for name, path in zip(args.names, args.save_dirs)})
+    check_distinct(inputs, outputs)  # a recording over its own video, PNGs into the folder being read
     if args.stats_json is not None:
         check_output(args.stats_json, "--stats-json")  # written after the run: found unwritable now, not then
     return args
 
 
-def open_source(args: argparse.Namespace) -> sources.Source:
+class AddSource(argparse.Action):
+    """Source flags append to one list, in command-line order: the streams' ids."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        specs = list(getattr(namespace, "streams", None) or [])
+        kind = self.dest
+        if kind == "synthetic":
+            values = str(sum(spec.kind == "synthetic" for spec in specs))  # each another scene
+        specs.append(feeds.SourceSpec(kind, str(values)))
+        namespace.streams = specs
+
+
+def open_source(args: argparse.Namespace, spec: feeds.SourceSpec | None = None) -> sources.Source:
     size = (args.size[1], args.size[0]) if args.size else None  # sources take (width, height), as OpenCV does
-    if args.camera is not None:
-        source = sources.camera(args.camera, size, args.fps)
-    elif args.device is not None:
-        source = sources.device(args.device, size, args.fps)
-    elif args.csi is not None:
-        source = sources.csi(args.csi, size, args.fps)
-    elif args.gst is not None:
-        source = sources.gstreamer(args.gst, fps=args.fps)
-    elif args.url is not None:
-        source = sources.url(args.url)
-    elif args.video is not None:
-        source = sources.video(args.video)
-    elif args.images is not None:
-        source = sources.ImageFolderSource(args.images)
-    else:
-        default = sources.SYNTHETIC_DEFAULT
-        source = sources.SyntheticSource(size or default[:2], default[2] if args.fps is None else args.fps)
+    source = feeds.open_spec(spec or args.streams[0], size, args.fps)
     source.open()
     return source
 
@@ -131,8 +146,14 @@ def frames_in_flight(args: argparse.Namespace, source: sources.Source) -> int:
     return 1 if source.live else frames_in_flight_for_files(args.threads or default_threads())
 
 
-def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
+def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sinks.Sink]:
+    """The sinks of stream ``index``: its recording and PNG folder, the window and the page (one stream)."""
     chosen: list[sinks.Sink] = []
+    output, save_dir = args.outputs[index], args.save_dirs[index]
+    if len(args.streams) > 1:
+        if output:
+            output.parent.mkdir(parents=True, exist_ok=True)  # a template's or folder's: made for the streams
+        return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir)] if save_dir else [])
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
         problem = sinks.display_problem()
@@ -140,10 +161,10 @@ def open_sinks(args: argparse.Namespace, fps: float) -> list[sinks.Sink]:
             chosen.append(sinks.DisplaySink())  # raises with the problem when --display was asked for
         else:
             print(f"note: no window ({problem}); running headless: add --output FILE.mp4 or --save-dir DIR", file=sys.stderr)
-    if args.output:
-        chosen.append(sinks.VideoFileSink(args.output, fps))
-    if args.save_dir:
-        chosen.append(sinks.ImageFolderSink(args.save_dir))
+    if output:
+        chosen.append(sinks.VideoFileSink(output, fps))
+    if save_dir:
+        chosen.append(sinks.ImageFolderSink(save_dir))
     if args.serve:
         server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
                                  tuple(args.serve_host))
@@ -159,10 +180,10 @@ def check_model(path: Path) -> None:
         raise FcnEdgeError(f"--model {path} is a folder: pass the model file in it, e.g. {path / DEFAULT_MODEL.name}")
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
-            f"no model at {path}: build the default INT8 artifact with python scripts/build_engine.py --int8, "
+            f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
             "or pass --model PATH"
         )
-    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with python scripts/build_engine.py")
+    raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
 
 def install_stop_handlers(stop: threading.Event) -> dict:
@@ -180,6 +201,13 @@ def install_stop_handlers(stop: threading.Event) -> dict:
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
+def note_other_cpu(model: str | Path) -> None:
+    """One line when the model's sidecar says it was verified on a CPU with another instruction set (:mod:`..cpu_features`)."""
+    other = cpu_features.mismatch(((read_sidecar(Path(model)) or {}).get("verification") or {}).get("instruction_set"))
+    if other:
+        print(f"note: {model} was {other}", file=sys.stderr)
+
+
 def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Event) -> StreamStats:
     """Load the model, set up overlay and sinks, run until the input ends or ``stop`` is set; the source is closed
     on every path, and a failure says what the sinks kept."""
@@ -194,9 +222,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
             args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
             cuda_binding=args.cuda_binding, inflight=frames_in_flight(args, source),
         )
-        different_cpu = cpu_features.mismatch(((read_sidecar(Path(args.model)) or {}).get("verification") or {}).get("instruction_set"))
-        if different_cpu:
-            print(f"note: {args.model} was {different_cpu}", file=sys.stderr)
+        note_other_cpu(args.model)
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
@@ -221,6 +247,45 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
     return stats
 
 
+def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop: threading.Event):
+    """Several sources through one runner (fcn_edge/stream/multi.py); every source and sink is closed on every path."""
+    from ..backends import open_runner
+    from .multi import MultiStream
+    from .overlay import Overlay
+    from .pipeline import StreamOptions
+
+    chosen: list[list[sinks.Sink]] = []
+    try:
+        runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
+                             cuda_binding=args.cuda_binding)  # fmt: skip
+        note_other_cpu(args.model)
+        overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
+        for index, source in enumerate(opened):
+            chosen.append(open_sinks(args, source.fps, index))
+        runner.activate()
+    except BaseException:
+        for source in opened:
+            source.close()
+        for sink in (sink for stream_sinks in chosen for sink in stream_sinks):
+            sink.close()
+        raise
+    for name, source, stream_sinks in zip(args.names, opened, chosen):
+        outputs = ", ".join(sink.description for sink in stream_sinks) or "headless"
+        print(f"stream {name}: {source.description} -> {outputs}", file=sys.stderr)
+    print(f"{len(opened)} streams -> {runner.name}, batched (Ctrl-C stops)", file=sys.stderr)
+    options = StreamOptions(args.max_frames, args.reconnect, args.reconnect_delay)
+    multi = MultiStream(list(zip(args.names, opened, chosen)), runner, overlay, options, stop)
+    try:
+        with runner:
+            multi.run()
+    except FcnEdgeError as error:
+        kept = [k for k in (sink.kept() for stream_sinks in chosen for sink in stream_sinks) if k]
+        raise FcnEdgeError("; ".join([str(error), *kept])) from None
+    for feed in multi.feeds:
+        feed.stats.info.update(model=str(args.model))
+    return multi
+
+
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -230,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     previous = install_stop_handlers(stop)  # from here a stop during start-up ends the run as cleanly as one later
     try:
+        if len(args.streams) > 1:
+            return several(args, stop)
         source = open_source(args)  # before the model loads: a missing camera is reported at once
         stats = stream(args, source, stop)
     finally:
@@ -239,6 +306,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats_json:
         write_json_atomic(args.stats_json, stats.to_dict())
     return EXIT_SOURCE_LOST if stats.end_reason == SOURCE_LOST else 0
+
+
+def several(args: argparse.Namespace, stop: threading.Event) -> int:
+    """Open every source first (a missing camera is reported before the model loads), run them batched, report."""
+    opened: list[sources.Source] = []
+    try:
+        for spec in args.streams:
+            opened.append(open_source(args, spec))
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+    multi = stream_several(args, opened, stop)
+    print(multi.summary(), file=sys.stderr)
+    if args.stats_json:
+        write_json_atomic(args.stats_json, multi.to_dict())
+    return EXIT_SOURCE_LOST if any(feed.stats.end_reason == SOURCE_LOST for feed in multi.feeds) else 0
 
 
 if __name__ == "__main__":

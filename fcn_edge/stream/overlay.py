@@ -80,8 +80,8 @@ class Overlay:
             self._yuv_colour = [np.empty((height, width), np.uint8)] + [np.empty((height // 2, width // 2), np.uint8) for _ in range(3)]
         out = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=out)
         colour_y, colour_u, colour_v, half_labels = self._yuv_colour
-        chroma = (height // 4, width)  # I420 stores each half-size chroma plane as rows of full width
-        planes = (out[:height], out[height : height + chroma[0]].reshape(half_labels.shape), out[height + chroma[0] :].reshape(half_labels.shape))
+        flat, luma, chroma = out.reshape(-1), height * width, half_labels.size  # chroma planes follow Y, byte by byte
+        planes = (out[:height], flat[luma : luma + chroma].reshape(half_labels.shape), flat[luma + chroma :].reshape(half_labels.shape))
         cv2.resize(labels, (width // 2, height // 2), dst=half_labels, interpolation=cv2.INTER_NEAREST)
         for plane, colour, plane_labels, lut in zip(planes, (colour_y, colour_u, colour_v), (labels, half_labels, half_labels), self._yuv_luts):
             cv2.LUT(plane_labels, lut, dst=colour)

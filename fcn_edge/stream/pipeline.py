@@ -276,33 +276,9 @@ class Stream:
         self._frames.put_nowait(frame)
 
     def _read(self, buffer: np.ndarray | None) -> np.ndarray | None:
-        """A frame from the source, reconnecting a live one with doubling backoff when it stops."""
-        frame = self.source.read(buffer)
-        if frame is not None or not self.source.live:
-            return frame
-        for attempt in range(self.options.reconnect):
-            delay = self.options.reconnect_delay * 2**attempt
-            self.log(
-                f"{self.source.description} stopped delivering frames: reconnecting in {delay:g} s "
-                f"(attempt {attempt + 1} of {self.options.reconnect})"
-            )
-            self.stats.reconnect_attempts += 1
-            if self._halt.wait(delay):
-                return None
-            self.source.close()
-            try:
-                self.source.open()
-            except Exception as error:  # FcnEdgeError from open, or a backend's own error
-                self.log(f"reconnect failed: {error}")
-                continue
-            frame = self.source.read(buffer)
-            if frame is not None:
-                self.stats.reconnects += 1
-                self.log(f"{self.source.description} reconnected")
-                return frame
-        self._source_lost = True
-        self.log(f"{self.source.description} lost after {self.options.reconnect} reconnect attempts")
-        return None
+        frame, lost = read_reconnecting(self.source, buffer, self.options, self.stats, self._halt, self.log)
+        self._source_lost = self._source_lost or lost
+        return frame
 
     # --- overlay thread --------------------------------------------------------------------
 
@@ -338,3 +314,36 @@ class Stream:
         except BaseException as error:
             self._errors.append(error)
             self.stop.set()
+
+
+def read_reconnecting(
+    source: Source, buffer: np.ndarray | None, options: StreamOptions, stats: StreamStats, halt: threading.Event,
+    log: Callable[[str], None],
+) -> tuple[np.ndarray | None, bool]:  # fmt: skip
+    """(a frame from ``source``, False), reconnecting a live one with doubling backoff when it stops; (None, True) when
+    reconnecting failed (the source is lost), (None, False) at the end of a file or when ``halt`` is set."""
+    frame = source.read(buffer)
+    if frame is not None or not source.live:
+        return frame, False
+    for attempt in range(options.reconnect):
+        delay = options.reconnect_delay * 2**attempt
+        log(
+            f"{source.description} stopped delivering frames: reconnecting in {delay:g} s "
+            f"(attempt {attempt + 1} of {options.reconnect})"
+        )
+        stats.reconnect_attempts += 1
+        if halt.wait(delay):
+            return None, False
+        source.close()
+        try:
+            source.open()
+        except Exception as error:  # FcnEdgeError from open, or a backend's own error
+            log(f"reconnect failed: {error}")
+            continue
+        frame = source.read(buffer)
+        if frame is not None:
+            stats.reconnects += 1
+            log(f"{source.description} reconnected")
+            return frame, False
+    log(f"{source.description} lost after {options.reconnect} reconnect attempts")
+    return None, True

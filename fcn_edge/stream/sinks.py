@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import check_output, check_writable, temporary_beside, write_bytes_atomic
 from ..errors import FcnEdgeError
+from ..paths import utf8_path
 
 if TYPE_CHECKING:
     from .overlay import Overlay
@@ -176,7 +177,8 @@ def even_size(image: np.ndarray) -> tuple[int, int]:
 
 def _playable(path: Path) -> bool:
     """Whether OpenCV reads a first frame back: the container's index was written."""
-    capture = cv2.VideoCapture(str(path))
+    with utf8_path(path) as name:
+        capture = cv2.VideoCapture(name)
     try:
         return capture.isOpened() and capture.read()[0]
     finally:

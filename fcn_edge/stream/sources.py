@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 
 from ..errors import FcnEdgeError
+from ..media import image_files, read_image
+from ..paths import is_utf8, utf8_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_TIMEOUT_MS = 5000  # open and read timeouts for network streams, so a dead link is noticed
@@ -68,7 +70,11 @@ class CaptureSource(Source):
         return value if math.isfinite(value) and 0 < value < 1000 else float(self.requested_fps or 0.0)
 
     def open(self) -> None:
-        capture = cv2.VideoCapture(self.target, self.api, self.params)
+        if isinstance(self.target, str) and not is_utf8(self.target):  # OpenCV would segfault on the name
+            with utf8_path(self.target) as target:
+                capture = cv2.VideoCapture(target, self.api, self.params)
+        else:
+            capture = cv2.VideoCapture(self.target, self.api, self.params)
         if not capture.isOpened():
             raise FcnEdgeError(f"cannot open {self.description} (OpenCV backend {backend_name(self.api)}): {self.hint}")
         if self.size:
@@ -97,7 +103,7 @@ class ImageFolderSource(Source):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FcnEdgeError(f"image folder {self.folder} does not exist: pass a folder of images to --images")
-        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = image_files(self.folder, IMAGE_SUFFIXES, "--images")
         if not self.files:
             raise FcnEdgeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.folder}: add some or pick another folder")
         self.description = f"images in {self.folder}"
@@ -111,7 +117,10 @@ class ImageFolderSource(Source):
             return None
         path = self.files[self._next]
         self._next += 1
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            frame = read_image(path)
+        except OSError as error:
+            raise FcnEdgeError(f"cannot read {path} ({error.strerror}): check its permissions or remove it from {self.folder}") from None
         if frame is None:
             raise FcnEdgeError(f"{path} is not a readable image: remove it from {self.folder}")
         return frame

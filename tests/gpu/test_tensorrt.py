@@ -124,7 +124,7 @@ def test_engine_from_another_tensorrt_is_refused(built, tmp_path):
     copy = tmp_path / engine.name
     copy.write_bytes(engine.read_bytes())
     sidecar_path(copy).write_text(json.dumps({"engine": {**sidecar, "tensorrt_version": "8.5.2.2"}}))
-    with pytest.raises(FcnEdgeError, match="built with TensorRT 8.5.2.2.*rebuild with: python scripts/build_engine.py"):
+    with pytest.raises(FcnEdgeError, match="built with TensorRT 8.5.2.2.*rebuild with: fcn-edge build"):
         TrtRunner(copy).activate()
 
 

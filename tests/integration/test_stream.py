@@ -468,5 +468,5 @@ def test_the_default_model_missing_says_how_to_build_it(tmp_path, monkeypatch):
 
     missing = tmp_path / "engines" / "default.int8.onnx"
     monkeypatch.setattr(stream_main, "DEFAULT_MODEL", missing)
-    with pytest.raises(FcnEdgeError, match=r"build the default INT8 artifact with python scripts/build_engine.py --int8"):
+    with pytest.raises(FcnEdgeError, match=r"build the default INT8 artifact with fcn-edge build --int8"):
         stream_main.check_model(missing)

@@ -74,7 +74,7 @@ def test_dataset_samples_at_native_or_fixed_size_and_checked_classes(voc):
     assert len(fixed) == 2 and all(s.frame.shape == (64, 96, 3) and s.mask.shape == (64, 96) for s in fixed)
     assert set(np.unique(fixed[0].mask)) <= set(np.unique(native[0].mask))  # nearest: no invented labels
     assert "2 labelled images of voc:" in plan.describe(fixed, 0) and "resized to the model's fixed input" in plan.describe(fixed, 0)
-    with pytest.raises(FcnEdgeError, match="21 classes .* but the model predicts 8"):
+    with pytest.raises(FcnEdgeError, match="the model has 8 classes, .* has 21"):
         images.samples(plan, source(SYNTHETIC_CLASSES, ours=True), 0, 0, (64, 96), [])
     with pytest.raises(FcnEdgeError, match="nothing to verify on"):
         images.samples(images.Plan("holdout", "no labels"), source(["a", "b"]), 0, 0, (64, 96), [])

@@ -121,11 +121,9 @@ def test_entropy_and_percentile_clip_an_outlier_that_max_keeps(prepared):
 
 def test_the_build_calibrates_with_percentile_ranges_by_default():
     """percentile, not entropy: 97.11% against 94.67% plain INT8 agreement on MediaPipe's selfie model (docs/foreign.md)."""
-    import runpy
-
+    from fcn_edge.compile.__main__ import parse_args
     from fcn_edge.compile.options import BuildOptions
 
-    parse_args = runpy.run_path("scripts/build_engine.py")["parse_args"]
     assert BuildOptions.calib_method == parse_args([]).calib_method == "percentile"
 
 

@@ -531,7 +531,7 @@ def test_engine_from_another_tensorrt_or_device_is_refused():
     sidecar = {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7", "sm_count": 16,
                "memory_mb": 62841, "dla_cores": 2}  # fmt: skip
     check_engine_matches(sidecar, "10.3.0.30", AGX, 2, Path("m.engine"))
-    with pytest.raises(FcnEdgeError, match=r"built with TensorRT 10\.3\.0\.30, this machine has 10\.7\.0.*rebuild with: python scripts/build_engine.py"):
+    with pytest.raises(FcnEdgeError, match=r"built with TensorRT 10\.3\.0\.30, this machine has 10\.7\.0.*rebuild with: fcn-edge build"):
         check_engine_matches(sidecar, "10.7.0", AGX, 2, Path("m.engine"))
     with pytest.raises(FcnEdgeError, match=r"built for Orin \(compute 8\.7, 16 SMs.*RTX 4090.*rebuild with"):
         check_engine_matches(sidecar, "10.3.0.30", DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", False, 128, 24090), 0, Path("m.engine"))

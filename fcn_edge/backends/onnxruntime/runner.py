@@ -3,8 +3,10 @@
 I/O binding keeps the hot path free of allocations: the caller's frame array is bound
 as the input (ONNX Runtime reads it in place on the CPU provider), and the labels are
 written into an output array allocated once per frame size and bound with its pointer.
-A new frame size costs one run with an ONNX Runtime-allocated output to learn the output
-shape, then a rebind; same-size frames after that reuse the buffer.
+A new frame size (or batch size: ``infer`` takes an NxHxWx3 batch too) costs one run with an
+ONNX Runtime-allocated output to learn the output shape, then a rebind; same-shape calls after
+that reuse the buffer. A model exported with a fixed batch of 1 (foreign models, mostly) sets
+``max_batch`` = 1: a batch caller runs its frames one at a time.
 
 How intra-op threads wait (spin or sleep, pinned or not) is the project's one thread policy,
 :data:`.session.THREAD_POLICY`, measured under a camera's pacing (docs/cpu.md).
@@ -18,9 +20,10 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from ...errors import FcnEdgeError
+from ...errors import FcnEdgeError, out_of_memory
 from ...runner import Runner, model_file
 from ...metadata import read_metadata
+from ...paths import utf8_path
 from .session import default_threads, session_options
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -65,24 +68,28 @@ class OrtRunner(Runner):
     def activate_impl(self) -> None:
         options = session_options(self.threads, self.optimize, self.policy)
         try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            with utf8_path(self.path) as name:  # ORT refuses a name that is not UTF-8
+                self._session = ort.InferenceSession(name, options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
             raise FcnEdgeError(f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
-        self._input_name, self._output_name, self._fixed_size = _frame_model_io(self._session, self.path)
+        self._input_name, self._output_name, self._fixed_size, fixed_batch = _frame_model_io(self._session, self.path)
+        self.max_batch = fixed_batch
         self._binding = self._session.io_binding()
         self._output: np.ndarray | None = None
-        self._bound_size: tuple[int, int] | None = None
+        self._bound_shape: tuple[int, int, int] | None = None  # (N, H, W) the output buffer is bound for
 
     def infer_impl(self, frame: np.ndarray) -> np.ndarray:
-        self._binding.bind_cpu_input(self._input_name, frame[None])
-        if frame.shape[:2] != self._bound_size:
-            self._rebind_output(frame.shape[:2])
+        batch = frame if frame.ndim == 4 else frame[None]
+        self._binding.bind_cpu_input(self._input_name, batch)
+        if batch.shape[:3] != self._bound_shape:
+            self._rebind_output(batch.shape[:3])
         else:
             self._session.run_with_iobinding(self._binding)
-        return self._output[0]
+        return self._output if frame.ndim == 4 else self._output[0]
 
-    def _rebind_output(self, size: tuple[int, int]) -> None:
+    def _rebind_output(self, shape: tuple[int, int, int]) -> None:
         """Run once with an ORT-allocated output to learn its shape, then bind a buffer of that shape."""
+        size = shape[1:]
         if self._fixed_size and any(fixed not in (None, given) for fixed, given in zip(self._fixed_size, size)):
             wanted = "x".join(str(d or "any") for d in self._fixed_size)
             raise FcnEdgeError(
@@ -90,20 +97,28 @@ class OrtRunner(Runner):
                 f"capture at that size (--size {wanted}) or export the model with dynamic height and width"
             )
         self._binding.bind_output(self._output_name)
-        self._session.run_with_iobinding(self._binding)
+        try:
+            self._session.run_with_iobinding(self._binding)
+        except Exception as error:  # ORT's own exception types: a size the graph cannot take (a 1x1 frame), mostly
+            if out_of_memory(error):
+                raise
+            raise FcnEdgeError(
+                f"ONNX Runtime cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "
+                "capture larger frames (--size), or at the size the model was exported for"
+            ) from None
         result = self._binding.get_outputs()[0].numpy()
         self._output = np.empty_like(result)
         np.copyto(self._output, result)
         self._binding.bind_output(
             self._output_name, "cpu", 0, self._output.dtype, self._output.shape, self._output.ctypes.data
         )
-        self._bound_size = size
+        self._bound_shape = shape
         self.rebinds += 1
 
     def deactivate_impl(self) -> None:
         del self._binding, self._session
         self._output = None
-        self._bound_size = None
+        self._bound_shape = None
 
 
 def _metadata_or_none(path: Path):
@@ -114,16 +129,18 @@ def _metadata_or_none(path: Path):
         return None
 
 
-def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str, tuple[int | None, int | None] | None]:
-    """The input and labels output names, and the input's fixed (H, W) if it has one (None for a dimension that is
-    free); FcnEdgeError if the model does not take frames and give labels."""
+def _frame_model_io(
+    session: ort.InferenceSession, path: Path
+) -> tuple[str, str, tuple[int | None, int | None] | None, int | None]:
+    """The input and labels output names, the input's fixed (H, W) if it has one (None for a dimension that is
+    free) and its fixed batch (1, or None when dynamic); FcnEdgeError if the model does not take frames and give labels."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     frame = inputs[0]
     if len(inputs) != 1 or frame.type != "tensor(uint8)" or len(frame.shape) != 4 or frame.shape[-1] != 3:
         described = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
         raise FcnEdgeError(
             f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
-            "export it with input_format='frame' (scripts/export_onnx.py default)"
+            "export it with input_format='frame' (fcn-edge export default)"
         )
     labels = [o for o in outputs if o.name == "labels"] or [o for o in outputs if o.type == "tensor(uint8)"]
     if not labels or len(labels[0].shape) != 3:
@@ -132,4 +149,4 @@ def _frame_model_io(session: ort.InferenceSession, path: Path) -> tuple[str, str
     batch, height, width = (d if isinstance(d, int) else None for d in frame.shape[:3])
     if batch not in (None, 1):
         raise FcnEdgeError(f"{path} takes batches of {batch} frames only: export it with batch 1 or a dynamic batch")
-    return frame.name, labels[0].name, (height, width) if height or width else None
+    return frame.name, labels[0].name, (height, width) if height or width else None, batch

@@ -10,11 +10,13 @@ those embed instruction-set-specific kernels and would break on a different CPU.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
+
+from ...paths import utf8_path
+from ...scratch import scratch_folder
 
 VERSION = ort.__version__
 THREADS = 2
@@ -60,8 +62,9 @@ def describe_options(threads: int = THREADS) -> dict:
 def session(model: str | Path | onnx.ModelProto, threads: int = THREADS) -> ort.InferenceSession:
     """A CPU session for a file or an in-memory model (saved to a temporary file: protos over 2 GB need one)."""
     if isinstance(model, onnx.ModelProto):
-        with tempfile.TemporaryDirectory(prefix="fcn_edge_ort_") as tmp:
+        with scratch_folder("ort") as tmp:
             path = Path(tmp) / "model.onnx"
             onnx.save_model(model, path)
             return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    return ort.InferenceSession(str(model), session_options(threads), providers=["CPUExecutionProvider"])
+    with utf8_path(model) as name:  # ORT refuses a name that is not UTF-8
+        return ort.InferenceSession(name, session_options(threads), providers=["CPUExecutionProvider"])

@@ -14,6 +14,10 @@ A frame beyond the streams waits inside OpenVINO and starts the moment a stream 
 only as many frames as streams, a stream that finished before the oldest frame sat idle until
 the caller had collected the oldest (2 cores: 0.94 against 0.96-0.97 of the CPU busy in the
 stream loop, docs/stream.md). ``infer`` (one frame, synchronously) uses the first request.
+
+``infer`` also takes an NxHxWx3 batch (several cameras, fcn_edge/stream/multi.py): the model is
+compiled per (N, H, W), so a stream loop whose batch size varies pays one compile per size
+once. A model whose batch dimension is fixed at 1 sets ``max_batch`` = 1.
 """
 
 from __future__ import annotations
@@ -66,14 +70,17 @@ class OvRunner(Runner):
         except RuntimeError as error:  # OpenVINO raises RuntimeError for unreadable models
             raise FcnEdgeError(f"OpenVINO cannot read {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
         self._output_index = _labels_output(self._model, self.path)
-        self._requests: dict[tuple[int, int], list[Any]] = {}  # per frame size: one infer request per stream
+        batch = self._model.inputs[0].get_partial_shape()[0]
+        self.max_batch = batch.get_length() if batch.is_static else None
+        self._requests: dict[tuple[int, ...], list[Any]] = {}  # per (N, H, W): one infer request per stream
         self._running: deque[Any] = deque()  # started requests, oldest first
         self._started = 0
 
     def infer_impl(self, frame: np.ndarray) -> np.ndarray:
         request = self._bind(frame, self._requests_for(frame)[0])
         request.infer()
-        return request.get_output_tensor(self._output_index).data[0]
+        labels = request.get_output_tensor(self._output_index).data
+        return labels if frame.ndim == 4 else labels[0]
 
     def start_impl(self, frame: np.ndarray) -> None:
         # at most `inflight` frames run, so the request `inflight` starts back has been waited for
@@ -88,21 +95,23 @@ class OvRunner(Runner):
         return request.get_output_tensor(self._output_index).data[0]
 
     def _requests_for(self, frame: np.ndarray) -> list[Any]:
-        return self._requests.get(frame.shape[:2]) or self._compile(frame.shape[:2])
+        shape = frame.shape[:3] if frame.ndim == 4 else (1, *frame.shape[:2])
+        return self._requests.get(shape) or self._compile(shape)
 
     def _bind(self, frame: np.ndarray, request: Any) -> Any:
-        request.set_input_tensor(self._openvino.Tensor(frame[None], shared_memory=True))
+        request.set_input_tensor(self._openvino.Tensor(frame if frame.ndim == 4 else frame[None], shared_memory=True))
         return request
 
-    def _compile(self, size: tuple[int, int]) -> list[Any]:
+    def _compile(self, shape: tuple[int, int, int]) -> list[Any]:
+        size = shape[1:]
         try:
-            compiled = compile_for_shape(self._core, self._model, [1, *size, 3], self.config)
+            compiled = compile_for_shape(self._core, self._model, [*shape, 3], self.config)
         except RuntimeError as error:  # a model exported with a fixed input size, mostly
             raise FcnEdgeError(
                 f"OpenVINO cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "
                 "capture at the size the model takes, or export it with dynamic height and width"
             ) from None
-        self._requests[size] = requests = [compiled.create_infer_request() for _ in range(self.inflight)]
+        self._requests[shape] = requests = [compiled.create_infer_request() for _ in range(self.inflight)]
         self.compiles += 1
         return requests
 
@@ -119,7 +128,7 @@ def _labels_output(model: Any, path: Path) -> int:
         described = ", ".join(f"{i.any_name} {i.get_element_type().get_type_name()} {i.get_partial_shape()}" for i in inputs)
         raise FcnEdgeError(
             f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
-            "export it with input_format='frame' (scripts/export_onnx.py default)"
+            "export it with input_format='frame' (fcn-edge export default)"
         )
     outputs = model.outputs
     names = [o.get_names() for o in outputs]

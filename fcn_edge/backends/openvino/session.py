@@ -7,7 +7,6 @@ another) with the same properties as the runner.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ...scratch import scratch_folder
 from .core import compile_config, compile_for_shape, new_core
 
 
@@ -28,7 +28,7 @@ class OvSession:
         self.config = compile_config(threads, precision)
         self._core = new_core(None)  # verification models are temporary: nothing worth caching
         if isinstance(model, onnx.ModelProto):
-            with tempfile.TemporaryDirectory(prefix="fcn_edge_ov_") as tmp:
+            with scratch_folder("ov") as tmp:
                 path = Path(tmp) / "model.onnx"
                 onnx.save_model(model, path)
                 self._model = self._core.read_model(str(path))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ import numpy as np
 from ...atomic import atomic_path
 from ...errors import FcnEdgeError
 from . import api as trt_api
+from ...scratch import scratch_folder
 from ..cuda import DeviceInfo
 from .api import Version, available, needed
 
@@ -171,7 +171,7 @@ def _check_typed_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
             "instead, or build weakly typed (strongly_typed=False)"
         )
     if options.precision == "int8" and "qdq" not in kinds:
-        raise FcnEdgeError("an INT8 strongly typed build needs the Q/DQ model: quantize first (scripts/quantize.py) and build model.int8.onnx")
+        raise FcnEdgeError("an INT8 strongly typed build needs the Q/DQ model: build <name>.int8.onnx with fcn-edge build --int8 and give that")
     if options.precision == "fp16" and "fp16" not in kinds:
         raise FcnEdgeError("an FP16 strongly typed build needs an FP16 ONNX model: convert it to FP16 first, or build weakly typed (strongly_typed=False)")
     if options.precision == "fp32" and kinds:
@@ -184,7 +184,7 @@ def _check_typed_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
 def _check_weak_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
     if options.precision == "int8":
         if "qdq" not in kinds and options.calibration_cache is None:
-            raise FcnEdgeError("INT8 needs the Q/DQ model (scripts/quantize.py) or a calibration cache: pass one of them")
+            raise FcnEdgeError("INT8 needs the Q/DQ model or a calibration cache (fcn-edge build --int8 writes both: <name>.int8.onnx, <name>.int8.calib): pass one of them")
         if "qdq" in kinds and options.calibration_cache is not None:
             raise FcnEdgeError("the model already carries Q/DQ scales: drop the calibration cache")
     elif options.calibration_cache is not None:
@@ -199,7 +199,7 @@ def onnx_kinds(onnx_path: Path) -> frozenset[str]:
     try:
         graph = onnx.load(str(onnx_path), load_external_data=False).graph
     except DecodeError as error:
-        raise FcnEdgeError(f"{onnx_path} is not an ONNX model ({error}): re-export it with scripts/export_onnx.py") from None
+        raise FcnEdgeError(f"{onnx_path} is not an ONNX model ({error}): re-export it with fcn-edge export") from None
     fp16 = onnx.TensorProto.FLOAT16
     kinds = set()
     if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
@@ -232,11 +232,11 @@ def read_calibration_cache(path: Path, trt_version: str) -> bytes:
     from ...quantize.trt_cache import parse_cache, version_number
 
     if not path.is_file():
-        raise FcnEdgeError(f"calibration cache {path} not found: write it with scripts/quantize.py (fcn_edge.quantize.trt_cache)")
+        raise FcnEdgeError(f"calibration cache {path} not found: fcn-edge build --int8 writes it beside the engine (<name>.int8.calib)")
     try:
         text = path.read_text(encoding="ascii")
     except UnicodeDecodeError:
-        raise FcnEdgeError(f"{path} is not a text calibration cache: write it with scripts/quantize.py") from None
+        raise FcnEdgeError(f"{path} is not a text calibration cache: pass the <name>.int8.calib that fcn-edge build --int8 writes") from None
     written_for, _ = parse_cache(text, str(path))
     if written_for != version_number(trt_version):
         raise FcnEdgeError(
@@ -274,7 +274,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     """Build ``onnx_path`` into ``engine_path`` (atomically); return the sidecar's TensorRT facts."""
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
-        raise FcnEdgeError(f"ONNX model {onnx_path} does not exist: export one with scripts/export_onnx.py")
+        raise FcnEdgeError(f"ONNX model {onnx_path} does not exist: export one with fcn-edge export")
     shapes = profile_shapes(options)
     found = probe()
     if not found.available:
@@ -290,12 +290,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
     line = compat.line_of(release)
-    with tempfile.TemporaryDirectory(prefix="fcn_edge_opset_") as workdir:  # 8.x parses opsets up to 17 only
+    with scratch_folder("opset") as workdir:  # 8.x parses opsets up to 17 only
         parsed = opset.for_line(onnx_path, line, Path(workdir))
         compat.require_parsable(parsed, line, str(onnx_path))
         if not parser.parse_from_file(str(parsed)):
             errors = " | ".join(" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors))
-            raise FcnEdgeError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}: re-export it with scripts/export_onnx.py")
+            raise FcnEdgeError(f"TensorRT cannot parse {onnx_path}: {errors or 'no details'}: re-export it with fcn-edge export")
     config = builder.create_builder_config()
     keep_alive = _configure(trt, builder, network, config, options, plan, shapes, calibration)
 

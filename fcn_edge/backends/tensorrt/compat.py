@@ -28,7 +28,7 @@ where the rule comes from:
 
 It runs on every graph built for TensorRT (:func:`require_parsable` in the engine build and
 in the compile stage), in CI on the default artifacts, and as a command for any ONNX file:
-``python -m fcn_edge.backends.tensorrt.compat model.onnx``. Subgraphs (If/Loop bodies) are
+``fcn-edge compat model.onnx``. Subgraphs (If/Loop bodies) are
 not checked.
 """
 
@@ -252,7 +252,7 @@ def _model_problems(graph: _Graph, line: str) -> list[Problem]:
     ceiling = OPSETS[line]
     if graph.opset > ceiling:
         detail = (f"is opset {graph.opset}; TensorRT {line}.x's parser implements up to {ceiling} and imports newer nodes "
-                  f"with their old meaning: re-export with scripts/export_onnx.py --opset {ceiling}, or convert it "
+                  f"with their old meaning: re-export with fcn-edge export --opset {ceiling}, or convert it "
                   "(fcn_edge.backends.tensorrt.opset.for_line)")  # fmt: skip
         problems.append(Problem("model", "-", "opset", detail, SOURCES["opset"][line]))
     if line == "8":
@@ -271,7 +271,7 @@ def require_parsable(model: onnx.ModelProto | str | Path, line: str, what: str, 
         more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
         raise FcnEdgeError(
             f"TensorRT {line}.x's ONNX parser would reject {what}: {' | '.join(p.describe() for p in problems[:shown])}{more}: "
-            "re-export it with scripts/export_onnx.py, or change those nodes (python -m fcn_edge.backends.tensorrt.compat "
+            "re-export it with fcn-edge export, or change those nodes (fcn-edge compat "
             "lists them all)"
         )
 
@@ -298,7 +298,7 @@ def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line.")
+    parser = argparse.ArgumentParser(prog="fcn-edge compat", description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line.")
     parser.add_argument("onnx", type=Path)
     parser.add_argument("--line", choices=LINES, action="append", help="TensorRT line to check (default: all)")
     args = parser.parse_args(argv)

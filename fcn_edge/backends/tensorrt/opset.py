@@ -44,7 +44,7 @@ def for_line(onnx_path: Path, line: str, workdir: Path) -> Path:
     except FcnEdgeError as error:
         raise FcnEdgeError(
             f"cannot take {onnx_path} from opset {opset} to {ceiling} for TensorRT {line}.x: {error}: "
-            f"re-export it with scripts/export_onnx.py --opset {ceiling}"
+            f"re-export it with fcn-edge export --opset {ceiling}"
         ) from None
     out = Path(workdir) / f"{onnx_path.stem}.opset{ceiling}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,12 @@ and freed when a larger frame reallocates it (as is :meth:`TrtRunner.input_buffe
 copy what you keep. The stream copies the labels it passes on, and gives frame-pool slots of
 an old frame size back (:meth:`TrtRunner.release_frame_buffer`).
 
+Batches: ``infer`` takes an NxHxWx3 batch (several cameras, fcn_edge/stream/multi.py) up to
+the profile's max batch (``max_batch``; build with e.g. ``--min-shape 1x480x640x3 --opt-shape
+4x480x640x3 --max-shape 4x480x640x3`` for 4 streams); :meth:`TrtRunner.batch_buffer` is the
+runner's page-locked input buffer at the batch's shape, so a batch gathered there is copied
+to the device with no further host copy.
+
 Uses the name-based tensor API of TensorRT 8.5+ (the binding API is deprecated there and
 removed in 10.0; see fcn_edge/backends/tensorrt/api.py).
 """
@@ -43,14 +49,14 @@ from ...sidecar import sidecar_path
 from ..cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
 from . import api as trt_api
 
-REBUILD = "rebuild with: python scripts/build_engine.py ... --backend tensorrt --force on this machine"
+REBUILD = "rebuild with: fcn-edge build ... --backend tensorrt --force on this machine"
 SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "sm_count", "memory_mb", "dla_cores")
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
     """The engine's TensorRT facts: the sidecar's "engine" entry (as the compile stage writes it), else its top level."""
     if not engine_path.is_file():
-        raise FcnEdgeError(f"engine {engine_path} does not exist: build it with python scripts/build_engine.py ... --backend tensorrt")
+        raise FcnEdgeError(f"engine {engine_path} does not exist: build it with fcn-edge build ... --backend tensorrt")
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise FcnEdgeError(f"{path} is missing: an engine runs only with the sidecar written beside it; {REBUILD}")
@@ -142,9 +148,10 @@ class TrtRunner(Runner):
             described = ", ".join(f"{n} {dtypes[n]}" for n in names)
             raise FcnEdgeError(
                 f"{self.path} has tensors {described}, not one uint8 frame input and a uint8 labels output: "
-                "export with input_format='frame' and outputs=labels (scripts/export_onnx.py defaults) and rebuild"
+                "export with input_format='frame' and outputs=labels (fcn-edge export defaults) and rebuild"
             )
         self._engine = engine
+        self.max_batch = int(engine.get_tensor_profile_shape(inputs[0], 0)[2][0])  # the profile's max shape
         self._context = engine.create_execution_context()
         self._input, self._labels, self._outputs, self._dtypes = inputs[0], labels[0], outputs, dtypes
         self._zero_copy = self._cuda.device.integrated if self.mapped is None else self.mapped
@@ -174,6 +181,10 @@ class TrtRunner(Runner):
         if batch != self._shape:
             self._bind(batch)
         return self._frames if len(shape) == 4 else self._frames[0]
+
+    def batch_buffer(self, shape: tuple[int, int, int, int]) -> np.ndarray:
+        """The page-locked input buffer at ``shape``: a batch gathered in it goes to the GPU with no host copy."""
+        return self.input_buffer(shape)
 
     def infer_impl(self, frame: np.ndarray) -> np.ndarray:
         batch = frame if frame.ndim == 4 else frame[None]

@@ -1,0 +1,183 @@
+"""Turn a checkpoint or ONNX model into a deployable, verified artifact at the precision asked.
+
+A TensorRT engine where a CUDA GPU and TensorRT are present, an ONNX Runtime model
+everywhere else; always a table of what the precision cost in accuracy and bought in
+speed, and a JSON sidecar next to the artifact. A second run with the same inputs and
+options finds the sidecar up to date and skips the build.
+
+  fcn-edge build --int8
+  fcn-edge build --onnx other.onnx --input-format tensor --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 --num-classes 4
+  fcn-edge build --onnx person.onnx --input-format tensor-nhwc --num-classes 1 --threshold 0.6
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from fcn_edge.errors import quiet_interrupt_while_importing
+
+quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one line, exit 130
+
+from fcn_edge.atomic import check_distinct
+from fcn_edge.backends import BACKENDS
+from fcn_edge.cli import finite_float, model_size, nonempty, shape
+from fcn_edge.compile import pipeline, source
+from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
+from fcn_edge.compile.options import Budget, BuildOptions
+from fcn_edge.errors import FcnEdgeError, run_cli
+from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from fcn_edge.quantize.calibration import DEFAULT_DIR
+from fcn_edge.quantize.statistics import METHODS
+from fcn_edge.sidecar import artifact_paths
+
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="fcn-edge build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    precision = p.add_mutually_exclusive_group()
+    for name in ("int8", "fp16", "bf16", "fp32"):
+        precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
+    p.set_defaults(precision=None)
+    p.epilog = ("Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "
+                "--best). --bf16: the FP32 graph run in BF16 by OpenVINO, on CPUs with AVX512_BF16 or AMX.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
+    source.add_argument("--onnx", type=Path, help="an ONNX segmentation model, ours or any other")
+    p.add_argument("--name", type=nonempty, help="artifact base name (default: the checkpoint's or ONNX file's stem)")
+    foreign = p.add_argument_group("for an ONNX model without fcn_edge metadata")
+    foreign.add_argument("--input-format", choices=FORMATS,
+                         help="frame: uint8 NHWC BGR; tensor: float32 NCHW normalised; tensor-nhwc: float32 NHWC normalised "
+                              "(TF/TFLite conversions)")  # fmt: skip
+    foreign.add_argument("--mean", type=finite_float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
+    foreign.add_argument("--std", type=finite_float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
+    foreign.add_argument("--channel-order", choices=("RGB", "BGR"), default=None, help="channel order the model expects (default RGB)")
+    classes = foreign.add_mutually_exclusive_group()
+    classes.add_argument("--num-classes", type=int, help="1: a binary model with one output channel (background, foreground)")
+    classes.add_argument("--classes", help="comma-separated class names, class 0 first")
+    foreign.add_argument("--output-activation", choices=ACTIVATIONS,
+                         help="a one-channel (binary) output holds: sigmoid (probabilities) or logits; default: sigmoid "
+                              "when a Sigmoid node makes it, else this flag is needed")  # fmt: skip
+    foreign.add_argument("--threshold", type=finite_float,
+                         help=f"a one-channel output's foreground probability threshold, also for logits (default {DEFAULT_THRESHOLD})")
+    cal = p.add_argument_group("calibration (INT8)")
+    cal.add_argument("--calib-dir", type=Path, default=DEFAULT_DIR, help="folder of .jpg/.png frames (default calibration/)")
+    cal.add_argument("--calib-method", choices=METHODS, default="percentile",
+                     help="percentile (default): 99.99th percentile of |x|, the best plain INT8 on trained depthwise "
+                          "models (docs/foreign.md); entropy: KL-optimal clipping (TensorRT's); max: no clipping")  # fmt: skip
+    cal.add_argument("--calib-size", type=model_size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)")
+    cal.add_argument("--calib-data", metavar="NAME:ROOT",
+                     help="instead of --calib-dir: frames from a dataset's train split (voc:ROOT, cityscapes:ROOT, folder:ROOT)")
+    cal.add_argument("--calib-images", type=int, default=64, help="frames --calib-data samples, evenly spaced (default 64)")
+    val = p.add_argument_group("verification data (default: the data the model is for; README, Compile)")
+    val.add_argument("--val-data", metavar="NAME:ROOT",
+                     help="labelled images to verify on and compute mIoU: voc:ROOT, cityscapes:ROOT, folder:ROOT or synthetic")
+    val.add_argument("--val-split", default="val", help="split of --val-data (default val)")
+    val.add_argument("--val-images", type=int, default=50, help="at most this many --val-data images, evenly spaced; 0: all (default 50)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
+    trt = p.add_argument_group("TensorRT")
+    trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
+    trt.add_argument("--opt-shape", type=shape)
+    trt.add_argument("--max-shape", type=shape)
+    trt.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit")
+    trt.add_argument("--opt-level", type=int, help="builder optimization level 0-5")
+    trt.add_argument("--dla-core", type=int)
+    trt.add_argument("--timing-cache", type=Path)
+    out = p.add_argument_group("output and budget")
+    out.add_argument("--engines-dir", type=Path, default=ENGINES_DIR, help="default: engines/ in the working folder")
+    out.add_argument("--max-miou-drop", type=finite_float, default=1.0, help="mIoU points the artifact may lose against FP32")
+    out.add_argument("--min-agreement", type=finite_float, default=98.0, help="percent of pixels that must keep the FP32 label")
+    out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
+    out.add_argument("--search-minutes", type=finite_float, default=5.0,
+                     help="time for the search that keeps quantized nodes in float when INT8 misses the budget "
+                          "(default 5; 0: no search)")
+    out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
+    out.add_argument("--verify-size", type=model_size, default=(256, 512), help="HxW of the verification scenes")
+    out.add_argument("--latency-size", type=model_size, default=(512, 1024), help="HxW the latencies are measured at")
+    out.add_argument("--force", action="store_true", help="rebuild even when the sidecar says the artifact is up to date")
+    out.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def check_profile(args: argparse.Namespace) -> None:
+    given = [s for s in (args.min_shape, args.opt_shape, args.max_shape) if s is not None]
+    if given and len(given) != 3:
+        raise FcnEdgeError("--min-shape, --opt-shape and --max-shape go together: give all three or none")
+    if given and not all(a <= b <= c for a, b, c in zip(args.min_shape, args.opt_shape, args.max_shape)):
+        raise FcnEdgeError(
+            f"--max-shape {'x'.join(map(str, args.max_shape))} >= --opt-shape {'x'.join(map(str, args.opt_shape))} >= "
+            f"--min-shape {'x'.join(map(str, args.min_shape))} must hold in every dimension: fix the shapes"
+        )
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """Out-of-range numbers stop here, before any file is read or written."""
+    checks = [
+        (args.verify_scenes < 0, f"--verify-scenes {args.verify_scenes} must be 0 or more"),
+        (args.calib_images < 2, f"--calib-images {args.calib_images} must be at least 2"),
+        (args.val_images < 0, f"--val-images {args.val_images} must be 0 (all) or more"),
+        (args.search_minutes < 0, f"--search-minutes {args.search_minutes:g} must be 0 or more"),
+        (args.max_miou_drop < 0, f"--max-miou-drop {args.max_miou_drop:g} must be 0 or more (points of mIoU)"),
+        (not 0 <= args.min_agreement <= 100, f"--min-agreement {args.min_agreement:g} must be a percentage, 0 to 100"),
+        (args.std is not None and min(args.std) <= 0, f"--std {' '.join(f'{v:g}' for v in args.std or [])} must be positive"),
+        (args.threshold is not None and not 0 < args.threshold < 1,
+         f"--threshold {args.threshold} must be a probability between 0 and 1 (exclusive), also for logits"),
+        (args.workspace is not None and args.workspace < 1, f"--workspace {args.workspace} must be at least 1 (MB)"),
+        (args.opt_level is not None and not 0 <= args.opt_level <= 5, f"--opt-level {args.opt_level} must be 0 to 5"),
+        (args.dla_core is not None and args.dla_core < 0, f"--dla-core {args.dla_core} must be 0 or more"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise FcnEdgeError(message)
+
+
+def check_outputs(args: argparse.Namespace, backend, name: str) -> None:
+    """No file the build may write (any precision it may try) is its model or --timing-cache; before any work."""
+    model = ("--onnx", args.onnx) if args.onnx is not None else ("--checkpoint", args.checkpoint or DEFAULT_CHECKPOINT)
+    dla = args.dla_core is not None and backend.name == "tensorrt"
+    outputs = {}
+    for precision in pipeline.candidate_precisions(args.precision, backend, dla):
+        paths = artifact_paths(args.engines_dir, name, precision, backend.name)
+        outputs.update({f"--engines-dir {path.name}": path for path in (*paths.all(), paths.sidecar)})
+    check_distinct(dict([model, ("--timing-cache", args.timing_cache)]), outputs)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    check_profile(args)
+    check_ranges(args)
+    backend = pipeline.choose_backend(args.backend)
+    classes = args.classes.split(",") if args.classes else None
+    if args.onnx is not None:
+        make_source, inputs = source.spec_from_onnx(
+            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes,
+            args.output_activation, args.threshold,
+        )
+    else:
+        make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)
+    check_outputs(args, backend, inputs["name"])
+    options = BuildOptions(
+        precision=args.precision, calib_dir=args.calib_dir, calib_method=args.calib_method,
+        calib_size=args.calib_size, engines_dir=args.engines_dir,
+        budget=Budget(args.max_miou_drop, args.min_agreement), allow_accuracy_drop=args.allow_accuracy_drop,
+        force=args.force, min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
+        workspace_mb=args.workspace, opt_level=args.opt_level, dla_core=args.dla_core, timing_cache=args.timing_cache,
+        verify_scenes=args.verify_scenes, verify_size=args.verify_size, latency_size=args.latency_size,
+        progress=not args.no_progress, calib_data=args.calib_data, calib_images=args.calib_images, val_data=args.val_data,
+        val_split=args.val_split, val_images=args.val_images, search_minutes=args.search_minutes,
+    )  # fmt: skip
+    built = pipeline.build(make_source, inputs, options, backend)
+    if built.skipped:
+        print(f"up to date, skipped: {built.paths.sidecar} (--force rebuilds)")
+        print(built.table)
+    else:
+        written = ", ".join(str(p) for p in built.paths.all())
+        print(f"wrote {written} and {built.paths.sidecar.name} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
