@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fcn_edge import cpu_features
-
 from conftest import assert_user_error, run_script
+from fcn_edge import cpu_features
 from fcn_edge.checkpoint import load_checkpoint
 from fcn_edge.compile.images import DataSpec, Plan, verified_data_changed
 from fixtures.foreign_models import make_foreign_model
