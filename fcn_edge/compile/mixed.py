@@ -107,7 +107,9 @@ def keep_in_float(
         worst = ", ".join(f"{name} ({flips[name]:.2%})" for name in ranking[:3])
         log(f"ranked them by the labels each changes alone in {time.monotonic() - flips_started:.0f} s "
             f"({len(candidates)} models, {len(images)} images each); worst: {worst}")  # fmt: skip
-    left = lambda: 60 * minutes - (time.monotonic() - started)  # noqa: E731
+    def left() -> float:
+        return 60 * minutes - (time.monotonic() - started)
+
     result = sensitivity.fewest_in_float(ranking, meets_budget, left(), log)
     kept, back = sensitivity.quantize_back(result.kept_float, meets_budget, left(), log)
     result.trials += back
