@@ -33,7 +33,7 @@ from fcn_edge.atomic import write_text_atomic  # noqa: E402
 from fcn_edge.backends.onnxruntime import session  # noqa: E402
 from fcn_edge.boundary import BoundaryCounts  # noqa: E402
 from fcn_edge.checkpoint import load_checkpoint  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.data.synthetic import HELDOUT_SEED, render_scene  # noqa: E402
 from fcn_edge.data.voc import VOCSegmentation  # noqa: E402
 from fcn_edge.export import export_checkpoint  # noqa: E402
@@ -90,7 +90,8 @@ def latencies(models: dict[str, Path], size: tuple[int, int], rounds: int, runs:
 def build(args: argparse.Namespace, folder: Path) -> dict[str, Path]:
     """FP32 exports and their INT8 builds, named '<variant> fp32|int8'."""
     models = {}
-    for name, options in VARIANTS.items():
+    for number, (name, options) in enumerate(VARIANTS.items(), 1):
+        print(f"[{number}/{len(VARIANTS)}] exporting and building INT8 of {name} (a minute or two each)", flush=True)
         stem = name.replace("-", "_")
         fp32 = folder / f"{stem}.onnx"
         export_checkpoint(args.checkpoint, fp32, edges=options, verify_sizes=((1, 128, 160),))
@@ -134,7 +135,7 @@ def markdown(rows: list[dict], header: str) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--voc", type=Path, help="VOC-layout root; its val split is scored (default: held-out synthetic scenes)")
     p.add_argument("--name", default="synthetic")
@@ -145,6 +146,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=4)
     p.add_argument("--picture", type=Path)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args()
     checkpoint = load_checkpoint(args.checkpoint)
     pairs = samples(args)
@@ -152,7 +155,9 @@ def main() -> int:
         models = build(args, Path(tmp))
         if args.picture:
             picture(args.picture, models, checkpoint.palette)
+        print(f"scoring {len(models)} models on {len(pairs)} images", flush=True)
         figures = {name: score(path, pairs, len(checkpoint.classes)) for name, path in models.items()}
+        print(f"timing {len(models)} models, {args.rounds}x{args.runs} interleaved runs at {args.latency_size[1]}x{args.latency_size[0]}", flush=True)
         times = latencies(models, args.latency_size, args.rounds, args.runs)
     rows = []
     for name in models:
@@ -163,7 +168,8 @@ def main() -> int:
     h, w = args.latency_size
     header = (f"{args.checkpoint.name} on {args.name} ({len(pairs)} images); boundary figures at 3 px; latency at {w}x{h}, "
               f"ONNX Runtime, batch 1, median of {args.rounds}x{args.runs} interleaved runs on a shared 2-core CPU")
-    out = ROOT / "benchmarks" / f"boundaries_{args.name}"
+    out = (ROOT / "benchmarks" if args.update_docs else args.out_dir) / f"boundaries_{args.name}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix(".json"), json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
     write_text_atomic(out.with_suffix(".md"), markdown(rows, header))
     print(markdown(rows, header))

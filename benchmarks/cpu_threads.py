@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends.onnxruntime.runner import OrtRunner  # noqa: E402
 from fcn_edge.bench.suite import sample_frame  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
@@ -125,14 +125,15 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a frame-input .onnx (default engines/default.int8.onnx)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--frames", type=int, default=20, help="frames per block (default 20)")
     p.add_argument("--rounds", type=int, default=6, help="blocks per policy and pacing (default 6)")
     p.add_argument("--no-openvino", action="store_true", help="ONNX Runtime policies only")
     p.add_argument("--only", nargs="+", metavar="POLICY", help=f"these ONNX Runtime policies only, of: {', '.join(ORT_POLICIES)}")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if not args.model.is_file():
         raise FcnEdgeError(f"--model {args.model} does not exist: build it with python scripts/build_engine.py --int8")
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, rows in samples.items()
         },
     }  # fmt: skip
-    report.save(args.out_dir, "cpu_threads", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "cpu_threads", result, markdown(result))
     return 0
 
 

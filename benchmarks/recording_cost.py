@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_edge.backends import open_runner  # noqa: E402
 from fcn_edge.bench import report  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
@@ -116,12 +116,13 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="labels from this model (default: engines/default.int8.onnx)")
     p.add_argument("--frames", type=int, default=90, help="frames per recording (default 90)")
     p.add_argument("--rounds", type=int, default=5, help="recordings per path (default 5)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if args.frames < 1 or args.rounds < 1:
         raise FcnEdgeError("--frames and --rounds must be at least 1")
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "paths": paths,
     }
-    report.save(args.out_dir, "recording_cost", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "recording_cost", result, markdown(result))
     return 0
 
 

@@ -46,7 +46,7 @@ from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.backends import BACKENDS, open_runner  # noqa: E402
 from fcn_edge.backends.onnxruntime import default_threads  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions, frames_in_flight_for_files  # noqa: E402
@@ -192,7 +192,7 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
     p.add_argument("--frames", type=int, default=30, help="frames per measurement (default 30)")
     p.add_argument("--rounds", type=int, default=9, help="loop runs per loop kind (default 9)")
@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inflight", type=int, help="frames in flight for the video loops (default: threads + 1, as the stream)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: the CPU runtime the model's build measured fastest")
     p.add_argument("--note", default="", help="what the model is, for the table (e.g. untrained weights)")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if args.frames <= WARMUP or args.rounds < 1:
         raise FcnEdgeError(f"--frames must be more than {WARMUP} and --rounds at least 1")
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "runner_alone_cpu_busy": alone_cpu / alone[f"{runner.inflight}_in_flight" if runner.inflight > 1 else "one_at_a_time"] / CORES,
         "loops": loops,
     }
-    report.save(args.out_dir, "stream_overhead", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "stream_overhead", result, markdown(result))
     return 0
 
 

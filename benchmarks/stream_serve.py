@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_edge.bench import report  # noqa: E402
 from fcn_edge.backends import open_runner  # noqa: E402
-from fcn_edge.cli import size_hw  # noqa: E402
+from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
@@ -115,13 +115,14 @@ def markdown(result: dict) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, help="default: engines/default.int8.onnx, else an FP32 stand-in")
     p.add_argument("--frames", type=int, default=150, help="frames per loop run (default 150)")
     p.add_argument("--rounds", type=int, default=9, help="runs per kind (default 9)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
     args = p.parse_args(argv)
     if args.frames < 10 or args.rounds < 1:
         raise FcnEdgeError("--frames must be at least 10 and --rounds at least 1")
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "loops": loops,
     }
-    report.save(args.out_dir, "stream_serve", result, markdown(result))
+    report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "stream_serve", result, markdown(result))
     return 0
 
 

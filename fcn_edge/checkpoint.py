@@ -13,6 +13,7 @@ import torch
 
 from .atomic import atomic_path
 from .errors import FcnEdgeError
+from .metadata import classes_problem
 from .models import FCN, ModelConfig, build_model
 from .models.weights import load_state_strict
 from .paths import file_sha256
@@ -83,14 +84,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise FcnEdgeError(f"checkpoint {path} has no {', '.join(map(repr, missing))} (incomplete): write it again with fcn-edge train")
+    problem = classes_problem(payload["classes"], payload["palette"])  # a palette value of 300 fails here, not in export
+    state = payload["state_dict"]
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        problem = problem or "state_dict must map names to tensors"
+    if not all(isinstance(payload.get(key, {}), dict) for key in ("config", "preprocess", "training")):
+        problem = problem or "config, preprocess and training must be dicts"
+    if problem:
+        raise FcnEdgeError(f"checkpoint {path} is damaged ({problem}): write it again with fcn-edge train")
     # float32 whatever was stored: the shipped default keeps float16 weights to halve its size
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    try:
+        config, preprocess = ModelConfig.from_dict(payload["config"]), Preprocess.from_dict(payload["preprocess"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise FcnEdgeError(f"checkpoint {path} has an unreadable config or preprocess ({error}): write it again with fcn-edge train") from None
     return Checkpoint(
-        config=ModelConfig.from_dict(payload["config"]),
+        config=config,
         state_dict=state,
         classes=list(payload["classes"]),
         palette=[tuple(c) for c in payload["palette"]],
-        preprocess=Preprocess.from_dict(payload["preprocess"]),
+        preprocess=preprocess,
         training=dict(payload.get("training", {})),
         path=path,
     )

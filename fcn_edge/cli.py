@@ -9,10 +9,12 @@ touches the training side. Sizes are ``HxW`` (rows first, as numpy and ONNX shap
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 PROG = "fcn-edge"
@@ -73,12 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if arguments else 2
     parsed = _overview().parse_args(arguments[:1])
     command = COMMANDS[parsed.command]
-    if command.needs_torch:
-        from .errors import exit_without_torch
+    from .errors import exit_without_torch, quiet_interrupt_while_importing
 
+    quiet_interrupt_while_importing()  # Ctrl-C while the stage loads (torch, ONNX tools: seconds): one line, exit 130
+    if command.needs_torch:
         exit_without_torch(command_line(parsed.command))
     stage = importlib.import_module(command.module)
     return int(stage.main(arguments[1:]) or 0)
+
 
 def size_hw(text: str, minimum: int = 1, maximum: int = 8192) -> tuple[int, int]:
     """'256x512' -> (256, 512), as (H, W); beyond ``maximum`` a typo, which would exhaust memory, not a size."""
@@ -128,6 +132,34 @@ def nonempty(text: str) -> str:
     return text
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the docstring's layout and shows every flag's default, with or without help text."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _shows_default(action):
+            action = copy.copy(action)
+            action.help = _NO_HELP  # argparse expands only a help with text in it
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").replace(_NO_HELP, "").strip()
+        if not _shows_default(action) or "%(default)" in text or "(default" in text or "default:" in text:
+            return text
+        default = action.default
+        if isinstance(default, tuple):  # sizes HxW, scales a,b
+            shown = ("x" if len(default) == 2 and all(isinstance(v, int) for v in default) else ",").join(map(str, default))
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})".lstrip()
+
+
+_NO_HELP = "\0"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS)
+
+
 def positive_int(text: str) -> int:
     """A count that must be at least 1 (--threads: 0 would mean "the default" to one backend and an error to another)."""
     try:
@@ -141,3 +173,8 @@ def positive_int(text: str) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def nonempty_path(text: str) -> Path:
+    """A file or folder flag: empty is refused, not read as '.' (``--save-dir ""`` would write into the working folder)."""
+    return Path(nonempty(text))

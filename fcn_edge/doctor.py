@@ -26,7 +26,6 @@ import argparse
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
 import subprocess
@@ -37,7 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli import nonempty_path
 from .atomic import check_output, json_text, write_json_atomic
+from .cli import HelpFormatter
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 from .scratch import scratch_folder
@@ -52,10 +53,10 @@ DISTRIBUTIONS = {  # what pip calls the packages a row reports, first installed 
     "torch": ("torch",),
 }  # fmt: skip
 INSTALL = {
-    "tensorrt": "pip install 'fcn_edge[gpu-cu12]' ('fcn_edge[gpu-cu13]' on a CUDA 13 driver; JetPack's on Jetson)",
-    "cuda-python": "pip install 'fcn_edge[gpu-cu12]'",
-    "pycuda": "pip install 'fcn_edge[pycuda]' (needs the CUDA toolkit)",
-    "torch": "pip install 'fcn_edge[train]' (the CUDA build of torch for the AMP check)",
+    "tensorrt": "pip install -e '.[gpu-cu12]' ('.[gpu-cu13]' on a CUDA 13 driver; JetPack's on Jetson)",
+    "cuda-python": "pip install -e '.[gpu-cu12]'",
+    "pycuda": "pip install -e '.[pycuda]' (needs the CUDA toolkit)",
+    "torch": "pip install -e '.[train]' (the CUDA build of torch for the AMP check)",
 }
 DRIVER_FOR_CUDA = {12: 525, 13: 580}  # minimum Linux driver per CUDA major (CUDA minor-version compatibility)
 
@@ -130,7 +131,7 @@ def _cuda_major_rows(cuda: tuple[int, int] | None) -> list[Row]:
         major = int(str(version).split(".")[0]) if version else None
         if major and major > cuda[0]:
             rows.append(Row(f"{name}-vs-driver", "FAIL", f"{name} for CUDA {major} needs driver >= {DRIVER_FOR_CUDA.get(major, '?')}, this "
-                            f"driver runs CUDA {cuda[0]}.{cuda[1]}: pip install 'fcn_edge[gpu-cu{cuda[0]}]'"))  # fmt: skip
+                            f"driver runs CUDA {cuda[0]}.{cuda[1]}: pip install -e '.[gpu-cu{cuda[0]}]'"))  # fmt: skip
     return rows
 
 
@@ -196,7 +197,7 @@ class Paths:
     def cuda(self, binding: str) -> Callable[[], dict[str, Any]]:
         def probe() -> dict[str, Any]:
             if not importlib.util.find_spec("pycuda" if binding == "pycuda" else "cuda"):
-                raise Skip(f"{binding} is not installed: pip install " + ("'fcn_edge[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'fcn_edge[gpu-cu12]'"))
+                raise Skip(f"{binding} is not installed: pip install " + ("'.[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'.[gpu-cu12]'"))
             from .backends.cuda.selftest import round_trips
 
             return round_trips(binding)
@@ -205,7 +206,7 @@ class Paths:
 
     def torch_amp(self) -> dict[str, Any]:
         if not importlib.util.find_spec("torch"):
-            raise Skip("torch is not installed: pip install 'fcn_edge[train]' with the CUDA build of torch")
+            raise Skip("torch is not installed: pip install -e '.[train]' with the CUDA build of torch")
         import torch
         from torch.nn import functional as F
 
@@ -305,8 +306,8 @@ def table(rows: list[Row]) -> str:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON to this file (atomically)")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the JSON to this file (atomically)")
     args = parser.parse_args(argv)
     if args.json is not None:
         check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them

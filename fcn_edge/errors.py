@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -27,8 +28,10 @@ EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
 def _interrupted_while_importing(_signum: int, _frame: object) -> None:
-    print("interrupted", file=sys.stderr)
-    raise SystemExit(EXIT_INTERRUPTED)  # nothing is written yet: no cleanup to run, no traceback to show
+    print("interrupted", file=sys.stderr, flush=True)
+    # nothing is written yet: no cleanup to run. Not SystemExit: unwinding out of a half-initialised extension
+    # module (torch) crashed the interpreter's shutdown (SIGSEGV) in 1 of ~10 runs.
+    os._exit(EXIT_INTERRUPTED)
 
 
 def quiet_interrupt_while_importing() -> None:
@@ -44,6 +47,8 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 prints as stderr shows it
         if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C cleans up (KeyboardInterrupt)
         previous = _raise_on_sigterm()
@@ -94,7 +99,8 @@ def _raise_on_sigterm():
     return signal.signal(signal.SIGTERM, terminate)
 
 
-TRAIN_EXTRA = "pip install torch==2.13.0 && pip install 'fcn_edge[train]' (a CPU torch first; on a GPU machine the torch build that matches its CUDA)"
+TRAIN_EXTRA = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]' in the "
+               "fcn_edge folder (a CPU torch first; on a GPU machine the torch build that matches its CUDA)")
 
 
 def require_torch(what: str, instead: str = "") -> None:

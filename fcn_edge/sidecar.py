@@ -29,10 +29,12 @@ import onnx
 
 from .atomic import check_writable, json_text
 from .errors import FcnEdgeError
+from .metadata import classes_problem
 from .paths import file_sha256, is_utf8
 
 FORMAT = "fcn_edge.artifact/1"
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+IMAGES_TEXT = ("kind", "data", "split", "sha256")  # what verified_data_changed reads of verification.images
 MAX_NAME_BYTES = 200  # leaves room in the 255-byte file name limit for ".int8.trt-qdq.onnx.json" and a temp suffix
 
 
@@ -45,9 +47,18 @@ def read_sidecar(artifact: Path) -> dict[str, Any] | None:
     """The sidecar beside ``artifact`` as a dict; None when there is none or it is not a JSON object."""
     try:
         content = json.loads(sidecar_path(artifact).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None
     return content if isinstance(content, dict) else None
+
+
+def sidecar_text(sidecar: dict[str, Any] | None, *keys: str) -> str | None:
+    """``sidecar[k1][k2]...`` when every level is an object and the value a string; None otherwise (a sidecar edited by
+    hand must not crash a reader that only wants a hint from it)."""
+    value: Any = sidecar
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
@@ -68,7 +79,7 @@ def check_name(name: str) -> None:
         or len(name.encode("utf-8")) > MAX_NAME_BYTES
     ):  # fmt: skip
         raise FcnEdgeError(
-            f"artifact name {name!r} (--name, else the model file's stem) is not a plain file name: use letters, digits, "
+            f"artifact name {name!r} (--name, else the run folder or model file name) is not a plain file name: use letters, digits, "
             f"'-', '_' and '.', no '/', leading '.' or surrounding spaces, at most {MAX_NAME_BYTES} bytes"
         )
 
@@ -132,7 +143,7 @@ def up_to_date(paths: ArtifactPaths, key: str, log: Callable[[str], None] = prin
         return None
     try:
         sidecar = json.loads(paths.sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeError, ValueError):
+    except (OSError, UnicodeError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         sidecar = None
     if isinstance(sidecar, dict) and sidecar.get("format") != FORMAT:
         return None
@@ -165,20 +176,24 @@ def schema_problem(sidecar: Any, paths: ArtifactPaths) -> str | None:
     verification = sidecar.get("verification")
     if not isinstance(verification, dict) or not isinstance(verification.get("table"), str) or not isinstance(verification.get("passed"), bool):
         return "no verification table and result"
+    images = verification.get("images")
+    if images is not None and not (
+        isinstance(images, dict) and all(isinstance(images.get(k), (str, type(None))) for k in IMAGES_TEXT)
+        and (images.get("kind") != "dataset" or all(isinstance(images.get(k), str) for k in IMAGES_TEXT))
+    ):  # fmt: skip
+        return f"verification.images must be an object whose {', '.join(IMAGES_TEXT)} are strings"
+    backend = sidecar.get("backend")
+    if not isinstance(backend, dict) or not isinstance(backend.get("name"), str):
+        return "backend must be an object with a name"
+    if sidecar.get("precision") not in PRECISIONS:
+        return f"precision must be one of {', '.join(PRECISIONS)}"
     return _model_problem(sidecar.get("model"))
 
 
 def _model_problem(model: Any) -> str | None:
     if not isinstance(model, dict):
         return "no model entry"
-    classes, palette = model.get("classes"), model.get("palette")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        return "model.classes must be a list of names"
-    if not isinstance(palette, list) or len(palette) != len(classes) or not all(
-        isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette
-    ):
-        return "model.palette must be one [r, g, b] of 0..255 per class"
-    return None
+    return classes_problem(model.get("classes"), model.get("palette"), "model.")
 
 
 def _is_sha256(value: Any) -> bool:

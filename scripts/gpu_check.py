@@ -8,8 +8,8 @@ bindings, mapped memory forced, the CUDA round trips), then ``python -m fcn_edge
   python scripts/gpu_check.py [--out runs/gpu_check.json]
 
 A GPU machine may have no network: install what it needs beforehand (wheels carried over):
-this repository with ``pip install -e ".[test]"``, TensorRT (``pip install 'fcn_edge[gpu-cu12]'``,
-or JetPack's), cuda-python, and PyCUDA (``pip install 'fcn_edge[pycuda]'``, needs the CUDA
+this repository with ``pip install -e ".[test]"``, TensorRT (``pip install -e '.[gpu-cu12]'``,
+or JetPack's), cuda-python, and PyCUDA (``pip install -e '.[pycuda]'``, needs the CUDA
 toolkit). What is missing is named in one line before anything runs (exit 2).
 ``FCN_EDGE_TENSORRT_STANDIN=10.13`` runs the same on the stand-in, to check the script itself.
 """
@@ -28,6 +28,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from fcn_edge.cli import HelpFormatter
 from fcn_edge.atomic import check_output, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 
@@ -35,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 570  # under 10 minutes in all
 NEEDED = {  # import name -> how to install it
     "pytest": 'pip install -e ".[test]"',
-    "tensorrt": "pip install 'fcn_edge[gpu-cu12]' ('[gpu-cu13]' on a CUDA 13 driver; JetPack's python3-libnvinfer on Jetson)",
+    "tensorrt": "pip install -e '.[gpu-cu12]' ('[gpu-cu13]' on a CUDA 13 driver; JetPack's python3-libnvinfer on Jetson)",
     "cuda.bindings": "pip install 'cuda-python>=12,<13'",
-    "pycuda": "pip install 'fcn_edge[pycuda]' (needs the CUDA toolkit: nvcc, cuda.h)",
+    "pycuda": "pip install -e '.[pycuda]' (needs the CUDA toolkit: nvcc, cuda.h)",
 }
 
 
@@ -91,7 +92,7 @@ def run_doctor(deadline: float) -> dict:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/gpu_check.json"), help="the JSON report (default runs/gpu_check.json)")
     args = parser.parse_args(argv)
     check_output(args.out, "--out")

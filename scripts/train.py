@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """``fcn-edge train``, kept under this name for the commands in README and older notes (fcn_edge/train/__main__.py)."""
 
-from fcn_edge.errors import exit_without_torch
+from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
+
+quiet_interrupt_while_importing()  # Ctrl-C while the imports below load (seconds): one line, exit 130
 
 exit_without_torch("fcn-edge train")  # before the import below loads torch
 

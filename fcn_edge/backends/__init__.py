@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ..errors import FcnEdgeError
 from ..runner import Runner
-from ..sidecar import read_sidecar, sidecar_classes
+from ..sidecar import read_sidecar, sidecar_classes, sidecar_text
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 TENSORRT_SUFFIXES = (".engine", ".plan")
@@ -31,10 +31,10 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     if path.suffix in TENSORRT_SUFFIXES:
         return "tensorrt"
     if path.suffix == ".onnx":
-        sidecar = read_sidecar(path) or {}
-        if sidecar.get("precision") == "bf16":
+        sidecar = read_sidecar(path)
+        if sidecar_text(sidecar, "precision") == "bf16":
             return "openvino"  # nothing else runs BF16 on a CPU; open_runner says what to install if missing
-        built_for = (sidecar.get("backend") or {}).get("name")
+        built_for = sidecar_text(sidecar, "backend", "name")  # a hint only: a sidecar edited by hand may lack it
         if built_for == "openvino" and _openvino_installed():
             return "openvino"
         return "onnxruntime"
@@ -73,7 +73,7 @@ def open_runner(
         from . import openvino
         from .onnxruntime import default_threads
 
-        precision = "bf16" if (read_sidecar(path) or {}).get("precision") == "bf16" else "fp32"
+        precision = "bf16" if sidecar_text(read_sidecar(path), "precision") == "bf16" else "fp32"
         runner = openvino.make_runner(path, threads=threads or default_threads(), precision=precision,
                                       check_inputs=check_inputs, inflight=inflight)  # fmt: skip
     else:

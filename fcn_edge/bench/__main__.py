@@ -26,24 +26,25 @@ exit_without_torch("fcn-edge bench")
 
 from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.cli import model_size, positive_int
+from fcn_edge.cli import HelpFormatter, model_size, nonempty_path, positive_int
 from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
 
 DEFAULT_SIZES = ((256, 512), (512, 1024), (480, 640))  # (H, W); tables name them as cameras do, WxH
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--int8-model", type=Path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
+    p = argparse.ArgumentParser(prog="fcn-edge bench", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--int8-model", type=nonempty_path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
     p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds per size (the quieter half count)")
-    p.add_argument("--reference-int8", type=Path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
-    p.add_argument("--reference-fp32", type=Path,
+    p.add_argument("--reference-int8", type=nonempty_path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
+    p.add_argument("--reference-fp32", type=nonempty_path,
                    help="another FP32 .onnx (row ort-fp32-reference); labels agreement is then measured against it")
-    p.add_argument("--out", type=Path, default=Path("benchmarks") / "results",
-                   help="folder for JSON and PNG (default: benchmarks/results in the working folder)")
+    p.add_argument("--out", type=nonempty_path, default=Path("runs/benchmark"), help="folder for JSON and PNG")
+    p.add_argument("--update-docs", action="store_true",
+                   help="write benchmarks/results/ of the working folder (committed, README links it) instead of --out")
     p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
     p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_baseline and not args.reason.strip():
         raise FcnEdgeError("--update-baseline needs --reason '...': say why the old baseline no longer holds")
+    if args.update_docs:
+        args.out = Path("benchmarks") / "results"
     ensure_folder(args.out, "--out")  # now, not after minutes of timing
     from fcn_edge.bench import baselines, peak, report
     from fcn_edge.bench.fingerprint import fingerprint

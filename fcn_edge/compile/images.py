@@ -11,7 +11,8 @@ A labelled dataset gives FP32 and artifact mIoU on its images, at their own size
 time, as ``fcn-edge evaluate`` does) or at the model's fixed input size, resized.
 
 ``--calib-data NAME:ROOT`` takes calibration frames from a dataset's train split instead of
-the ``--calib-dir`` folder: ``--calib-images`` of them, evenly spaced, with every
+the ``--calib-dir`` folder (fcn-edge build sets it to the dataset a checkpoint records
+when neither is given): ``--calib-images`` of them, evenly spaced, with every
 ``HOLDOUT_EVERY``-th held out as in a folder.
 """
 
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..data import DATASETS, build_dataset
+from ..data.record import recorded_val_split
 from ..data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from ..errors import FcnEdgeError
 from ..metadata import class_difference
@@ -40,13 +42,21 @@ STRIDE = 32  # foreign dynamic models see dataset images resized to multiples of
 class DataSpec:
     name: str  # one of fcn_edge.data.DATASETS
     root: Path | None = None
+    val_fraction: float | None = None  # a flat folder's train/val split (fcn_edge.data.splits)
+    split_seed: int = 0
 
     def __str__(self) -> str:
         return self.name if self.root is None else f"{self.name}:{self.root}"
 
+    def split_options(self) -> dict:
+        return {"val_fraction": self.val_fraction, "split_seed": self.split_seed} if self.val_fraction is not None else {}
 
-def parse_spec(text: str | None, flag: str) -> DataSpec | None:
-    """'voc:/data/VOC2012' -> DataSpec; None stays None; a malformed value is a one-line error naming ``flag``."""
+
+def parse_spec(text: str | None, flag: str, val_fraction: float | None = None, split_seed: int = 0) -> DataSpec | None:
+    """'voc:/data/VOC2012' -> DataSpec; None stays None; a malformed value is a one-line error naming ``flag``.
+
+    ``val_fraction``/``split_seed`` (--val-fraction, --split-seed) split a flat folder.
+    """
     if text is None:
         return None
     name, _, root = text.partition(":")
@@ -58,13 +68,13 @@ def parse_spec(text: str | None, flag: str) -> DataSpec | None:
         return DataSpec(name)
     if not root:
         raise FcnEdgeError(f"{flag} {text!r} names no folder: write {name}:ROOT, e.g. {name}:/data/{name}")
-    return DataSpec(name, Path(root))
+    return DataSpec(name, Path(root), val_fraction if name == "folder" else None, split_seed)
 
 
 def open_split(spec: DataSpec, split: str, flag: str):
     """The dataset ``spec`` names, split ``split``; its own one-line errors name the folder, prefixed by ``flag``."""
     try:
-        return build_dataset(spec.name, str(spec.root), split)
+        return build_dataset(spec.name, str(spec.root), split, **spec.split_options())
     except FcnEdgeError as error:
         raise FcnEdgeError(f"{flag} {spec} (split {split}): {error}") from None
 
@@ -117,7 +127,7 @@ def verified_data_changed(sidecar: dict, images: int) -> bool:
     recorded = (sidecar.get("verification") or {}).get("images") or {}
     if recorded.get("kind") != "dataset" or not recorded.get("sha256"):
         return False
-    spec = parse_spec(recorded["data"], "the recorded verification data")
+    spec = parse_spec(recorded["data"], "the recorded verification data", recorded.get("val_fraction"), recorded.get("split_seed") or 0)
     if spec.root is None or not spec.root.is_dir():
         return False
     try:
@@ -151,7 +161,8 @@ class Plan:
         """The sidecar's account; ``images``: the --val-images limit the samples were drawn with (for the hash)."""
         sha256 = dataset_sha256(self.data, self.split, images) if self.kind == "dataset" else None
         return {"kind": self.kind, "why": self.why, "data": str(self.data) if self.data else None, "split": self.split,
-                "resized": self.resized or None, "images": [s.name for s in samples], "sha256": sha256}  # fmt: skip
+                "resized": self.resized or None, "images": [s.name for s in samples], "sha256": sha256,
+                **(self.data.split_options() if self.data else {})}  # fmt: skip
 
 
 def _sizes(samples: Sequence[verify.Sample]) -> str:
@@ -171,15 +182,17 @@ def choose(source: SourceModel, val_data: DataSpec | None, val_split: str, calib
     if trained.get("dataset") == "synthetic":
         return Plan("synthetic", "the checkpoint was trained on them")
     if trained.get("root"):
-        spec = DataSpec(trained["dataset"], Path(trained["root"]))
+        spec = DataSpec(trained["dataset"], Path(trained["root"]), trained.get("val_fraction"), trained.get("split_seed") or 0)
         if spec.root.is_dir():
-            return Plan("dataset", "the dataset the checkpoint was trained on", spec, trained.get("val_split", "val"))
+            split, on_train = recorded_val_split(trained)
+            why = "the run's training images: it had no val split" if on_train else "the dataset the checkpoint was trained on"
+            return Plan("dataset", why, spec, split)
         note = f"the checkpoint's dataset {spec} is not here: pass --val-data for mIoU"
     elif source.classes == SYNTHETIC_CLASSES:
         return Plan("synthetic", "the model's classes are the synthetic scenes'")
     if calib_data is not None and calib_data.name != "synthetic":
         try:
-            dataset = build_dataset(calib_data.name, str(calib_data.root), "val")
+            dataset = build_dataset(calib_data.name, str(calib_data.root), "val", **calib_data.split_options())
         except FcnEdgeError:
             dataset = None  # no val split beside the training one: fall through to the hold-out
         if dataset is not None and len(dataset.classes) == len(source.classes):

@@ -52,6 +52,8 @@ class BuildOptions:
     val_data: str | None = None  # "voc:ROOT", "synthetic", ...; None: chosen by .images' rules
     val_split: str = "val"
     val_images: int = 50  # at most this many images of val_data, evenly spaced; 0: all
+    val_fraction: float | None = None  # a flat folder's split (fcn_edge.data.splits), for calib_data and val_data
+    split_seed: int = 0
     search_minutes: float = 5.0  # time budget of the mixed-precision search (.mixed)
 
     def recorded(self) -> dict[str, Any]:
@@ -60,6 +62,8 @@ class BuildOptions:
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         values["calib_dir"] = str(self.calib_dir)
         values["timing_cache"] = str(self.timing_cache) if self.timing_cache else None
+        if self.val_fraction is None:  # keys of builds without a split stay as they were
+            del values["val_fraction"], values["split_seed"]
         return values
 
 

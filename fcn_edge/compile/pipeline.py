@@ -76,7 +76,7 @@ def candidate_precisions(requested: str | None, backend: Backend, dla: bool = Fa
     if requested == "bf16" and not bf16:
         raise FcnEdgeError(
             "--bf16 runs on OpenVINO on a CPU with BF16 instructions (AVX512_BF16 or AMX) only: "
-            f"{'this CPU has none' if 'openvino' in backend.cpu_backends else 'install it with pip install fcn_edge[openvino]'}; "
+            f"{'this CPU has none' if 'openvino' in backend.cpu_backends else OPENVINO_HINT}; "
             "use --fp32 or --int8"
         )
     if requested == "fp16" and backend.name == "openvino":
@@ -86,6 +86,9 @@ def candidate_precisions(requested: str | None, backend: Backend, dla: bool = Fa
     if backend.name == "tensorrt":
         return ["int8", "fp16"] if dla else ["int8", "fp16", "fp32"]
     return ["int8", "bf16", "fp32"] if bf16 else ["int8", "fp32"]
+
+
+OPENVINO_HINT = "install it with pip install -e '.[openvino]' in the fcn_edge folder"
 
 
 @dataclass
@@ -116,7 +119,7 @@ def build(
             f"(every {calibration.HOLDOUT_EVERY}th image is one): use --verify-scenes 1 or more"
         )
     inputs = {**source_inputs, "calibration_sha256": calib_set.sha256() if calib_set else None}
-    val_data = images.parse_spec(options.val_data, "--val-data")
+    val_data = images.parse_spec(options.val_data, "--val-data", options.val_fraction, options.split_seed)
     if val_data is not None and val_data.name != "synthetic":  # the user's labelled files, checked and hashed now
         inputs["val_data_sha256"] = images.dataset_sha256(val_data, options.val_split, options.val_images)
     created = artifact.check_engines_dir(options.engines_dir)
@@ -221,7 +224,8 @@ def _needs_calibration(options: BuildOptions) -> bool:
 
 
 def _calibration_set(options: BuildOptions) -> calibration.CalibrationSet:
-    return images.calibration_set(options.calib_dir, images.parse_spec(options.calib_data, "--calib-data"), options.calib_images)
+    calib_data = images.parse_spec(options.calib_data, "--calib-data", options.val_fraction, options.split_seed)
+    return images.calibration_set(options.calib_dir, calib_data, options.calib_images)
 
 
 def _optional_set(options: BuildOptions) -> calibration.CalibrationSet | None:

@@ -115,6 +115,27 @@ def spec_from_onnx(
     return describe, inputs
 
 
+def checkpoint_record(checkpoint: Path) -> dict:
+    """The dataset record a checkpoint keeps (fcn_edge.data.record); {} when it has none or is not a file."""
+    if not checkpoint.is_file():
+        return {}  # spec_from_checkpoint says what is wrong with the path
+    require_torch("building from a checkpoint (it is exported first)", "; or pass an exported model with --onnx")
+    from ..checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(checkpoint).training.get("data") or {})
+
+
+def artifact_name(checkpoint: Path) -> str:
+    """A checkpoint's artifacts are named after its run: runs/parts2/best.pt -> 'parts2', last.pt -> 'parts2-last'.
+
+    Every run has a best.pt: named after the file, the next run's build would replace the last one's.
+    """
+    stem, run = checkpoint.stem, checkpoint.resolve().parent.name
+    if stem not in ("best", "last") or not run:
+        return stem
+    return run if stem == "best" else f"{run}-last"
+
+
 def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[MakeSource, dict]:
     """(make_source, identifying inputs) for an fcn_edge checkpoint, exported in the build's temporary folder.
 
@@ -124,7 +145,7 @@ def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[Mak
         raise FcnEdgeError(f"checkpoint {checkpoint} is a folder: pass the .pt file inside it (--checkpoint)")
     if not checkpoint.is_file():
         raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with fcn-edge train, or pass --checkpoint or --onnx")
-    name = name or checkpoint.stem
+    name = name or artifact_name(checkpoint)
     check_name(name)  # it also names a file in the build's temporary folder
 
     def export(tmp: Path) -> SourceModel:

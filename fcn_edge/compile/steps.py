@@ -78,10 +78,14 @@ class Work:
         if calib_set and calib_set.holdout:
             frames = calibration.load_frames(calib_set.holdout, options.calib_size, "load hold-out images", options.progress)
             holdout = [(f"calibration:{p.name}", f) for p, f in zip(calib_set.holdout, frames)]
-        self.plan = images.choose(source, images.parse_spec(options.val_data, "--val-data"), options.val_split,
-                                  images.parse_spec(options.calib_data, "--calib-data"))  # fmt: skip
+        split = options.val_fraction, options.split_seed
+        self.plan = images.choose(source, images.parse_spec(options.val_data, "--val-data", *split), options.val_split,
+                                  images.parse_spec(options.calib_data, "--calib-data", *split))  # fmt: skip
         self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size, holdout)
         self.reference = verify.reference(source, self.samples, options.progress)
+        if self.reference.miou is None and any(s.mask is not None for s in self.samples):
+            log(f"note: cannot measure mIoU on {self.plan.data or 'the verification images'}: every mask pixel is ignore "
+                f"(255), so --max-miou-drop {options.budget.max_miou_drop:g} is not checked, only label agreement")
         self.fp32_latency: float | None = None
         self.profile = engine_profile(source, options, self.samples) if target == "tensorrt" else None
 
@@ -279,7 +283,7 @@ class Work:
                      "IQR of the per-round ratios")  # fmt: skip
         header = (
             f"verification ({precision.upper()}): {self.plan.describe(self.samples, self.options.verify_scenes)}; "
-            f"latency at {self.options.latency_size[0]}x{self.options.latency_size[1]}, {timed}"
+            f"latency at {self.options.latency_size[1]}x{self.options.latency_size[0]} (WxH), {timed}"
         )
         return verify.table([fp32, *outcome.figures], header)
 

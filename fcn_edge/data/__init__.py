@@ -10,7 +10,6 @@ same datasets on boxes without torch.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from ..errors import FcnEdgeError
 from .cityscapes import Cityscapes
 from .folder import ImageMaskFolder
+from .splits import open_folder
 from .synthetic import HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
 from .voc import VOCSegmentation
 
@@ -45,8 +45,9 @@ def build_dataset(name: str, root: str | None, split: str, transform: Callable |
 
     ``synthetic`` needs no root: split "train" is scenes from ``TRAIN_SEED`` (``length``
     2000 by default), "val"/"heldout" from ``HELDOUT_SEED`` (200); ``size`` is (H, W).
-    ``folder`` uses ``root/<split>/`` when that holds an ``images/`` folder, else ``root``
-    itself; it accepts ``classes`` (else it reads classes.txt).
+    ``folder`` takes ``root/<split>/`` when root has train/ and val/, else a flat ``root`` split
+    by ``val_fraction`` (and ``split_seed``), or all of it without one (:mod:`.splits`); it
+    accepts ``classes`` (else it reads classes.txt).
     """
     if name == "synthetic":
         if split not in SYNTHETIC_SPLITS:
@@ -62,10 +63,10 @@ def build_dataset(name: str, root: str | None, split: str, transform: Callable |
         raise FcnEdgeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     if not root:
         raise FcnEdgeError(f"dataset {name!r} needs a data root folder (e.g. --data-root /path/to/{name})")
+    if kw.get("val_fraction") is not None and name != "folder":
+        raise FcnEdgeError(f"--val-fraction splits a flat folder (--dataset folder); {name} has its own splits: leave it out")
     if name == "voc":
         return VOCSegmentation(root, split=split, transform=transform)
     if name == "cityscapes":
         return Cityscapes(root, split=split, transform=transform)
-    split_root = Path(root) / split
-    folder_root = split_root if (split_root / "images").is_dir() else Path(root)
-    return ImageMaskFolder(folder_root, classes=kw.get("classes"), transform=transform)
+    return open_folder(root, split, transform, kw.get("classes"), kw.get("val_fraction"), int(kw.get("split_seed") or 0))

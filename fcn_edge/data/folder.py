@@ -2,10 +2,11 @@
 
     root/images/<stem>.{jpg,jpeg,png,bmp}
     root/masks/<stem>.png        uint8 class ids 0..N-1, 255 = ignore
-    root/classes.txt             one class name per line (unless ``classes`` is given)
+    root/classes.txt             one class per line: ``name`` or ``name R G B`` (its overlay colour)
 
-The simplest layout that any labelling tool can export to; colours come from the default
-palette so that overlays are stable without a config file.
+The simplest layout that any labelling tool can export to; classes without a colour take the
+default palette's, so overlays are stable without a config file. Splits (``train/``, ``val/``
+or a seeded fraction of a flat folder) are :mod:`.splits`' job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import FcnEdgeError
+from ..media import image_files
 from ..metadata import check_classes
 from ..paths import IMAGE_EXTENSIONS
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_index_mask, require_dir
@@ -24,38 +26,76 @@ from .palette import default_palette
 LAYOUT = "images/<name>.{jpg,jpeg,png,bmp}, masks/<name>.png (class ids, 255 = ignore) and classes.txt"
 
 
+CLASSES_FORMAT = "one class per line, class 0 first: a name, or a name and its colour as 'name R G B' (0-255)"
+
+
 def read_classes(path: Path) -> list[str]:
-    """Class names from a text file, one per line; blank lines are skipped."""
+    """Class names from a classes.txt (:func:`read_class_file`)."""
+    return read_class_file(path)[0]
+
+
+def read_class_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Names and RGB colours from a classes.txt; a line without a colour takes the default palette's."""
     if not path.is_file():
-        raise FcnEdgeError(f"{path} not found: write one class name per line (class 0 first) or pass classes=")
+        raise FcnEdgeError(f"{path} not found: write it, {CLASSES_FORMAT}")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of class 0's name
     except UnicodeDecodeError:
-        raise FcnEdgeError(f"{path} is not UTF-8 text: save it as UTF-8, one class name per line") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
+        raise FcnEdgeError(f"{path} is not UTF-8 text: save it as UTF-8, {CLASSES_FORMAT}") from None
+    names, colours = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, colour = _class_line(line.strip(), path, number)
+        names.append(name)
+        colours.append(colour)
     if not names:
-        raise FcnEdgeError(f"{path} lists no classes: write one class name per line (class 0 first)")
+        raise FcnEdgeError(f"{path} lists no classes: write {CLASSES_FORMAT}")
     check_classes(names, str(path))
-    return names
+    if not 1 <= len(names) <= 255:
+        raise FcnEdgeError(f"{path} lists {len(names)} classes: between 1 and 255 are supported (255 = ignore)")
+    default = default_palette(len(names))
+    return names, [colour or default[i] for i, colour in enumerate(colours)]
+
+
+def _class_line(line: str, path: Path, number: int) -> tuple[str, tuple[int, int, int] | None]:
+    """'road 128 64 128' -> ('road', (128, 64, 128)); 'road' -> ('road', None); names may hold spaces."""
+    words = line.split()
+    if len(words) < 4 or not all(w.isdigit() for w in words[-3:]):
+        return line, None
+    colour = tuple(int(w) for w in words[-3:])
+    if max(colour) > 255:
+        raise FcnEdgeError(f"{path} line {number}: colour {' '.join(words[-3:])} is out of range: write R G B from 0 to 255")
+    return " ".join(words[:-3]), colour  # type: ignore[return-value]
 
 
 class ImageMaskFolder:
-    """Pairs ``images/<stem>.*`` with ``masks/<stem>.png``, sorted by stem."""
+    """Pairs ``images/<stem>.*`` with ``masks/<stem>.png``, sorted by stem.
+
+    ``classes_file``: the classes.txt to read (default ``root/classes.txt``); ``keep``: a test
+    on the stem that picks this split's images out of a flat folder (:mod:`.splits`).
+    """
 
     ignore_index = IGNORE_INDEX
 
-    def __init__(self, root: str | Path, classes: Sequence[str] | None = None, transform: Callable | None = None):
+    def __init__(self, root: str | Path, classes: Sequence[str] | None = None, transform: Callable | None = None,
+                 classes_file: Path | None = None, keep: Callable[[str], bool] | None = None):  # fmt: skip
         self.root = require_dir(Path(root), LAYOUT)
         self.transform = transform
         image_dir = require_dir(self.root / "images", LAYOUT)
         mask_dir = require_dir(self.root / "masks", LAYOUT)
-        self.classes = list(classes) if classes is not None else read_classes(self.root / "classes.txt")
-        if not 1 <= len(self.classes) <= 255:
-            raise FcnEdgeError(f"{len(self.classes)} classes given: between 1 and 255 are supported (255 = ignore)")
-        self.palette = default_palette(len(self.classes))
+        if classes is not None:
+            self.classes = list(classes)
+            if not 1 <= len(self.classes) <= 255:
+                raise FcnEdgeError(f"{len(self.classes)} classes given: between 1 and 255 are supported (255 = ignore)")
+            self.palette = default_palette(len(self.classes))
+        else:
+            self.classes, self.palette = read_class_file(classes_file or self.root / "classes.txt")
         self.samples: list[tuple[Path, Path]] = []
         seen: dict[str, Path] = {}
-        for image_path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        for image_path in image_files(image_dir, IMAGE_EXTENSIONS, str(image_dir)):  # a FIFO named x.png: skipped, not a hang
+            if keep is not None and not keep(image_path.stem):
+                continue
             if image_path.stem in seen:
                 raise FcnEdgeError(
                     f"images {seen[image_path.stem]} and {image_path} share a name and masks match by name: rename one"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from fcn_edge.cli import HelpFormatter, nonempty_path
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
 # before anything imports torch: on a deploy-only install, one line naming the extra
@@ -22,9 +22,10 @@ OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits",
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge export", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--output", type=Path, help="default: engines/<checkpoint stem>.onnx")
+    p = argparse.ArgumentParser(prog="fcn-edge export", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--output", type=nonempty_path, help="default: engines/<checkpoint stem>.onnx, with .refine, .scales and .flip "
+                                               "before .onnx for those options (never replacing the plain export)")
     p.add_argument("--input", default="frame", choices=["frame", "tensor"],
                    help="frame: uint8 NHWC BGR as OpenCV gives it, preprocessed in the graph; tensor: float32 NCHW normalised")
     p.add_argument("--output-kind", default="labels", choices=list(OUTPUT_KINDS),
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if output is None:
         if not ENGINES_DIR.exists():
             ENGINES_DIR.mkdir()
-        output = ENGINES_DIR / f"{args.checkpoint.stem}.onnx"
+        output = ENGINES_DIR / f"{args.checkpoint.stem}{edge_suffix(args)}.onnx"
     check_distinct({"--checkpoint": args.checkpoint}, {"--output": output})
     check_output(output, "--output")  # before the export, which takes seconds
     report = export_checkpoint(
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report.table())
     return 0
+
+
+def edge_suffix(args: argparse.Namespace) -> str:
+    """'.refine.scales' for a graph exported with --refine and --scales: its own default file name."""
+    used = [("refine", args.refine is not None), ("scales", tuple(args.scales) != (1.0,)), ("flip", args.flip)]
+    return "".join(f".{name}" for name, on in used if on)
 
 
 if __name__ == "__main__":

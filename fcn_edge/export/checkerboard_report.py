@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from fcn_edge.atomic import atomic_path, check_output
+from fcn_edge.atomic import atomic_path, check_distinct, check_output
 from fcn_edge.checkpoint import Checkpoint, load_checkpoint
 from fcn_edge.data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
-from fcn_edge.cli import positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, nonempty_path, positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.export.checkerboard import (
     REFERENCE_KINDS, REFERENCE_STRIDE, TILES, checkerboard_score, high_pass, reference_model, train_reference,
@@ -38,17 +38,18 @@ PANEL = 128  # the figure shows (up to) the centre PANEL x PANEL of the first im
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge checkerboard", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge checkerboard", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--scenes", type=int, default=16, help="held-out synthetic scenes to score on")
     p.add_argument("--size", type=size_hw, default=(256, 256), metavar="HxW", help="size of those scenes")
     p.add_argument("--seeds", type=int, default=5, help="initialisations scored per decoder")
     p.add_argument("--steps", type=int, default=800, help="training steps per decoder (0: init only)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-size", type=size_hw, default=(64, 64), metavar="HxW", help="size of the synthetic training scenes")
-    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="also score this FCN (repeatable)")
+    p.add_argument("--checkpoint", type=nonempty_path, action="append", default=[], help="also score this FCN (repeatable)")
     p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
                    help="scene size for --checkpoint (the 1/8 decoder map needs room)")
-    p.add_argument("--output", type=Path, default=Path("docs/img/checkerboard.png"))
+    p.add_argument("--output", type=nonempty_path, default=Path("runs/checkerboard.png"),
+                   help="the chart (docs/img/checkerboard.png is the committed one docs/checkerboard.md shows)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("scenes", "seeds", "batch_size"):
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.output.suffix.lower() != ".png":
         raise FcnEdgeError(f"--output {args.output} must end in .png")
     check_output(args.output, "--output")  # before the measurements, which take minutes
+    for checkpoint in args.checkpoint:
+        check_distinct({"--checkpoint": checkpoint}, {"--output": args.output})
     return args
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
@@ -21,19 +20,19 @@ exit_without_torch("fcn-edge convert")
 import torch
 
 from fcn_edge.atomic import check_distinct, check_output
-from fcn_edge.cli import finite_float, positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, finite_float, nonempty_path, positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models.conversion import convert_checkpoint, count_transposed
 from fcn_edge.models.upsample import RESIZE_MODES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge convert", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint trained with --upsample deconv")
-    p.add_argument("--output", type=Path, required=True, help="where to write the resize_conv checkpoint")
+    p = argparse.ArgumentParser(prog="fcn-edge convert", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--checkpoint", type=nonempty_path, required=True, help="a checkpoint trained with --upsample deconv")
+    p.add_argument("--output", type=nonempty_path, required=True, help="where to write the resize_conv checkpoint")
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))
     p.add_argument("--steps", type=int, default=300, help="distillation steps (0: least-squares fit only)")
-    p.add_argument("--images", type=Path, help="folder of unlabelled images to distil on (default: synthetic scenes)")
+    p.add_argument("--images", type=nonempty_path, help="folder of unlabelled images to distil on (default: synthetic scenes)")
     p.add_argument("--size", type=size_hw, default=(128, 128), metavar="HxW",
                    help="synthetic scene size, or crop size for --images")
     p.add_argument("--batch-size", type=int, default=8)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import media
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.files import read_image
 from ..data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
@@ -49,7 +50,7 @@ class FolderImages:
 def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise FcnEdgeError(f"--images {folder} is not a folder: pass a folder of {', '.join(IMAGE_EXTENSIONS)} images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = media.image_files(folder, IMAGE_EXTENSIONS, "--images")  # a FIFO named x.png: a note, not a hang
     if not files:
         kinds = ", ".join(IMAGE_EXTENSIONS)
         raise FcnEdgeError(f"--images {folder} holds no {kinds} images: add some or omit --images")

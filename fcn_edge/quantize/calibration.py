@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .. import media
 from ..errors import FcnEdgeError
 from ..paths import CALIBRATION_DIR, IMAGE_EXTENSIONS
 
@@ -53,7 +54,7 @@ def find_calibration_set(folder: str | Path) -> CalibrationSet:
     folder = Path(folder)
     if not folder.is_dir():
         raise FcnEdgeError(f"calibration folder {folder} does not exist: pass --calib-dir with a folder of .jpg/.png images")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = media.image_files(folder, IMAGE_EXTENSIONS, "--calib-dir")  # a FIFO named x.png: a note, not a hang
     if len(files) < 2:
         raise FcnEdgeError(
             f"calibration folder {folder} has {len(files)} images ({', '.join(IMAGE_EXTENSIONS)}): "

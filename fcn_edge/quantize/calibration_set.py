@@ -9,7 +9,6 @@ a camera's frames are compressed too.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from fcn_edge.errors import quiet_interrupt_while_importing
 
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from fcn_edge.atomic import ensure_folder, write_bytes_atomic
 from fcn_edge.data.synthetic import render_scene
-from fcn_edge.cli import size_hw
+from fcn_edge.cli import HelpFormatter, nonempty_path, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.quantize.calibration import CALIBRATION_SEED, DEFAULT_DIR, DEFAULT_SIZE
 
@@ -29,8 +28,8 @@ JPEG_QUALITY = 90
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge calibration-set", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_DIR)
+    p = argparse.ArgumentParser(prog="fcn-edge calibration-set", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--out", type=nonempty_path, default=DEFAULT_DIR)
     p.add_argument("--count", type=int, default=64)
     p.add_argument("--size", type=size_hw, default=DEFAULT_SIZE, metavar="HxW")
     p.add_argument("--seed", type=int, default=CALIBRATION_SEED)

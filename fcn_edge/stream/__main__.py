@@ -14,6 +14,7 @@ reconnecting fails (several streams: any of them; the others run on); 130 when a
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -24,11 +25,12 @@ if __name__ == "__main__":  # a stop while the imports below load (about a secon
 import argparse
 import threading
 from pathlib import Path
+from typing import Sequence
 
 from .. import cpu_features
 from ..atomic import check_distinct, check_output, write_json_atomic
 from ..backends import BACKENDS
-from ..cli import finite_float, nonempty, positive_int, size_hw
+from ..cli import HelpFormatter, finite_float, nonempty, nonempty_path, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
 from ..sidecar import read_sidecar
@@ -39,21 +41,21 @@ EXIT_SOURCE_LOST = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fcn-edge stream", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     src = p.add_argument_group("sources (repeatable: several sources run as one batched stream each)")
     src.add_argument("--camera", type=int, action=AddSource, metavar="N", help="V4L2 camera index (/dev/videoN)")
     src.add_argument("--device", type=nonempty, action=AddSource, metavar="PATH", help="camera device path, e.g. /dev/video2")
     src.add_argument("--csi", type=int, action=AddSource, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)")
     src.add_argument("--gst", type=nonempty, action=AddSource, metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
     src.add_argument("--url", "--rtsp", type=nonempty, action=AddSource, metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
-    src.add_argument("--video", type=Path, action=AddSource, metavar="FILE", help="video file (every frame is processed)")
-    src.add_argument("--images", type=Path, action=AddSource, metavar="DIR", help="folder of images, in name order")
+    src.add_argument("--video", type=nonempty_path, action=AddSource, metavar="FILE", help="video file (every frame is processed)")
+    src.add_argument("--images", type=nonempty_path, action=AddSource, metavar="DIR", help="folder of images, in name order")
     src.add_argument("--synthetic", nargs=0, action=AddSource, help="moving synthetic scenes (no device needed; again: another scene)")
-    src.add_argument("--sources", type=Path, metavar="FILE",
+    src.add_argument("--sources", type=nonempty_path, metavar="FILE",
                      help="one source a line, [NAME] URI: rtsp://..., http://..., camera:N, /dev/videoN, video:PATH, images:DIR, synthetic")
     p.add_argument("--size", type=size_hw, metavar="HxW", help="requested capture size, e.g. 720x1280 (cameras, CSI, synthetic)")
     p.add_argument("--fps", type=finite_float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
+    p.add_argument("--model", type=nonempty_path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
     p.add_argument("--threads", type=positive_int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
     p.add_argument("--inflight", type=int, metavar="N",
@@ -65,14 +67,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
     p.add_argument("--legend", action="store_true", help="draw class names and colours")
     p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
-    p.add_argument("--output", type=Path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi); "
+    p.add_argument("--output", type=nonempty_path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi); "
                    "several streams: a template such as runs/{name}.mp4 ({name}, {id}) or a folder (FOLDER/NAME.mp4)")
-    p.add_argument("--save-dir", type=Path, metavar="DIR", help="write one PNG per frame (several streams: DIR/NAME, or a {name} template)")
+    p.add_argument("--save-dir", type=nonempty_path, metavar="DIR", help="write one PNG per frame (several streams: DIR/NAME, or a {name} template)")
     p.add_argument("--serve", type=serve.parse_address, metavar="[HOST:]PORT",
                    help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)")
     p.add_argument("--serve-host", action="append", default=[], metavar="NAME",
                    help="a name the page may be reached by besides its IP address, localhost and this machine's name, "
                         "e.g. jetson.local (repeatable; other Host headers get 403: DNS rebinding)")
+    p.add_argument("--serve-token", metavar="TOKEN",
+                   help=f"viewers must give TOKEN (?token=, a cookie or Authorization: Bearer): for networks not "
+                        f"trusted; ${serve.TOKEN_ENV} keeps it out of ps")
     p.add_argument("--serve-quality", type=int, default=80, metavar="Q", help="JPEG quality served, 1..100 (80)")
     p.add_argument("--serve-width", type=int, default=640, metavar="W", help="wider frames are served scaled to W (640; 0: as is)")
     p.add_argument("--serve-clients", type=int, default=4, metavar="N", help="viewers at once; more get 503 (4)")
@@ -80,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reconnect", type=int, default=3, metavar="N", help="tries when a live source stops (default 3)")
     p.add_argument("--reconnect-delay", type=finite_float, default=0.5, metavar="S", help="first retry delay, doubling (0.5)")
-    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the summary as JSON")
+    p.add_argument("--stats-json", type=nonempty_path, metavar="FILE", help="write the summary as JSON")
     args = p.parse_args(argv)
     args.streams = [*(getattr(args, "streams", None) or []), *(feeds.read_sources_file(args.sources) if args.sources else [])]
     if not args.streams:
@@ -105,6 +110,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for failed, message in checks:
         if failed:
             raise FcnEdgeError(message)
+    if args.serve_token is not None and not args.serve:
+        raise FcnEdgeError("--serve-token guards --serve, which is not given: add --serve PORT")
+    if args.serve_token is not None:
+        serve.check_token(args.serve_token, "--serve-token")
+    elif args.serve and serve.TOKEN_ENV in os.environ:  # the environment's token: not in ps
+        args.serve_token = serve.check_token(os.environ[serve.TOKEN_ENV], f"${serve.TOKEN_ENV}")
     inputs = {"--model": args.model, "--sources": args.sources}
     inputs.update({f"--{spec.kind} {spec.value}": spec.value for spec in args.streams if spec.kind in ("video", "images", "device")})
     outputs = {"--stats-json": args.stats_json}
@@ -146,14 +157,22 @@ def frames_in_flight(args: argparse.Namespace, source: sources.Source) -> int:
     return 1 if source.live else frames_in_flight_for_files(args.threads or default_threads())
 
 
-def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sinks.Sink]:
-    """The sinks of stream ``index``: its recording and PNG folder, the window and the page (one stream)."""
+def overlay_names(source) -> list[str]:
+    """The --images files' names for their overlays (a.jpg -> a), whole names where two stems clash (a.jpg, a.png)."""
+    files = getattr(source, "files", None) or []
+    stems = [p.stem for p in files]
+    return stems if len(set(stems)) == len(stems) else [p.name for p in files]
+
+
+def open_sinks(args: argparse.Namespace, fps: float, index: int = 0, names: Sequence[str] = ()) -> list[sinks.Sink]:
+    """The sinks of stream ``index``: its recording and PNG folder (``names``: its source images' names, for the
+    PNGs; a file source never drops a frame), the window and the page (one stream)."""
     chosen: list[sinks.Sink] = []
     output, save_dir = args.outputs[index], args.save_dirs[index]
     if len(args.streams) > 1:
         if output:
             output.parent.mkdir(parents=True, exist_ok=True)  # a template's or folder's: made for the streams
-        return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir)] if save_dir else [])
+        return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir, names)] if save_dir else [])
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
         problem = sinks.display_problem()
@@ -164,10 +183,10 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0) -> list[sin
     if output:
         chosen.append(sinks.VideoFileSink(output, fps))
     if save_dir:
-        chosen.append(sinks.ImageFolderSink(save_dir))
+        chosen.append(sinks.ImageFolderSink(save_dir, names))
     if args.serve:
         server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
-                                 tuple(args.serve_host))
+                                 tuple(args.serve_host), args.serve_token)
         print(server.banner, file=sys.stderr, flush=True)
         chosen.append(server)
     return chosen
@@ -181,7 +200,8 @@ def check_model(path: Path) -> None:
     if path == DEFAULT_MODEL:
         raise FcnEdgeError(
             f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
-            "or pass --model PATH"
+            "or pass --model PATH; without torch here, copy engines/<name>.int8.onnx and its .json sidecar from the "
+            "machine that built it (README, Deploy only)"
         )
     raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
@@ -226,7 +246,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
-        chosen = open_sinks(args, source.fps)
+        chosen = open_sinks(args, source.fps, names=overlay_names(source))
         runner.activate()
     except BaseException:
         source.close()
@@ -261,7 +281,7 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
         note_other_cpu(args.model)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
         for index, source in enumerate(opened):
-            chosen.append(open_sinks(args, source.fps, index))
+            chosen.append(open_sinks(args, source.fps, index, overlay_names(source)))
         runner.activate()
     except BaseException:
         for source in opened:

@@ -26,10 +26,16 @@ def palette_lut(palette_rgb: Sequence[Sequence[int]]) -> np.ndarray:
     """(256, 3) uint8 BGR: the palette's colours first, the VOC map's after."""
     if len(palette_rgb) > 256:
         raise FcnEdgeError(f"a palette of {len(palette_rgb)} colours does not fit uint8 labels (256 at most)")
+    if not all(len(colour) == 3 and all(_byte(v) for v in colour) for colour in palette_rgb):  # hand-edited metadata
+        raise FcnEdgeError(f"the palette must be one [r, g, b] of whole numbers 0..255 per class, not {str(palette_rgb)[:60]}")
     lut = voc_colormap(256)[:, ::-1].copy()
     if len(palette_rgb):
         lut[: len(palette_rgb)] = np.asarray(palette_rgb, np.uint8).reshape(-1, 3)[:, ::-1]
     return lut
+
+
+def _byte(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value <= 255
 
 
 class Overlay:

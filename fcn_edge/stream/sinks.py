@@ -12,7 +12,7 @@ import os
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import av
 import cv2
@@ -186,10 +186,11 @@ def _playable(path: Path) -> bool:
 
 
 class ImageFolderSink(Sink):
-    """One PNG per frame, numbered from 000000."""
+    """One PNG per frame: named after its source image (``names``, from --images), else numbered from 000000."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, names: Sequence[str] = ()) -> None:
         self.folder = Path(folder)
+        self.names = list(names)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -200,7 +201,8 @@ class ImageFolderSink(Sink):
 
     def write(self, image: np.ndarray) -> None:
         """Encode, then write atomically: a full disk leaves no truncated PNG, only the complete ones before it."""
-        path = self.folder / f"{self.frames:06d}.png"
+        name = self.names[self.frames] if self.frames < len(self.names) else f"{self.frames:06d}"
+        path = self.folder / f"{name}.png"
         ok, encoded = cv2.imencode(".png", image)
         if not ok:
             raise FcnEdgeError(f"OpenCV cannot encode {path} as PNG: use --output FILE.mp4 instead")
@@ -222,7 +224,9 @@ def display_problem() -> str | None:
     """
     gui = [line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
     if gui and gui[0].upper() == "NONE":
-        return "this OpenCV build has no GUI (opencv-python-headless): install opencv-python, or on a Jetson use the system OpenCV"
+        return ("this OpenCV build has no GUI (opencv-python-headless): swap it for the windowed one with "
+                "pip uninstall -y opencv-python-headless && pip install --force-reinstall 'opencv-python>=4.8,<5' "
+                "(README, Desktop), or on a Jetson use the system OpenCV")
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "there is no screen (DISPLAY is not set): run it on the desktop, or forward X with ssh -X"
     return None

@@ -71,8 +71,11 @@ class CaptureSource(Source):
 
     def open(self) -> None:
         if isinstance(self.target, str) and not is_utf8(self.target):  # OpenCV would segfault on the name
-            with utf8_path(self.target) as target:
-                capture = cv2.VideoCapture(target, self.api, self.params)
+            try:
+                with utf8_path(self.target) as target:  # a file: opened by a name OpenCV takes
+                    capture = cv2.VideoCapture(target, self.api, self.params)
+            except OSError as error:  # a URL or pipeline that is not UTF-8 text, or a file that is gone
+                raise FcnEdgeError(f"cannot open {self.description} ({error.strerror}): {self.hint}") from None
         else:
             capture = cv2.VideoCapture(self.target, self.api, self.params)
         if not capture.isOpened():

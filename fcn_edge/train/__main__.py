@@ -1,5 +1,10 @@
 """Train an FCN. With no arguments: the default model on built-in synthetic scenes.
 
+Your own data (README, "Your own data"): --dataset folder --data-root ROOT, where ROOT holds
+train/ and val/ (each images/ and masks/) and one classes.txt, or a flat images/ and masks/
+split with --val-fraction 0.2. Each run writes runs/<name>/ (runs/default, runs/default2, ...):
+best.pt, last.pt, results.png (loss and mIoU per epoch) and predictions.png.
+
 Multi-process data-parallel: ``torchrun --nproc_per_node 2 -m fcn_edge.train ...``.
 """
 
@@ -8,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
@@ -18,8 +24,10 @@ exit_without_torch("fcn-edge train")
 import torch
 
 from fcn_edge.atomic import check_distinct
-from fcn_edge.cli import finite_float, positive_int, size_hw
+from fcn_edge.cli import HelpFormatter, finite_float, nonempty_path, positive_int, size_hw
 from fcn_edge.data import build_dataset
+from fcn_edge.data.record import describe, make_record
+from fcn_edge.data.splits import FLAT_LAYOUT, check_fraction, layout
 from fcn_edge.data.transforms import eval_transforms, train_transforms
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.models import HEADS, ModelConfig
@@ -28,13 +36,21 @@ from fcn_edge.models.upsample import RESIZE_MODES, UPSAMPLE_MODES
 from fcn_edge.train.distributed import init_distributed, shutdown
 from fcn_edge.train.loop import TrainConfig, train
 from fcn_edge.train.losses import LOSSES
+from fcn_edge.train.runs import run_folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = TrainConfig()
-    p = argparse.ArgumentParser(prog="fcn-edge train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fcn-edge train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "voc", "cityscapes", "folder"])
-    p.add_argument("--data-root", type=Path, help="dataset folder (not needed for synthetic)")
+    p.add_argument("--data-root", type=nonempty_path, help="dataset folder (not needed for synthetic)")
+    p.add_argument("--val-fraction", type=finite_float, metavar="F",
+                   help="split a flat folder (images/, masks/) into train and val: this fraction of the images, "
+                        "picked by a seeded hash of their file names, is val")  # fmt: skip
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the --val-fraction split")
+    p.add_argument("--val-on-train", action="store_true",
+                   help="score each epoch on the training images (a flat folder without --val-fraction); "
+                        "the figure is reported as train mIoU, not val")  # fmt: skip
     p.add_argument("--train-length", type=int, default=4000, help="synthetic scenes per epoch")
     p.add_argument("--val-length", type=int, default=200, help="held-out synthetic scenes")
     p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW", help="synthetic scene size")
@@ -43,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--head", default="fcn8s", choices=list(HEADS))
     p.add_argument("--upsample", default="resize_conv", choices=list(UPSAMPLE_MODES))
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))
-    p.add_argument("--pretrained-backbone", type=Path, help="local torchvision-layout ImageNet state dict")
+    p.add_argument("--pretrained-backbone", type=nonempty_path, help="local torchvision-layout ImageNet state dict")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, choices=["sgd", "adamw"])
@@ -60,8 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-range", type=_scale_range, metavar="MIN,MAX",
                    help="multi-scale training crops: each sample resized by a factor drawn from MIN..MAX "
                         "(default 0.75,1.25 on synthetic scenes, which already vary object size; 0.5,2 otherwise)")
-    p.add_argument("--resume", type=Path, help="continue from a last.pt")
-    p.add_argument("--out", type=Path, default=Path("runs/default"), help="folder for best.pt and last.pt")
+    p.add_argument("--resume", type=nonempty_path, help="continue from a last.pt")
+    p.add_argument("--out", type=nonempty_path, default=Path("runs/default"),
+                   help="run folder; when it holds an earlier run, the next free one (runs/default2, ...)")
+    p.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds an earlier run")
     return p.parse_args(argv)
 
 
@@ -75,6 +93,9 @@ def pick_device(name: str) -> torch.device:
 
 def check_args(args: argparse.Namespace) -> None:
     """Flag values TrainConfig does not hold; checked before any data is read or file written."""
+    check_fraction(args.val_fraction)
+    if args.val_fraction is not None and args.dataset != "folder":
+        raise FcnEdgeError(f"--val-fraction splits a flat folder (--dataset folder); {args.dataset} has its own val split: leave it out")
     for flag in ("threads", "train_length", "val_length"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -91,6 +112,40 @@ def check_args(args: argparse.Namespace) -> None:
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise FcnEdgeError(f"--out {args.out}: {folder} is not writable: choose another --out")
             return
+
+
+def check_val_split(args: argparse.Namespace) -> None:
+    """A flat folder has no val split: training on it needs --val-fraction, or --val-on-train said on purpose."""
+    if args.dataset != "folder" or args.data_root is None or args.val_fraction is not None or args.val_on_train:
+        return
+    if args.data_root.is_dir() and layout(args.data_root) == FLAT_LAYOUT:
+        raise FcnEdgeError(
+            f"--data-root {args.data_root} has no train/ and val/ folders, so its only images to validate on are the "
+            f"training ones: pass --val-fraction 0.2 (a seeded split by file name), move them into train/ and val/ "
+            f"(README, Your own data), or pass --val-on-train to score on the training images as 'train mIoU'"
+        )
+
+
+def summary_lines(args: argparse.Namespace, train_set, val_set, record: dict[str, Any], device: torch.device,
+                  config: TrainConfig) -> list[str]:  # fmt: skip
+    """What this run is about to do, printed before the first progress bar."""
+    classes = train_set.classes
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+    if record["val_on_train"]:
+        val = f"{len(val_set)} training images (--val-on-train: reported as train mIoU, not val)"
+    else:
+        val = f"{len(val_set)} images of the {record['val_split']} split"
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    return [
+        f"data     {describe(record)}",
+        f"train    {len(train_set)} images, crops {args.crop_size[0]}x{args.crop_size[1]} (HxW)",
+        f"val      {val}",
+        f"classes  {len(classes)}: {shown}",
+        f"model    {args.backbone} {args.head}, upsample {args.upsample}",
+        f"run      {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr {config.lr:g}, "
+        f"device {device}{f' ({threads} threads)' if threads else ''}",
+        f"out      {args.out} (best.pt, last.pt, results.png, predictions.png)",
+    ]
 
 
 def _scale_range(text: str) -> tuple[float, float]:
@@ -113,33 +168,60 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, amp=not args.no_amp, max_minutes=args.max_minutes,
     )
     check_args(args)
+    check_val_split(args)
+    asked = args.out
+    args.out = run_folder(asked, args.exist_ok or (args.resume is not None and args.resume.parent.resolve() == asked.resolve()))
+    if args.out != asked:
+        print(f"{asked} holds an earlier run: writing {args.out} (--exist-ok writes into {asked})")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    common = {"size": tuple(args.scene_size)} if args.dataset == "synthetic" else {}
+    common = {"size": tuple(args.scene_size)} if args.dataset == "synthetic" else {"val_fraction": args.val_fraction, "split_seed": args.split_seed}
     # synthetic scenes already vary object scale; real datasets get the usual 0.5-2x
     scale = args.scale_range or ((0.75, 1.25) if args.dataset == "synthetic" else (0.5, 2.0))
     train_set = build_dataset(args.dataset, args.data_root, "train", train_transforms(tuple(args.crop_size), scale=scale),
                               **common, **({"length": args.train_length} if args.dataset == "synthetic" else {}))
-    val_set = build_dataset(args.dataset, args.data_root, "val", eval_transforms(),
+    val_split = "train" if args.val_on_train else "val"
+    val_set = build_dataset(args.dataset, args.data_root, val_split, eval_transforms(),
                             **common, **({"length": args.val_length} if args.dataset == "synthetic" else {}))
+    record = make_record(args.dataset, args.data_root, args.val_fraction, args.split_seed, args.val_on_train,
+                         train_set.classes, train_set.palette)  # fmt: skip
     model_config = ModelConfig(
         num_classes=len(train_set.classes), backbone=args.backbone, head=args.head,
         upsample=args.upsample, resize_mode=args.resize_mode,
     )
     context = init_distributed(device)
+    if context.is_main:
+        print("\n".join(summary_lines(args, train_set, val_set, record, device, config)), flush=True)
     try:
         summary = train(
             model_config, config, train_set, val_set, train_set.classes, train_set.palette, args.out,
             context=context, device=device, pretrained_backbone=args.pretrained_backbone, resume=args.resume,
             log=print if context.is_main else (lambda _: None),
-            data={"dataset": args.dataset, "root": str(args.data_root.resolve()) if args.data_root else None, "val_split": "val"},
+            data=record,
         )
+        if context.is_main:
+            write_plots(summary, val_set, train_set.palette, args.out, "train" if args.val_on_train else "val")
     finally:
         shutdown(context)
     if context.is_main:
-        print(f"best val mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'best.pt'}")
+        score = "train" if args.val_on_train else "val"
+        print(f"best {score} mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'best.pt'}")
+        print(f"plots: {args.out / 'results.png'}, {args.out / 'predictions.png'}")
+        print(f"next:  fcn-edge evaluate --checkpoint {args.out / 'best.pt'}")
+        print(f"       fcn-edge build --int8 --checkpoint {args.out / 'best.pt'}")
     return 0
+
+
+def write_plots(summary: dict[str, Any], val_set, palette, out: Path, score_name: str) -> None:
+    """results.png and predictions.png in the run folder (the best.pt weights on the val images)."""
+    from fcn_edge.checkpoint import load_checkpoint
+    from fcn_edge.train.plots import plot_history, prediction_sheet
+
+    if summary["history"]:
+        plot_history(summary["history"], out / "results.png", score_name)
+    best = load_checkpoint(out / "best.pt")
+    prediction_sheet(best.build(), val_set, best.preprocess, palette, out / "predictions.png")
 
 
 if __name__ == "__main__":

@@ -242,8 +242,9 @@ def train(
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, keep best.pt and last.pt in ``out_dir``.
 
-    ``data`` names the dataset (``dataset``, ``root``, ``val_split``); checkpoints record it so a
-    build verifies on the same data by default.
+    ``data`` is the dataset record (:mod:`fcn_edge.data.record`); checkpoints keep it so that
+    evaluate and build use the same splits by default. A run that validates on its training
+    images (``val_on_train``) logs its figure as "train mIoU", never "val".
 
     Returns a summary with the final (unwrapped) ``model``, ``best_miou``, ``minutes`` and ``history``.
     """
@@ -270,6 +271,7 @@ def train(
     criterion = make_criterion(config, train_set, classes, device, context.is_main, log)
     net = DistributedDataParallel(model) if context.enabled else model
     meta = dict(config=model_config, classes=classes, palette=palette, preprocess=preprocess)
+    score_name = "train" if (data or {}).get("val_on_train") else "val"
     started = time.monotonic()
 
     for epoch in range(start_epoch, config.epochs):
@@ -296,7 +298,7 @@ def train(
             save_epoch(out_dir, model, training, improved, **meta)
             log(
                 f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  "
-                f"val mIoU {scores.miou:.4f}  pixel acc {scores.pixel_accuracy:.4f}  "
+                f"{score_name} mIoU {scores.miou:.4f}  pixel acc {scores.pixel_accuracy:.4f}  "
                 f"{elapsed / 60:.1f} min{'  *best' if improved else ''}"
             )
         barrier(context)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -244,11 +243,10 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     values = {t.name: onnx.numpy_helper.to_array(t) for t in trt_model.graph.initializer}
     assert all(not values[n.input[2]].any() for n in trt_model.graph.node if n.op_type in qdq.QDQ_OPS)
 
-    started = time.perf_counter()
     again = run_script("build_engine.py", "--int8", *foreign_args(foreign, calib, engines))
     assert again.returncode == 0, again.stderr
     assert "up to date, skipped" in again.stdout and str(engines / "segnet.int8.onnx.json") in again.stdout
-    assert time.perf_counter() - started < 5
+    assert "backend:" not in again.stdout  # skipped before any model was read
 
 
 @pytest.mark.slow
@@ -350,8 +348,6 @@ def test_tensorrt_backend_without_gpu_fails_fast(foreign, calib, tmp_path):
     if probe().available:
         pytest.skip("TensorRT and a GPU are present here")
     engines = tmp_path / "engines"
-    started = time.perf_counter()
     result = run_script("build_engine.py", "--int8", "--backend", "tensorrt", *foreign_args(foreign, calib, engines))
-    assert time.perf_counter() - started < 5
     assert_user_error(result, "--backend tensorrt is not available", "GPU")
     assert not engines.exists() or list(engines.iterdir()) == []

@@ -74,10 +74,10 @@ def test_build_from_onnx_and_stream_run_without_torch(deploy_python, tmp_path):
 def test_training_side_scripts_name_the_extra(deploy_python, script):
     result = run(deploy_python, f"scripts/{script}", timeout=60)
     assert result.returncode == 2
-    assert_user_error(result, "fcn_edge[train]")
+    assert_user_error(result, ".[train]")
 
 
 def test_building_from_a_checkpoint_names_the_extra_or_onnx(deploy_python, tmp_path):
     result = run(deploy_python, "scripts/build_engine.py", "--int8", "--engines-dir", tmp_path / "engines", "--force")
-    assert_user_error(result, "fcn_edge[train]", "--onnx")
+    assert_user_error(result, ".[train]", "--onnx")
     assert not any((tmp_path / "engines").glob("*"))

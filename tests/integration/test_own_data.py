@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import cv2
 import pytest
 
 from conftest import assert_user_error, run_script
@@ -18,7 +19,7 @@ from fcn_edge import cpu_features
 from fcn_edge.checkpoint import load_checkpoint
 from fcn_edge.compile.images import DataSpec, Plan, verified_data_changed
 from fixtures.foreign_models import make_foreign_model
-from fixtures.voc_photos import all_photos, make_voc_photos
+from fixtures.voc_photos import FOLDER_COLOURS, all_photos, make_folder_photos, make_voc_photos
 
 QUICK = ["--latency-size", "64x96", "--no-progress"]
 
@@ -35,8 +36,10 @@ def test_voc_photos_train_evaluate_and_build_int8_verified_on_the_val_split(voc,
                          "--crop-size", "96x96", "--threads", "2", "--out", run)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     checkpoint = run / "best.pt"
-    assert load_checkpoint(checkpoint).training["data"] == {"dataset": "voc", "root": str(voc.resolve()), "val_split": "val"}
-    evaluated = run_script("evaluate.py", "--checkpoint", checkpoint, "--dataset", "voc", "--data-root", voc, "--split", "val")
+    record = load_checkpoint(checkpoint).training["data"]
+    assert (record["dataset"], record["root"], record["val_split"], record["layout"]) == ("voc", str(voc.resolve()), "val", "voc")
+    evaluated = run_script("evaluate.py", "--checkpoint", checkpoint, "--dataset", "voc", "--data-root", voc, "--split", "val",
+                           "--no-plots")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     torch_miou = float(re.search(r"^mIoU\s+([\d.]+)", evaluated.stdout, re.M)[1])
 
@@ -47,12 +50,67 @@ def test_voc_photos_train_evaluate_and_build_int8_verified_on_the_val_split(voc,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     assert re.search(r"6 labelled images of voc:\S+ val at 6 sizes \d+x\d+\.\.\d+x\d+ \(--val-data\)", built.stdout), built.stdout
-    sidecar = json.loads((engines / "best.int8.onnx.json").read_text())
+    sidecar = json.loads((engines / "run.int8.onnx.json").read_text())  # named after the run, not best.pt
     verification = sidecar["verification"]
     assert verification["images"]["kind"] == "dataset" and len(verification["images"]["images"]) == 6
     assert verification["fp32_miou"] == pytest.approx(torch_miou, abs=0.002)  # ONNX FP32 on full-size images = evaluate.py
     assert all(row["miou"] is not None for row in verification["rows"])
     assert sidecar["details"]["calibration"]["images"] == 13 and sidecar["details"]["calibration"]["holdout_images"] == 3
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> Path:
+    return make_folder_photos(tmp_path_factory.mktemp("photos") / "parts", train=10, val=4)
+
+
+@pytest.mark.slow
+def test_own_photos_in_the_split_layout_train_evaluate_and_build_with_no_dataset_flags(parts, tmp_path):
+    """The journey of issue 25: every stage after training takes the data from the checkpoint's record,
+    says so in one line, and nothing is overwritten by surprise."""
+    earlier = tmp_path / "runs" / "parts"
+    earlier.mkdir(parents=True)
+    (earlier / "best.pt").write_bytes(b"an earlier run's")
+    trained = run_script("train.py", "--dataset", "folder", "--data-root", parts, "--epochs", "1", "--batch-size", "4",
+                         "--crop-size", "64x64", "--threads", "2", "--out", earlier)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    run = tmp_path / "runs" / "parts2"
+    assert f"{earlier} holds an earlier run: writing {run}" in trained.stdout
+    assert (earlier / "best.pt").read_bytes() == b"an earlier run's"
+    summary = trained.stdout.index("train    10 images, crops 64x64")
+    assert summary < trained.stdout.index("epoch   1/1") and "val      4 images of the val split" in trained.stdout
+    assert "classes  6: background, cat, person" in trained.stdout and "device cpu" in trained.stdout
+    assert cv2.imread(str(run / "results.png")) is not None
+    sheet = cv2.imread(str(run / "predictions.png"))
+    assert sheet is not None and sheet.shape[0] > 4 * 160  # a header and four rows of image | truth | prediction
+    checkpoint = load_checkpoint(run / "best.pt")
+    record = checkpoint.training["data"]
+    assert (record["layout"], record["root"], record["val_split"], record["val_on_train"]) == ("split", str(parts.resolve()), "val", False)
+    assert checkpoint.palette == list(FOLDER_COLOURS.values()) and record["colors"] == [list(c) for c in FOLDER_COLOURS.values()]
+
+    evaluated = run_script("evaluate.py", "--checkpoint", run / "best.pt", "--threads", "2", "--plots", tmp_path / "plots")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"data: val split of folder:{parts.resolve()} (train/ and val/), 4 images (the dataset the checkpoint records" in evaluated.stdout
+    assert (tmp_path / "plots" / "parts2.predictions.png").is_file() and (tmp_path / "plots" / "parts2.results.png").is_file()
+
+    engines = tmp_path / "engines"
+    built = run_script("build_engine.py", "--int8", "--checkpoint", run / "best.pt", "--engines-dir", engines,
+                       "--min-agreement", "50", "--max-miou-drop", "100", "--backend", "onnxruntime", *QUICK)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert f"calibration: train split of folder:{parts.resolve()} (train/ and val/) (the dataset the checkpoint records" in built.stdout
+    assert re.search(r"4 labelled images of folder:\S+ val at 4 sizes .*\(the dataset the checkpoint was trained on\)", built.stdout)
+    artifact = engines / "parts2.int8.onnx"
+    calibrated = json.loads((engines / "parts2.int8.onnx.json").read_text())["details"]["calibration"]
+    assert calibrated["folder"] == str(parts.resolve()) and calibrated["images"] + calibrated["holdout_images"] == 10
+    assert f"next:  fcn-edge stream --model {artifact} --camera 0" in built.stdout
+
+
+def test_a_flat_folder_never_reports_its_training_images_as_val(parts, tmp_path):
+    flat = tmp_path / "flat"
+    shutil.copytree(parts / "train", flat)
+    shutil.copy(parts / "classes.txt", flat)
+    refused = run_script("train.py", "--dataset", "folder", "--data-root", flat, "--out", tmp_path / "run")
+    assert_user_error(refused, f"--data-root {flat}", "--val-fraction", "--val-on-train")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture(scope="module")

@@ -128,15 +128,13 @@ def test_a_client_that_never_reads_slows_neither_the_loop_nor_other_clients(sink
     reader = urllib.request.urlopen(sink.url + "stream.mjpg", timeout=10)
     wait_for(lambda: sink.frames.clients == 2)
     rng = np.random.default_rng(0)
-    stop, slowest, received = threading.Event(), [0.0], []
+    stop, received = threading.Event(), []
 
     def loop():  # the overlay thread: one write per frame, as fast as it can
         i = 0
         while not stop.is_set():
             frame = numbered_frame(i, rng)
-            start = time.perf_counter()
-            sink.write(frame)
-            slowest[0] = max(slowest[0], time.perf_counter() - start)
+            sink.write(frame)  # were it to wait on the stuck client, no client would see a new frame again
             i += 1
             time.sleep(0.002)
 
@@ -151,14 +149,14 @@ def test_a_client_that_never_reads_slows_neither_the_loop_nor_other_clients(sink
         stop.set()
         writer.join()
     assert extra.value.code == 503 and b"--serve-clients 2" in extra.value.read()
-    assert slowest[0] < 0.5  # an encode, never a wait on a client
     assert np.all(np.diff(received) > 0), received  # always a newer frame, never a repeat
     ended = []  # the reader reads on, as a browser does, to see the closing boundary
     draining = threading.Thread(target=lambda: ended.append(read_to_end(reader)))
     draining.start()
-    start = time.monotonic()
-    sink.close()  # the stuck client still holds its connection
-    assert time.monotonic() - start < 5
+    closing = threading.Thread(target=sink.close)  # the stuck client still holds its connection
+    closing.start()
+    closing.join(timeout=60)  # a bound on a hang, not a speed figure
+    assert not closing.is_alive(), "close() waits on the stuck client"
     draining.join(timeout=10)
     assert ended, "the reader's stream ended without the closing boundary"
     assert refused(sink.port)  # the port is released

@@ -78,7 +78,7 @@ def test_an_injected_slowdown_fails_the_comparison(baseline, artifacts):
 
 def test_openvino_rows_are_within_the_baseline(baseline, artifacts):
     """OpenVINO FP32, BF16 (where the CPU has it) and INT8 against the same reference and baseline."""
-    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]'): no OpenVINO rows")
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]'): no OpenVINO rows")
     from fcn_edge.backends.openvino import probe
 
     fp32, int8 = artifacts

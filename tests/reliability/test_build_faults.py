@@ -155,9 +155,8 @@ def test_a_full_disk_keeps_the_previous_build_whole(build, tmp_path):
 def test_a_read_only_engines_dir_is_refused_before_the_build(build, tmp_path):
     model = segmenter(tmp_path / "seg.onnx")
     with small_disk(tmp_path / "disk", "64k", read_only=True) as disk:
-        started = time.perf_counter()
         status, out, err = build(model, engines=disk)
-        assert time.perf_counter() - started < 2 and "backend:" not in out  # nothing slow ran
+        assert "backend:" not in out  # refused before the model was read: nothing slow ran
     assert status == 2
     one_error_line(err, "--engines-dir", "Read-only file system")
 
@@ -171,6 +170,10 @@ DAMAGE = {
     "no-file-path": lambda d, engines: {**d, "files": {**d["files"], "artifact": {"sha256": d["files"]["artifact"]["sha256"]}}},
     "no-files-artifact-deleted": lambda d, engines: ((engines / "seg.int8.onnx").unlink(), {**d, "files": {}})[1],
     "path-outside": lambda d, engines: {**d, "files": {**d["files"], "artifact": {**d["files"]["artifact"], "path": "../seg.onnx"}}},
+    "backend-string": lambda d, engines: {**d, "backend": "onnxruntime"},  # was an AttributeError (issue 22)
+    "images-string": lambda d, engines: {**d, "verification": {**d["verification"], "images": "voc:/data"}},
+    "palette-300": lambda d, engines: {**d, "model": {**d["model"], "palette": [[300, 0, 0]] * len(d["model"]["classes"])}},
+    "deep": lambda d, engines: {**d, "key": "[" * 100000},  # a string: the nesting itself is written below
 }
 
 
@@ -180,7 +183,8 @@ def test_a_damaged_sidecar_means_rebuild(build, tmp_path, damage):
     engines = tmp_path / "engines"
     assert build(model)[0] == 0
     sidecar = engines / "seg.int8.onnx.json"
-    sidecar.write_text(json.dumps(DAMAGE[damage](json.loads(sidecar.read_text()), engines)))
+    damaged = json.dumps(DAMAGE[damage](json.loads(sidecar.read_text()), engines))
+    sidecar.write_text(damaged.replace('"' + "[" * 100000 + '"', "[" * 100000 + "]" * 100000))  # "deep": RecursionError
     status, out, err = build(model)
     assert status == 0, err
     assert "is damaged" in out and "up to date" not in out

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from faults import frame_segmenter, one_error_line
+from faults import BUILD_FLAGS, frame_segmenter, one_error_line
 from fcn_edge.sidecar import check_name
 from fcn_edge.errors import FcnEdgeError
+from fcn_edge.quantize.calibration import find_calibration_set
 from fcn_edge.stream.overlay import Overlay
 
 
@@ -121,3 +122,27 @@ def test_build_refuses_a_name_that_is_not_utf8(tmp_path):
     assert result.returncode == 2
     one_error_line(result.stderr.decode(errors="replace"), "not UTF-8", "--name")
     assert not (tmp_path / "engines").exists() or not os.listdir(tmp_path / "engines")
+
+
+def test_a_fifo_in_the_calibration_folder_is_skipped_with_a_note(tmp_path, capsys):
+    for i in range(3):
+        png(os.fsencode(tmp_path / f"{i}.png"), 32, 32)
+    os.mkfifo(tmp_path / "x.png")
+    found = find_calibration_set(tmp_path)
+    assert "x.png" not in [p.name for p in found.files + found.holdout]
+    assert "skipping" in capsys.readouterr().err
+
+
+def test_a_build_with_paths_that_are_not_utf8_prints_them_under_a_strict_utf8_stdout(place):
+    """A desktop's UTF-8 locale makes stdout strict: the build's lines naming such paths raised UnicodeEncodeError."""
+    calibration = place + b"/cal\xff"
+    os.mkdir(calibration)
+    for i in range(6):
+        png(calibration + b"/%d.png" % i, 48, 64)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_engine.py"), b"--onnx", place + b"/m\xff.onnx",
+                             "--input-format", "frame", "--num-classes", "3", "--fp32", "--name", "m", b"--calib-dir", calibration,
+                             b"--engines-dir", place + b"/eng\xff", *BUILD_FLAGS], capture_output=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"eng\\udcff" in result.stdout
+    assert sorted(os.listdir(place + b"/eng\xff")) == [b"m.fp32.onnx", b"m.fp32.onnx.json"]

@@ -10,6 +10,8 @@ import json
 import math
 import tempfile
 
+import cv2
+import numpy as np
 import pytest
 
 from faults import BUILD_FLAGS, TENSOR_FLAGS, calibration_folder, frame_segmenter, load_script, one_error_line, run_main, segmenter, snapshot
@@ -177,3 +179,35 @@ def test_the_sidecar_is_strict_json(tmp_path):
     write_sidecar(paths, {"verification": {"fp32_miou": float("nan"), "rows": [{"miou_drop": float("nan")}]}}, staged)
     sidecar = strict(staged[paths.sidecar].read_text())
     assert sidecar["verification"] == {"fp32_miou": None, "rows": [{"miou_drop": None}]}
+
+
+def test_build_says_it_cannot_measure_miou_when_every_mask_pixel_is_ignore(build, tmp_path):
+    """The budget is enforced, or the build says it cannot be: masks that are all 255 give no mIoU (was nan, passed)."""
+    root = tmp_path / "val"
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    (root / "classes.txt").write_text("background\nroad\ncar\n")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(root / "images" / f"{i}.png"), rng.integers(0, 256, (48, 64, 3), np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{i}.png"), np.full((48, 64), 255, np.uint8))
+    status, out, err = build(segmenter(tmp_path / "seg.onnx"), "--val-data", f"folder:{root}", "--max-miou-drop", "0")
+    assert status == 0, err
+    assert "cannot measure mIoU" in out + err and "--max-miou-drop 0" in out + err
+    sidecar = json.loads((tmp_path / "engines" / "seg.fp32.onnx.json").read_text(), parse_constant=lambda c: 1 / 0)
+    assert sidecar["verification"]["fp32_miou"] is None
+
+
+@pytest.mark.parametrize("flag", ["--images", "--video", "--save-dir", "--output", "--stats-json", "--model"])
+def test_stream_empty_path_is_refused_not_read_as_the_working_folder(model, capsys, flag):
+    source = [] if flag in ("--images", "--video") else ["--synthetic"]
+    args = [*source, flag, "", "--max-frames", "1", "--headless"] + ([] if flag == "--model" else ["--model", model])
+    refused(capsys, args, flag, "empty")
+
+
+@pytest.mark.parametrize("flag", ["--engines-dir", "--calib-dir", "--onnx"])
+def test_build_empty_path_is_refused(build, tmp_path, flag):
+    model = segmenter(tmp_path / "seg.onnx")
+    status, _, err = build(model, flag, "")
+    assert status == 2, err
+    one_error_line(err, flag, "empty")

@@ -27,9 +27,8 @@ def test_micro_kernel_runs_every_precision_the_cpu_has():
     if "avx512_vnni" in flags:
         assert found["int8"].variant.isa == "avx512_vnni" and found["fp32"].variant.isa == "avx512"  # the widest wins
     for kernel in found.values():
-        started = time.perf_counter()
-        kernel.run()
-        assert kernel.ops / (time.perf_counter() - started) > 1e9  # over 1 GOP/s on any AVX2 or AVX-512 core
+        kernel.run()  # runs on this CPU (its speed is the benchmark's to measure, not a test's)
+        assert kernel.ops > 0
     if {"fp32", "int8"} <= set(found):
         # per cycle, 2x (AVX2: one VPMADDUBSW+VPMADDWD step against two FMAs) to 4x (VNNI) the FP32 operations
         assert found["int8"].variant.ops > found["fp32"].variant.ops and found["int8"].ops > found["fp32"].ops
@@ -65,6 +64,7 @@ def test_rows_give_the_share_of_their_precisions_peak():
     assert "60%" in text and "99.95%" in text
 
 
+@pytest.mark.latency  # its figure is a wall-clock time: out of the default suite, which a loaded machine must pass
 def test_quiet_rounds_drop_the_rounds_where_the_reference_was_slow():
     busy_rounds = itertools.cycle([False, False, True])  # every third round something else loads the machine
     state = {"busy": False}

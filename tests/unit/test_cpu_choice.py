@@ -33,7 +33,7 @@ def test_precisions_a_runtime_cannot_run_are_refused_with_the_fix(precision, bac
 
 
 def test_openvino_is_a_backend_where_installed():
-    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
     chosen = choose_backend("openvino")
     assert chosen.name == "openvino" and chosen.cpu_backends == ("openvino",) and chosen.facts["version"]
     assert choose_backend("onnxruntime").cpu_backends == ("onnxruntime",)

@@ -10,7 +10,7 @@ import pytest
 from fcn_edge.backends import backend_for, open_runner
 from fcn_edge.errors import FcnEdgeError
 
-pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
 
 from fcn_edge.backends.openvino import OvRunner, probe, session  # noqa: E402
 from fcn_edge.backends.openvino.core import compile_config  # noqa: E402

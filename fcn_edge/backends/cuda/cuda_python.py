@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import FcnEdgeError
 from .binding import NO_GPU_HINT, CudaBinding, CudaError, DeviceInfo, HostBuffer
 
-INSTALL = "pip install 'cuda-python>=12,<13' (>=13 only on a CUDA 13 driver, >= 580), or pip install 'fcn_edge[gpu-cu12]'"
+INSTALL = "pip install 'cuda-python>=12,<13' (>=13 only on a CUDA 13 driver, >= 580), or pip install -e '.[gpu-cu12]'"
 
 
 def import_cuda_python() -> tuple[Any, Any]:

@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from ...errors import FcnEdgeError, out_of_memory
 from ...runner import Runner, model_file
-from ...metadata import read_metadata
+from ...metadata import DamagedMetadata, read_metadata
 from ...paths import utf8_path
 from .session import default_threads, session_options
 
@@ -125,6 +125,8 @@ def _metadata_or_none(path: Path):
     """Class names and palette from the model's fcn_edge metadata; None if it has none."""
     try:
         return read_metadata(path)
+    except DamagedMetadata:
+        raise
     except FcnEdgeError:
         return None
 

@@ -14,12 +14,20 @@ for this project:
   hint; threads not pinned to cores (measured under a camera's pacing, docs/cpu.md).
 
 Compiled models are cached on disk (``cache_dir``): a second start at a size seen before
-loads in a fifth of the time (0.17 s against 0.95 s for the default model at 640x480).
+loads in a fifth of the time (0.17 s against 0.95 s for the default model at 640x480). The
+cache holds one blob per model, frame size and settings (about 3 MB each for the default
+model), so it is bounded: each entry is a folder named by its model file, shape and
+settings, touched when used, and after each compile the least recently used entries are
+removed until the cache is within ``$FCN_EDGE_CACHE_MB`` (default 256; 0 turns the disk cache
+off). Location: ``$FCN_EDGE_CACHE/openvino``, else ``$XDG_CACHE_HOME/fcn_edge/openvino``, else
+``~/.cache/fcn_edge/openvino``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,9 @@ from typing import Any
 from ...errors import FcnEdgeError
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO's inference precision for float ops
-INSTALL = "pip install 'fcn_edge[openvino]'"
+INSTALL = "pip install -e '.[openvino]'"
+CACHE_MB_ENV = "FCN_EDGE_CACHE_MB"
+DEFAULT_CACHE_MB = 256
 
 
 def import_openvino() -> Any:
@@ -38,8 +48,18 @@ def import_openvino() -> Any:
     return openvino
 
 
-def default_cache_dir() -> Path:
-    """Where compiled models are kept: $FCN_EDGE_CACHE, else the user's cache folder."""
+def cache_limit_bytes() -> int:
+    """$FCN_EDGE_CACHE_MB in bytes (default 256 MB; 0: no disk cache); one line when it is not a whole number."""
+    text = os.environ.get(CACHE_MB_ENV, "").strip() or str(DEFAULT_CACHE_MB)
+    if not text.isdigit():
+        raise FcnEdgeError(f"{CACHE_MB_ENV}={text!r} is not a whole number of megabytes: set it like 256 (0: no disk cache)")
+    return int(text) << 20
+
+
+def default_cache_dir() -> Path | None:
+    """Where compiled models are kept: $FCN_EDGE_CACHE, else the user's cache folder; None when $FCN_EDGE_CACHE_MB is 0."""
+    if cache_limit_bytes() == 0:
+        return None
     if os.environ.get("FCN_EDGE_CACHE"):
         return Path(os.environ["FCN_EDGE_CACHE"]) / "openvino"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fcn_edge" / "openvino"
@@ -91,20 +111,70 @@ def compile_config(threads: int, precision: str, streams: int = 1) -> dict[str, 
 
 
 def new_core(cache_dir: Path | None) -> Any:
-    """An OpenVINO Core, caching compiled models in ``cache_dir`` (None: no cache)."""
+    """An OpenVINO Core; ``cache_dir`` (None: no disk cache) is created now, so a folder that cannot be is one line
+    before the first frame. ``compile_for_shape`` caches there."""
     openvino = import_openvino()
-    core = openvino.Core()
     if cache_dir is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise FcnEdgeError(f"cannot create the OpenVINO cache folder {cache_dir} ({error.strerror}): set FCN_EDGE_CACHE to a writable folder") from None
-        core.set_property({openvino.properties.cache_dir: str(cache_dir)})
-    return core
+    return openvino.Core()
 
 
-def compile_for_shape(core: Any, model: Any, shape: list[int], config: dict[str, Any]) -> Any:
-    """``model`` (read once) compiled for one static input shape; the model itself is left open-shaped."""
+def compile_for_shape(core: Any, model: Any, shape: list[int], config: dict[str, Any], cache_dir: Path | None = None,
+                      source: Path | None = None) -> Any:  # fmt: skip
+    """``model`` (read once, from ``source``) compiled for one static input shape; the model itself is left open-shaped.
+    With ``cache_dir``, through its cache entry for this file, shape and config, then the cache is trimmed."""
     static = model.clone()
     static.reshape({static.inputs[0]: shape})
-    return core.compile_model(static, "CPU", config)
+    if cache_dir is None or source is None:
+        return core.compile_model(static, "CPU", config)
+    entry = cache_entry(cache_dir, source, shape, config)
+    compiled = core.compile_model(static, "CPU", {**config, import_openvino().properties.cache_dir: str(entry)})
+    trim_cache(cache_dir, cache_limit_bytes(), keep=entry)
+    return compiled
+
+
+def cache_entry(cache_dir: Path, source: Path, shape: list[int], config: dict[str, Any]) -> Path:
+    """The folder caching ``source`` compiled at ``shape`` with ``config``, created and marked as just used."""
+    facts = source.stat()
+    key = repr((os.fsencode(source.resolve()), facts.st_size, facts.st_mtime_ns, list(shape), sorted(map(str, config.items()))))
+    entry = cache_dir / hashlib.sha256(key.encode()).hexdigest()[:20]
+    entry.mkdir(exist_ok=True)
+    os.utime(entry)  # the most recently used: evicted last
+    return entry
+
+
+def trim_cache(cache_dir: Path, limit: int, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used entries of ``cache_dir`` (by their folder's time) until it holds at most
+    ``limit`` bytes; ``keep`` (the entry in use) stays. Files OpenVINO's own cache_dir left at the top (releases
+    before the bound) go first. The removed paths."""
+    entries = []
+    try:
+        children = list(os.scandir(cache_dir))
+    except OSError:
+        return []
+    for child in children:
+        try:
+            if child.is_dir(follow_symlinks=False):
+                size = sum(f.stat().st_size for f in os.scandir(child.path) if f.is_file(follow_symlinks=False))
+                entries.append((child.stat().st_mtime, size, Path(child.path)))
+            elif child.is_file(follow_symlinks=False):
+                entries.append((0.0, child.stat().st_size, Path(child.path)))  # unbounded-cache leftovers: oldest
+        except OSError:
+            continue
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if keep is not None and path == keep:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    return removed

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import FcnEdgeError
-from ...metadata import read_metadata
+from ...metadata import DamagedMetadata, read_metadata
 from ...runner import Runner, model_file
 from .core import compile_config, compile_for_shape, default_cache_dir, import_openvino, new_core
 
@@ -54,11 +54,13 @@ class OvRunner(Runner):
             raise FcnEdgeError(f"--inflight {inflight} must be between 1 and twice the inference threads ({2 * threads}): more only wait")
         self.threads, self.precision, self.inflight = threads, precision, inflight
         self.streams = min(inflight, threads)
-        self.cache_dir = cache_dir or default_cache_dir()
+        self.cache_dir = cache_dir or default_cache_dir()  # None: $FCN_EDGE_CACHE_MB=0, no disk cache
         self.config = compile_config(threads, precision, streams=self.streams)  # checks the precision now, not at the first frame
         self.compiles = 0  # models compiled: one per frame size seen
         try:
             self.metadata = read_metadata(self.path)
+        except DamagedMetadata:
+            raise
         except FcnEdgeError:
             self.metadata = None
 
@@ -105,7 +107,7 @@ class OvRunner(Runner):
     def _compile(self, shape: tuple[int, int, int]) -> list[Any]:
         size = shape[1:]
         try:
-            compiled = compile_for_shape(self._core, self._model, [*shape, 3], self.config)
+            compiled = compile_for_shape(self._core, self._model, [*shape, 3], self.config, self.cache_dir, self.path)
         except RuntimeError as error:  # a model exported with a fixed input size, mostly
             raise FcnEdgeError(
                 f"OpenVINO cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "

@@ -23,7 +23,7 @@ from ...errors import FcnEdgeError
 Version = tuple[int, ...]  # (major, minor), or (major, minor, patch) where the patch matters (DLA)
 
 MIN_VERSION: Version = (8, 5)  # the name-based tensor API (execute_async_v3) starts here; JetPack 5.1 ships 8.5
-INSTALL = "pip install 'fcn_edge[gpu-cu12]' ('fcn_edge[gpu-cu13]' on a CUDA 13 driver, >= 580; on Jetson JetPack's python3-libnvinfer)"
+INSTALL = "pip install -e '.[gpu-cu12]' ('.[gpu-cu13]' on a CUDA 13 driver, >= 580; on Jetson JetPack's python3-libnvinfer)"
 
 
 def import_tensorrt():
@@ -68,7 +68,7 @@ def check_supported(version: Version) -> None:
     if version < MIN_VERSION:
         raise FcnEdgeError(
             f"TensorRT {version[0]}.{version[1]} is too old: fcn_edge needs {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer "
-            "(JetPack 5.1+, or pip install 'fcn_edge[gpu-cu12]')"
+            "(JetPack 5.1+, or pip install -e '.[gpu-cu12]')"
         )
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ...cli import nonempty_path
 from ...errors import FcnEdgeError, run_cli
 from .api import Version
 from .onnx_ops import OPS_8, OPS_10, OPSET_SOURCES, OPSETS, SOURCE_8, SOURCE_10, SOURCE_11
@@ -299,7 +300,7 @@ def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fcn-edge compat", description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line.")
-    parser.add_argument("onnx", type=Path)
+    parser.add_argument("onnx", type=nonempty_path)
     parser.add_argument("--line", choices=LINES, action="append", help="TensorRT line to check (default: all)")
     args = parser.parse_args(argv)
     failed = 0

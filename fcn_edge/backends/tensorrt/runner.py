@@ -50,7 +50,8 @@ from ..cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
 from . import api as trt_api
 
 REBUILD = "rebuild with: fcn-edge build ... --backend tensorrt --force on this machine"
-SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "sm_count", "memory_mb", "dla_cores")
+SIDECAR_KEYS = {"tensorrt_version": str, "gpu_name": str, "compute_capability": str, "sm_count": int, "memory_mb": int,
+                "dla_cores": int}  # fmt: skip
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
@@ -61,13 +62,21 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FcnEdgeError(f"{path} is missing: an engine runs only with the sidecar written beside it; {REBUILD}")
     try:
-        sidecar = json.loads(path.read_text())
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FcnEdgeError(f"{path} is not valid JSON ({error}): {REBUILD}") from None
-    facts = sidecar.get("engine") or sidecar
+    except RecursionError:
+        raise FcnEdgeError(f"{path} is nested too deeply to be a sidecar: {REBUILD}") from None
+    facts = (sidecar.get("engine") or sidecar) if isinstance(sidecar, dict) else None
+    if not isinstance(facts, dict):
+        raise FcnEdgeError(f"{path} is not a JSON object with the engine's facts: {REBUILD}")
     missing = [key for key in SIDECAR_KEYS if key not in facts]
     if missing:
         raise FcnEdgeError(f"{path} lacks {', '.join(missing)}: {REBUILD}")
+    wrong = [key for key, kind in SIDECAR_KEYS.items() if not isinstance(facts[key], kind) or isinstance(facts[key], bool)]
+    dla = facts.get("dla_core")
+    if wrong or not (dla is None or (type(dla) is int and 0 <= dla < 16)):
+        raise FcnEdgeError(f"{path} has {', '.join(wrong) or 'dla_core'} of the wrong type or range: {REBUILD}")
     return facts
 
 
