@@ -28,7 +28,7 @@ from ..atomic import atomic_files
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
 from ..quantize import calibration, fp16, qdq, statistics, trt_cache
-from .. import sidecar as artifact
+from .. import cpu_features, sidecar as artifact
 from ..backends import onnxruntime as ort_backend
 from ..backends.onnxruntime import default_threads
 from ..backends.tensorrt import compat, opset
@@ -329,6 +329,7 @@ class Work:
                     "latency": outcome.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
                     "passed": passed,
                     "table": table,
+                    "instruction_set": None if backend.name == "tensorrt" else cpu_features.instruction_set(),  # the stream checks it
                 },
                 "write_seconds": round(time.perf_counter() - started, 3),
             }

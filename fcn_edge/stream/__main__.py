@@ -27,11 +27,13 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from .. import cpu_features
 from ..atomic import check_distinct, check_output, ensure_folder, write_json_atomic
 from ..backends import BACKENDS
 from ..cli import HelpFormatter, finite_float, nonempty, nonempty_path, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
+from ..sidecar import read_sidecar
 from . import feeds, serve, sinks, sources
 from .stats import SOURCE_LOST, StreamStats
 
@@ -219,6 +221,13 @@ def install_stop_handlers(stop: threading.Event) -> dict:
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
+def note_other_cpu(model: str | Path) -> None:
+    """One line when the model's sidecar says it was verified on a CPU with another instruction set (:mod:`..cpu_features`)."""
+    other = cpu_features.mismatch(((read_sidecar(Path(model)) or {}).get("verification") or {}).get("instruction_set"))
+    if other:
+        print(f"note: {model} was {other}", file=sys.stderr)
+
+
 def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Event) -> StreamStats:
     """Load the model, set up overlay and sinks, run until the input ends or ``stop`` is set; the source is closed
     on every path, and a failure says what the sinks kept."""
@@ -233,6 +242,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
             args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
             cuda_binding=args.cuda_binding, inflight=frames_in_flight(args, source),
         )
+        note_other_cpu(args.model)
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
@@ -272,6 +282,7 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
         # OpenVINO: a stream per thread, a part of each batch each (multi.py); the other runners take one batch at a time
         runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
                              cuda_binding=args.cuda_binding, inflight=args.inflight or args.threads or default_threads())  # fmt: skip
+        note_other_cpu(args.model)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
         if args.serve:
             page = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
