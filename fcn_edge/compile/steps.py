@@ -29,7 +29,7 @@ from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
 from ..backends.tensorrt import calibration_cache as trt_cache
 from ..quantize import calibration, fp16, qdq, statistics
-from .. import capabilities
+from .. import capabilities, cpu_features
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
 from ..backends.onnxruntime import default_threads
@@ -331,6 +331,7 @@ class Work:
                     "latency": outcome.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
                     "passed": passed,
                     "table": table,
+                    "instruction_set": None if backend.name == "tensorrt" else cpu_features.instruction_set(),  # the stream checks it
                 },
                 "write_seconds": round(time.perf_counter() - started, 3),
             }
