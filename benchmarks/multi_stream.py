@@ -229,14 +229,15 @@ def median_run(runs: list[dict]) -> dict:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default engines/default.int8.onnx (python scripts/build_engine.py --int8)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default engines/default.int8.onnx (fcn-edge build --int8)")
     p.add_argument("--backends", nargs="+", default=["openvino", "onnxruntime"], choices=("openvino", "onnxruntime"))
     p.add_argument("--streams", nargs="+", type=int, default=[1, 2, 4, 8], metavar="N")
     p.add_argument("--frames", type=int, default=12, help="frames a stream (12)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--quick", action="store_true", help="N = 1 4, 8 frames a stream")
-    p.add_argument("--out-dir", type=Path, default=OUT)
+    p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON, Markdown and chart go")
+    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/results/ (docs/stream.md shows them) instead")
     p.add_argument("--stem", default="multi_stream", help="result file names: STEM.json, .md, .png")
     p.add_argument("--child", choices=("in_turn", "alone"), help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.videos, args.model, args.backends[0], args.out)
         return 0
     if not args.model.is_file():
-        raise FcnEdgeError(f"--model {args.model} does not exist: build it with python scripts/build_engine.py --int8")
+        raise FcnEdgeError(f"--model {args.model} does not exist: build it with fcn-edge build --int8")
     if args.quick:
         args.streams, args.frames = [1, 4], 8
     load_before = os.getloadavg()[0]
@@ -277,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model.name, "size": "x".join(map(str, args.size)), "frames": args.frames, "rounds": args.rounds,
         "rows": rows,
     }  # fmt: skip
+    if args.update_docs:
+        args.out_dir = OUT
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out_dir / f"{args.stem}.json", result)
     text = markdown(result)
