@@ -44,7 +44,7 @@ from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
 
-from stream_overhead import DEFAULT_MODEL, write_video  # noqa: E402
+from fcn_edge.stream.bench_inputs import DEFAULT_MODEL, write_video  # noqa: E402
 
 PATHS = ("opencv", "pyav-bgr", "pyav-yuv")
 

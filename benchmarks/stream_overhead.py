@@ -36,7 +36,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,54 +49,11 @@ from fcn_edge.cli import HelpFormatter, size_hw  # noqa: E402
 from fcn_edge.stream import sources  # noqa: E402
 from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions, frames_in_flight_for_files  # noqa: E402
-from fcn_edge.sidecar import read_sidecar  # noqa: E402
+from fcn_edge.stream.bench_inputs import DEFAULT_MODEL, describe, stand_in_model, write_video  # noqa: E402
 from fcn_edge.stream.sinks import VideoFileSink  # noqa: E402
 
-DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
 WARMUP = 3
 CORES = len(os.sched_getaffinity(0))
-
-
-def stand_in_model(path: Path) -> str:
-    """The default architecture (edge_resnet FCN-8s, 8 classes) with random weights, exported FP32."""
-    import torch
-
-    from fcn_edge.data.synthetic import CLASSES, PALETTE
-    from fcn_edge.export import export_model
-    from fcn_edge.metadata import ModelMetadata
-    from fcn_edge.models import ModelConfig, build_model
-    from fcn_edge.spec import Preprocess
-
-    torch.manual_seed(0)
-    config = ModelConfig(num_classes=len(CLASSES))
-    meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, config.to_dict())
-    export_model(build_model(config), meta, path, verify_sizes=((1, 64, 96),))
-    return "FP32 stand-in: default architecture (edge_resnet FCN-8s, 8 classes), random weights"
-
-
-def describe(model: Path) -> str:
-    """The path, plus the precision and source its build sidecar records, if it has one."""
-    sidecar = read_sidecar(model)
-    if sidecar is None:
-        return str(model)
-    origin = sidecar.get("model", {}).get("onnx") or sidecar.get("model", {}).get("checkpoint") or "?"
-    return f"{model.name} ({sidecar.get('precision', '?')}, built from {Path(origin).name})"
-
-
-def write_video(path: Path, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """An mp4 of synthetic frames, as the stream records them (MPEG-4); returns the frames as decoded back (what the
-    loop will see)."""
-    source = sources.SyntheticSource(size, fps=0)
-    source.open()
-    recording = VideoFileSink(path, 30)
-    for _ in range(frames):
-        recording.write(source.read(None))
-    recording.close()
-    capture = cv2.VideoCapture(str(path))
-    decoded = []
-    while (frame := capture.read()[1]) is not None:
-        decoded.append(frame)
-    return decoded
 
 
 def one_at_a_time(runner, frames: list[np.ndarray]) -> tuple[float, float]:

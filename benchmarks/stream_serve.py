@@ -42,7 +42,7 @@ from fcn_edge.stream.overlay import Overlay  # noqa: E402
 from fcn_edge.stream.pipeline import Stream, StreamOptions  # noqa: E402
 from fcn_edge.stream.serve import ServeSink  # noqa: E402
 
-from stream_overhead import DEFAULT_MODEL, describe, stand_in_model, write_video  # noqa: E402
+from fcn_edge.stream.bench_inputs import DEFAULT_MODEL, describe, stand_in_model, write_video  # noqa: E402
 
 HEADLESS, STUCK, WATCHING = "headless", "--serve, 1 client that never reads", "--serve, 1 client reading every frame"
 

@@ -34,7 +34,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command("fcn_edge.train.__main__", "train an FCN on a dataset, write a checkpoint", needs_torch=True),
     "evaluate": Command("fcn_edge.train.evaluate", "mIoU and boundary F-score of a checkpoint on a dataset split",
                         needs_torch=True),
-    "convert": Command("fcn_edge.export.convert", "rewrite a checkpoint's transposed convs as resize+conv",
+    "convert": Command("fcn_edge.train.convert", "rewrite a checkpoint's transposed convs as resize+conv",
                        needs_torch=True),
     "export": Command("fcn_edge.export.__main__", "export a checkpoint to a verified ONNX model", needs_torch=True),
     "checkerboard": Command("fcn_edge.export.checkerboard_report",

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from .cli import nonempty_path
 from .atomic import check_output, json_text, write_json_atomic
+from .capabilities import TABLE, precisions
 from .cli import HelpFormatter
 from .errors import FcnEdgeError, run_cli
 from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
@@ -45,6 +46,7 @@ from .scratch import scratch_folder
 from .standin import ENV as STANDIN_ENV
 
 STREAM_FRAMES = 300
+SELFTEST_SCENES = 8  # held-out synthetic scenes each TensorRT precision is compared on
 DISTRIBUTIONS = {  # what pip calls the packages a row reports, first installed wins
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-bindings", "tensorrt-cu12-bindings", "tensorrt-cu13-bindings"),
     "cuda-python": ("cuda-python", "cuda-bindings"),
@@ -118,8 +120,29 @@ def report() -> tuple[list[Row], Any]:
     import onnxruntime as ort
 
     rows.append(Row("onnxruntime", "info", f"{ort.__version__}, providers {', '.join(ort.get_available_providers())}"))
+    rows.append(_cpu_precisions_row())
     rows += _cuda_major_rows(cuda)
     return rows, gpu
+
+
+def _cpu_precisions_row() -> Row:
+    """What ``fcn-edge build`` can make for this CPU, as the capability table, the runtimes installed and the CPU's
+    flags say (read, not probed: opening OpenVINO costs seconds, and this path answers in about one)."""
+    openvino = importlib.util.find_spec("openvino") is not None
+    runnable = [c for c in TABLE if c.backend == "onnxruntime" or (c.backend == "openvino" and openvino
+                and (c.precision != "bf16" or _cpu_has_bf16()))]  # fmt: skip
+    missing = [f"{c.backend} {c.precision} (needs {c.needs})" for c in TABLE if c.backend != "tensorrt" and c not in runnable]
+    detail = ", ".join(f"{c.backend} {c.precision}" for c in runnable) + ("; not here: " + ", ".join(missing) if missing else "")
+    return Row("cpu-precisions", "info", detail)
+
+
+def _cpu_has_bf16() -> bool:
+    """AVX512_BF16 or AMX in /proc/cpuinfo's flags (False where there is none to read)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _cuda_major_rows(cuda: tuple[int, int] | None) -> list[Row]:
@@ -197,7 +220,8 @@ class Paths:
     def cuda(self, binding: str) -> Callable[[], dict[str, Any]]:
         def probe() -> dict[str, Any]:
             if not importlib.util.find_spec("pycuda" if binding == "pycuda" else "cuda"):
-                raise Skip(f"{binding} is not installed: pip install " + ("'.[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'.[gpu-cu12]'"))
+                extra = "'.[pycuda]' (needs the CUDA toolkit)" if binding == "pycuda" else "'.[gpu-cu12]'"
+                raise Skip(f"{binding} is not installed: pip install -e {extra}")
             from .backends.cuda.selftest import round_trips
 
             return round_trips(binding)
@@ -256,9 +280,14 @@ class Paths:
                 api.import_tensorrt()
             except FcnEdgeError as error:
                 raise Skip(str(error)) from None
-            from .backends.tensorrt.selftest import run_precision
+            import numpy as np
 
-            facts = run_precision(precision, self.graphs()[precision], self.workdir)
+            from .backends.tensorrt.selftest import LATENCY, SCENE, run_precision
+            from .data.synthetic import HELDOUT_SEED, render_scene
+
+            frames = [render_scene(np.random.default_rng(HELDOUT_SEED + index), SCENE)[0] for index in range(SELFTEST_SCENES)]
+            latency_frame = render_scene(np.random.default_rng(HELDOUT_SEED), LATENCY)[0]
+            facts = run_precision(precision, self.graphs()[precision], self.workdir, frames, latency_frame)
             self.engines[precision] = self.workdir / f"default.{precision}.engine"
             return facts
 
@@ -270,7 +299,7 @@ class Paths:
         from .stream.pipeline import Stream, StreamOptions
         from .stream.sources import SyntheticSource
 
-        engine = next((self.engines[p] for p in ("int8", "fp16", "fp32") if p in self.engines), None)
+        engine = next((self.engines[p] for p in precisions("tensorrt") if p in self.engines), None)
         if engine is None:
             raise Skip("no GPU runner: needs a TensorRT engine from the rows above (TensorRT not installed or its builds failed)")
         source = SyntheticSource((640, 480), fps=0)
@@ -291,7 +320,7 @@ def run(workdir: Path) -> list[Row]:
     paths = Paths(workdir)
     probes = [("cuda-python", paths.cuda("cuda-python")), ("pycuda", paths.cuda("pycuda")), ("torch-amp", paths.torch_amp),
               ("onnxruntime-cuda", paths.onnxruntime_cuda)]  # fmt: skip
-    probes += [(f"tensorrt-{p}", paths.tensorrt(p)) for p in ("fp32", "fp16", "int8")] + [("stream", paths.stream)]
+    probes += [(f"tensorrt-{p}", paths.tensorrt(p)) for p in reversed(precisions("tensorrt"))] + [("stream", paths.stream)]
     return rows + [run_path(name, probe) for name, probe in probes]
 
 
@@ -303,12 +332,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-@run_cli
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the JSON to this file (atomically)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.json is not None:
         check_output(args.json, "--json")  # before the checks: a folder or a missing one is found now, not after them
     started = time.perf_counter()

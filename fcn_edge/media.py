@@ -18,6 +18,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+# what every image folder lists (calibration, --images, a dataset's images/): the formats OpenCV decodes everywhere
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
@@ -26,7 +28,7 @@ def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.nda
     return cv2.imdecode(data, flags) if data.size else None
 
 
-def image_files(folder: Path, suffixes: Sequence[str], flag: str) -> list[Path]:
+def image_files(folder: Path, flag: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
     """The regular files of ``folder`` named like images, in name order; anything else named like one (a FIFO, a
     socket, a device) is skipped with a note naming it, since reading it could block forever."""
     found = []

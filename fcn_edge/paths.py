@@ -22,7 +22,6 @@ DEFAULT_CHECKPOINT = Path("checkpoints") / "default.pt"
 CALIBRATION_DIR = Path("calibration")
 ENGINES_DIR = Path("engines")
 DEFAULT_MODEL = ENGINES_DIR / "default.int8.onnx"  # what the stream runs: fcn-edge build --int8 writes it
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -84,7 +84,7 @@ class Runner:
         if not self.is_active:
             raise RuntimeError(f"runner {self.name} is not active: call activate() or use it as a context manager")
         if self.check_inputs:
-            check_frame(frame)
+            check_frame(frame, batch=True)
         self.start_impl(frame)
         self._pending.append(frame)
 

@@ -27,13 +27,13 @@ from typing import Any, Callable
 
 import onnx
 
+from .capabilities import PRECISIONS
 from .atomic import check_writable, json_text
 from .errors import FcnEdgeError
 from .metadata import classes_problem
 from .paths import file_sha256, is_utf8
 
 FORMAT = "fcn_edge.artifact/1"
-PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 IMAGES_TEXT = ("kind", "data", "split", "sha256")  # what verified_data_changed reads of verification.images
 MAX_NAME_BYTES = 200  # leaves room in the 255-byte file name limit for ".int8.trt-qdq.onnx.json" and a temp suffix
 
@@ -43,13 +43,52 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
-def read_sidecar(artifact: Path) -> dict[str, Any] | None:
-    """The sidecar beside ``artifact`` as a dict; None when there is none or it is not a JSON object."""
-    try:
-        content = json.loads(sidecar_path(artifact).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-        return None
-    return content if isinstance(content, dict) else None
+@dataclass(frozen=True)
+class Sidecar:
+    """The sidecar beside an artifact as a runner reads it: parsed once per open and handed on.
+
+    ``content`` is the JSON object, empty when there is none; ``problem`` then says why (each backend
+    decides whether it can run without one: ONNX Runtime and OpenVINO can, TensorRT cannot).
+    """
+
+    path: Path
+    content: dict[str, Any]
+    problem: str | None = None
+
+    @classmethod
+    def beside(cls, artifact: Path) -> Sidecar:
+        path = sidecar_path(Path(artifact))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path, {}, "missing")
+        except (OSError, UnicodeDecodeError) as error:
+            return cls(path, {}, f"unreadable ({error})")
+        try:
+            content = json.loads(text)
+        except ValueError as error:
+            return cls(path, {}, f"not valid JSON ({error})")
+        except RecursionError:
+            return cls(path, {}, "nested too deeply to be a sidecar")
+        if not isinstance(content, dict):
+            return cls(path, {}, "not a JSON object")
+        return cls(path, content)
+
+    @property
+    def precision(self) -> str | None:
+        return sidecar_text(self.content, "precision")
+
+    @property
+    def built_for(self) -> str | None:
+        """The backend the build chose to run the artifact: a hint only (a sidecar edited by hand may lack it)."""
+        return sidecar_text(self.content, "backend", "name")
+
+    def classes(self) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
+        """Class names and palette from the ``model`` entry; (None, None) if it has none or they are malformed."""
+        model = self.content.get("model")
+        if _model_problem(model):
+            return None, None
+        return list(model["classes"]), [tuple(c) for c in model["palette"]]
 
 
 def sidecar_text(sidecar: dict[str, Any] | None, *keys: str) -> str | None:
@@ -61,12 +100,15 @@ def sidecar_text(sidecar: dict[str, Any] | None, *keys: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def sidecar_classes(artifact: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
-    """Class names and palette from the sidecar's ``model`` entry; (None, None) if it has none or they are malformed."""
-    model = (read_sidecar(artifact) or {}).get("model")
-    if _model_problem(model):
-        return None, None
-    return list(model["classes"]), [tuple(c) for c in model["palette"]]
+def artifact_name(checkpoint: Path) -> str:
+    """A checkpoint's artifacts are named after its run: runs/parts2/best.pt -> 'parts2', last.pt -> 'parts2-last'.
+
+    Every run has a best.pt: named after the file, the next run's build would replace the last one's.
+    """
+    stem, run = checkpoint.stem, checkpoint.resolve().parent.name
+    if stem not in ("best", "last") or not run:
+        return stem
+    return run if stem == "best" else f"{run}-last"
 
 
 def check_name(name: str) -> None:

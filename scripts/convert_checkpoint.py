@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``fcn-edge convert``, kept under this name for the commands in README and older notes (fcn_edge/export/convert.py)."""
+"""``fcn-edge convert``, kept under this name for the commands in README and older notes (fcn_edge/train/convert.py)."""
 
 from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
 
@@ -7,7 +7,7 @@ quiet_interrupt_while_importing()  # Ctrl-C while the imports below load (second
 
 exit_without_torch("fcn-edge convert")  # before the import below loads torch
 
-from fcn_edge.export.convert import main  # noqa: E402
+from fcn_edge.train.convert import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,16 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..capabilities import runtime_for
 from ..errors import FcnEdgeError
 from ..runner import Runner
-from ..sidecar import read_sidecar, sidecar_classes, sidecar_text
+from ..sidecar import Sidecar
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 TENSORRT_SUFFIXES = (".engine", ".plan")
 
 
-def backend_for(path: Path, backend: str = "auto") -> str:
-    """The backend that runs ``path``: the one asked for, else by file type and the build's sidecar."""
+def backend_for(path: Path, backend: str = "auto", sidecar: Sidecar | None = None) -> str:
+    """The backend that runs ``path``: the one asked for, else by file type and the build's sidecar
+    (read here unless given; the capability table decides)."""
     if backend not in BACKENDS:
         raise FcnEdgeError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
@@ -31,13 +33,8 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     if path.suffix in TENSORRT_SUFFIXES:
         return "tensorrt"
     if path.suffix == ".onnx":
-        sidecar = read_sidecar(path)
-        if sidecar_text(sidecar, "precision") == "bf16":
-            return "openvino"  # nothing else runs BF16 on a CPU; open_runner says what to install if missing
-        built_for = sidecar_text(sidecar, "backend", "name")  # a hint only: a sidecar edited by hand may lack it
-        if built_for == "openvino" and _openvino_installed():
-            return "openvino"
-        return "onnxruntime"
+        sidecar = sidecar or Sidecar.beside(path)
+        return runtime_for(sidecar.precision, sidecar.built_for, _openvino_installed())
     raise FcnEdgeError(
         f"cannot tell the backend of {path} from its suffix: use a .onnx (ONNX Runtime) or "
         f".engine/.plan (TensorRT) file, or pass --backend"
@@ -64,16 +61,18 @@ def open_runner(
     from the model's metadata or else from the build sidecar beside it; None when neither has them.
     """
     path = Path(path)
-    chosen = backend_for(path, backend)
+    sidecar = Sidecar.beside(path)  # the one read of it in this open
+    chosen = backend_for(path, backend, sidecar)
     if chosen == "tensorrt":
         from . import tensorrt
 
-        runner: Runner = tensorrt.make_runner(path, cuda_binding=cuda_binding, check_inputs=check_inputs)
+        runner: Runner = tensorrt.make_runner(path, cuda_binding=cuda_binding, check_inputs=check_inputs, sidecar=sidecar)
     elif chosen == "openvino":
+        from ..capabilities import float_ops
         from . import openvino
         from .onnxruntime import default_threads
 
-        precision = "bf16" if sidecar_text(read_sidecar(path), "precision") == "bf16" else "fp32"
+        precision = float_ops("openvino", sidecar.precision) if sidecar.precision else "fp32"
         runner = openvino.make_runner(path, threads=threads or default_threads(), precision=precision,
                                       check_inputs=check_inputs, inflight=inflight)  # fmt: skip
     else:
@@ -83,7 +82,7 @@ def open_runner(
     if runner.metadata is not None:
         runner.classes, runner.palette = list(runner.metadata.classes), list(runner.metadata.palette)
     else:
-        runner.classes, runner.palette = sidecar_classes(path)
+        runner.classes, runner.palette = sidecar.classes()
     return runner
 
 

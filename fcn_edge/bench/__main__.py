@@ -18,12 +18,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
-exit_without_torch("fcn-edge bench")
-
 from fcn_edge.atomic import ensure_folder, write_json_atomic
 from fcn_edge.errors import FcnEdgeError, run_cli
 from fcn_edge.cli import HelpFormatter, model_size, nonempty_path, positive_int

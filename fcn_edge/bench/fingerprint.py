@@ -11,29 +11,15 @@ import platform
 import subprocess
 from importlib import metadata
 
+from ..cpu_features import cpu_info
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "avx_vnni", "asimd", "asimddp")
 LIBRARIES = ("torch", "onnxruntime", "onnx", "numpy", "opencv-python-headless", "tensorrt", "cuda-python")
 
 
-def _cpu_info() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = value.split()
-    except OSError:
-        pass
-    return model, flags
-
-
 def cpu_flags() -> set[str]:
     """Every feature flag of the CPU as /proc/cpuinfo names them (x86 ``flags``, Arm ``Features``); empty without it."""
-    return set(_cpu_info()[1])
+    return set(cpu_info()[1])
 
 
 def _gpu() -> dict[str, str] | None:
@@ -61,7 +47,7 @@ def _versions() -> dict[str, str]:
 
 
 def fingerprint() -> dict:
-    model, every_flag = _cpu_info()
+    model, every_flag = cpu_info()
     flags = sorted(f for f in every_flag if f in ISA_FLAGS)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     gpu = _gpu()

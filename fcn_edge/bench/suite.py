@@ -23,6 +23,7 @@ from ..checkpoint import Checkpoint
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..export.onnx import DeployedModel
 from ..backends import open_runner
+from ..capabilities import float_ops, precisions
 from . import ceiling
 from .flops import conv_gflops
 from .latency import LatencyStats, interleaved
@@ -111,7 +112,7 @@ def openvino_backend(name: str, precision: str, path: Path, threads: int) -> Bac
     def open_() -> Callable[[np.ndarray], object]:
         from ..backends import openvino
 
-        runner = openvino.make_runner(path, threads=threads, precision="bf16" if precision == "bf16" else "fp32", check_inputs=False)
+        runner = openvino.make_runner(path, threads=threads, precision=float_ops("openvino", precision), check_inputs=False)
         return runner.activate().infer
 
     return Backend(name, precision, "ref:ort-matmul-int8" if precision == "int8" else "ref:ort-matmul-fp32", open_)
@@ -168,10 +169,11 @@ def backends_for(checkpoint: Checkpoint, fp32_onnx: Path, int8_onnx: Path, threa
     if find_spec("openvino") is not None:
         from ..backends.openvino import probe
 
-        backends.append(openvino_backend("openvino-fp32", "fp32", fp32_onnx, threads))
-        if probe().bf16:
-            backends.append(openvino_backend("openvino-bf16", "bf16", fp32_onnx, threads))
-        backends.append(openvino_backend("openvino-int8", "int8", int8_onnx, threads))
+        bf16_cpu = probe().bf16
+        for precision in precisions("openvino"):
+            if precision != "bf16" or bf16_cpu:
+                model = int8_onnx if precision == "int8" else fp32_onnx  # BF16: the FP32 file, float ops in BF16
+                backends.append(openvino_backend(f"openvino-{precision}", precision, model, threads))
     if torch.cuda.is_available():
         backends.append(pytorch_backend(checkpoint, threads, device="cuda"))
     for engine in sorted(int8_onnx.parent.glob(f"{fp32_onnx.stem.split('.')[0]}.*.engine")):

@@ -16,15 +16,13 @@ checkpoint records); --calib-dir, --calib-data and --val-data override.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
-from fcn_edge.errors import quiet_interrupt_while_importing
-
-quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one line, exit 130
-
 from fcn_edge.atomic import check_distinct
 from fcn_edge.backends import BACKENDS
+from fcn_edge.capabilities import PRECISIONS
 from fcn_edge.cli import HelpFormatter, finite_float, model_size, nonempty, nonempty_path, shape
 from fcn_edge.compile import pipeline, source
 from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
@@ -41,7 +39,7 @@ from fcn_edge.sidecar import artifact_paths
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge build", description=__doc__, formatter_class=HelpFormatter)
     precision = p.add_mutually_exclusive_group()
-    for name in ("int8", "fp16", "bf16", "fp32"):
+    for name in PRECISIONS:
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
     p.set_defaults(precision=None)
     p.epilog = ("Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "
@@ -86,7 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="split a flat folder:ROOT of --calib-data/--val-data as train.py --val-fraction did "
                           "(default: the checkpoint's record)")  # fmt: skip
     val.add_argument("--split-seed", type=int, help="seed of the --val-fraction split (default: the checkpoint's, else 0)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
     trt = p.add_argument_group("TensorRT")
     trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
     trt.add_argument("--opt-shape", type=shape)
@@ -111,36 +110,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_profile(args: argparse.Namespace) -> None:
-    given = [s for s in (args.min_shape, args.opt_shape, args.max_shape) if s is not None]
-    if given and len(given) != 3:
-        raise FcnEdgeError("--min-shape, --opt-shape and --max-shape go together: give all three or none")
-    if given and not all(a <= b <= c for a, b, c in zip(args.min_shape, args.opt_shape, args.max_shape)):
-        raise FcnEdgeError(
-            f"--max-shape {'x'.join(map(str, args.max_shape))} >= --opt-shape {'x'.join(map(str, args.opt_shape))} >= "
-            f"--min-shape {'x'.join(map(str, args.min_shape))} must hold in every dimension: fix the shapes"
-        )
-
-
-def check_ranges(args: argparse.Namespace) -> None:
-    """Out-of-range numbers stop here, before any file is read or written."""
-    checks = [
-        (args.verify_scenes < 0, f"--verify-scenes {args.verify_scenes} must be 0 or more"),
-        (args.calib_images < 2, f"--calib-images {args.calib_images} must be at least 2"),
-        (args.val_images < 0, f"--val-images {args.val_images} must be 0 (all) or more"),
-        (args.search_minutes < 0, f"--search-minutes {args.search_minutes:g} must be 0 or more"),
-        (args.max_miou_drop < 0, f"--max-miou-drop {args.max_miou_drop:g} must be 0 or more (points of mIoU)"),
-        (not 0 <= args.min_agreement <= 100, f"--min-agreement {args.min_agreement:g} must be a percentage, 0 to 100"),
-        (args.std is not None and min(args.std) <= 0, f"--std {' '.join(f'{v:g}' for v in args.std or [])} must be positive"),
-        (args.threshold is not None and not 0 < args.threshold < 1,
-         f"--threshold {args.threshold} must be a probability between 0 and 1 (exclusive), also for logits"),
-        (args.workspace is not None and args.workspace < 1, f"--workspace {args.workspace} must be at least 1 (MB)"),
-        (args.opt_level is not None and not 0 <= args.opt_level <= 5, f"--opt-level {args.opt_level} must be 0 to 5"),
-        (args.dla_core is not None and args.dla_core < 0, f"--dla-core {args.dla_core} must be 0 or more"),
-    ]
-    for failed, message in checks:
-        if failed:
-            raise FcnEdgeError(message)
+def check_source_flags(args: argparse.Namespace) -> None:
+    """The foreign model's flags out of range stop here, before any file is read (BuildOptions checks the rest)."""
+    if args.std is not None and min(args.std) <= 0:
+        raise FcnEdgeError(f"--std {' '.join(f'{v:g}' for v in args.std)} must be positive")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise FcnEdgeError(f"--threshold {args.threshold} must be a probability between 0 and 1 (exclusive), also for logits")
 
 
 def check_outputs(args: argparse.Namespace, backend, name: str) -> None:
@@ -158,19 +133,6 @@ def check_outputs(args: argparse.Namespace, backend, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
-    check_profile(args)
-    check_ranges(args)
-    backend = pipeline.choose_backend(args.backend)
-    classes = args.classes.split(",") if args.classes else None
-    if args.onnx is not None:
-        make_source, inputs = source.spec_from_onnx(
-            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes,
-            args.output_activation, args.threshold,
-        )
-    else:
-        make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)
-        recorded_data(args)
-    check_outputs(args, backend, inputs["name"])
     options = BuildOptions(
         precision=args.precision, calib_dir=args.calib_dir or DEFAULT_DIR, calib_method=args.calib_method,
         calib_size=args.calib_size, engines_dir=args.engines_dir,
@@ -182,6 +144,20 @@ def main(argv: list[str] | None = None) -> int:
         val_split=args.val_split, val_images=args.val_images, search_minutes=args.search_minutes,
         val_fraction=args.val_fraction, split_seed=args.split_seed or 0,
     )  # fmt: skip
+    check_source_flags(args)
+    backend = pipeline.choose_backend(args.backend)
+    classes = args.classes.split(",") if args.classes else None
+    if args.onnx is not None:
+        make_source, inputs = source.spec_from_onnx(
+            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes,
+            args.output_activation, args.threshold,
+        )
+    else:
+        make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)
+        recorded_data(args)  # the checkpoint's own dataset and split, where no flag names other data
+        options = dataclasses.replace(options, calib_data=args.calib_data, val_fraction=args.val_fraction,
+                                      split_seed=args.split_seed or 0)  # fmt: skip
+    check_outputs(args, backend, inputs["name"])
     built = pipeline.build(make_source, inputs, options, backend)
     if built.skipped:
         print(f"up to date, skipped: {built.paths.sidecar} (--force rebuilds)")

@@ -1,8 +1,7 @@
 """Which CPU runtime runs an artifact: each one installed verifies and times it, and the faster wins.
 
 ONNX Runtime and OpenVINO run the same .onnx files (OpenVINO also runs FP32 models in BF16),
-at speeds that differ by model and precision (on the default model at 1024x512, 2 cores,
-OpenVINO's INT8 took 0.75-0.80x ONNX Runtime's), so the build measures rather than guesses: every
+at speeds that differ by model, precision and CPU (docs/cpu.md), so the build measures rather than guesses: every
 installed runtime that runs the precision gets its own verification row and latency, and the
 sidecar names the faster, which ``--backend auto`` then runs (:func:`fcn_edge.backends.backend_for`):
 ONNX Runtime unless OpenVINO is faster beyond the spread of the interleaved timing (:mod:`.timing`).
@@ -13,9 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..backends import onnxruntime as ort_backend
-
-LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
-RUNS = {"onnxruntime": ("int8", "fp16", "fp32"), "openvino": ("int8", "bf16", "fp32")}  # precisions each runs
+from ..capabilities import LABELS, float_ops
 
 
 def label(precision: str, backend: str) -> str:
@@ -27,8 +24,7 @@ def opener(backend: str, precision: str, threads: int = ort_backend.THREADS) -> 
     if backend == "openvino":
         from ..backends import openvino
 
-        inference = "bf16" if precision == "bf16" else "fp32"  # INT8 artifacts keep their float ops in FP32
-        return lambda model: openvino.session(model, threads, inference)
+        return lambda model: openvino.session(model, threads, float_ops(backend, precision))
     return lambda model: ort_backend.session(model, threads)
 
 
@@ -39,7 +35,8 @@ def facts(backend: str, precision: str, measured: dict[str, float], why: str, op
         if min(measured, key=measured.get) != backend:
             why += f" (within the spread: {LABELS[backend]}, the default, runs it)"
     if backend == "openvino":
-        settings = {"version": openvino_version, "inference_precision": "bf16" if precision == "bf16" else "f32",
+        inference = "bf16" if float_ops(backend, precision) == "bf16" else "f32"
+        settings = {"version": openvino_version, "inference_precision": inference,
                     "threads": threads, "performance_hint": "LATENCY", "streams": 1}  # fmt: skip
     else:
         settings = {"version": ort_backend.VERSION, "session_options": ort_backend.describe_options(threads)}

@@ -10,7 +10,8 @@ normalisation (:meth:`Preprocess.affine`, the export's numbers), then the user's
 ``tensor`` [N,3,H,W], or ``tensor-nhwc`` [N,H,W,3] as converters from TF/TFLite keep it.
 The added nodes stay float on every INT8 placement (:data:`..quantize.qdq.KEEP_FLOAT`).
 Behind: K >= 2 class scores [N,K,H,W] -> ArgMax; one channel [N,1,H,W] (a binary segmenter) ->
-foreground where it exceeds the threshold; labels [N,H,W] pass. Labels leave as uint8 through
+foreground where it exceeds the threshold; labels [N,H,W] pass. Behind a ``tensor-nhwc`` input
+the scores may be [N,H,W,K] (a TFLite conversion keeps both ends NHWC: :func:`channel_axis`). Labels leave as uint8 through
 float, the one type TensorRT casts both from and to UINT8 (principle 8).
 
 A one-channel output holds probabilities when a Sigmoid makes it and logits otherwise only
@@ -34,6 +35,7 @@ from ..quantize.qdq import KEEP_FLOAT
 from ..spec import Preprocess
 
 FORMATS = ("frame", "tensor", "tensor-nhwc")
+LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity")  # values unchanged, only moved
 ACTIVATIONS = ("sigmoid", "logits")
 DEFAULT_THRESHOLD = 0.5
 INPUT, LABELS = "frame", "labels"  # the names our own frame exports use
@@ -65,16 +67,28 @@ def scores_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     return (ranked or list(model.graph.output))[0]
 
 
-def channels(output: onnx.ValueInfoProto) -> int | None:
-    """K of an [N,K,H,W] output when the graph declares it."""
+def channel_axis(output: onnx.ValueInfoProto, input_format: str) -> int:
+    """Where the scores' K is: 3 ([N,H,W,K]) behind a ``tensor-nhwc`` input whose output declares a last size smaller
+    than its second (a TF/TFLite conversion keeping both ends NHWC, e.g. [1,256,256,1]), else 1 ([N,K,H,W])."""
+    dims = [d.dim_value or None for d in output.type.tensor_type.shape.dim]
+    if input_format != "tensor-nhwc" or len(dims) != 4 or dims[3] is None:
+        return 1
+    return 3 if dims[1] is None or dims[1] > dims[3] else 1
+
+
+def channels(output: onnx.ValueInfoProto, axis: int = 1) -> int | None:
+    """K of a 4-D output (at ``axis``) when the graph declares it."""
     dims = output.type.tensor_type.shape.dim
-    return dims[1].dim_value or None if len(dims) == 4 else None
+    return dims[axis].dim_value or None if len(dims) == 4 else None
 
 
 def binary(model: onnx.ModelProto, path: Path, activation: str | None, threshold: float | None) -> Binary:
     """The thresholding of ``model``'s one-channel output, from the flags and its final node."""
     output = scores_output(model).name
-    producer = next((n for n in model.graph.node if output in n.output), None)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    producer = producers.get(output)
+    while producer is not None and producer.op_type in LAYOUT_OPS:  # a Sigmoid before NCHW -> NHWC still makes probabilities
+        producer = producers.get(producer.input[0])
     sigmoid = producer is not None and producer.op_type == "Sigmoid"
     if activation is None and not sigmoid:
         made_by = f"a {producer.op_type} node" if producer is not None else "no node"
@@ -96,7 +110,7 @@ def frame_model(model: onnx.ModelProto, input_format: str, preprocess: Preproces
     original = next(v for v in graph.input if v.name not in constants)
     front = _front(original.name, input_format, preprocess)
     scores = scores_output(wrapped)
-    back = _back(scores, rule, opset)
+    back = _back(scores, rule, opset, channel_axis(scores, input_format))
     nodes, initializers = front[0] + list(graph.node) + back[0], front[1] + back[1]
     graph.ClearField("node")
     graph.node.extend(nodes)
@@ -129,7 +143,7 @@ def _front(input_name: str, input_format: str, preprocess: Preprocess) -> tuple[
     return nodes, [numpy_helper.from_array(weight, names["weight"]), numpy_helper.from_array(bias, names["bias"])]
 
 
-def _back(scores: onnx.ValueInfoProto, rule: Binary | None, opset: int) -> tuple[list, list, str]:
+def _back(scores: onnx.ValueInfoProto, rule: Binary | None, opset: int, axis: int) -> tuple[list, list, str]:
     """(nodes, initializers, labels name) from the model's scores (or labels) to uint8 labels."""
     tensor = scores.type.tensor_type
     if tensor.elem_type == TensorProto.UINT8 and len(tensor.shape.dim) == 3:
@@ -139,16 +153,16 @@ def _back(scores: onnx.ValueInfoProto, rule: Binary | None, opset: int) -> tuple
         nodes, initializers = [], []
     elif rule is None:
         ids = PREFIX + "class_ids"
-        nodes, initializers = [helper.make_node("ArgMax", [scores.name], [ids], name=PREFIX + "argmax", axis=1, keepdims=0)], []
+        nodes, initializers = [helper.make_node("ArgMax", [scores.name], [ids], name=PREFIX + "argmax", axis=axis, keepdims=0)], []
     else:
         ids = PREFIX + "foreground"
         threshold, axes = PREFIX + "threshold", PREFIX + "channel_axis"
         initializers = [numpy_helper.from_array(np.array(rule.on_output, np.float32), threshold)]
         squeeze = {}  # before opset 13 Squeeze took its axes as an attribute
         if opset >= 13:
-            initializers.append(numpy_helper.from_array(np.array([1], np.int64), axes))
+            initializers.append(numpy_helper.from_array(np.array([axis], np.int64), axes))
         else:
-            squeeze = {"axes": [1]}
+            squeeze = {"axes": [axis]}
         nodes = [
             helper.make_node("Greater", [scores.name, threshold], [PREFIX + "above"], name=PREFIX + "threshold"),
             helper.make_node("Squeeze", [PREFIX + "above", *([axes] if opset >= 13 else [])], [ids], name=PREFIX + "squeeze", **squeeze),

@@ -1,9 +1,10 @@
 """Mixed precision for an INT8 build that misses its budget: which quantized nodes to keep in float.
 
 Every node the INT8 model quantizes is a candidate (convolutions, Adds, ...: keeping all of
-them in float is the FP32 model), ranked once by its own quantization error
-(:mod:`fcn_edge.quantize.layer_error`) and searched by :mod:`fcn_edge.quantize.sensitivity`
-within ``--search-minutes``: each trial is a real Q/DQ model verified on the build's images
+them in float is the FP32 model), ranked once by the labels it changes when quantized alone
+(:mod:`fcn_edge.quantize.node_flips`) where that fits in FLIPS_SHARE of the time, else by its own
+quantization error (:mod:`fcn_edge.quantize.layer_error`), and searched by
+:mod:`fcn_edge.quantize.sensitivity` within ``--search-minutes``: each trial is a real Q/DQ model verified on the build's images
 against the same budget as the artifact.
 """
 
@@ -20,9 +21,11 @@ import onnx
 
 from ..quantize import qdq, sensitivity
 from ..quantize.layer_error import layer_errors
+from ..quantize.node_flips import node_flips
 from ..quantize.statistics import TensorRanges
 
-RANKING_IMAGES = 8  # calibration images the one-pass ranking runs on
+RANKING_IMAGES = 8  # calibration images the rankings run on
+FLIPS_SHARE = 0.4  # of --search-minutes, the most the label-flips ranking may take (else the one-pass ranking)
 PLACEMENTS = ("onnxruntime", "tensorrt")  # every INT8 file a build writes meets the budget
 
 
@@ -88,27 +91,43 @@ def keep_in_float(
     started = time.monotonic()
     model = onnx.load(str(prepared))
     candidates = qdq.quantizable_nodes(model)
-    errors = layer_errors(model, onnx.load(str(quantized)), candidates, feeds[:RANKING_IMAGES], progress=progress)
-    ranking = sensitivity.rank(errors, candidates)
-    ranked_in = time.monotonic() - started
-    worst = ", ".join(f"{name} ({errors[name]:.2g})" for name in ranking[:3] if name in errors)
-    log(f"ranked {len(ranking)} quantized nodes by their own error in {ranked_in:.0f} s "
-        f"({min(len(feeds), RANKING_IMAGES)} images, one pass each); worst: {worst}")  # fmt: skip
-    result = sensitivity.fewest_in_float(ranking, meets_budget, 60 * minutes - ranked_in, log)
-    kept = result.kept_float
-    if result.out_of_time:
+    images = feeds[:RANKING_IMAGES]
+    errors = layer_errors(model, onnx.load(str(quantized)), candidates, images, progress=progress)
+    worst = ", ".join(f"{name} ({errors[name]:.2g})" for name in sensitivity.rank(errors, candidates)[:3] if name in errors)
+    log(f"ranked {len(candidates)} quantized nodes by their own error in {time.monotonic() - started:.0f} s "
+        f"({len(images)} images, one pass each); worst: {worst}")  # fmt: skip
+    flips_started = time.monotonic()
+    flips = node_flips(prepared, ranges, candidates, images, quantized.parent, FLIPS_SHARE * 60 * minutes - (flips_started - started), progress)
+    if flips is None:
+        ranking, ranked_by = sensitivity.rank(errors, candidates), "noise_to_signal"
+        log(f"ranking by the labels each node changes alone would take over {FLIPS_SHARE:.0%} of --search-minutes {minutes:g}: "
+            "searching on the one-pass ranking")  # fmt: skip
+    else:
+        ranking, ranked_by = sensitivity.rank_by_flips(flips, errors, candidates), "label_flips"
+        worst = ", ".join(f"{name} ({flips[name]:.2%})" for name in ranking[:3])
+        log(f"ranked them by the labels each changes alone in {time.monotonic() - flips_started:.0f} s "
+            f"({len(candidates)} models, {len(images)} images each); worst: {worst}")  # fmt: skip
+    def left() -> float:
+        return 60 * minutes - (time.monotonic() - started)
+
+    result = sensitivity.fewest_in_float(ranking, meets_budget, left(), log)
+    kept, back = sensitivity.quantize_back(result.kept_float, meets_budget, left(), log)
+    result.trials += back
+    out_of_time = result.out_of_time or left() <= 0
+    if out_of_time:
         log(f"search: --search-minutes {minutes:g} ran out; keeping the best found, {len(kept)} of {len(ranking)} nodes in float")
     details = {
         "candidates": len(ranking),
-        "ranking": [{"node": name, "noise_to_signal": errors.get(name)} for name in ranking],
+        "ranked_by": ranked_by,
+        "ranking": [{"node": name, "noise_to_signal": errors.get(name), "label_flips": (flips or {}).get(name)} for name in ranking],
         "trials": [{"kept_float": k, "met": ok} for k, ok in result.trials],
-        "out_of_time": result.out_of_time,
+        "out_of_time": out_of_time,
         "seconds": round(time.monotonic() - started, 1),
     }
     if len(kept) == len(ranking):  # not INT8 any more: the build says so and does not pass it off as one
         closest = max((k for k, _ in result.trials), default=0)
         details["problems"] = [
             f"no INT8 left: only all {len(ranking)} quantized nodes in float (the FP32 model) met the budget"
-            + (f", {closest} did not" if closest else "") + (f" in --search-minutes {minutes:g}" if result.out_of_time else "")
+            + (f", {closest} did not" if closest else "") + (f" in --search-minutes {minutes:g}" if out_of_time else "")
         ]
     return kept, details

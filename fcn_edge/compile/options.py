@@ -1,4 +1,8 @@
-"""What a build is asked for (options, accuracy budget) and where it runs (backend): plain data."""
+"""What a build is asked for (options, accuracy budget) and where it runs (backend).
+
+Both check themselves when made, once, with messages that name the ``fcn-edge build`` flag each field
+comes from: the command, the library and the TensorRT builder behind them do not check again.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..capabilities import PRECISIONS
+from ..errors import FcnEdgeError
 from ..paths import ENGINES_DIR
 from ..quantize import calibration
 
@@ -15,6 +21,12 @@ from ..quantize import calibration
 class Budget:
     max_miou_drop: float = 1.0  # mIoU points (x100) below FP32, where ground truth exists
     min_agreement: float = 98.0  # percent of pixels with the FP32 label
+
+    def __post_init__(self) -> None:
+        if self.max_miou_drop < 0:
+            raise FcnEdgeError(f"--max-miou-drop {self.max_miou_drop:g} must be 0 or more (points of mIoU)")
+        if not 0 <= self.min_agreement <= 100:
+            raise FcnEdgeError(f"--min-agreement {self.min_agreement:g} must be a percentage, 0 to 100")
 
     def problems(self, figures) -> list[str]:
         """What ``figures`` (a verify.Figures) break, as phrases; empty when within budget."""
@@ -55,6 +67,35 @@ class BuildOptions:
     val_fraction: float | None = None  # a flat folder's split (fcn_edge.data.splits), for calib_data and val_data
     split_seed: int = 0
     search_minutes: float = 5.0  # time budget of the mixed-precision search (.mixed)
+
+    def __post_init__(self) -> None:
+        """Out-of-range values stop here, before any file is read or written."""
+        checks = [
+            (self.precision is not None and self.precision not in PRECISIONS,
+             f"precision {self.precision!r} is unknown: choose one of {', '.join(PRECISIONS)}"),
+            (self.verify_scenes < 0, f"--verify-scenes {self.verify_scenes} must be 0 or more"),
+            (self.calib_images < 2, f"--calib-images {self.calib_images} must be at least 2"),
+            (self.val_images < 0, f"--val-images {self.val_images} must be 0 (all) or more"),
+            (self.search_minutes < 0, f"--search-minutes {self.search_minutes:g} must be 0 or more"),
+            (self.workspace_mb is not None and self.workspace_mb < 1, f"--workspace {self.workspace_mb} must be at least 1 (MB)"),
+            (self.opt_level is not None and not 0 <= self.opt_level <= 5,
+             f"--opt-level {self.opt_level} must be 0 to 5 (TensorRT's default is 3)"),
+            (self.dla_core is not None and self.dla_core < 0, f"--dla-core {self.dla_core} must be 0 or more"),
+        ]  # fmt: skip
+        for failed, message in checks:
+            if failed:
+                raise FcnEdgeError(message)
+        self._check_profile()
+
+    def _check_profile(self) -> None:
+        given = [s for s in (self.min_shape, self.opt_shape, self.max_shape) if s is not None]
+        if given and len(given) != 3:
+            raise FcnEdgeError("--min-shape, --opt-shape and --max-shape go together: give all three or none")
+        if given and not all(a <= b <= c for a, b, c in zip(self.min_shape, self.opt_shape, self.max_shape)):
+            raise FcnEdgeError(
+                f"--max-shape {'x'.join(map(str, self.max_shape))} >= --opt-shape {'x'.join(map(str, self.opt_shape))} >= "
+                f"--min-shape {'x'.join(map(str, self.min_shape))} must hold in every dimension: fix the shapes"
+            )
 
     def recorded(self) -> dict[str, Any]:
         """The options that change the artifact (the sidecar's ``options``, part of its key)."""

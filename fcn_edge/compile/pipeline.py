@@ -20,7 +20,9 @@ import onnx
 from ..atomic import write_errors
 from ..errors import FcnEdgeError
 from ..lock import build_lock
-from ..quantize import calibration, qdq, trt_cache
+from ..backends.tensorrt import calibration_cache as trt_cache
+from ..quantize import calibration, qdq
+from .. import capabilities
 from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
@@ -68,24 +70,9 @@ def choose_backend(requested: str) -> Backend:
 
 
 def candidate_precisions(requested: str | None, backend: Backend, dla: bool = False) -> list[str]:
-    """The asked precision, or for 'best' the fastest first (FP16 gives no speed on ORT's CPU kernels;
-    BF16 runs on OpenVINO only, where the CPU has BF16 instructions; DLA runs FP16 and INT8 only)."""
-    if dla and requested in ("fp32", "bf16"):
-        raise FcnEdgeError(f"--{requested} cannot run on DLA, which runs FP16 and INT8 only: use --int8 or --fp16, or drop --dla-core")
-    bf16 = "openvino" in backend.cpu_backends and backend.facts.get("bf16", False)
-    if requested == "bf16" and not bf16:
-        raise FcnEdgeError(
-            "--bf16 runs on OpenVINO on a CPU with BF16 instructions (AVX512_BF16 or AMX) only: "
-            f"{'this CPU has none' if 'openvino' in backend.cpu_backends else OPENVINO_HINT}; "
-            "use --fp32 or --int8"
-        )
-    if requested == "fp16" and backend.name == "openvino":
-        raise FcnEdgeError("--fp16 is for TensorRT and ONNX Runtime: OpenVINO on the CPU runs --bf16, --int8 or --fp32")
-    if requested:
-        return [requested]
-    if backend.name == "tensorrt":
-        return ["int8", "fp16"] if dla else ["int8", "fp16", "fp32"]
-    return ["int8", "bf16", "fp32"] if bf16 else ["int8", "fp32"]
+    """The asked precision, or for 'best' the fastest first, as the capability table says ``backend`` runs them."""
+    bf16_cpu = bool(backend.facts.get("bf16", False))
+    return capabilities.candidates(requested, backend.name, backend.cpu_backends, bf16_cpu, dla)
 
 
 OPENVINO_HINT = "install it with pip install -e '.[openvino]' in the fcn_edge folder"

@@ -23,7 +23,7 @@ import onnx
 from ..errors import FcnEdgeError, require_torch
 from ..metadata import check_classes
 from ..paths import file_sha256
-from ..sidecar import check_name
+from ..sidecar import artifact_name, check_name
 
 if TYPE_CHECKING:  # load_onnx must stay fast for the up-to-date check
     from ..metadata import ModelMetadata
@@ -123,17 +123,6 @@ def checkpoint_record(checkpoint: Path) -> dict:
     from ..checkpoint import load_checkpoint
 
     return dict(load_checkpoint(checkpoint).training.get("data") or {})
-
-
-def artifact_name(checkpoint: Path) -> str:
-    """A checkpoint's artifacts are named after its run: runs/parts2/best.pt -> 'parts2', last.pt -> 'parts2-last'.
-
-    Every run has a best.pt: named after the file, the next run's build would replace the last one's.
-    """
-    stem, run = checkpoint.stem, checkpoint.resolve().parent.name
-    if stem not in ("best", "last") or not run:
-        return stem
-    return run if stem == "best" else f"{run}-last"
 
 
 def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[MakeSource, dict]:
@@ -255,7 +244,7 @@ def from_onnx(
         raise FcnEdgeError(f"--input-format {input_format!r} is not supported: choose {' or '.join(formats)}")
     fixed_size = _check_input(path, inputs[0], input_format)
     classes = classes or meta.classes
-    channels = _check_outputs(path, model, len(classes))
+    channels = _check_outputs(path, model, len(classes), foreign.channel_axis(foreign.scores_output(model), input_format))
     binary = None
     if meta is None and channels == 1:
         binary = foreign.binary(model, path, output_activation, threshold)
@@ -332,9 +321,10 @@ def _check_input(path: Path, value: onnx.ValueInfoProto, input_format: str) -> t
     return (height, width) if height else None
 
 
-def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> int | None:
-    """A segmentation model gives [N,K,H,W] scores or [N,H,W] labels; K is the number of classes, or 1 for two
-    (a binary model: background and foreground). Returns the labels' output K where the graph declares it.
+def _check_outputs(path: Path, model: onnx.ModelProto, classes: int, axis: int = 1) -> int | None:
+    """A segmentation model gives [N,K,H,W] scores ([N,H,W,K]: ``axis`` 3) or [N,H,W] labels; K is the number of
+    classes, or 1 for two (a binary model: background and foreground). Returns the labels' output K where the graph
+    declares it.
 
     Checked where the graph declares ranks and sizes; the verification checks the rest on real outputs.
     """
@@ -348,7 +338,7 @@ def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> int | No
             "[N,K,H,W] logits or [N,H,W] labels (a classifier or detector cannot be built here)"
         )
     for output in ranked:
-        found = dims[output.name][1] if len(dims[output.name]) == 4 else None
+        found = dims[output.name][axis] if len(dims[output.name]) == 4 else None
         if found and found != classes and not (found == 1 and classes == 2):
             raise FcnEdgeError(
                 f"{path} output {_describe(output)} scores {found} classes, but {classes} were given "
@@ -359,10 +349,10 @@ def _check_outputs(path: Path, model: onnx.ModelProto, classes: int) -> int | No
     if classes == 1:
         raise FcnEdgeError("--classes names one class; a model has two or more: for a binary model pass --num-classes 1 "
                            "or two names, background first (--classes background,person)")  # fmt: skip
-    found = channels(scores_output(model))
+    found = channels(scores_output(model), axis)
     if found is None:  # not declared on the output: shape inference may know it
         try:
-            found = channels(scores_output(onnx.shape_inference.infer_shapes(model)))
+            found = channels(scores_output(onnx.shape_inference.infer_shapes(model)), axis)
         except Exception:  # noqa: BLE001 - an op onnx cannot infer: the verification checks the real outputs
             found = None
         if found and found != classes and not (found == 1 and classes == 2):

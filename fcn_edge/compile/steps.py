@@ -27,7 +27,9 @@ import onnx
 from ..atomic import atomic_files
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
-from ..quantize import calibration, fp16, qdq, statistics, trt_cache
+from ..backends.tensorrt import calibration_cache as trt_cache
+from ..quantize import calibration, fp16, qdq, statistics
+from .. import capabilities, cpu_features
 from .. import sidecar as artifact
 from ..backends import onnxruntime as ort_backend
 from ..backends.onnxruntime import default_threads
@@ -107,7 +109,7 @@ class Work:
         are to FP32 on the runtime that would run an FP32 artifact, round by round.
         """
         precision = outcome.precision
-        backends = [b for b in self.cpu_backends if precision in cpu.RUNS[b]]
+        backends = capabilities.runners_of(precision, self.cpu_backends)
         rows = {
             backend: outcome.figures[0] if backend == outcome.verified_on else self._compare(
                 self._model_on(backend, precision, outcome.model), cpu.label(precision, backend), cpu.opener(backend, precision))
@@ -347,6 +349,7 @@ class Work:
                     "latency": outcome.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
                     "passed": passed,
                     "table": table,
+                    "instruction_set": None if backend.name == "tensorrt" else cpu_features.instruction_set(),  # the stream checks it
                 },
                 "write_seconds": round(time.perf_counter() - started, 3),
             }

@@ -71,8 +71,24 @@ def logits_twin(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     twin = onnx.ModelProto()
     twin.CopyFrom(model)
-    twin.graph.output.append(onnx.helper.make_tensor_value_info(scoring[-1].input[0], onnx.TensorProto.FLOAT, None))
+    scores = scoring[-1].input[0]
+    if _channel_axis(twin.graph, scoring[-1]) == 3:  # [N,H,W,K] scores (:func:`.foreign.channel_axis`): compared as [N,K,H,W]
+        nchw = foreign.PREFIX + "scores_nchw"
+        twin.graph.node.append(onnx.helper.make_node("Transpose", [scores], [nchw], name=nchw, perm=[0, 3, 1, 2]))
+        scores = nchw
+    twin.graph.output.append(onnx.helper.make_tensor_value_info(scores, onnx.TensorProto.FLOAT, None))
     return twin
+
+
+def _channel_axis(graph: onnx.GraphProto, scoring: onnx.NodeProto) -> int:
+    """The class axis an ArgMax reduces, or a binary model's threshold squeezes (its axes attribute or constant)."""
+    if scoring.op_type == "ArgMax":
+        return next((a.i for a in scoring.attribute if a.name == "axis"), 0)
+    squeeze = next((n for n in graph.node if n.op_type == "Squeeze" and scoring.output[0] in n.input), None)
+    axes = next((list(a.ints) for a in squeeze.attribute if a.name == "axes"), None) if squeeze is not None else None
+    if axes is None and squeeze is not None and len(squeeze.input) > 1:
+        axes = next((list(onnx.numpy_helper.to_array(t)) for t in graph.initializer if t.name == squeeze.input[1]), None)
+    return int(axes[0]) if axes else 1
 
 
 def predict(sess: ort.InferenceSession, source: SourceModel, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

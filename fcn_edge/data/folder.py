@@ -19,7 +19,6 @@ import numpy as np
 from ..errors import FcnEdgeError
 from ..media import image_files
 from ..metadata import check_classes
-from ..paths import IMAGE_EXTENSIONS
 from .files import IGNORE_INDEX, check_mask, check_same_size, read_image, read_index_mask, require_dir
 from .palette import default_palette
 
@@ -93,7 +92,7 @@ class ImageMaskFolder:
             self.classes, self.palette = read_class_file(classes_file or self.root / "classes.txt")
         self.samples: list[tuple[Path, Path]] = []
         seen: dict[str, Path] = {}
-        for image_path in image_files(image_dir, IMAGE_EXTENSIONS, str(image_dir)):  # a FIFO named x.png: skipped, not a hang
+        for image_path in image_files(image_dir, str(image_dir)):  # a FIFO named x.png: skipped, not a hang
             if keep is not None and not keep(image_path.stem):
                 continue
             if image_path.stem in seen:

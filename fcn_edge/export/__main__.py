@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 
 from fcn_edge.cli import HelpFormatter, nonempty_path
-from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
-exit_without_torch("fcn-edge export")
-
 from fcn_edge.atomic import check_distinct, check_output
 from fcn_edge.errors import run_cli
 from fcn_edge.export import DEFAULT_OPSET, export_checkpoint

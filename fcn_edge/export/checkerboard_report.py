@@ -12,12 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
-exit_without_torch("fcn-edge checkerboard")
-
 import cv2
 import numpy as np
 import torch

@@ -27,7 +27,7 @@ from ..models.upsample import bilinear_kernel
 
 TRAINED_REASON = (
     "trained weights, not a fixed bilinear kernel: convert the checkpoint with the model-level pass "
-    "(fcn_edge.models.convert) first"
+    "(fcn_edge.models.resize_conv) first"
 )
 KERNEL_ATOL = 1e-7  # float rounding of the fixed taps only; a trained kernel is far further away
 

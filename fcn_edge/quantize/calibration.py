@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .. import media
 from ..errors import FcnEdgeError
-from ..paths import CALIBRATION_DIR, IMAGE_EXTENSIONS
+from ..media import IMAGE_SUFFIXES, image_files
+from ..paths import CALIBRATION_DIR
 
 # fcn_edge.data.folder's list (a test keeps them equal); importing fcn_edge.data loads torch,
 # which would cost the up-to-date check seconds.
@@ -54,10 +54,10 @@ def find_calibration_set(folder: str | Path) -> CalibrationSet:
     folder = Path(folder)
     if not folder.is_dir():
         raise FcnEdgeError(f"calibration folder {folder} does not exist: pass --calib-dir with a folder of .jpg/.png images")
-    files = media.image_files(folder, IMAGE_EXTENSIONS, "--calib-dir")  # a FIFO named x.png: a note, not a hang
+    files = image_files(folder, "--calib-dir")
     if len(files) < 2:
         raise FcnEdgeError(
-            f"calibration folder {folder} has {len(files)} images ({', '.join(IMAGE_EXTENSIONS)}): "
+            f"calibration folder {folder} has {len(files)} images ({', '.join(IMAGE_SUFFIXES)}): "
             "add at least 2 (a few dozen camera frames is typical), see calibration/README.md"
         )
     holdout = [p for i, p in enumerate(files) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from fcn_edge.errors import quiet_interrupt_while_importing
-
-quiet_interrupt_while_importing()  # Ctrl-C while the imports below load: one line, exit 130
-
 import cv2
 import numpy as np
 from tqdm import tqdm

@@ -14,6 +14,11 @@ can always reach the budget, at worst by giving up INT8 entirely, and says so.
    (it is the FP32 model), so about ``2 log2(k)`` trials find the smallest ``k`` the
    ranking allows, and when the time budget runs out the smallest ``k`` known to meet
    the budget is the answer.
+3. Quantize back (:func:`quantize_back`): the prefix found, less each of its nodes that the
+   budget does not need, tried one at a time in the time left.
+
+The ranking is by the labels each node changes when quantized alone (:mod:`.node_flips`, one
+model per node) where that fits in a share of the time, else by the one-pass error.
 """
 
 from __future__ import annotations
@@ -34,6 +39,38 @@ def rank(errors: dict[str, float], candidates: Sequence[str]) -> list[str]:
     """Candidates worst first; those without a measured error (unreachable by the probe) go last, in graph order."""
     measured = sorted((n for n in candidates if n in errors), key=lambda n: -errors[n])
     return measured + [n for n in candidates if n not in errors]
+
+
+def rank_by_flips(flips: dict[str, float], errors: dict[str, float], candidates: Sequence[str]) -> list[str]:
+    """Candidates by the labels each changes alone (:mod:`.node_flips`), most first; ties by their own error."""
+    return sorted(candidates, key=lambda n: (-flips.get(n, 0.0), -errors.get(n, 0.0)))
+
+
+def quantize_back(
+    kept: Sequence[str],
+    meets_budget: Callable[[list[str]], bool],
+    seconds: float,
+    log: Callable[[str], None] = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[str], list[tuple[int, bool]]]:
+    """(``kept`` less every node that can go back to INT8 on its own, trials): one at a time, the last-ranked first.
+
+    The prefix search assumes that keeping more nodes in float never hurts; the labels say otherwise
+    (quantization errors partly cancel, docs/foreign.md), so some nodes of the prefix are not needed.
+    Each trial is a real model against the budget, like the search's; stops when ``seconds`` run out.
+    """
+    deadline = clock() + seconds
+    kept, trials = list(kept), []
+    for node in reversed(list(kept)):
+        if clock() >= deadline:
+            break
+        trial = [k for k in kept if k != node]
+        ok = meets_budget(trial)
+        trials.append((len(trial), ok))
+        if ok:
+            kept = trial
+            log(f"search: {node} back in INT8, {len(kept)} nodes in float still meet the budget")
+    return kept, trials
 
 
 def fewest_in_float(

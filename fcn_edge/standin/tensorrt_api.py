@@ -434,7 +434,7 @@ def _implicit_scales(api: _Api, inputs: list[_Tensor], config: _Config, profile:
             low, opt, high = config.calibration_profile.shapes.get(tensor.name, ((), (), ()))
             if not low or low != high:
                 raise _BuildError(f"the calibration profile must give input {tensor.name} one shape (min == opt == max)")
-    from fcn_edge.quantize.trt_cache import parse_cache, version_number
+    from fcn_edge.backends.tensorrt.calibration_cache import parse_cache, version_number
 
     blob = calibrator.read_calibration_cache()
     text = bytes(blob).decode("ascii", "replace") if blob else ""

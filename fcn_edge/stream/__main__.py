@@ -27,11 +27,13 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from ..atomic import check_distinct, check_output, write_json_atomic
+from .. import cpu_features
+from ..atomic import check_distinct, check_output, ensure_folder, write_json_atomic
 from ..backends import BACKENDS
 from ..cli import HelpFormatter, finite_float, nonempty, nonempty_path, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
 from ..paths import DEFAULT_MODEL
+from ..sidecar import Sidecar
 from . import feeds, serve, sinks, sources
 from .stats import SOURCE_LOST, StreamStats
 
@@ -54,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=size_hw, metavar="HxW", help="requested capture size, e.g. 720x1280 (cameras, CSI, synthetic)")
     p.add_argument("--fps", type=finite_float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
     p.add_argument("--model", type=nonempty_path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, onnxruntime without a sidecar)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, "
+                        "onnxruntime without a sidecar)")  # fmt: skip
     p.add_argument("--threads", type=positive_int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
     p.add_argument("--inflight", type=int, metavar="N",
                    help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
@@ -169,7 +173,7 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0, names: Sequ
     output, save_dir = args.outputs[index], args.save_dirs[index]
     if len(args.streams) > 1:
         if output:
-            output.parent.mkdir(parents=True, exist_ok=True)  # a template's or folder's: made for the streams
+            ensure_folder(output.parent, "--output")  # a template's or folder's: made for the streams
         return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir, names)] if save_dir else [])
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
@@ -219,6 +223,14 @@ def install_stop_handlers(stop: threading.Event) -> dict:
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
+def note_other_cpu(model: str | Path) -> None:
+    """One line when the model's sidecar says it was verified on a CPU with another instruction set (:mod:`..cpu_features`)."""
+    verification = Sidecar.beside(Path(model)).content.get("verification")
+    other = cpu_features.mismatch(verification.get("instruction_set") if isinstance(verification, dict) else None)
+    if other:
+        print(f"note: {model} was {other}", file=sys.stderr)
+
+
 def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Event) -> StreamStats:
     """Load the model, set up overlay and sinks, run until the input ends or ``stop`` is set; the source is closed
     on every path, and a failure says what the sinks kept."""
@@ -233,6 +245,7 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
             args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
             cuda_binding=args.cuda_binding, inflight=frames_in_flight(args, source),
         )
+        note_other_cpu(args.model)
         if runner.palette is None:
             print(f"note: neither {args.model} nor its sidecar names the classes: default colours", file=sys.stderr)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
@@ -265,18 +278,29 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     from .pipeline import StreamOptions
 
     chosen: list[list[sinks.Sink]] = []
+    page: serve.ServeSink | None = None  # one server for every stream: a grid at /, /stream/<id>.mjpg each
     try:
+        from ..backends.onnxruntime import default_threads
+
+        # OpenVINO: a stream per thread, a part of each batch each (multi.py); the other runners take one batch at a time
         runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
-                             cuda_binding=args.cuda_binding)  # fmt: skip
+                             cuda_binding=args.cuda_binding, inflight=args.inflight or args.threads or default_threads())  # fmt: skip
+        note_other_cpu(args.model)
         overlay = Overlay(runner.palette or [], args.alpha, runner.classes, args.legend)
+        if args.serve:
+            page = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
+                                   tuple(args.serve_host), args.serve_token, streams=tuple(args.names))  # fmt: skip
+            print(page.banner, file=sys.stderr, flush=True)
         for index, source in enumerate(opened):
-            chosen.append(open_sinks(args, source.fps, index, overlay_names(source)))
+            chosen.append(open_sinks(args, source.fps, index, overlay_names(source)) + ([page.channels[index]] if page else []))
         runner.activate()
     except BaseException:
         for source in opened:
             source.close()
         for sink in (sink for stream_sinks in chosen for sink in stream_sinks):
             sink.close()
+        if page is not None:
+            page.close()
         raise
     for name, source, stream_sinks in zip(args.names, opened, chosen):
         outputs = ", ".join(sink.description for sink in stream_sinks) or "headless"
@@ -290,6 +314,9 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     except FcnEdgeError as error:
         kept = [k for k in (sink.kept() for stream_sinks in chosen for sink in stream_sinks) if k]
         raise FcnEdgeError("; ".join([str(error), *kept])) from None
+    finally:
+        if page is not None:
+            page.close()  # after every stream's viewers got their closing boundary
     for feed in multi.feeds:
         feed.stats.info.update(model=str(args.model))
     return multi

@@ -11,6 +11,8 @@ an IndexError. The legend is drawn once per frame size and pasted.
 
 from __future__ import annotations
 
+import copy
+
 from typing import Sequence
 
 import cv2
@@ -59,6 +61,13 @@ class Overlay:
         self._yuv_luts = yuv_luts(self.lut)
         self._yuv_colour: list[np.ndarray] = []  # the colour planes, full (Y) and half size (U, V, and their labels)
         self._legend_patch: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def copy(self) -> "Overlay":
+        """The same overlay with working buffers of its own: each stream of a multi-stream run draws in its own
+        thread, at its own frame size."""
+        twin = copy.copy(self)
+        twin._colour, twin._channels, twin._yuv_colour, twin._legend_patch = None, [], [], None
+        return twin
 
     def render(self, frame: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Blend into ``out`` (may be ``frame`` itself); returns ``out``."""

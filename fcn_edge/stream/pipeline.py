@@ -113,8 +113,8 @@ class Stream:
         status = StatusLine(self.stats, self.options.status_interval)
         for sink in self.sinks:
             sink.start(self.stats, self.overlay)
-        # Each host stage has its own thread; OpenCV's pool on top took the cores from inference (overlay p50
-        # 1.8 -> 0.8 ms, mp4 write 2.2 -> 1.8 ms, loop/runner 0.83 -> 0.88 writing an mp4 at 640x480, 2 cores).
+        # Each host stage has its own thread; OpenCV's pool on top took the cores from inference (docs/stream.md,
+        # "Where the host time goes").
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         capture.start()

@@ -2,7 +2,11 @@
 
 Routes (``ROUTES``): ``/`` a page with the live picture, the class legend and the live figures;
 ``/stream.mjpg`` multipart MJPEG for players and ``<img>`` tags; ``/stats.json`` the
-figures the status line shows; ``/snapshot.jpg`` the next frame.
+figures the status line shows; ``/snapshot.jpg`` the next frame. With several streams
+(fcn_edge/stream/multi.py) each stream is a :class:`ServeChannel` of the one server: ``/`` is
+a grid of every stream's picture and figures, ``/stream/<id>.mjpg`` and ``/snapshot/<id>.jpg``
+are stream ``id``'s (``/stream.mjpg``: stream 0), ``/stats.json`` lists them all, and
+``--serve-clients`` is per stream.
 
 Why it cannot slow the loop: ``write`` runs on the overlay thread and returns at once
 unless a viewer is waiting for a frame; then it encodes the frame once, whatever the
@@ -45,7 +49,7 @@ import numpy as np
 
 from ..atomic import json_text
 from ..errors import FcnEdgeError
-from .page import PAGE
+from .page import GRID_PAGE, PAGE
 from .sinks import Sink
 from .stats import STAGES, StreamStats
 
@@ -162,25 +166,80 @@ class Frames:
             self._changed.notify_all()
 
 
-class ServeSink(Sink):
-    """An HTTP server in daemon threads; ``write`` encodes a frame only when a viewer waits for one."""
+class ServeChannel(Sink):
+    """One stream's picture: ``write`` encodes a frame only when a viewer of this stream waits for one."""
 
-    def __init__(self, address: tuple[str, int], model: str | Path, quality: int = 80, width: int = 640,
-                 clients: int = 4, names: tuple[str, ...] = (), token: str | None = None) -> None:  # fmt: skip
-        host, port = address
-        self.names = {name.lower().rstrip(".") for name in names}  # --serve-host: trusted, on any port (a proxy's)
-        self.token = token  # --serve-token: None lets anyone who passes the Host check in
+    def __init__(self, index: int, name: str, model: str, quality: int, width: int, clients: int) -> None:
+        self.index, self.name, self.model, self.width = index, name, model, width
         self.frames = Frames(clients)
-        self.model = str(model)
-        self.width = width
         self.served_size: tuple[int, int] | None = None
         self.classes: list[dict[str, str]] | None = None  # for the legend, once the stream starts
+        self.description = f"browser /stream/{index}.mjpg"
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self._scaled: np.ndarray | None = None
         self._stats = StreamStats()  # replaced by the stream's own in start()
         self._fps, self._window_start, self._window_frames = 0.0, time.perf_counter(), 0  # served fps, ~1 s windows
+
+    def start(self, stats: StreamStats, overlay: Overlay) -> None:
+        self._stats = stats
+        self.classes = [{"name": name, "colour": "#%02x%02x%02x" % tuple(overlay.lut[i, ::-1])}
+                        for i, name in enumerate(overlay.classes)]  # fmt: skip
+        self._window_start = time.perf_counter()
+
+    def write(self, image: np.ndarray) -> None:
+        now = time.perf_counter()
+        self._window_frames += 1
+        if now - self._window_start >= FPS_WINDOW:
+            self._fps = self._window_frames / (now - self._window_start)
+            self._window_start, self._window_frames = now, 0
+        if not self.frames.waiting:
+            return
+        if self.width and image.shape[1] > self.width:
+            size = (self.width, max(1, round(image.shape[0] * self.width / image.shape[1])))
+            image = self._scaled = cv2.resize(image, size, dst=self._scaled, interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise FcnEdgeError(f"OpenCV cannot encode a {image.shape} frame as JPEG: this OpenCV build lacks libjpeg")
+        self.served_size = (image.shape[1], image.shape[0])
+        self.frames.publish(jpeg.tobytes())
+
+    def live_stats(self) -> dict:
+        """What the status line shows, plus who is watching: the body of /stats.json."""
+        stats = self._stats
+        waited = time.perf_counter() - self._window_start
+        fps = self._window_frames / waited if waited > 2 * FPS_WINDOW else self._fps or stats.fps  # a stall shows
+        stages = {}
+        for name, label in STAGES.items():
+            p50, p95 = stats.stages[name].recent()
+            stages[name] = {"label": label, "p50_ms": p50, "p95_ms": p95}
+        return {
+            "running": not self.frames.closed, "fps": fps, "frames": stats.frames,
+            "seconds": stats.seconds, "dropped": stats.dropped, "reconnects": stats.reconnects,
+            "reconnect_attempts": stats.reconnect_attempts, "stages_ms": stages,
+            "backend": stats.info.get("runner", ""), "model": self.model, "source": stats.info.get("source", ""),
+            "clients": self.frames.clients, "served_size": self.served_size, "classes": self.classes,
+            "id": self.index, "name": self.name,
+        }  # fmt: skip
+
+    def close(self) -> None:
+        """This stream's viewers get the closing boundary (the server stops with :meth:`ServeSink.close`)."""
+        self.frames.close()
+
+
+class ServeSink(Sink):
+    """An HTTP server in daemon threads serving one stream (it is that stream's sink) or several (``streams``: each
+    stream's sink is one of ``channels``, and the server stops with :meth:`close` after the streams)."""
+
+    def __init__(self, address: tuple[str, int], model: str | Path, quality: int = 80, width: int = 640,
+                 clients: int = 4, names: tuple[str, ...] = (), token: str | None = None,
+                 streams: tuple[str, ...] = ("stream",)) -> None:  # fmt: skip
+        host, port = address
+        self.names = {name.lower().rstrip(".") for name in names}  # --serve-host: trusted, on any port (a proxy's)
+        self.token = token  # --serve-token: None lets anyone who passes the Host check in
+        self.model = str(model)
+        self.channels = [ServeChannel(i, name, self.model, quality, width, clients) for i, name in enumerate(streams)]
         try:
-            self._server = Server((host, port), self, clients + SPARE_WORKERS)
+            self._server = Server((host, port), self, clients * len(streams) + SPARE_WORKERS)
         except OSError as error:  # address in use, unknown host, no permission for ports below 1024
             raise FcnEdgeError(
                 f"--serve {host}:{port}: cannot listen there ({error.strerror or error}): choose another port "
@@ -229,49 +288,38 @@ class ServeSink(Sink):
         token = self.token.encode()
         return any(hmac.compare_digest(given.encode("utf-8", "replace"), token) for given in candidates)
 
+    # one stream: this sink is the stream's own (its first channel)
+    @property
+    def frames(self) -> Frames:
+        return self.channels[0].frames
+
+    @property
+    def served_size(self) -> tuple[int, int] | None:
+        return self.channels[0].served_size
+
     def start(self, stats: StreamStats, overlay: Overlay) -> None:
-        self._stats = stats
-        self.classes = [{"name": name, "colour": "#%02x%02x%02x" % tuple(overlay.lut[i, ::-1])}
-                        for i, name in enumerate(overlay.classes)]  # fmt: skip
-        self._window_start = time.perf_counter()
+        self.channels[0].start(stats, overlay)
 
     def write(self, image: np.ndarray) -> None:
-        now = time.perf_counter()
-        self._window_frames += 1
-        if now - self._window_start >= FPS_WINDOW:
-            self._fps = self._window_frames / (now - self._window_start)
-            self._window_start, self._window_frames = now, 0
-        if not self.frames.waiting:
-            return
-        if self.width and image.shape[1] > self.width:
-            size = (self.width, max(1, round(image.shape[0] * self.width / image.shape[1])))
-            image = self._scaled = cv2.resize(image, size, dst=self._scaled, interpolation=cv2.INTER_AREA)
-        ok, jpeg = cv2.imencode(".jpg", image, self._params)
-        if not ok:
-            raise FcnEdgeError(f"OpenCV cannot encode a {image.shape} frame as JPEG: this OpenCV build lacks libjpeg")
-        self.served_size = (image.shape[1], image.shape[0])
-        self.frames.publish(jpeg.tobytes())
+        self.channels[0].write(image)
+
+    def channel(self, index: str | None) -> ServeChannel | None:
+        """Stream ``index`` (a route's digits; None: the first), or None when there is no such stream."""
+        number = int(index) if index is not None else 0
+        return self.channels[number] if number < len(self.channels) else None
 
     def live_stats(self) -> dict:
-        """What the status line shows, plus who is watching: the body of /stats.json."""
-        stats = self._stats
-        waited = time.perf_counter() - self._window_start
-        fps = self._window_frames / waited if waited > 2 * FPS_WINDOW else self._fps or stats.fps  # a stall shows
-        stages = {}
-        for name, label in STAGES.items():
-            p50, p95 = stats.stages[name].recent()
-            stages[name] = {"label": label, "p50_ms": p50, "p95_ms": p95}
-        return {
-            "running": not self.frames.closed, "fps": fps, "frames": stats.frames,
-            "seconds": stats.seconds, "dropped": stats.dropped, "reconnects": stats.reconnects,
-            "reconnect_attempts": stats.reconnect_attempts, "stages_ms": stages,
-            "backend": stats.info.get("runner", ""), "model": self.model, "source": stats.info.get("source", ""),
-            "clients": self.frames.clients, "served_size": self.served_size, "classes": self.classes,
-        }  # fmt: skip
+        """The body of /stats.json: one stream's figures as they were, or every stream's under ``streams``."""
+        if len(self.channels) == 1:
+            return self.channels[0].live_stats()
+        streams = [channel.live_stats() for channel in self.channels]
+        return {"running": any(s["running"] for s in streams), "model": self.model, "streams": streams,
+                "backend": streams[0]["backend"], "classes": streams[0]["classes"]}  # fmt: skip
 
     def close(self) -> None:
         """Viewers get the closing boundary, then the server stops and the port is released."""
-        self.frames.close()
+        for channel in self.channels:
+            channel.close()
         self._server.close(CLOSE_GRACE)
 
 
@@ -455,9 +503,9 @@ def hung_up(connection: socket.socket) -> bool:
 
 ROUTES: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"/"), "page"),
-    (re.compile(r"/stream\.mjpg"), "stream"),
+    (re.compile(r"/stream(?:/(\d{1,4}))?\.mjpg"), "stream"),  # /stream.mjpg: the first stream's
     (re.compile(r"/stats\.json"), "stats"),
-    (re.compile(r"/snapshot\.jpg"), "snapshot"),
+    (re.compile(r"/snapshot(?:/(\d{1,4}))?\.jpg"), "snapshot"),
 )  # path (whole) -> Handler method, called with the pattern's groups
 
 
@@ -534,13 +582,17 @@ class Handler(BaseHTTPRequestHandler):
             cookie = f"{TOKEN_COOKIE}={self.server.sink.token}; Path=/; HttpOnly; SameSite=Strict"
             self.reply(HTTPStatus.SEE_OTHER, "text/plain", b"", {"Location": "/", "Set-Cookie": cookie})
             return
-        self.reply(HTTPStatus.OK, "text/html; charset=utf-8", PAGE)
+        self.reply(HTTPStatus.OK, "text/html; charset=utf-8", PAGE if len(self.server.sink.channels) == 1 else GRID_PAGE)
 
     def stats(self) -> None:
         self.reply(HTTPStatus.OK, "application/json", json_text(self.server.sink.live_stats(), indent=None).encode())
 
-    def snapshot(self) -> None:
-        frames = self.server.sink.frames
+    def snapshot(self, index: str | None = None) -> None:
+        channel = self.server.sink.channel(index)
+        if channel is None:
+            self.no_stream(index)
+            return
+        frames = channel.frames
         if not frames.join():
             self.busy()
             return
@@ -553,8 +605,12 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.reply(HTTPStatus.OK, "image/jpeg", frame[1])
 
-    def stream(self) -> None:
-        frames = self.server.sink.frames
+    def stream(self, index: str | None = None) -> None:
+        channel = self.server.sink.channel(index)
+        if channel is None:
+            self.no_stream(index)
+            return
+        frames = channel.frames
         if not frames.join():
             self.busy()
             return
@@ -578,6 +634,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"--{BOUNDARY}--\r\n".encode())
         finally:
             frames.leave()
+
+    def no_stream(self, index: str) -> None:
+        count = len(self.server.sink.channels)
+        self.reply(HTTPStatus.NOT_FOUND, "text/plain", f"no stream {index}: streams are 0 to {count - 1}\n".encode())
 
     def busy(self) -> None:
         limit = self.server.sink.frames.limit

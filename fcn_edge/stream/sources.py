@@ -23,10 +23,9 @@ import cv2
 import numpy as np
 
 from ..errors import FcnEdgeError
-from ..media import image_files, read_image
+from ..media import IMAGE_SUFFIXES, image_files, read_image
 from ..paths import is_utf8, utf8_path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_TIMEOUT_MS = 5000  # open and read timeouts for network streams, so a dead link is noticed
 CSI_DEFAULT = (1280, 720, 30)
 SYNTHETIC_DEFAULT = (640, 480, 30)
@@ -106,7 +105,7 @@ class ImageFolderSource(Source):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FcnEdgeError(f"image folder {self.folder} does not exist: pass a folder of images to --images")
-        self.files = image_files(self.folder, IMAGE_SUFFIXES, "--images")
+        self.files = image_files(self.folder, "--images")
         if not self.files:
             raise FcnEdgeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.folder}: add some or pick another folder")
         self.description = f"images in {self.folder}"
@@ -265,5 +264,5 @@ def video(path: str | Path) -> CaptureSource:
         raise FcnEdgeError(f"video {path} does not exist: check the path")
     hint = "OpenCV's FFmpeg cannot decode it: convert it to H.264 or MJPG (ffmpeg -i in -c:v libx264 out.mp4)"
     # One decoding thread: the capture thread already decodes beside inference, and FFmpeg's frame threads
-    # cost CPU the model needs (0.8 against 0.5 ms a 640x480 MPEG-4 frame in the loop, docs/stream.md).
+    # cost CPU the model needs (docs/stream.md, "Where the host time goes").
     return CaptureSource(str(path), cv2.CAP_FFMPEG, f"video {path}", False, hint, params=(cv2.CAP_PROP_N_THREADS, 1))

@@ -11,19 +11,12 @@ Multi-process data-parallel: ``torchrun --nproc_per_node 2 -m fcn_edge.train ...
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
-from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
-exit_without_torch("fcn-edge train")
-
 import torch
 
-from fcn_edge.atomic import check_distinct
+from fcn_edge.atomic import check_distinct, check_writable
 from fcn_edge.cli import HelpFormatter, finite_float, nonempty_path, positive_int, size_hw
 from fcn_edge.data import build_dataset
 from fcn_edge.data.record import describe, make_record
@@ -131,13 +124,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise FcnEdgeError("--qat fine-tunes a trained model: pass it with --resume, e.g. --resume runs/default/best.pt")
     if args.resume is not None and not args.resume.is_file():
         raise FcnEdgeError(f"--resume {args.resume} does not exist: pass the last.pt of the run to continue")
-    for folder in (args.out, *args.out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise FcnEdgeError(f"--out {args.out}: {folder} is a file, not a folder: choose another --out")
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise FcnEdgeError(f"--out {args.out}: {folder} is not writable: choose another --out")
-            return
+    existing = next(folder for folder in (args.out, *args.out.parents) if folder.exists())  # made later, under this
+    if not existing.is_dir():
+        raise FcnEdgeError(f"--out {args.out}: {existing} is a file, not a folder: choose another --out")
+    check_writable(existing, f"--out {args.out}")
 
 
 def check_val_split(args: argparse.Namespace) -> None:

@@ -14,12 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
-exit_without_torch("fcn-edge evaluate")
-
 import torch
 
 from fcn_edge.boundary import DEFAULT_TOLERANCE, BoundaryCounts
@@ -142,7 +136,7 @@ def open_data(args: argparse.Namespace, record: dict) -> tuple[object, str]:
 def write_plots(args: argparse.Namespace, checkpoint, model, dataset) -> None:
     """<run>.predictions.png (and the run's <run>.results.png) in --plots."""
     from fcn_edge.atomic import ensure_folder
-    from fcn_edge.compile.source import artifact_name
+    from fcn_edge.sidecar import artifact_name
     from fcn_edge.train.plots import plot_history, prediction_sheet
 
     folder = ensure_folder(args.plots, "--plots")

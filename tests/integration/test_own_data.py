@@ -15,6 +15,7 @@ import cv2
 import pytest
 
 from conftest import assert_user_error, run_script
+from fcn_edge import cpu_features
 from fcn_edge.checkpoint import load_checkpoint
 from fcn_edge.compile.images import DataSpec, Plan, verified_data_changed
 from fixtures.foreign_models import make_foreign_model
@@ -142,7 +143,9 @@ def test_static_shape_unet_builds_at_its_fixed_size_and_the_search_keeps_what_it
 
     fp16 = run_script("build_engine.py", "--fp16", *args)
     assert fp16.returncode == 0, fp16.stderr
-    assert json.loads((engines / "unet.fp16.onnx.json").read_text())["verification"]["rows"][0]["miou"] is not None
+    verification = json.loads((engines / "unet.fp16.onnx.json").read_text())["verification"]
+    assert verification["rows"][0]["miou"] is not None
+    assert verification["instruction_set"] == cpu_features.instruction_set()  # the stream compares it with its CPU's
 
 
 def test_a_dataset_the_build_chose_to_verify_on_is_rechecked_when_it_changes(voc, tmp_path):

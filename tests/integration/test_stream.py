@@ -332,6 +332,23 @@ def test_openvino_runs_a_video_three_frames_at_a_time_into_the_same_mp4_as_one_a
     assert_user_error(too_many, "--inflight 5 must be between 1 and twice the inference threads (4)")
 
 
+def test_a_model_verified_on_another_instruction_set_says_so_in_one_line(frame_model, tmp_path):
+    from fcn_edge import cpu_features
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(frame_model.read_bytes())
+    other = "neon" if cpu_features.instruction_set() != "neon" else "avx2"
+    sidecar = tmp_path / "model.onnx.json"
+    sidecar.write_text(json.dumps({"verification": {"instruction_set": other}}))
+    result = stream_cli("--synthetic", "--fps", "0", "--max-frames", "2", "--model", model, "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if f"verified on a CPU with {other}" in line]
+    assert len(notes) == 1 and cpu_features.instruction_set() in notes[0]
+    sidecar.write_text(json.dumps({"verification": {"instruction_set": cpu_features.instruction_set()}}))
+    same = stream_cli("--synthetic", "--fps", "0", "--max-frames", "2", "--model", model, "--threads", "1")
+    assert same.returncode == 0 and "verified on a CPU" not in same.stderr
+
+
 def test_images_of_changing_size_are_all_written(frame_model, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -219,6 +218,20 @@ def test_sources_files_names_and_output_templates(tmp_path):
     (tmp_path / "bad.txt").write_text("nowhere/at/all.avi\n")
     with pytest.raises(FcnEdgeError, match="line 1"):
         read_sources_file(tmp_path / "bad.txt")
+
+
+def test_a_sources_file_names_the_streams_and_their_recordings(model, tmp_path):
+    write_video(tmp_path / "a.avi", 4)
+    write_video(tmp_path / "b.avi", 6, (48, 80))
+    listing = tmp_path / "cams.txt"
+    listing.write_text(f"front {tmp_path / 'a.avi'}\nvideo:{tmp_path / 'b.avi'}\n")
+    result = stream("--sources", listing, "--model", model, "--threads", "1", "--output", tmp_path / "runs",
+                    "--save-dir", tmp_path / "png/{id}-{name}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert frames_in(tmp_path / "runs" / "front.mp4") == 4 and frames_in(tmp_path / "runs" / "b.mp4") == 6
+    assert len(list((tmp_path / "png" / "0-front").glob("*.png"))) == 4 and len(list((tmp_path / "png" / "1-b").glob("*.png"))) == 6
+    rows = [line.split() for line in result.stderr.splitlines() if line.startswith(("front ", "b "))]
+    assert [(row[0], row[1], row[-2:]) for row in rows] == [("front", "4", ["of", "input"]), ("b", "6", ["of", "input"])]
 
 
 def test_user_mistakes_with_several_sources_are_one_line(model, tmp_path):

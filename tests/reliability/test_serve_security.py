@@ -149,7 +149,7 @@ def test_an_ambiguous_listen_address_is_a_one_line_error(frame_model, host):
 def test_the_banner_names_the_address_actually_bound(frame_model):
     process, url, lines = start("--synthetic", "--model", frame_model, "--threads", "1", "--serve", "localhost:0")
     stop(process, lines)
-    assert url.startswith("http://localhost:") and f"(bound to 127.0.0.1 only; --serve 0.0.0.0:" in lines[-1], lines
+    assert url.startswith("http://localhost:") and "(bound to 127.0.0.1 only; --serve 0.0.0.0:" in lines[-1], lines
 
 
 def test_head_answers_like_get_and_a_client_that_resets_prints_no_traceback(frame_model):

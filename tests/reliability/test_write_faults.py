@@ -13,7 +13,7 @@ from faults import load_script, one_error_line, run_main, small_disk, snapshot
 from fcn_edge.atomic import atomic_files, write_errors, write_text_atomic
 from fcn_edge.data.folder import read_classes
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.sidecar import sidecar_classes
+from fcn_edge.sidecar import Sidecar
 
 
 def test_a_set_of_files_is_all_new_or_all_old(tmp_path):
@@ -71,9 +71,9 @@ def test_duplicate_or_empty_class_names_in_classes_txt_are_refused(tmp_path):
 def test_a_sidecar_with_a_bad_palette_gives_no_classes_not_a_crash(tmp_path):
     artifact = tmp_path / "m.int8.engine"
     (tmp_path / "m.int8.engine.json").write_text('{"model": {"classes": ["a", "b"], "palette": [[0, 0, 0], [300, 0, 0]]}}')
-    assert sidecar_classes(artifact) == (None, None)
+    assert Sidecar.beside(artifact).classes() == (None, None)
     (tmp_path / "m.int8.engine.json").write_text('{"model": {"classes": ["a", "b"], "palette": [[0, 0, 0], [9, 9, 9]]}}')
-    assert sidecar_classes(artifact) == (["a", "b"], [(0, 0, 0), (9, 9, 9)])
+    assert Sidecar.beside(artifact).classes() == (["a", "b"], [(0, 0, 0), (9, 9, 9)])
 
 
 def test_sigterm_and_running_out_of_memory_are_clean_exits(capsys):

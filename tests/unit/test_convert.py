@@ -14,7 +14,7 @@ from fcn_edge.checkpoint import load_checkpoint, save_checkpoint
 from fcn_edge.data.synthetic import CLASSES, PALETTE, SyntheticScenes
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.models import ModelConfig, build_model
-from fcn_edge.models.convert import build_student, convert, fit_resize_conv, resize_conv_config
+from fcn_edge.models.resize_conv import build_student, convert, fit_resize_conv, resize_conv_config
 from fcn_edge.models.upsample import DeconvUpsample, ResizeConvUpsample
 from fcn_edge.models.preprocess import images_to_tensor
 from fcn_edge.spec import Preprocess

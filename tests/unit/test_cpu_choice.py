@@ -25,7 +25,7 @@ def test_best_precision_order_per_cpu_runtime():
 @pytest.mark.parametrize(
     "precision, backend, message",
     [("bf16", ORT, "install it"), ("bf16", Backend("openvino", "", {"bf16": False}, ("openvino",)), "this CPU has none"),
-     ("fp16", OPENVINO, "OpenVINO on the CPU runs --bf16")],
+     ("fp16", OPENVINO, "OpenVINO on this machine runs --int8, --bf16 or --fp32")],
 )  # fmt: skip
 def test_precisions_a_runtime_cannot_run_are_refused_with_the_fix(precision, backend, message):
     with pytest.raises(FcnEdgeError, match=message):

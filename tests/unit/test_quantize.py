@@ -16,9 +16,11 @@ from torch import nn
 
 from fcn_edge.backends.onnxruntime import session
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.quantize import calibration, fp16, qdq, statistics, trt_cache
+from fcn_edge.backends.tensorrt import calibration_cache as trt_cache
+from fcn_edge.quantize import calibration, fp16, qdq, statistics
 from fcn_edge.quantize.layer_error import layer_errors
-from fcn_edge.quantize.sensitivity import fewest_in_float, rank
+from fcn_edge.quantize.node_flips import node_flips
+from fcn_edge.quantize.sensitivity import fewest_in_float, quantize_back, rank, rank_by_flips
 
 # Hand-made: scale 1/127 is 0x3C010204 (amax 1.0), scale 1.0 is 0x3F800000 (amax 127).
 HAND_MADE_CACHE = "TRT-8601-EntropyCalibration2\ninput: 3c010204\n/conv1/Conv_output_0: 3f800000\n"
@@ -44,7 +46,8 @@ def test_cache_round_trips_scales_and_names_the_version():
 
 def test_the_up_to_date_check_does_not_import_torch():
     """The second `build_engine.py --int8` must answer in well under 5 s: torch costs seconds."""
-    code = "import sys, runpy; sys.argv = ['x', '--help']\ntry:\n runpy.run_path('scripts/build_engine.py', run_name='__main__')\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    code = ("import sys, runpy; sys.argv = ['x', '--help']\ntry:\n runpy.run_path('scripts/build_engine.py', run_name='__main__')\n"
+            "except SystemExit: pass\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
 
@@ -205,6 +208,12 @@ def test_one_pass_ranking_finds_the_node_that_reads_the_crushed_tensor_and_the_s
     result = fewest_in_float(ranking, lambda kept: trials.append(len(kept)) or agreement(kept) >= 0.98, 60)
     assert result.kept_float == [c] and trials == [1] and not result.out_of_time
 
+    flips = node_flips(prepared, ranges, candidates, data, tmp_path, seconds=600, progress=False)
+    assert sorted(flips) == sorted(candidates) and all(0 <= f <= 1 for f in flips.values())
+    assert flips[c] > 0.2 and rank_by_flips(flips, errors, candidates)[0] == c  # c alone changes the labels most
+    assert node_flips(prepared, ranges, candidates, data, tmp_path, seconds=1e-6, progress=False) is None  # too slow: not used
+    assert not list(tmp_path.glob("int8.one_node*"))
+
 
 def test_search_finds_the_fewest_in_logarithmic_trials_and_stops_on_time():
     nodes = [f"n{i}" for i in range(77)]
@@ -219,6 +228,18 @@ def test_search_finds_the_fewest_in_logarithmic_trials_and_stops_on_time():
     result = fewest_in_float(nodes, lambda kept: len(kept) >= 3, 10, clock=lambda: 3.0 * next(ticks))
     assert result.out_of_time and result.kept_float == nodes[:4]  # the best found so far
     assert rank({"a": 1.0, "b": 3.0}, ["a", "c", "b"]) == ["b", "a", "c"]  # unmeasured last
+
+
+def test_quantize_back_drops_the_nodes_a_prefix_did_not_need_last_ranked_first_within_its_time():
+    needed = {"a", "c"}  # not a prefix of the ranking: agreement is not monotonic in the nodes kept float
+    trials = []
+    kept, tried = quantize_back(["a", "b", "c", "d"], lambda k: trials.append(list(k)) or needed <= set(k), 60)
+    assert kept == ["a", "c"] and trials[0] == ["a", "b", "c"]  # d, the last ranked, tried first
+    assert tried == [(3, True), (2, False), (2, True), (1, False)]
+    ticks = iter(range(100))
+    kept, tried = quantize_back(["a", "b", "c", "d"], lambda k: needed <= set(k), 10, clock=lambda: 6.0 * next(ticks))
+    assert kept == ["a", "b", "c"] and tried == [(3, True)]  # out of time after one trial
+    assert rank_by_flips({"a": 0.1, "b": 0.3, "c": 0.1}, {"a": 1.0, "c": 2.0}, ["a", "b", "c", "d"]) == ["b", "c", "a", "d"]
 
 
 def test_with_every_quantizable_node_excluded_no_qdq_is_left(tmp_path):

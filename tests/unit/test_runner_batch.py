@@ -88,3 +88,27 @@ def test_the_tensorrt_runner_batches_up_to_its_profile(standin_imports, frame_mo
             assert (labels == np.stack(expected[:n])).mean() >= 0.999
         with pytest.raises(FcnEdgeError, match="at most 4 frame"):
             runner.infer(frames(5))
+
+
+def test_openvino_runs_parts_of_a_batch_on_its_streams_at_once(frame_model, tmp_path):
+    """What the multi-stream loop does with OpenVINO: a batch split across two streams, each part's labels as alone."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn_edge[openvino]')")
+    from fcn_edge.stream.multi import MultiStream
+    from fcn_edge.stream.overlay import Overlay
+    from fcn_edge.stream.pipeline import StreamOptions
+    from fcn_edge.stream.sources import SyntheticSource
+
+    batch = frames(3)
+    with open_runner(frame_model, "openvino", threads=2, inflight=2) as runner:
+        alone = [runner.infer(np.ascontiguousarray(frame)).copy() for frame in batch]
+        runner.start(batch[:2])
+        runner.start(batch[2:])
+        first, second = runner.wait(), runner.wait()
+        assert first.shape == (2, 64, 96) and second.shape == (1, 64, 96)
+        assert (np.concatenate([first, second]) == np.stack(alone)).mean() >= 0.999
+        opened = [SyntheticSource((96, 64), 0, seed=i) for i in range(3)]
+        for source in opened:
+            source.open()
+        multi = MultiStream([(f"s{i}", s, []) for i, s in enumerate(opened)], runner, Overlay([(0, 0, 0)], 0.5),
+                            StreamOptions(max_frames=6, status_interval=0))  # fmt: skip
+        assert [s.frames for s in multi.run()] == [6, 6, 6]

@@ -35,11 +35,12 @@ from fcn_edge.backends.tensorrt.build import (
     read_calibration_cache,
 )
 from fcn_edge.errors import FcnEdgeError
-from fcn_edge.quantize.trt_cache import write_cache
+from fcn_edge.backends.tensorrt.calibration_cache import write_cache
+from fcn_edge.compile.options import BuildOptions
 from fcn_edge.backends import cuda as cuda_module
 from fcn_edge.backends.cuda import DeviceInfo, HostBuffer, find_gpu, open_cuda
 from fcn_edge.backends.cuda import pycuda as pycuda_binding
-from fcn_edge.backends.tensorrt.runner import check_engine_matches, read_sidecar
+from fcn_edge.backends.tensorrt.runner import check_engine_matches, engine_facts
 from fcn_edge.sidecar import sidecar_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -446,10 +447,12 @@ def test_tensorrt_11_is_strongly_typed_only():
 
 
 def test_build_options_are_checked():
-    with pytest.raises(FcnEdgeError, match="choose one of fp32, fp16, int8"):
+    with pytest.raises(FcnEdgeError, match="choose one of int8, fp16, fp32"):
         plan_build((10, 3), TrtBuildOptions(precision="fp8"), NONE)
-    with pytest.raises(FcnEdgeError, match="choose 0-5"):
-        plan_build((10, 3), TrtBuildOptions(optimization_level=7), NONE)
+    with pytest.raises(FcnEdgeError, match="--opt-level 7 must be 0 to 5"):  # ranges: checked once, by the build's options
+        BuildOptions(opt_level=7)
+    with pytest.raises(FcnEdgeError, match="--min-shape, --opt-shape and --max-shape go together"):
+        BuildOptions(min_shape=(1, 64, 64, 3))
     with pytest.raises(FcnEdgeError, match="DLA runs FP16 and INT8 only"):
         plan_build((8, 6), TrtBuildOptions(dla_core=0), NONE)
     with pytest.raises(FcnEdgeError, match="too old"):
@@ -541,17 +544,17 @@ def test_sidecar_sits_beside_the_engine_and_is_required(tmp_path):
     engine = tmp_path / "fcn.fp16.engine"
     assert sidecar_path(engine) == tmp_path / "fcn.fp16.engine.json"
     with pytest.raises(FcnEdgeError, match="does not exist: build it"):
-        read_sidecar(engine)
+        engine_facts(engine)
     engine.write_bytes(b"plan")
     with pytest.raises(FcnEdgeError, match="is missing.*rebuild with"):
-        read_sidecar(engine)
+        engine_facts(engine)
     sidecar_path(engine).write_text(json.dumps({"tensorrt_version": "10.3.0"}))
     with pytest.raises(FcnEdgeError, match="lacks gpu_name, compute_capability, sm_count, memory_mb, dla_cores"):
-        read_sidecar(engine)
+        engine_facts(engine)
     facts = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "sm_count": 16, "memory_mb": 62841,
              "dla_cores": 2}  # fmt: skip
     sidecar_path(engine).write_text(json.dumps({"format": "x", "engine": facts}))  # as build/pipeline.py nests them
-    assert read_sidecar(engine) == facts
+    assert engine_facts(engine) == facts
     sidecar_path(engine).write_text("{not json")
     with pytest.raises(FcnEdgeError, match="not valid JSON"):
-        read_sidecar(engine)
+        engine_facts(engine)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -116,5 +117,7 @@ def test_the_tensorrt_path_builds_runs_and_compares_with_the_cpu(tmp_path, monke
                 "layer_precisions": {options.precision: 1}, "build_seconds": 0.0}  # fmt: skip
 
     monkeypatch.setattr(selftest, "build_engine", fake_build)
-    facts = selftest.run_precision("int8", _brightness_model(tmp_path / "b.onnx"), tmp_path, scenes=2)
+    frames = [np.random.default_rng(seed).integers(0, 256, (*selftest.SCENE, 3), np.uint8) for seed in range(2)]
+    latency_frame = np.zeros((*selftest.LATENCY, 3), np.uint8)
+    facts = selftest.run_precision("int8", _brightness_model(tmp_path / "b.onnx"), tmp_path, frames, latency_frame)
     assert facts["ok"] and facts["agreement"] == 1.0 and facts["latency_ms"] > 0

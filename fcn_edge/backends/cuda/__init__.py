@@ -38,7 +38,10 @@ def _installed_binding() -> str:
     except FcnEdgeError:
         if importlib.util.find_spec("pycuda") is not None:
             return "pycuda"
-    raise FcnEdgeError("no CUDA Python binding is installed: pip install cuda-python (or pip install -e '.[gpu-cu12]'; '.[gpu-cu13]' on a CUDA 13 driver, >= 580)")
+    raise FcnEdgeError(
+        "no CUDA Python binding is installed: pip install cuda-python "
+        "(or pip install -e '.[gpu-cu12]'; '.[gpu-cu13]' on a CUDA 13 driver, >= 580)"
+    )
 
 
 def find_gpu() -> tuple[DeviceInfo | None, str | None]:

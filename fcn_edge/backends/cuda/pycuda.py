@@ -26,7 +26,8 @@ SURFACE = (
     "memcpy_htod_async", "pagelocked_empty",
 )  # fmt: skip
 OBJECT_SURFACE = (
-    "Context.detach", "Context.push", "Device.compute_capability", "Device.get_attribute", "Device.name", "Device.retain_primary_context", "Device.total_memory",
+    "Context.detach", "Context.push", "Device.compute_capability", "Device.get_attribute", "Device.name",
+    "Device.retain_primary_context", "Device.total_memory",
     "DeviceAllocation.free", "Event.record", "Event.synchronize", "Event.time_since",
     "PagelockedHostAllocation.free", "PagelockedHostAllocation.get_device_pointer", "Stream.handle", "Stream.synchronize",
 )  # fmt: skip

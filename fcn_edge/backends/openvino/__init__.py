@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core import PRECISIONS, OvProbe, default_cache_dir, probe
+from .core import FLOAT_OPS, OvProbe, default_cache_dir, probe
 from .runner import OvRunner
 from .session import session
 
-__all__ = ["PRECISIONS", "OvProbe", "OvRunner", "default_cache_dir", "make_runner", "probe", "session"]
+__all__ = ["FLOAT_OPS", "OvProbe", "OvRunner", "default_cache_dir", "make_runner", "probe", "session"]
 
 
 def make_runner(path: str | Path, *, threads: int, precision: str = "fp32", check_inputs: bool = True, inflight: int = 1,

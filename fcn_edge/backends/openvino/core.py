@@ -34,7 +34,7 @@ from typing import Any
 
 from ...errors import FcnEdgeError
 
-PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO's inference precision for float ops
+FLOAT_OPS = {"fp32": "f32", "bf16": "bf16"}  # capabilities.float_ops -> OpenVINO's inference precision hint
 INSTALL = "pip install -e '.[openvino]'"
 CACHE_MB_ENV = "FCN_EDGE_CACHE_MB"
 DEFAULT_CACHE_MB = 256
@@ -86,11 +86,11 @@ def probe() -> OvProbe:
 
 def check_precision(precision: str) -> str:
     """OpenVINO's inference precision for ``precision``; FcnEdgeError if unknown or the CPU cannot run it."""
-    if precision not in PRECISIONS:
-        raise FcnEdgeError(f"OpenVINO precision {precision!r} is unknown: choose one of {', '.join(PRECISIONS)}")
+    if precision not in FLOAT_OPS:
+        raise FcnEdgeError(f"OpenVINO precision {precision!r} is unknown: choose one of {', '.join(FLOAT_OPS)}")
     if precision == "bf16" and not probe().bf16:
         raise FcnEdgeError("this CPU has no BF16 instructions (AVX512_BF16 or AMX): use an FP32 or INT8 artifact")
-    return PRECISIONS[precision]
+    return FLOAT_OPS[precision]
 
 
 def compile_config(threads: int, precision: str, streams: int = 1) -> dict[str, Any]:

@@ -94,7 +94,8 @@ class OvRunner(Runner):
     def wait_impl(self, frame: np.ndarray) -> np.ndarray:
         request = self._running.popleft()
         request.wait()
-        return request.get_output_tensor(self._output_index).data[0]
+        labels = request.get_output_tensor(self._output_index).data
+        return labels if frame.ndim == 4 else labels[0]
 
     def _requests_for(self, frame: np.ndarray) -> list[Any]:
         shape = frame.shape[:3] if frame.ndim == 4 else (1, *frame.shape[:2])

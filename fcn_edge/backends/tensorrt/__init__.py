@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...sidecar import Sidecar
 from .build import TrtBuildOptions, TrtProbe, build_engine, probe
 from .runner import TrtRunner
 
 __all__ = ["TrtBuildOptions", "TrtProbe", "TrtRunner", "build_engine", "make_runner", "probe"]
 
 
-def make_runner(path: str | Path, *, cuda_binding: str = "auto", check_inputs: bool = True) -> TrtRunner:
-    """An inactive runner for a serialized engine and the sidecar beside it."""
-    return TrtRunner(path, cuda_binding=cuda_binding, check_inputs=check_inputs)
+def make_runner(path: str | Path, *, cuda_binding: str = "auto", check_inputs: bool = True,
+                sidecar: Sidecar | None = None) -> TrtRunner:  # fmt: skip
+    """An inactive runner for a serialized engine and the sidecar beside it (``sidecar``: already read)."""
+    return TrtRunner(path, cuda_binding=cuda_binding, check_inputs=check_inputs, sidecar=sidecar)

@@ -9,7 +9,7 @@ What a build does is decided by :func:`plan_build`, pure Python tested on a CPU 
 - 8.5/8.6 (JetPack 5: 8.5, best effort): an explicit-batch network with BuilderFlag.FP16,
   or INT8 together with FP16 (layers without INT8 scales then run in FP16, not FP32);
   INT8 from the Q/DQ model, or implicitly from a calibration cache written on the CPU by
-  :mod:`fcn_edge.quantize.trt_cache`, with a calibration profile at the opt shape (TensorRT
+  :mod:`.calibration_cache`, with a calibration profile at the opt shape (TensorRT
   requires one when the input has runtime dimensions).
 - 11.x: strongly typed only; weak typing and calibrators are gone.
 
@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 
 from ...atomic import atomic_path
+from ... import capabilities
 from ...errors import FcnEdgeError
 from . import api as trt_api
 from ...scratch import scratch_folder
 from ..cuda import DeviceInfo
 from .api import Version, available, needed
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = capabilities.precisions("tensorrt")
 Shape = tuple[int, ...]
 
 
@@ -126,13 +127,9 @@ def plan_build(version: Version, options: TrtBuildOptions, model_kinds: frozense
             "build the FP16 or Q/DQ ONNX strongly typed"
         )
     (_check_typed_model if strongly else _check_weak_model)(options, model_kinds)
-    if options.optimization_level is not None:
-        if not 0 <= options.optimization_level <= 5:
-            raise FcnEdgeError(f"optimization level {options.optimization_level} is out of range: choose 0-5 (TensorRT's default is 3)")
-        if not available("IBuilderConfig.builder_optimization_level", version):
-            raise FcnEdgeError(f"{here} has no builder optimization level (8.6+): drop the optimization level")
-    if options.workspace_mb is not None and options.workspace_mb <= 0:
-        raise FcnEdgeError(f"workspace of {options.workspace_mb} MB must be positive")
+    # the values' ranges: compile.options.BuildOptions, once; here what this TensorRT version can do
+    if options.optimization_level is not None and not available("IBuilderConfig.builder_optimization_level", version):
+        raise FcnEdgeError(f"{here} has no builder optimization level (8.6+): drop the optimization level")
     if options.dla_core is not None:
         _check_dla(version, options)
     return BuildPlan(
@@ -148,8 +145,6 @@ def plan_build(version: Version, options: TrtBuildOptions, model_kinds: frozense
 
 def _check_dla(version: Version, options: TrtBuildOptions) -> None:
     """DLA builds: a release with DLA, FP16 or INT8, and one fixed input shape (DLA has no dynamic shapes)."""
-    if options.dla_core < 0:
-        raise FcnEdgeError(f"DLA core {options.dla_core} must be 0 or more")
     release = ".".join(map(str, version))
     if not trt_api.has_dla(version):
         raise FcnEdgeError(f"TensorRT {release} has no DLA support ({trt_api.DLA_SOURCE}): drop the DLA core or use TensorRT 10.7 or older")
@@ -184,7 +179,10 @@ def _check_typed_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
 def _check_weak_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
     if options.precision == "int8":
         if "qdq" not in kinds and options.calibration_cache is None:
-            raise FcnEdgeError("INT8 needs the Q/DQ model or a calibration cache (fcn-edge build --int8 writes both: <name>.int8.onnx, <name>.int8.calib): pass one of them")
+            raise FcnEdgeError(
+                "INT8 needs the Q/DQ model or a calibration cache (fcn-edge build --int8 writes both: "
+                "<name>.int8.onnx, <name>.int8.calib): pass one of them"
+            )
         if "qdq" in kinds and options.calibration_cache is not None:
             raise FcnEdgeError("the model already carries Q/DQ scales: drop the calibration cache")
     elif options.calibration_cache is not None:
@@ -229,7 +227,7 @@ def profile_shapes(options: TrtBuildOptions) -> tuple[Shape, Shape, Shape] | Non
 
 def read_calibration_cache(path: Path, trt_version: str) -> bytes:
     """The cache bytes, after checking TensorRT will accept them rather than try to recalibrate."""
-    from ...quantize.trt_cache import parse_cache, version_number
+    from .calibration_cache import parse_cache, version_number
 
     if not path.is_file():
         raise FcnEdgeError(f"calibration cache {path} not found: fcn-edge build --int8 writes it beside the engine (<name>.int8.calib)")
@@ -429,7 +427,7 @@ def _cache_calibrator(trt: Any, cache: bytes) -> Any:
             return cache
 
         def write_calibration_cache(self, data: Any) -> None:
-            """Nothing to write back: the cache is an input, owned by fcn_edge.quantize.trt_cache."""
+            """Nothing to write back: the cache is an input, owned by .calibration_cache."""
 
     return CacheCalibrator()
 

@@ -297,12 +297,17 @@ def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     return loaded
 
 
-@run_cli
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fcn-edge compat", description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line.")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fcn-edge compat",
+                                     description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line.")
     parser.add_argument("onnx", type=nonempty_path)
     parser.add_argument("--line", choices=LINES, action="append", help="TensorRT line to check (default: all)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     failed = 0
     for line, problems in report(args.onnx, tuple(args.line or LINES)).items():
         print(f"TensorRT {line}.x: {'parses it' if not problems else f'rejects it ({len(problems)} problem(s))'}")

@@ -35,7 +35,6 @@ removed in 10.0; see fcn_edge/backends/tensorrt/api.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ import numpy as np
 from ...atomic import write_json_atomic
 from ...errors import FcnEdgeError
 from ...runner import Runner
-from ...sidecar import sidecar_path
+from ...sidecar import Sidecar, sidecar_path
 from ..cuda import CudaBinding, DeviceInfo, HostBuffer, open_cuda
 from . import api as trt_api
 
@@ -54,20 +53,18 @@ SIDECAR_KEYS = {"tensorrt_version": str, "gpu_name": str, "compute_capability": 
                 "dla_cores": int}  # fmt: skip
 
 
-def read_sidecar(engine_path: Path) -> dict[str, Any]:
-    """The engine's TensorRT facts: the sidecar's "engine" entry (as the compile stage writes it), else its top level."""
+def engine_facts(engine_path: Path, sidecar: Sidecar | None = None) -> dict[str, Any]:
+    """The engine's TensorRT facts, which it cannot run without: the sidecar's "engine" entry (as the compile
+    stage writes it), else its top level; ``sidecar``: the one open_runner read, else read here."""
     if not engine_path.is_file():
         raise FcnEdgeError(f"engine {engine_path} does not exist: build it with fcn-edge build ... --backend tensorrt")
-    path = sidecar_path(engine_path)
-    if not path.is_file():
+    sidecar = sidecar or Sidecar.beside(engine_path)
+    path = sidecar.path
+    if sidecar.problem == "missing":
         raise FcnEdgeError(f"{path} is missing: an engine runs only with the sidecar written beside it; {REBUILD}")
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FcnEdgeError(f"{path} is not valid JSON ({error}): {REBUILD}") from None
-    except RecursionError:
-        raise FcnEdgeError(f"{path} is nested too deeply to be a sidecar: {REBUILD}") from None
-    facts = (sidecar.get("engine") or sidecar) if isinstance(sidecar, dict) else None
+    if sidecar.problem:
+        raise FcnEdgeError(f"{path} is {sidecar.problem}: {REBUILD}")
+    facts = sidecar.content.get("engine") or sidecar.content
     if not isinstance(facts, dict):
         raise FcnEdgeError(f"{path} is not a JSON object with the engine's facts: {REBUILD}")
     missing = [key for key in SIDECAR_KEYS if key not in facts]
@@ -116,9 +113,11 @@ class _Memory:
 class TrtRunner(Runner):
     """Runs a fcn_edge engine (uint8 NHWC frame in, uint8 labels out) with TensorRT 8.5+."""
 
-    def __init__(self, path: str | Path, cuda_binding: str = "auto", check_inputs: bool = True, mapped: bool | None = None) -> None:
+    def __init__(self, path: str | Path, cuda_binding: str = "auto", check_inputs: bool = True, mapped: bool | None = None,
+                 sidecar: Sidecar | None = None) -> None:  # fmt: skip
         super().__init__(f"trt:{Path(path).name}", check_inputs)
         self.path = Path(path)
+        self.sidecar = sidecar  # as open_runner read it; None: read at activation
         self.cuda_binding = cuda_binding
         self.mapped = mapped  # None: mapped memory where the GPU is integrated (Jetson); True forces it (tests on a desktop GPU)
         self.rebinds = 0  # buffer (re)bindings: one per frame size seen
@@ -131,7 +130,7 @@ class TrtRunner(Runner):
         self._input_address: int | None = None  # where the input tensor points now
 
     def activate_impl(self) -> None:
-        sidecar = read_sidecar(self.path)
+        sidecar = engine_facts(self.path, self.sidecar)
         trt = trt_api.import_tensorrt()
         self._cuda = open_cuda(self.cuda_binding)
         try:

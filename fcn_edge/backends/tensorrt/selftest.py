@@ -1,20 +1,19 @@
 """Engines of the default model at FP32, FP16 and INT8, built here and run on frames: the doctor's TensorRT path.
 
 Each graph is first checked by :mod:`.compat`, built by :func:`.build.build_engine` with a
-frame profile, run by :class:`.runner.TrtRunner` on held-out synthetic scenes, and its
-labels compared with the same graph run by ONNX Runtime on the CPU (the artifact the build
-verified): a failure anywhere in build, parse, run or numerics shows up as a row.
+frame profile, run by :class:`.runner.TrtRunner` on the frames the caller gives (the doctor: held-out
+synthetic scenes), and its labels compared with the same graph run by ONNX Runtime on the CPU (the
+artifact the build verified): a failure anywhere in build, parse, run or numerics shows up as a row.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ...data.synthetic import HELDOUT_SEED, render_scene
 from .build import TrtBuildOptions, build_engine
 from .runner import TrtRunner, write_sidecar
 from .timing import median_latency_ms
@@ -25,8 +24,9 @@ PROFILE = dict(min_shape=(1, 128, 128, 3), opt_shape=(1, *SCENE, 3), max_shape=(
 MIN_AGREEMENT = 0.98  # the build's default budget
 
 
-def run_precision(precision: str, graph: Path, workdir: Path, scenes: int = 8) -> dict[str, Any]:
-    """Build ``graph`` at ``precision``, run it on ``scenes`` frames; agreement with ONNX Runtime on the CPU and latency."""
+def run_precision(precision: str, graph: Path, workdir: Path, frames: Sequence[np.ndarray], latency_frame: np.ndarray) -> dict[str, Any]:
+    """Build ``graph`` at ``precision``, run it on ``frames`` (uint8 HxWx3 within the profile); agreement with ONNX
+    Runtime on the CPU, and the latency on ``latency_frame``."""
     import onnxruntime as ort
 
     started = time.perf_counter()
@@ -36,13 +36,12 @@ def run_precision(precision: str, graph: Path, workdir: Path, scenes: int = 8) -
     cpu = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     same = total = 0
     with TrtRunner(engine) as runner:
-        for index in range(scenes):
-            frame = render_scene(np.random.default_rng(HELDOUT_SEED + index), SCENE)[0]
+        for frame in frames:
             (expected,) = cpu.run(["labels"], {cpu.get_inputs()[0].name: frame[None]})
             labels = runner.infer(frame)
             same += int((labels == expected[0]).sum())
             total += labels.size
-    latency = median_latency_ms(engine, facts, render_scene(np.random.default_rng(HELDOUT_SEED), LATENCY)[0])
+    latency = median_latency_ms(engine, facts, latency_frame)
     agreement = same / total
     return {
         "precision": precision, "ok": agreement >= MIN_AGREEMENT, "agreement": round(agreement, 5),

@@ -11,18 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from fcn_edge.errors import exit_without_torch, quiet_interrupt_while_importing
-
-# before anything imports torch: on a deploy-only install, one line naming the extra
-quiet_interrupt_while_importing()  # and Ctrl-C while they load: one line, exit 130
-exit_without_torch("fcn-edge convert")
-
 import torch
 
 from fcn_edge.atomic import check_distinct, check_output
 from fcn_edge.cli import HelpFormatter, finite_float, nonempty_path, positive_int, size_hw
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.models.conversion import convert_checkpoint, count_transposed
+from fcn_edge.train.checkpoint_conversion import convert_checkpoint, count_transposed
 from fcn_edge.models.upsample import RESIZE_MODES
 
 

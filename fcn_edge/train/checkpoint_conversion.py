@@ -2,7 +2,7 @@
 
 No labels are needed: the resize convs are fitted to the deconvs by least squares on a few
 images, then the whole model is distilled on unlabelled images (synthetic scenes, or a
-user's folder) against the original (:func:`fcn_edge.models.convert.convert`).
+user's folder) against the original (:func:`fcn_edge.models.resize_conv.convert`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import media
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.files import read_image
 from ..data.synthetic import CLASSES, HELDOUT_SEED, TRAIN_SEED, SyntheticScenes
 from ..data.transforms import Compose, RandomCrop, RandomHorizontalFlip, train_transforms
 from ..errors import FcnEdgeError
-from ..paths import IMAGE_EXTENSIONS
+from ..media import IMAGE_SUFFIXES, image_files
 from ..spec import Preprocess
-from ..train.loop import evaluate
-from .convert import ConversionReport, convert, resize_conv_config
-from .preprocess import images_to_tensor
+from ..models.preprocess import images_to_tensor
+from ..models.resize_conv import ConversionReport, convert, resize_conv_config
+from .loop import evaluate
 
 HELD_OUT_EVERY = 10  # with a folder, every 10th file measures agreement and is not distilled on
 
@@ -47,13 +46,13 @@ class FolderImages:
         return (images_to_tensor(self.preprocess, read_image(path)) for path in self.files)
 
 
-def image_files(folder: Path) -> list[Path]:
+def folder_images(folder: Path) -> list[Path]:
+    """The --images folder's images; one line when it is not a folder or holds none."""
     if not folder.is_dir():
-        raise FcnEdgeError(f"--images {folder} is not a folder: pass a folder of {', '.join(IMAGE_EXTENSIONS)} images")
-    files = media.image_files(folder, IMAGE_EXTENSIONS, "--images")  # a FIFO named x.png: a note, not a hang
+        raise FcnEdgeError(f"--images {folder} is not a folder: pass a folder of {', '.join(IMAGE_SUFFIXES)} images")
+    files = image_files(folder, "--images")
     if not files:
-        kinds = ", ".join(IMAGE_EXTENSIONS)
-        raise FcnEdgeError(f"--images {folder} holds no {kinds} images: add some or omit --images")
+        raise FcnEdgeError(f"--images {folder} holds no {', '.join(IMAGE_SUFFIXES)} images: add some or omit --images")
     return files
 
 
@@ -62,7 +61,7 @@ Sources = tuple[Iterable[torch.Tensor], Iterator[torch.Tensor], Iterable[torch.T
 
 def folder_sources(folder: Path, size: tuple[int, int], batch_size: int, calibration_count: int, preprocess: Preprocess) -> Sources:
     """(calibration, training batches, evaluation batches, what they are) from a user's folder of images."""
-    files = image_files(folder)
+    files = folder_images(folder)
     held = files[::HELD_OUT_EVERY] if len(files) >= HELD_OUT_EVERY else []
     train_files = [f for f in files if f not in held]
     crop = Compose([RandomCrop(*size), RandomHorizontalFlip()])

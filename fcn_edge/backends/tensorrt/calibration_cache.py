@@ -18,8 +18,8 @@ import struct
 from pathlib import Path
 from typing import Mapping
 
-from ..atomic import write_text_atomic
-from ..errors import FcnEdgeError
+from ...atomic import write_text_atomic
+from ...errors import FcnEdgeError
 
 ALGORITHM = "EntropyCalibration2"
 DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6.1/6.2
