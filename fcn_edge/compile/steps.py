@@ -231,7 +231,7 @@ class Work:
             self.log(f"INT8 misses the budget ({'; '.join(problems)}): searching for the quantized nodes to keep in float"
                      + ("" if qat is not None or "checkpoint" not in self.source.origin else
                         "; for a model trained here, fine-tuning it for INT8 keeps every conv quantized: "
-                        "scripts/train.py --qat --resume <its best.pt>, then build the qat.pt it writes"))  # fmt: skip
+                        "fcn-edge train --qat --resume <its best.pt>, then build the qat.pt it writes"))  # fmt: skip
             kept, sensitivity = mixed.keep_in_float(
                 self.prepared, trials.get([], ["onnxruntime"]).paths["onnxruntime"], ranges, feeds, trials.meets,
                 options.search_minutes, self.log, options.progress,
