@@ -96,11 +96,35 @@ def build(args: argparse.Namespace, folder: Path) -> dict[str, Path]:
         fp32 = folder / f"{stem}.onnx"
         export_checkpoint(args.checkpoint, fp32, edges=options, verify_sizes=((1, 128, 160),))
         subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "build_engine.py"), "--onnx", str(fp32), "--int8", "--backend", "onnxruntime",
-             "--engines-dir", str(folder), "--allow-accuracy-drop", "--search-minutes", "0", "--verify-scenes", "8",
-             "--calib-size", "256x256", "--calib-images", "32", "--verify-size", "128x256", "--latency-size", "64x64",
-             "--no-progress", *(["--val-data", f"voc:{args.voc}", "--val-images", "10", "--calib-data", f"voc:{args.voc}"] if args.voc else [])],
-            check=True, cwd=ROOT, capture_output=not args.verbose,
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "build_engine.py"),
+                "--onnx",
+                str(fp32),
+                "--int8",
+                "--backend",
+                "onnxruntime",
+                "--engines-dir",
+                str(folder),
+                "--allow-accuracy-drop",
+                "--search-minutes",
+                "0",
+                "--verify-scenes",
+                "8",
+                "--calib-size",
+                "256x256",
+                "--calib-images",
+                "32",
+                "--verify-size",
+                "128x256",
+                "--latency-size",
+                "64x64",
+                "--no-progress",
+                *(["--val-data", f"voc:{args.voc}", "--val-images", "10", "--calib-data", f"voc:{args.voc}"] if args.voc else []),
+            ],
+            check=True,
+            cwd=ROOT,
+            capture_output=not args.verbose,
         )
         models[f"{name} fp32"] = fp32
         models[f"{name} int8"] = folder / f"{stem}.int8.onnx"
@@ -127,10 +151,17 @@ def picture(path: Path, models: dict[str, Path], palette: list) -> None:
 
 
 def markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| variant | precision | mIoU | boundary F | boundary IoU | latency | vs plain |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| variant | precision | mIoU | boundary F | boundary IoU | latency | vs plain |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['precision']} | {r['miou']:.4f} | {r['boundary_f']:.4f} | {r['boundary_iou']:.4f} "
-                     f"| {r['latency_ms']:.1f} ms | {r['latency_ratio']:.2f}x |")
+        lines.append(
+            f"| {r['variant']} | {r['precision']} | {r['miou']:.4f} | {r['boundary_f']:.4f} | {r['boundary_iou']:.4f} "
+            f"| {r['latency_ms']:.1f} ms | {r['latency_ratio']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -147,7 +178,9 @@ def main() -> int:
     p.add_argument("--picture", type=Path)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
-    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
+    p.add_argument(
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+    )
     args = p.parse_args()
     checkpoint = load_checkpoint(args.checkpoint)
     pairs = samples(args)
@@ -157,17 +190,29 @@ def main() -> int:
             picture(args.picture, models, checkpoint.palette)
         print(f"scoring {len(models)} models on {len(pairs)} images", flush=True)
         figures = {name: score(path, pairs, len(checkpoint.classes)) for name, path in models.items()}
-        print(f"timing {len(models)} models, {args.rounds}x{args.runs} interleaved runs at {args.latency_size[1]}x{args.latency_size[0]}", flush=True)
+        print(
+            f"timing {len(models)} models, {args.rounds}x{args.runs} interleaved runs at {args.latency_size[1]}x{args.latency_size[0]}",
+            flush=True,
+        )
         times = latencies(models, args.latency_size, args.rounds, args.runs)
     rows = []
     for name in models:
         variant, precision = name.rsplit(" ", 1)
         base = times[f"plain {precision}"]
-        rows.append({"variant": variant, "precision": precision.upper(), **figures[name],
-                     "latency_ms": times[name], "latency_ratio": times[name] / base})
+        rows.append(
+            {
+                "variant": variant,
+                "precision": precision.upper(),
+                **figures[name],
+                "latency_ms": times[name],
+                "latency_ratio": times[name] / base,
+            }
+        )
     h, w = args.latency_size
-    header = (f"{args.checkpoint.name} on {args.name} ({len(pairs)} images); boundary figures at 3 px; latency at {w}x{h}, "
-              f"ONNX Runtime, batch 1, median of {args.rounds}x{args.runs} interleaved runs on a shared 2-core CPU")
+    header = (
+        f"{args.checkpoint.name} on {args.name} ({len(pairs)} images); boundary figures at 3 px; latency at {w}x{h}, "
+        f"ONNX Runtime, batch 1, median of {args.rounds}x{args.runs} interleaved runs on a shared 2-core CPU"
+    )
     out = (ROOT / "benchmarks" if args.update_docs else args.out_dir) / f"boundaries_{args.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix(".json"), json.dumps({"header": header, "rows": rows}, indent=1) + "\n")

@@ -81,7 +81,9 @@ def run_processes(commands: list[list[str]]) -> list[tuple[int, float]]:
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
-            raise FcnEdgeError(f"{' '.join(process.args[:6])} ... failed ({process.returncode}): {process.stderr.read().decode()[-400:]}")
+            raise FcnEdgeError(
+                f"{' '.join(process.args[:6])} ... failed ({process.returncode}): {process.stderr.read().decode()[-400:]}"
+            )
         process.stderr.close()
         peaks.append((usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime))
     return peaks
@@ -237,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--quick", action="store_true", help="N = 1 4, 8 frames a stream")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON, Markdown and chart go")
-    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/results/ (docs/stream.md shows them) instead")
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write the committed tables in benchmarks/results/ (docs/stream.md shows them) instead",
+    )
     p.add_argument("--stem", default="multi_stream", help="result file names: STEM.json, .md, .png")
     p.add_argument("--child", choices=("in_turn", "alone"), help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)

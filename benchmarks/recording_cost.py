@@ -117,12 +117,16 @@ def markdown(result: dict) -> str:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="labels from this model (default: engines/default.int8.onnx)")
+    p.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help="labels from this model (default: engines/default.int8.onnx)"
+    )
     p.add_argument("--frames", type=int, default=90, help="frames per recording (default 90)")
     p.add_argument("--rounds", type=int, default=5, help="recordings per path (default 5)")
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
-    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
+    p.add_argument(
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+    )
     args = p.parse_args(argv)
     if args.frames < 1 or args.rounds < 1:
         raise FcnEdgeError("--frames and --rounds must be at least 1")

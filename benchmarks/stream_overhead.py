@@ -70,6 +70,7 @@ def one_at_a_time(runner, frames: list[np.ndarray]) -> tuple[float, float]:
 
 def in_flight(runner, frames: list[np.ndarray]) -> tuple[float, float]:
     """(s per frame, CPU ms per frame) with ``runner.inflight`` frames kept running back to back."""
+
     def run(batch):
         for i, frame in enumerate(batch):
             if i >= runner.inflight:
@@ -155,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
     p.add_argument("--inflight", type=int, help="frames in flight for the video loops (default: threads + 1, as the stream)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: the CPU runtime the model's build measured fastest")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="default auto: the CPU runtime the model's build measured fastest"
+    )
     p.add_argument("--note", default="", help="what the model is, for the table (e.g. untrained weights)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
-    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
+    p.add_argument(
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+    )
     args = p.parse_args(argv)
     if args.frames <= WARMUP or args.rounds < 1:
         raise FcnEdgeError(f"--frames must be more than {WARMUP} and --rounds at least 1")
@@ -221,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "runner_alone_ms": alone,  # median over blocks, per way of running, and the best
         "runner_alone_cpu_ms_per_frame": alone_cpu,  # run as the video loops run it
-        "runner_alone_cpu_busy": alone_cpu / alone[f"{runner.inflight}_in_flight" if runner.inflight > 1 else "one_at_a_time"] / CORES,
+        "runner_alone_cpu_busy": alone_cpu
+        / alone[f"{runner.inflight}_in_flight" if runner.inflight > 1 else "one_at_a_time"]
+        / CORES,
         "loops": loops,
     }
     report.save(ROOT / "benchmarks" if args.update_docs else args.out_dir, "stream_overhead", result, markdown(result))

@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=size_hw, default=(480, 640), metavar="HxW")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: usable cores)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
-    p.add_argument("--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead")
+    p.add_argument(
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+    )
     args = p.parse_args(argv)
     if args.frames < 10 or args.rounds < 1:
         raise FcnEdgeError("--frames must be at least 10 and --rounds at least 1")

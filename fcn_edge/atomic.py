@@ -96,7 +96,9 @@ def _same_path(a: Path, b: Path) -> bool:
 
 
 def _missing(folder: Path) -> str:
-    return "is a file, not a folder; choose another path" if folder.exists() else "does not exist; create it or choose another path"
+    return (
+        "is a file, not a folder; choose another path" if folder.exists() else "does not exist; create it or choose another path"
+    )
 
 
 def check_output(path: str | os.PathLike, flag: str) -> None:

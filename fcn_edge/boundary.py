@@ -89,8 +89,12 @@ class BoundaryCounts:
             gt_band = gt & (cv2.erode(gt.astype(np.uint8), near) == 0)
             pred_band = pred & (cv2.erode(pred.astype(np.uint8), near) == 0) & valid
             self.counts[:, c] += (
-                pred_edge.sum(), (pred_edge & gt_near).sum(), gt_edge.sum(), (gt_edge & pred_near).sum(),
-                (gt_band & pred_band).sum(), (gt_band | pred_band).sum(),
+                pred_edge.sum(),
+                (pred_edge & gt_near).sum(),
+                gt_edge.sum(),
+                (gt_edge & pred_near).sum(),
+                (gt_band & pred_band).sum(),
+                (gt_band | pred_band).sum(),
             )
 
     def scores(self) -> BoundaryScores:
@@ -103,8 +107,11 @@ class BoundaryCounts:
             iou = np.where(union > 0, inter / union, np.nan)
         nan = np.full(self.num_classes, np.nan)
         return BoundaryScores(
-            f_score=list(np.where(some, f, nan)), precision=list(np.where(some, precision, nan)),
-            recall=list(np.where(some, recall, nan)), iou=[float(v) for v in iou], tolerance=self.tolerance,
+            f_score=list(np.where(some, f, nan)),
+            precision=list(np.where(some, precision, nan)),
+            recall=list(np.where(some, recall, nan)),
+            iou=[float(v) for v in iou],
+            tolerance=self.tolerance,
         )
 
 

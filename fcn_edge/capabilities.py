@@ -40,8 +40,9 @@ TABLE = (
     Capability("onnxruntime", "fp16", "ONNX Runtime CPU, FP16 .onnx", "", tried=False, float_ops="fp16"),
     Capability("onnxruntime", "fp32", "ONNX Runtime CPU, FP32 .onnx", ""),
     Capability("openvino", "int8", "OpenVINO CPU, the same Q/DQ .onnx", OPENVINO_INSTALL),
-    Capability("openvino", "bf16", "OpenVINO CPU, the FP32 .onnx run in BF16", f"{OPENVINO_INSTALL} and {BF16_CPU}",
-               float_ops="bf16"),
+    Capability(
+        "openvino", "bf16", "OpenVINO CPU, the FP32 .onnx run in BF16", f"{OPENVINO_INSTALL} and {BF16_CPU}", float_ops="bf16"
+    ),
     Capability("openvino", "fp32", "OpenVINO CPU, FP32 .onnx", OPENVINO_INSTALL),
 )
 LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}

@@ -83,7 +83,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FcnEdgeError(f"{path} is not an fcn_edge checkpoint (no '{FORMAT}' format tag): pass one written by fcn-edge train")
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
-        raise FcnEdgeError(f"checkpoint {path} has no {', '.join(map(repr, missing))} (incomplete): write it again with fcn-edge train")
+        raise FcnEdgeError(
+            f"checkpoint {path} has no {', '.join(map(repr, missing))} (incomplete): write it again with fcn-edge train"
+        )
     problem = classes_problem(payload["classes"], payload["palette"])  # a palette value of 300 fails here, not in export
     state = payload["state_dict"]
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
@@ -97,7 +99,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         config, preprocess = ModelConfig.from_dict(payload["config"]), Preprocess.from_dict(payload["preprocess"])
     except (TypeError, ValueError, KeyError) as error:
-        raise FcnEdgeError(f"checkpoint {path} has an unreadable config or preprocess ({error}): write it again with fcn-edge train") from None
+        raise FcnEdgeError(
+            f"checkpoint {path} has an unreadable config or preprocess ({error}): write it again with fcn-edge train"
+        ) from None
     return Checkpoint(
         config=config,
         state_dict=state,

@@ -32,18 +32,18 @@ class Command:
 # In pipeline order: what `fcn-edge --help` lists.
 COMMANDS: dict[str, Command] = {
     "train": Command("fcn_edge.train.__main__", "train an FCN on a dataset, write a checkpoint", needs_torch=True),
-    "evaluate": Command("fcn_edge.train.evaluate", "mIoU and boundary F-score of a checkpoint on a dataset split",
-                        needs_torch=True),
-    "convert": Command("fcn_edge.train.convert", "rewrite a checkpoint's transposed convs as resize+conv",
-                       needs_torch=True),
+    "evaluate": Command(
+        "fcn_edge.train.evaluate", "mIoU and boundary F-score of a checkpoint on a dataset split", needs_torch=True
+    ),
+    "convert": Command("fcn_edge.train.convert", "rewrite a checkpoint's transposed convs as resize+conv", needs_torch=True),
     "export": Command("fcn_edge.export.__main__", "export a checkpoint to a verified ONNX model", needs_torch=True),
-    "checkerboard": Command("fcn_edge.export.checkerboard_report",
-                            "measure checkerboard artifacts of decoders and checkpoints", needs_torch=True),
+    "checkerboard": Command(
+        "fcn_edge.export.checkerboard_report", "measure checkerboard artifacts of decoders and checkpoints", needs_torch=True
+    ),
     "calibration-set": Command("fcn_edge.quantize.calibration_set", "write the synthetic INT8 calibration frames"),
     "build": Command("fcn_edge.compile.__main__", "build a verified INT8/FP16/BF16/FP32 artifact for this machine"),
     "stream": Command("fcn_edge.stream.__main__", "segment a camera, video, folder or network stream live"),
-    "bench": Command("fcn_edge.bench.__main__", "latency and accuracy of every precision and backend here",
-                     needs_torch=True),
+    "bench": Command("fcn_edge.bench.__main__", "latency and accuracy of every precision and backend here", needs_torch=True),
     "doctor": Command("fcn_edge.doctor", "what this machine can run: GPU, TensorRT, CUDA bindings, CPU runtimes"),
     "compat": Command("fcn_edge.backends.tensorrt.compat", "which TensorRT version features this install has"),
 }
@@ -58,7 +58,8 @@ def _overview() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
     listing = "\n".join(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items())
     parser = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train FCN segmentation models, build verified INT8/FP16 artifacts, stream cameras through them.",
         epilog=f"commands:\n{listing}\n\n`{PROG} <command> --help` shows a command's flags.",
     )

@@ -41,7 +41,11 @@ def dense_crf(image_bgr: np.ndarray, scores: np.ndarray, params: CrfParams = Crf
     crf = dcrf.DenseCRF2D(w, h, k)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(shifted / shifted.sum(0, keepdims=True))))
     crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_weight)
-    crf.addPairwiseBilateral(sxy=params.bilateral_sxy, srgb=params.bilateral_srgb,
-                             rgbim=np.ascontiguousarray(image_bgr[..., ::-1]), compat=params.bilateral_weight)
+    crf.addPairwiseBilateral(
+        sxy=params.bilateral_sxy,
+        srgb=params.bilateral_srgb,
+        rgbim=np.ascontiguousarray(image_bgr[..., ::-1]),
+        compat=params.bilateral_weight,
+    )
     q = np.array(crf.inference(params.iterations)).reshape(k, h, w)
     return q.argmax(0).astype(np.uint8)

@@ -109,9 +109,19 @@ def report() -> tuple[list[Row], Any]:
 
     rows = []
     version, cuda = driver()
-    rows.append(Row("driver", "info", f"NVIDIA {version or 'driver not found'}; CUDA {'.'.join(map(str, cuda)) if cuda else 'none'}"))
+    rows.append(
+        Row("driver", "info", f"NVIDIA {version or 'driver not found'}; CUDA {'.'.join(map(str, cuda)) if cuda else 'none'}")
+    )
     gpu, why = find_gpu()
-    rows.append(Row("gpu", "info", f"{gpu.name}, compute {gpu.compute_capability}{', integrated (mapped memory)' if gpu.integrated else ''}" if gpu else why))
+    rows.append(
+        Row(
+            "gpu",
+            "info",
+            f"{gpu.name}, compute {gpu.compute_capability}{', integrated (mapped memory)' if gpu.integrated else ''}"
+            if gpu
+            else why,
+        )
+    )
     standin = os.environ.get(STANDIN_ENV)
     if standin:  # tests and CI: every TensorRT/CUDA row below ran on fcn_edge.standin, not on a GPU
         rows.append(Row("stand-in", "info", f"{STANDIN_ENV}={standin}: TensorRT, cuda-python and PyCUDA are STAND-INS"))
@@ -205,13 +215,28 @@ class Paths:
 
             fp16_graph = self.workdir / "default.fp16.onnx"
             fp16.to_fp16(folder / "default.int8.calib.onnx", fp16_graph)
-            self._graphs = {"fp32": folder / "default.int8.calib.onnx", "fp16": fp16_graph, "int8": folder / "default.int8.trt-qdq.onnx"}
+            self._graphs = {
+                "fp32": folder / "default.int8.calib.onnx",
+                "fp16": fp16_graph,
+                "int8": folder / "default.int8.trt-qdq.onnx",
+            }
         return self._graphs
 
     def _build_cpu_artifacts(self, folder: Path) -> None:
         if not DEFAULT_CHECKPOINT.is_file():
             raise FcnEdgeError(f"no default model here (engines/, {DEFAULT_CHECKPOINT}): run from the project folder")
-        command = [sys.executable, "-m", "fcn_edge.cli", "build", "--int8", "--backend", "onnxruntime", "--engines-dir", str(folder), "--no-progress"]
+        command = [
+            sys.executable,
+            "-m",
+            "fcn_edge.cli",
+            "build",
+            "--int8",
+            "--backend",
+            "onnxruntime",
+            "--engines-dir",
+            str(folder),
+            "--no-progress",
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -237,7 +262,9 @@ class Paths:
         from .models import ModelConfig, build_model
 
         if not torch.cuda.is_available():
-            raise Skip(f"torch {torch.__version__} has no CUDA (torch.version.cuda is {torch.version.cuda}): install its CUDA build")
+            raise Skip(
+                f"torch {torch.__version__} has no CUDA (torch.version.cuda is {torch.version.cuda}): install its CUDA build"
+            )
         model = build_model(ModelConfig(num_classes=8)).cuda().train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         scaler = torch.amp.GradScaler("cuda")
@@ -262,7 +289,10 @@ class Paths:
         graph = str(self.graphs()["fp32"])
         gpu = ort.InferenceSession(graph, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
         if gpu.get_providers()[0] != "CUDAExecutionProvider":
-            return {"ok": False, "detail": "the CUDA provider did not load (ONNX Runtime fell back to the CPU): install the CUDA and cuDNN it needs"}
+            return {
+                "ok": False,
+                "detail": "the CUDA provider did not load (ONNX Runtime fell back to the CPU): install the CUDA and cuDNN it needs",
+            }
         cpu = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
         name = cpu.get_inputs()[0].name
         same = total = 0
@@ -333,8 +363,7 @@ def table(rows: list[Row]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="fcn-edge doctor", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the JSON to this file (atomically)")
     return parser.parse_args(argv)
 

@@ -99,8 +99,10 @@ def _raise_on_sigterm():
     return signal.signal(signal.SIGTERM, terminate)
 
 
-TRAIN_EXTRA = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]' in the "
-               "fcn_edge folder (a CPU torch first; on a GPU machine the torch build that matches its CUDA)")
+TRAIN_EXTRA = (
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]' in the "
+    "fcn_edge folder (a CPU torch first; on a GPU machine the torch build that matches its CUDA)"
+)
 
 
 def require_torch(what: str, instead: str = "") -> None:

@@ -175,7 +175,9 @@ def read_metadata(source: str | Path | onnx.ModelProto) -> ModelMetadata:
     try:
         meta = ModelMetadata.from_props(props)
     except RecursionError:
-        raise DamagedMetadata(f"{label} has fcn_edge metadata nested too deeply to read: re-export it with fcn-edge export") from None
+        raise DamagedMetadata(
+            f"{label} has fcn_edge metadata nested too deeply to read: re-export it with fcn-edge export"
+        ) from None
     except (ValueError, TypeError, KeyError) as error:
         raise DamagedMetadata(f"{label} has unreadable fcn_edge metadata ({error}): re-export it with fcn-edge export") from None
     problem = meta.problem()

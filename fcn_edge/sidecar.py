@@ -160,7 +160,9 @@ def check_engines_dir(engines_dir: Path) -> bool:
     if created:
         parent = engines_dir.parent
         if not parent.is_dir():
-            raise FcnEdgeError(f"--engines-dir {engines_dir}: its parent {parent} is not a folder; create it or choose another path")
+            raise FcnEdgeError(
+                f"--engines-dir {engines_dir}: its parent {parent} is not a folder; create it or choose another path"
+            )
         try:
             engines_dir.mkdir()
         except OSError as error:
@@ -216,7 +218,11 @@ def schema_problem(sidecar: Any, paths: ArtifactPaths) -> str | None:
         if not isinstance(entry, dict) or entry.get("path") != expected[role] or not _is_sha256(entry.get("sha256")):
             return f"files.{role} must have path {expected[role]!r} and a sha256"
     verification = sidecar.get("verification")
-    if not isinstance(verification, dict) or not isinstance(verification.get("table"), str) or not isinstance(verification.get("passed"), bool):
+    if (
+        not isinstance(verification, dict)
+        or not isinstance(verification.get("table"), str)
+        or not isinstance(verification.get("passed"), bool)
+    ):
         return "no verification table and result"
     images = verification.get("images")
     if images is not None and not (

@@ -57,7 +57,18 @@ def missing() -> list[str]:
 def run_tests(deadline: float) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "gpu.xml"
-        command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "gpu",
+            "tests/gpu",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+        ]
         env = {**os.environ, "FCN_EDGE_REQUIRE_GPU": "1"}
         try:
             subprocess.run(command, cwd=ROOT, env=env, timeout=max(60.0, deadline - time.monotonic()))
@@ -93,12 +104,16 @@ def run_doctor(deadline: float) -> dict:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/gpu_check.json"), help="the JSON report (default runs/gpu_check.json)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/gpu_check.json"), help="the JSON report (default runs/gpu_check.json)"
+    )
     args = parser.parse_args(argv)
     check_output(args.out, "--out")
     absent = missing()
     if absent:
-        raise FcnEdgeError(f"this machine lacks {'; '.join(absent)}: install them (wheels carried over where there is no network)")
+        raise FcnEdgeError(
+            f"this machine lacks {'; '.join(absent)}: install them (wheels carried over where there is no network)"
+        )
     started = time.monotonic()
     deadline = started + BUDGET_S
     tests = run_tests(deadline)

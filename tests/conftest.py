@@ -16,7 +16,11 @@ def run_script(script: str, *args: str, timeout: float = 600, env: dict | None =
     """Run ``scripts/<script>`` as a user would, capturing its output."""
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -29,16 +29,35 @@ DEFAULT_SIZES = ((256, 512), (512, 1024), (480, 640))  # (H, W); tables name the
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge bench", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--int8-model", type=nonempty_path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)")
-    p.add_argument("--sizes", type=model_size, nargs="+", default=list(DEFAULT_SIZES), metavar="HxW", help="default: 256x512 512x1024 480x640")
+    p.add_argument(
+        "--int8-model", type=nonempty_path, help="the INT8 ONNX Runtime artifact (default: engines/<checkpoint stem>.int8.onnx)"
+    )
+    p.add_argument(
+        "--sizes",
+        type=model_size,
+        nargs="+",
+        default=list(DEFAULT_SIZES),
+        metavar="HxW",
+        help="default: 256x512 512x1024 480x640",
+    )
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds per size (the quieter half count)")
-    p.add_argument("--reference-int8", type=nonempty_path, help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)")
-    p.add_argument("--reference-fp32", type=nonempty_path,
-                   help="another FP32 .onnx (row ort-fp32-reference); labels agreement is then measured against it")
+    p.add_argument(
+        "--reference-int8",
+        type=nonempty_path,
+        help="another INT8 .onnx to time on ONNX Runtime in the same run (row ort-int8-reference)",
+    )
+    p.add_argument(
+        "--reference-fp32",
+        type=nonempty_path,
+        help="another FP32 .onnx (row ort-fp32-reference); labels agreement is then measured against it",
+    )
     p.add_argument("--out", type=nonempty_path, default=Path("runs/benchmark"), help="folder for JSON and PNG")
-    p.add_argument("--update-docs", action="store_true",
-                   help="write benchmarks/results/ of the working folder (committed, README links it) instead of --out")
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write benchmarks/results/ of the working folder (committed, README links it) instead of --out",
+    )
     p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
     p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")
     p.add_argument("--reason", default="", help="why the baseline changes (required with --update-baseline)")
@@ -71,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fcn_edge_bench_") as tmp:
         fp32 = Path(tmp) / f"{args.checkpoint.stem}.fp32.onnx"
         export_checkpoint(args.checkpoint, fp32)
-        backends = backends_for(checkpoint, fp32, int8, args.threads) + reference_backends(args.reference_fp32, args.reference_int8, args.threads)
+        backends = backends_for(checkpoint, fp32, int8, args.threads) + reference_backends(
+            args.reference_fp32, args.reference_int8, args.threads
+        )
         model = checkpoint.build()
         results = [run_size(backends, model, h, w, args.threads, rounds=args.rounds, quiet=True, kernels=kernels)
                    for h, w in args.sizes]  # fmt: skip

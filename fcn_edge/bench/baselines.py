@@ -77,15 +77,26 @@ def compare(baseline: dict, normalised: dict[str, float], tolerance: float | Non
     return [Verdict(key, baseline["normalised"][key], normalised[key], tol) for key in sorted(normalised)]
 
 
-def save_baseline(fingerprint: dict, normalised: dict[str, float], reference: str, reason: str,
-                  directory: Path = BASELINE_DIR, tolerance: float = DEFAULT_TOLERANCE) -> Path:
+def save_baseline(
+    fingerprint: dict,
+    normalised: dict[str, float],
+    reference: str,
+    reason: str,
+    directory: Path = BASELINE_DIR,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Path:
     if not reason.strip():
         raise FcnEdgeError("--reason is required when refreshing a baseline: say why the old one no longer holds")
     directory.mkdir(parents=True, exist_ok=True)
     path = baseline_path(fingerprint["machine_class"], directory)
     history = json.loads(path.read_text()).get("history", []) if path.is_file() else []
     history.append({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "reason": reason})
-    payload = {"fingerprint": fingerprint, "reference": reference, "tolerance": tolerance,
-               "normalised": normalised, "history": history}
+    payload = {
+        "fingerprint": fingerprint,
+        "reference": reference,
+        "tolerance": tolerance,
+        "normalised": normalised,
+        "history": history,
+    }
     write_json_atomic(path, payload)
     return path

@@ -26,7 +26,9 @@ def _gpu() -> dict[str, str] | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -66,6 +68,8 @@ def fingerprint() -> dict:
 
 def machine_class(arch: str, cores: int, isa: list[str], gpu: dict | None) -> str:
     """Coarse identity: same class = latencies comparable after in-run normalisation."""
-    vector = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "asimddp", "asimd") if f in isa), "scalar")
+    vector = next(
+        (f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "asimddp", "asimd") if f in isa), "scalar"
+    )
     device = gpu["name"].replace(" ", "-") if gpu else "cpu"
     return f"{arch}-{cores}c-{vector}-{device}"

@@ -61,7 +61,9 @@ def interleaved(workloads: dict[str, Callable[[], object]], rounds: int = 7, per
     return {name: stats_from_ms([t for r in rounds_ms for t in r[name]]) for name in workloads}
 
 
-def round_robin(workloads: dict[str, Callable[[], object]], rounds: int, per_round: int, warmup: int) -> list[dict[str, list[float]]]:
+def round_robin(
+    workloads: dict[str, Callable[[], object]], rounds: int, per_round: int, warmup: int
+) -> list[dict[str, list[float]]]:
     """Per round, each workload's ``per_round`` times (ms), run back to back: the first call after another
     workload pays for the switch (caches, waking threads), so a round's median is its steady state."""
     for fn in workloads.values():

@@ -87,14 +87,16 @@ KERNELS = {
                 "__m256i", "_mm256_setzero_si256()", "(double)_mm256_cvtsi256_si32(acc[k])", 64),
     ),
 }  # fmt: skip
-CHAINS = 12  # independent accumulators: more than latency x throughput, so the loop runs at throughput (16 ymm registers hold them)
+CHAINS = (
+    12  # independent accumulators: more than latency x throughput, so the loop runs at throughput (16 ymm registers hold them)
+)
 
 
 def _source(precision: str, variant: Variant) -> str:
     """``peak_<precision>``; the accumulators are named variables so that they live in registers."""
     names = [f"acc{i}" for i in range(CHAINS)]
     steps = "\n".join(
-        f"        {a} = {variant.step.replace('acc[k]', a)}; __asm__ volatile(\"\" : \"+v\"({a}));" for a in names
+        f'        {a} = {variant.step.replace("acc[k]", a)}; __asm__ volatile("" : "+v"({a}));' for a in names
     )  # the empty asm keeps each chain opaque: the compiler can neither fold nor drop it
     return f"""#include <immintrin.h>
 
@@ -116,7 +118,9 @@ def _function(folder: Path, precision: str, variant: Variant) -> Callable | None
         return None
     source, library = folder / f"peak_{precision}_{variant.isa}.c", folder / f"peak_{precision}_{variant.isa}.so"
     source.write_text(_source(precision, variant))
-    built = subprocess.run([compiler, "-O3", *variant.compile, "-shared", "-fPIC", str(source), "-o", str(library)], capture_output=True)
+    built = subprocess.run(
+        [compiler, "-O3", *variant.compile, "-shared", "-fPIC", str(source), "-o", str(library)], capture_output=True
+    )
     if built.returncode != 0:
         return None
     function = getattr(ctypes.CDLL(str(library)), f"peak_{precision}")

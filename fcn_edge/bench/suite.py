@@ -55,7 +55,11 @@ class SizeResult:
 
     def normalised(self) -> dict[str, float]:
         ref = self.stats[REFERENCE].median_ms
-        return {f"{name}@{self.size[1]}x{self.size[0]}": s.median_ms / ref for name, s in self.stats.items() if not name.startswith("ref:")}
+        return {
+            f"{name}@{self.size[1]}x{self.size[0]}": s.median_ms / ref
+            for name, s in self.stats.items()
+            if not name.startswith("ref:")
+        }
 
     def rows(self) -> list[dict]:
         refs = {name: ceiling.matmul_flops() / s.median_ms / 1e6 for name, s in self.stats.items() if name.startswith("ref:")}
@@ -126,8 +130,17 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def run_size(backends: list[Backend], model: torch.nn.Module, height: int, width: int, threads: int,
-             rounds: int = 7, per_round: int = 3, quiet: bool = False, kernels: dict[str, Kernel] | None = None) -> SizeResult:
+def run_size(
+    backends: list[Backend],
+    model: torch.nn.Module,
+    height: int,
+    width: int,
+    threads: int,
+    rounds: int = 7,
+    per_round: int = 3,
+    quiet: bool = False,
+    kernels: dict[str, Kernel] | None = None,
+) -> SizeResult:
     """Open every backend (recording the memory it took and its labels), then time all of them interleaved.
 
     ``quiet``: figures from the rounds in which the reference matrix product ran at or below its median

@@ -35,35 +35,44 @@ from fcn_edge.quantize.statistics import METHODS
 from fcn_edge.sidecar import artifact_paths
 
 
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge build", description=__doc__, formatter_class=HelpFormatter)
     precision = p.add_mutually_exclusive_group()
     for name in PRECISIONS:
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
     p.set_defaults(precision=None)
-    p.epilog = ("Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "
-                "--best). --bf16: the FP32 graph run in BF16 by OpenVINO, on CPUs with AVX512_BF16 or AMX.")
+    p.epilog = (
+        "Without --int8/--fp16/--bf16/--fp32: the fastest precision that meets the accuracy budget (like trtexec "
+        "--best). --bf16: the FP32 graph run in BF16 by OpenVINO, on CPUs with AVX512_BF16 or AMX."
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=nonempty_path, help=f"fcn_edge checkpoint to export (default {DEFAULT_CHECKPOINT})")
     source.add_argument("--onnx", type=nonempty_path, help="an ONNX segmentation model, ours or any other")
-    p.add_argument("--name", type=nonempty, help="artifact base name (default: the run folder of a best.pt, "
-                                                 "else the checkpoint's or ONNX file's stem)")
+    p.add_argument(
+        "--name",
+        type=nonempty,
+        help="artifact base name (default: the run folder of a best.pt, else the checkpoint's or ONNX file's stem)",
+    )
     foreign = p.add_argument_group("for an ONNX model without fcn_edge metadata")
     foreign.add_argument("--input-format", choices=FORMATS,
                          help="frame: uint8 NHWC BGR; tensor: float32 NCHW normalised; tensor-nhwc: float32 NHWC normalised "
                               "(TF/TFLite conversions)")  # fmt: skip
     foreign.add_argument("--mean", type=finite_float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
     foreign.add_argument("--std", type=finite_float, nargs=3, help="per channel, on the 0..1 scale (default ImageNet's)")
-    foreign.add_argument("--channel-order", choices=("RGB", "BGR"), default=None, help="channel order the model expects (default RGB)")
+    foreign.add_argument(
+        "--channel-order", choices=("RGB", "BGR"), default=None, help="channel order the model expects (default RGB)"
+    )
     classes = foreign.add_mutually_exclusive_group()
     classes.add_argument("--num-classes", type=int, help="1: a binary model with one output channel (background, foreground)")
     classes.add_argument("--classes", help="comma-separated class names, class 0 first")
     foreign.add_argument("--output-activation", choices=ACTIVATIONS,
                          help="a one-channel (binary) output holds: sigmoid (probabilities) or logits; default: sigmoid "
                               "when a Sigmoid node makes it, else this flag is needed")  # fmt: skip
-    foreign.add_argument("--threshold", type=finite_float,
-                         help=f"a one-channel output's foreground probability threshold, also for logits (default {DEFAULT_THRESHOLD})")
+    foreign.add_argument(
+        "--threshold",
+        type=finite_float,
+        help=f"a one-channel output's foreground probability threshold, also for logits (default {DEFAULT_THRESHOLD})",
+    )
     cal = p.add_argument_group("calibration (INT8)")
     cal.add_argument("--calib-dir", type=nonempty_path,
                      help=f"folder of .jpg/.png frames (default: the train split of the dataset the checkpoint records, "
@@ -71,21 +80,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cal.add_argument("--calib-method", choices=METHODS, default="percentile",
                      help="percentile (default): 99.99th percentile of |x|, the best plain INT8 on trained depthwise "
                           "models (docs/foreign.md); entropy: KL-optimal clipping (TensorRT's); max: no clipping")  # fmt: skip
-    cal.add_argument("--calib-size", type=model_size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)")
-    cal.add_argument("--calib-data", metavar="NAME:ROOT",
-                     help="instead of --calib-dir: frames from a dataset's train split (voc:ROOT, cityscapes:ROOT, folder:ROOT)")
+    cal.add_argument(
+        "--calib-size", type=model_size, default=(256, 512), help="HxW calibration frames are resized to (default 256x512)"
+    )
+    cal.add_argument(
+        "--calib-data",
+        metavar="NAME:ROOT",
+        help="instead of --calib-dir: frames from a dataset's train split (voc:ROOT, cityscapes:ROOT, folder:ROOT)",
+    )
     cal.add_argument("--calib-images", type=int, default=64, help="frames --calib-data samples, evenly spaced (default 64)")
     val = p.add_argument_group("verification data (default: the data the model is for; README, Compile)")
-    val.add_argument("--val-data", metavar="NAME:ROOT",
-                     help="labelled images to verify on and compute mIoU: voc:ROOT, cityscapes:ROOT, folder:ROOT or synthetic")
+    val.add_argument(
+        "--val-data",
+        metavar="NAME:ROOT",
+        help="labelled images to verify on and compute mIoU: voc:ROOT, cityscapes:ROOT, folder:ROOT or synthetic",
+    )
     val.add_argument("--val-split", default="val", help="split of --val-data (default val)")
-    val.add_argument("--val-images", type=int, default=50, help="at most this many --val-data images, evenly spaced; 0: all (default 50)")
+    val.add_argument(
+        "--val-images", type=int, default=50, help="at most this many --val-data images, evenly spaced; 0: all (default 50)"
+    )
     val.add_argument("--val-fraction", type=finite_float, metavar="F",
                      help="split a flat folder:ROOT of --calib-data/--val-data as train.py --val-fraction did "
                           "(default: the checkpoint's record)")  # fmt: skip
     val.add_argument("--split-seed", type=int, help="seed of the --val-fraction split (default: the checkpoint's, else 0)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: TensorRT when available, else the fastest CPU runtime installed (ONNX Runtime, OpenVINO), measured",
+    )
     trt = p.add_argument_group("TensorRT")
     trt.add_argument("--min-shape", type=shape, help="input shape, e.g. 1x256x512x3 for a frame model")
     trt.add_argument("--opt-shape", type=shape)
@@ -95,13 +118,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     trt.add_argument("--dla-core", type=int)
     trt.add_argument("--timing-cache", type=nonempty_path)
     out = p.add_argument_group("output and budget")
-    out.add_argument("--engines-dir", type=nonempty_path, default=ENGINES_DIR, help="folder for the artifacts, relative to the working folder")
+    out.add_argument(
+        "--engines-dir", type=nonempty_path, default=ENGINES_DIR, help="folder for the artifacts, relative to the working folder"
+    )
     out.add_argument("--max-miou-drop", type=finite_float, default=1.0, help="mIoU points the artifact may lose against FP32")
     out.add_argument("--min-agreement", type=finite_float, default=98.0, help="percent of pixels that must keep the FP32 label")
     out.add_argument("--allow-accuracy-drop", action="store_true", help="write the artifact even when it misses the budget")
-    out.add_argument("--search-minutes", type=finite_float, default=5.0,
-                     help="time for the search that keeps quantized nodes in float when INT8 misses the budget "
-                          "(default 5; 0: no search)")
+    out.add_argument(
+        "--search-minutes",
+        type=finite_float,
+        default=5.0,
+        help="time for the search that keeps quantized nodes in float when INT8 misses the budget (default 5; 0: no search)",
+    )
     out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
     out.add_argument("--verify-size", type=model_size, default=(256, 512), help="HxW of the verification scenes")
     out.add_argument("--latency-size", type=model_size, default=(512, 1024), help="HxW the latencies are measured at")
@@ -149,8 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     classes = args.classes.split(",") if args.classes else None
     if args.onnx is not None:
         make_source, inputs = source.spec_from_onnx(
-            args.onnx, args.name, args.input_format, args.mean, args.std, args.channel_order, classes, args.num_classes,
-            args.output_activation, args.threshold,
+            args.onnx,
+            args.name,
+            args.input_format,
+            args.mean,
+            args.std,
+            args.channel_order,
+            classes,
+            args.num_classes,
+            args.output_activation,
+            args.threshold,
         )
     else:
         make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)

@@ -63,7 +63,9 @@ class Binary:
 
 def scores_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     """The output the labels come from: the first declared as [N,K,H,W] or [N,H,W], else the first."""
-    ranked = [o for o in model.graph.output if o.type.tensor_type.HasField("shape") and len(o.type.tensor_type.shape.dim) in (3, 4)]
+    ranked = [
+        o for o in model.graph.output if o.type.tensor_type.HasField("shape") and len(o.type.tensor_type.shape.dim) in (3, 4)
+    ]
     return (ranked or list(model.graph.output))[0]
 
 
@@ -153,7 +155,10 @@ def _back(scores: onnx.ValueInfoProto, rule: Binary | None, opset: int, axis: in
         nodes, initializers = [], []
     elif rule is None:
         ids = PREFIX + "class_ids"
-        nodes, initializers = [helper.make_node("ArgMax", [scores.name], [ids], name=PREFIX + "argmax", axis=axis, keepdims=0)], []
+        nodes, initializers = (
+            [helper.make_node("ArgMax", [scores.name], [ids], name=PREFIX + "argmax", axis=axis, keepdims=0)],
+            [],
+        )
     else:
         ids = PREFIX + "foreground"
         threshold, axes = PREFIX + "threshold", PREFIX + "channel_axis"
@@ -165,7 +170,9 @@ def _back(scores: onnx.ValueInfoProto, rule: Binary | None, opset: int, axis: in
             squeeze = {"axes": [axis]}
         nodes = [
             helper.make_node("Greater", [scores.name, threshold], [PREFIX + "above"], name=PREFIX + "threshold"),
-            helper.make_node("Squeeze", [PREFIX + "above", *([axes] if opset >= 13 else [])], [ids], name=PREFIX + "squeeze", **squeeze),
+            helper.make_node(
+                "Squeeze", [PREFIX + "above", *([axes] if opset >= 13 else [])], [ids], name=PREFIX + "squeeze", **squeeze
+            ),
         ]
     nodes += [
         helper.make_node("Cast", [ids], [PREFIX + "labels_float"], name=PREFIX + "labels_to_float", to=TensorProto.FLOAT),

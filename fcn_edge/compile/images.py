@@ -92,7 +92,6 @@ def sample_files(dataset, index: int) -> tuple[Path, Path]:
     return Path(image), Path(mask)
 
 
-
 def calibration_set(calib_dir: Path, calib_data: DataSpec | None, images: int) -> calibration.CalibrationSet:
     """The calibration folder, or ``images`` frames of ``calib_data``'s train split held out the same way."""
     if calib_data is None:
@@ -127,7 +126,9 @@ def verified_data_changed(sidecar: dict, images: int) -> bool:
     recorded = (sidecar.get("verification") or {}).get("images") or {}
     if recorded.get("kind") != "dataset" or not recorded.get("sha256"):
         return False
-    spec = parse_spec(recorded["data"], "the recorded verification data", recorded.get("val_fraction"), recorded.get("split_seed") or 0)
+    spec = parse_spec(
+        recorded["data"], "the recorded verification data", recorded.get("val_fraction"), recorded.get("split_seed") or 0
+    )
     if spec.root is None or not spec.root.is_dir():
         return False
     try:
@@ -176,7 +177,11 @@ def _sizes(samples: Sequence[verify.Sample]) -> str:
 def choose(source: SourceModel, val_data: DataSpec | None, val_split: str, calib_data: DataSpec | None) -> Plan:
     """The verification data by the rules in the module docstring."""
     if val_data is not None:
-        return Plan("synthetic", "--val-data synthetic") if val_data.name == "synthetic" else Plan("dataset", "--val-data", val_data, val_split)
+        return (
+            Plan("synthetic", "--val-data synthetic")
+            if val_data.name == "synthetic"
+            else Plan("dataset", "--val-data", val_data, val_split)
+        )
     note = "no labelled data for this model: pass --val-data for mIoU"
     trained = source.origin.get("trained_on") or {}
     if trained.get("dataset") == "synthetic":
@@ -238,12 +243,17 @@ def _target(source: SourceModel, shape: tuple[int, int]) -> tuple[int, int] | No
     """The size a dataset image is resized to for ``source``, None to keep its own (see :func:`samples`)."""
     if source.fixed_size:
         return source.fixed_size
-    return None if source.metadata else (max(STRIDE, round(shape[0] / STRIDE) * STRIDE), max(STRIDE, round(shape[1] / STRIDE) * STRIDE))
+    return (
+        None
+        if source.metadata
+        else (max(STRIDE, round(shape[0] / STRIDE) * STRIDE), max(STRIDE, round(shape[1] / STRIDE) * STRIDE))
+    )
 
 
 def _check_classes(classes: Sequence[str], source: SourceModel, data: str) -> None:
     """Ground truth only means something for the model's own classes: same names (ours) or the same count (foreign)."""
     same = list(classes) == list(source.classes) if source.metadata is not None else len(classes) == len(source.classes)
     if not same:
-        raise FcnEdgeError(f"the model {class_difference(source.classes, list(classes), data)}: verify on the data the "
-                           "model is for (--val-data)")
+        raise FcnEdgeError(
+            f"the model {class_difference(source.classes, list(classes), data)}: verify on the data the model is for (--val-data)"
+        )

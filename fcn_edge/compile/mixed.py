@@ -97,7 +97,9 @@ def keep_in_float(
     log(f"ranked {len(candidates)} quantized nodes by their own error in {time.monotonic() - started:.0f} s "
         f"({len(images)} images, one pass each); worst: {worst}")  # fmt: skip
     flips_started = time.monotonic()
-    flips = node_flips(prepared, ranges, candidates, images, quantized.parent, FLIPS_SHARE * 60 * minutes - (flips_started - started), progress)
+    flips = node_flips(
+        prepared, ranges, candidates, images, quantized.parent, FLIPS_SHARE * 60 * minutes - (flips_started - started), progress
+    )
     if flips is None:
         ranking, ranked_by = sensitivity.rank(errors, candidates), "noise_to_signal"
         log(f"ranking by the labels each node changes alone would take over {FLIPS_SHARE:.0%} of --search-minutes {minutes:g}: "
@@ -107,6 +109,7 @@ def keep_in_float(
         worst = ", ".join(f"{name} ({flips[name]:.2%})" for name in ranking[:3])
         log(f"ranked them by the labels each changes alone in {time.monotonic() - flips_started:.0f} s "
             f"({len(candidates)} models, {len(images)} images each); worst: {worst}")  # fmt: skip
+
     def left() -> float:
         return 60 * minutes - (time.monotonic() - started)
 
@@ -119,7 +122,9 @@ def keep_in_float(
     details = {
         "candidates": len(ranking),
         "ranked_by": ranked_by,
-        "ranking": [{"node": name, "noise_to_signal": errors.get(name), "label_flips": (flips or {}).get(name)} for name in ranking],
+        "ranking": [
+            {"node": name, "noise_to_signal": errors.get(name), "label_flips": (flips or {}).get(name)} for name in ranking
+        ],
         "trials": [{"kept_float": k, "met": ok} for k, ok in result.trials],
         "out_of_time": out_of_time,
         "seconds": round(time.monotonic() - started, 1),
@@ -128,6 +133,7 @@ def keep_in_float(
         closest = max((k for k, _ in result.trials), default=0)
         details["problems"] = [
             f"no INT8 left: only all {len(ranking)} quantized nodes in float (the FP32 model) met the budget"
-            + (f", {closest} did not" if closest else "") + (f" in --search-minutes {minutes:g}" if out_of_time else "")
+            + (f", {closest} did not" if closest else "")
+            + (f" in --search-minutes {minutes:g}" if out_of_time else "")
         ]
     return kept, details

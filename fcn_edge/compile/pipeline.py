@@ -31,8 +31,9 @@ from ..scratch import scratch_folder
 from .options import Backend, BuildOptions
 from .source import SourceModel, external_data_files
 
-TEMP_COPIES = 12  # copies of the model (prepared, quantized, observed, verification twins) a build's temporary folder holds, with slack
-
+TEMP_COPIES = (
+    12  # copies of the model (prepared, quantized, observed, verification twins) a build's temporary folder holds, with slack
+)
 
 
 def choose_backend(requested: str) -> Backend:
@@ -56,14 +57,21 @@ def choose_backend(requested: str) -> Backend:
 
     found = probe()
     if found.available:
-        facts = {"name": "tensorrt", "version": found.version, "gpu_name": found.gpu_name, "compute_capability": found.compute_capability}
+        facts = {
+            "name": "tensorrt",
+            "version": found.version,
+            "gpu_name": found.gpu_name,
+            "compute_capability": found.compute_capability,
+        }
         return Backend("tensorrt", f"TensorRT: {found.reason}", facts)
     if requested == "tensorrt":
         raise FcnEdgeError(f"--backend tensorrt is not available here: {found.reason}; use --backend onnxruntime or auto")
     if openvino.available:
         cpu.facts.update(openvino=openvino.version, bf16=openvino.bf16)
         cpu.cpu_backends = ("onnxruntime", "openvino")
-        cpu.why = f"the faster of ONNX Runtime and OpenVINO on the CPU, measured, because TensorRT is not available: {found.reason}"
+        cpu.why = (
+            f"the faster of ONNX Runtime and OpenVINO on the CPU, measured, because TensorRT is not available: {found.reason}"
+        )
     else:
         cpu.why = f"ONNX Runtime on the CPU, because TensorRT is not available: {found.reason}"
     return cpu
@@ -133,7 +141,9 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
         existing = None if options.force else artifact.up_to_date(paths, key, log)
         # --val-data is hashed into the key; a dataset the build chose itself is rehashed here
         if existing and options.val_data is None and images.verified_data_changed(existing, options.val_images):
-            log(f"{paths.sidecar}: {existing['verification']['images']['data']}, which it was verified on, has changed: rebuilding")
+            log(
+                f"{paths.sidecar}: {existing['verification']['images']['data']}, which it was verified on, has changed: rebuilding"
+            )
             existing = None
         if existing:
             return Built(paths, existing, True, existing["verification"]["table"], existing["verification"]["passed"])
@@ -192,7 +202,9 @@ def _key(inputs: dict, options: BuildOptions, precision: str, requested: str, ve
     """The artifact's key; an INT8 one also holds the weight bits per placement, so that INT8 artifacts
     quantized before ONNX Runtime's weights became 7-bit (:mod:`..quantize.qdq`) are rebuilt, not kept."""
     recipe = {"weight_bits": qdq.WEIGHT_BITS} if precision == "int8" else {}
-    return artifact.build_key(inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions, **recipe})
+    return artifact.build_key(
+        inputs, {**options.recorded(), "precision": precision, "requested": requested, "versions": versions, **recipe}
+    )
 
 
 def _check_room(tmp: Path, model: Path) -> None:

@@ -133,7 +133,9 @@ def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[Mak
     if checkpoint.is_dir():
         raise FcnEdgeError(f"checkpoint {checkpoint} is a folder: pass the .pt file inside it (--checkpoint)")
     if not checkpoint.is_file():
-        raise FcnEdgeError(f"checkpoint {checkpoint} does not exist: train one with fcn-edge train, or pass --checkpoint or --onnx")
+        raise FcnEdgeError(
+            f"checkpoint {checkpoint} does not exist: train one with fcn-edge train, or pass --checkpoint or --onnx"
+        )
     name = name or artifact_name(checkpoint)
     check_name(name)  # it also names a file in the build's temporary folder
 
@@ -230,7 +232,9 @@ def from_onnx(
     meta = read_metadata(model) if any(k.startswith("fcn_edge.") for k in props) else None
     inputs = [v for v in model.graph.input if v.name not in {t.name for t in model.graph.initializer}]
     if len(inputs) != 1:
-        raise FcnEdgeError(f"{path} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}): a segmentation model needs one image input")
+        raise FcnEdgeError(
+            f"{path} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}): a segmentation model needs one image input"
+        )
     if meta is None and (input_format is None or classes is None):
         raise FcnEdgeError(
             f"{path} has no fcn_edge metadata: pass --input-format {'|'.join(foreign.FORMATS)} and --num-classes N "
@@ -286,7 +290,11 @@ def _wrapped(source: SourceModel, model: onnx.ModelProto, binary, tmp: Path | No
         "input_format": source.input_format,
         "input": _describe(next(v for v in model.graph.input if v.name == source.input_name)),
         "output": _describe(scores),
-        "labels": {"threshold": binary.describe()} if binary else "argmax" if len(scores.type.tensor_type.shape.dim) != 3 else "as given",
+        "labels": {"threshold": binary.describe()}
+        if binary
+        else "argmax"
+        if len(scores.type.tensor_type.shape.dim) != 3
+        else "as given",
     }
     if source.input_format != "frame":
         described["preprocess"] = source.preprocess.to_dict()
@@ -317,7 +325,9 @@ def _check_input(path: Path, value: onnx.ValueInfoProto, input_format: str) -> t
             "height and width fixed, or both dynamic"
         )
     if batch not in (None, 1):
-        raise FcnEdgeError(f"{path} input {_describe(value)} has a fixed batch of {batch}: export it with batch 1 or a dynamic batch")
+        raise FcnEdgeError(
+            f"{path} input {_describe(value)} has a fixed batch of {batch}: export it with batch 1 or a dynamic batch"
+        )
     return (height, width) if height else None
 
 
@@ -343,7 +353,8 @@ def _check_outputs(path: Path, model: onnx.ModelProto, classes: int, axis: int =
             raise FcnEdgeError(
                 f"{path} output {_describe(output)} scores {found} classes, but {classes} were given "
                 f"(--num-classes, --classes or its metadata): give {found}"
-                if found > 1 else f"{path} output {_describe(output)} gives one channel (a binary model), but {classes} "
+                if found > 1
+                else f"{path} output {_describe(output)} gives one channel (a binary model), but {classes} "
                 "classes were given (--num-classes, --classes): pass --num-classes 1 (background, foreground)"
             )
     if classes == 1:
@@ -356,7 +367,9 @@ def _check_outputs(path: Path, model: onnx.ModelProto, classes: int, axis: int =
         except Exception:  # noqa: BLE001 - an op onnx cannot infer: the verification checks the real outputs
             found = None
         if found and found != classes and not (found == 1 and classes == 2):
-            raise FcnEdgeError(f"{path} scores {found} classes, but {classes} were given (--num-classes, --classes): give {found}")
+            raise FcnEdgeError(
+                f"{path} scores {found} classes, but {classes} were given (--num-classes, --classes): give {found}"
+            )
     return found
 
 

@@ -86,8 +86,10 @@ class Work:
         self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size, holdout)
         self.reference = verify.reference(source, self.samples, options.progress)
         if self.reference.miou is None and any(s.mask is not None for s in self.samples):
-            log(f"note: cannot measure mIoU on {self.plan.data or 'the verification images'}: every mask pixel is ignore "
-                f"(255), so --max-miou-drop {options.budget.max_miou_drop:g} is not checked, only label agreement")
+            log(
+                f"note: cannot measure mIoU on {self.plan.data or 'the verification images'}: every mask pixel is ignore "
+                f"(255), so --max-miou-drop {options.budget.max_miou_drop:g} is not checked, only label agreement"
+            )
         self.fp32_latency: float | None = None
         self.profile = engine_profile(source, options, self.samples) if target == "tensorrt" else None
 
@@ -115,9 +117,15 @@ class Work:
                 self._model_on(backend, precision, outcome.model), cpu.label(precision, backend), cpu.opener(backend, precision))
             for backend in backends
         }  # fmt: skip
-        candidates = {f"{precision} {b}": timing.Candidate(self._model_on(b, precision, outcome.model), b, precision) for b in backends}
-        candidates |= {f"fp32 {b}": timing.Candidate(self._model_on(b, "fp32", self.prepared), b, "fp32") for b in self.cpu_backends}
-        rounds, through = timing.measure(candidates, self.source, self.options.latency_size, self.threads, self.tmp / "openvino-cache")
+        candidates = {
+            f"{precision} {b}": timing.Candidate(self._model_on(b, precision, outcome.model), b, precision) for b in backends
+        }
+        candidates |= {
+            f"fp32 {b}": timing.Candidate(self._model_on(b, "fp32", self.prepared), b, "fp32") for b in self.cpu_backends
+        }
+        rounds, through = timing.measure(
+            candidates, self.source, self.options.latency_size, self.threads, self.tmp / "openvino-cache"
+        )
         outcome.runs_on = timing.first_faster({b: rounds[f"{precision} {b}"] for b in backends})
         fp32_on = timing.first_faster({b: rounds[f"fp32 {b}"] for b in self.cpu_backends})
         outcome.model = self._model_on(outcome.runs_on, precision, outcome.model)
@@ -125,7 +133,10 @@ class Work:
         self.fp32_latency = timing.Spread.of(reference).median
         timed = {}
         for backend in backends:
-            ms, ratio = timing.Spread.of(rounds[f"{precision} {backend}"]), timing.ratio(rounds[f"{precision} {backend}"], reference)
+            ms, ratio = (
+                timing.Spread.of(rounds[f"{precision} {backend}"]),
+                timing.ratio(rounds[f"{precision} {backend}"], reference),
+            )
             outcome.measured[backend] = ms.median
             timed[backend] = dataclasses.replace(rows[backend], latency_ms=ms.median, latency_iqr_ms=(ms.low, ms.high),
                                                  latency_ratio=ratio.median, ratio_iqr=(ratio.low, ratio.high))  # fmt: skip
@@ -290,8 +301,9 @@ class Work:
         return self._compare(model, "INT8 (ONNX Runtime)" if placement == "onnxruntime" else "INT8 TensorRT Q/DQ on CPU")
 
     def table(self, outcome: Outcome, precision: str) -> str:
-        fp32 = verify.Figures("FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0,
-                              self.reference.boundary_f)
+        fp32 = verify.Figures(
+            "FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0, self.reference.boundary_f
+        )
         if self.target == "tensorrt":
             timed = "TensorRT engine on the GPU"
         else:
@@ -307,7 +319,9 @@ class Work:
         )
         return verify.table([fp32, *outcome.figures], header)
 
-    def write(self, outcome: Outcome, paths: artifact.ArtifactPaths, backend, key: str, inputs, versions, table: str, passed: bool) -> dict:
+    def write(
+        self, outcome: Outcome, paths: artifact.ArtifactPaths, backend, key: str, inputs, versions, table: str, passed: bool
+    ) -> dict:
         """Write the files (TensorRT: build the engine) and the sidecar under temporary names, then rename them all."""
         started = time.perf_counter()
         model = onnx.load(str(outcome.model))
@@ -327,9 +341,16 @@ class Work:
                 "key": key,
                 "artifact": paths.artifact.name,
                 "precision": outcome.precision,
-                "backend": {**backend.facts, "why": backend.why} if backend.name == "tensorrt" else cpu.facts(
-                    outcome.runs_on, outcome.precision, outcome.measured, backend.why, backend.facts.get("openvino", backend.facts.get("version")),
-                    self.threads),
+                "backend": {**backend.facts, "why": backend.why}
+                if backend.name == "tensorrt"
+                else cpu.facts(
+                    outcome.runs_on,
+                    outcome.precision,
+                    outcome.measured,
+                    backend.why,
+                    backend.facts.get("openvino", backend.facts.get("version")),
+                    self.threads,
+                ),
                 "model": self.source.describe(),
                 "io": artifact.io_description(model),
                 "profiles": None if self.profile is None else dict(zip(("min", "opt", "max"), self.profile)),
@@ -349,7 +370,9 @@ class Work:
                     "latency": outcome.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
                     "passed": passed,
                     "table": table,
-                    "instruction_set": None if backend.name == "tensorrt" else cpu_features.instruction_set(),  # the stream checks it
+                    "instruction_set": None
+                    if backend.name == "tensorrt"
+                    else cpu_features.instruction_set(),  # the stream checks it
                 },
                 "write_seconds": round(time.perf_counter() - started, 3),
             }

@@ -79,7 +79,9 @@ def stream_runs(model: Path) -> bool:
     graph = onnx.load(str(model), load_external_data=False).graph
     inputs = [v for v in graph.input if v.name not in {t.name for t in graph.initializer}]
     frames = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    labels = any(o.type.tensor_type.elem_type == onnx.TensorProto.UINT8 and len(o.type.tensor_type.shape.dim) == 3 for o in graph.output)
+    labels = any(
+        o.type.tensor_type.elem_type == onnx.TensorProto.UINT8 and len(o.type.tensor_type.shape.dim) == 3 for o in graph.output
+    )
     return frames and labels
 
 

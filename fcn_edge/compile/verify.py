@@ -65,7 +65,9 @@ def verification_samples(scenes: int, size: tuple[int, int], holdout_frames: Seq
 def logits_twin(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with the scores its labels come from also a graph output: the input of its final ArgMax, or of the
     threshold a foreign binary model ends in (:mod:`.foreign`); unchanged if it has float outputs."""
-    float_outputs = [o for o in model.graph.output if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    float_outputs = [
+        o for o in model.graph.output if o.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    ]
     scoring = [n for n in model.graph.node if n.op_type == "ArgMax" or n.name == foreign.PREFIX + "threshold"]
     if float_outputs or not scoring:
         return model
@@ -165,7 +167,12 @@ def _check_class_count(source: SourceModel, labels: list[np.ndarray], logits: li
 
 
 def compare(
-    model: onnx.ModelProto | Path, label: str, source: SourceModel, samples: list[Sample], ref: Reference, progress: bool = True,
+    model: onnx.ModelProto | Path,
+    label: str,
+    source: SourceModel,
+    samples: list[Sample],
+    ref: Reference,
+    progress: bool = True,
     open_session: Callable = session,
 ) -> Figures:
     """Accuracy figures of one artifact against the FP32 reference (latency is measured separately).

@@ -25,7 +25,6 @@ DATASETS = ("synthetic", "voc", "cityscapes", "folder")
 SYNTHETIC_SPLITS = {"train": (TRAIN_SEED, 2000), "val": (HELDOUT_SEED, 200), "heldout": (HELDOUT_SEED, 200)}
 
 
-
 class SegmentationDataset(Protocol):
     classes: list[str]
     palette: list[tuple[int, int, int]]
@@ -55,9 +54,7 @@ def build_dataset(name: str, root: str | None, split: str, transform: Callable |
         seed, default_length = SYNTHETIC_SPLITS[split]
         length = int(kw.get("length", default_length))
         if seed == TRAIN_SEED and length > HELDOUT_SEED - TRAIN_SEED:
-            raise FcnEdgeError(
-                f"synthetic train length {length} would reach the held-out seeds: use at most {HELDOUT_SEED}"
-            )
+            raise FcnEdgeError(f"synthetic train length {length} would reach the held-out seeds: use at most {HELDOUT_SEED}")
         return SyntheticScenes(length, seed=seed, size=tuple(kw.get("size", (128, 128))), transform=transform)
     if name not in DATASETS:
         raise FcnEdgeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")

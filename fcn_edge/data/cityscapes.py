@@ -40,10 +40,7 @@ def _label_to_train_lut() -> np.ndarray:
 
 LABEL_TO_TRAIN = _label_to_train_lut()
 
-LAYOUT = (
-    "a Cityscapes tree with leftImg8bit/<split>/<city>/*_leftImg8bit.png "
-    "and gtFine/<split>/<city>/*_gtFine_labelIds.png"
-)
+LAYOUT = "a Cityscapes tree with leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_labelIds.png"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 MASK_SUFFIX = "_gtFine_labelIds.png"
 

@@ -53,7 +53,9 @@ def open_folder(root: str | Path, split: str, transform: Callable | None = None,
     root = Path(root)
     if layout(root) == SPLIT_LAYOUT:
         if val_fraction is not None:
-            raise FcnEdgeError(f"--val-fraction {val_fraction:g}: {root} is already split into train/ and val/; leave the flag out")
+            raise FcnEdgeError(
+                f"--val-fraction {val_fraction:g}: {root} is already split into train/ and val/; leave the flag out"
+            )
         folder = root / split
         if not (folder / "images").is_dir():
             raise FcnEdgeError(f"{root} has train/ but no {split}/images/: add {split}/images and {split}/masks "

@@ -38,9 +38,7 @@ HUE_CENTRES = [round(k * 180 / NUM_OBJECT_CLASSES) for k in range(NUM_OBJECT_CLA
 HUE_SPREAD = 7
 BG_MAX_SATURATION = 70
 
-PALETTE = [(0, 0, 0)] + [
-    tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h / 180.0, 0.85, 1.0)) for h in HUE_CENTRES
-]
+PALETTE = [(0, 0, 0)] + [tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h / 180.0, 0.85, 1.0)) for h in HUE_CENTRES]
 
 MIN_OBJECTS, MAX_OBJECTS = 2, 6
 MIN_OBJECT_SIZE = 16  # px, bounding diameter of the unrotated shape
@@ -276,9 +274,7 @@ class SyntheticScenes:
             raise FcnEdgeError(f"synthetic dataset length {length} must be >= 0")
         h, w = (int(v) for v in size)
         if min(h, w) < 2 * MIN_OBJECT_SIZE:
-            raise FcnEdgeError(
-                f"synthetic image size {h}x{w} is too small: use at least {2 * MIN_OBJECT_SIZE} px per side"
-            )
+            raise FcnEdgeError(f"synthetic image size {h}x{w} is too small: use at least {2 * MIN_OBJECT_SIZE} px per side")
         self.length, self.seed, self.size, self.transform = int(length), int(seed), (h, w), transform
 
     def __len__(self) -> int:

@@ -6,6 +6,12 @@ from .report import ExportReport
 from .verify import DEFAULT_VERIFY_SIZES, Tolerance
 
 __all__ = [
-    "DEFAULT_OPSET", "DEFAULT_VERIFY_SIZES", "ExportReport", "PassReport", "Tolerance",
-    "export_checkpoint", "export_model", "replace_bilinear_deconvs",
+    "DEFAULT_OPSET",
+    "DEFAULT_VERIFY_SIZES",
+    "ExportReport",
+    "PassReport",
+    "Tolerance",
+    "export_checkpoint",
+    "export_model",
+    "replace_bilinear_deconvs",
 ]

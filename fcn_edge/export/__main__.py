@@ -18,17 +18,35 @@ OUTPUT_KINDS = {"labels": ("labels",), "logits": ("logits",), "both": ("logits",
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fcn-edge export", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", type=nonempty_path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--output", type=nonempty_path, help="default: engines/<checkpoint stem>.onnx, with .refine, .scales and .flip "
-                                               "before .onnx for those options (never replacing the plain export)")
-    p.add_argument("--input", default="frame", choices=["frame", "tensor"],
-                   help="frame: uint8 NHWC BGR as OpenCV gives it, preprocessed in the graph; tensor: float32 NCHW normalised")
-    p.add_argument("--output-kind", default="labels", choices=list(OUTPUT_KINDS),
-                   help="labels: uint8 N x H x W class ids; logits: float32 N x K x H x W")
+    p.add_argument(
+        "--output",
+        type=nonempty_path,
+        help="default: engines/<checkpoint stem>.onnx, with .refine, .scales and .flip "
+        "before .onnx for those options (never replacing the plain export)",
+    )
+    p.add_argument(
+        "--input",
+        default="frame",
+        choices=["frame", "tensor"],
+        help="frame: uint8 NHWC BGR as OpenCV gives it, preprocessed in the graph; tensor: float32 NCHW normalised",
+    )
+    p.add_argument(
+        "--output-kind",
+        default="labels",
+        choices=list(OUTPUT_KINDS),
+        help="labels: uint8 N x H x W class ids; logits: float32 N x K x H x W",
+    )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--no-graph-passes", action="store_true", help="keep fixed bilinear ConvTranspose nodes as they are")
-    p.add_argument("--refine", nargs="?", const=GuidedParams(), type=guided_arg, metavar="RADIUS,EPS[,SUBSAMPLE]",
-                   help="guided-filter edge refinement in the graph; bare --refine takes the parameters chosen on the "
-                        "synthetic validation split (fcn-edge evaluate --refine search chooses them for other data)")
+    p.add_argument(
+        "--refine",
+        nargs="?",
+        const=GuidedParams(),
+        type=guided_arg,
+        metavar="RADIUS,EPS[,SUBSAMPLE]",
+        help="guided-filter edge refinement in the graph; bare --refine takes the parameters chosen on the "
+        "synthetic validation split (fcn-edge evaluate --refine search chooses them for other data)",
+    )
     p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference in the graph, e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
     return p.parse_args(argv)
@@ -45,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     check_distinct({"--checkpoint": args.checkpoint}, {"--output": output})
     check_output(output, "--output")  # before the export, which takes seconds
     report = export_checkpoint(
-        args.checkpoint, output, input_format=args.input, outputs=OUTPUT_KINDS[args.output_kind],
-        opset=args.opset, graph_passes=not args.no_graph_passes,
+        args.checkpoint,
+        output,
+        input_format=args.input,
+        outputs=OUTPUT_KINDS[args.output_kind],
+        opset=args.opset,
+        graph_passes=not args.no_graph_passes,
         edges=EdgeOptions(tuple(args.scales), args.flip, args.refine),
     )
     print(report.table())

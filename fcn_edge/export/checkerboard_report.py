@@ -40,10 +40,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-size", type=size_hw, default=(64, 64), metavar="HxW", help="size of the synthetic training scenes")
     p.add_argument("--checkpoint", type=nonempty_path, action="append", default=[], help="also score this FCN (repeatable)")
-    p.add_argument("--fcn-size", type=size_hw, default=(512, 512), metavar="HxW",
-                   help="scene size for --checkpoint (the 1/8 decoder map needs room)")
-    p.add_argument("--output", type=nonempty_path, default=Path("runs/checkerboard.png"),
-                   help="the chart (docs/img/checkerboard.png is the committed one docs/checkerboard.md shows)")
+    p.add_argument(
+        "--fcn-size",
+        type=size_hw,
+        default=(512, 512),
+        metavar="HxW",
+        help="scene size for --checkpoint (the 1/8 decoder map needs room)",
+    )
+    p.add_argument(
+        "--output",
+        type=nonempty_path,
+        default=Path("runs/checkerboard.png"),
+        help="the chart (docs/img/checkerboard.png is the committed one docs/checkerboard.md shows)",
+    )
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     for flag in ("scenes", "seeds", "batch_size"):
@@ -171,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             trained[kind] = checkerboard_score(trained_out[kind], REFERENCE_STRIDE)
             print(f"trained {LABELS[kind]}: final loss {loss:.3f}")
 
-    print(f"\ncheckerboard score (stride {REFERENCE_STRIDE}, {TILES}-stride tiles; "
-          f"{args.scenes} held-out synthetic {args.size[0]}x{args.size[1]} scenes; chance ~{1 / TILES**2:.3f})")
+    print(
+        f"\ncheckerboard score (stride {REFERENCE_STRIDE}, {TILES}-stride tiles; "
+        f"{args.scenes} held-out synthetic {args.size[0]}x{args.size[1]} scenes; chance ~{1 / TILES**2:.3f})"
+    )
     trained_head = f"  trained ({args.steps} steps)" if args.steps else ""
     print(f"{'decoder':<26}{'init mean [min, max] over ' + str(args.seeds) + ' seeds':>36}{trained_head}")
     for kind in REFERENCE_KINDS:

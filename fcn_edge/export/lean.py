@@ -84,13 +84,20 @@ def fold_preprocessing(graph: ir.Graph, report: LeanReport) -> None:
         folded = np.einsum("ojhw,jc->ochw", _constant(target.inputs[1]).numpy().astype(np.float64), a)
         tape = ir.tape.Tape()
         c = {"mean": mean, "ones": np.ones_like(mean), "zeros": np.zeros_like(mean)}
-        c = {key: tape.initializer(ir.tensor(value.astype(np.float32), name=f"{affine.name}_centre_{key}")) for key, value in c.items()}
+        c = {
+            key: tape.initializer(ir.tensor(value.astype(np.float32), name=f"{affine.name}_centre_{key}"))
+            for key, value in c.items()
+        }
         weight = tape.initializer(ir.tensor(folded.astype(np.float32), name=f"{target.name}_folded_weight"))
         # x - mean as BatchNormalization (scale 1, bias 0, variance 1, epsilon 0): ONNX Runtime's layout
         # optimizer moves a Sub onto the NHWC frame, where broadcasting over 3 channels made the whole
         # INT8 model 13% slower (47 against 42 ms at 1024x512, one thread)
-        centred = tape.op("BatchNormalization", [affine.inputs[0], c["ones"], c["zeros"], c["mean"], c["ones"]],
-                          {"epsilon": 0.0}, name=f"{affine.name}_centre")
+        centred = tape.op(
+            "BatchNormalization",
+            [affine.inputs[0], c["ones"], c["zeros"], c["mean"], c["ones"]],
+            {"epsilon": 0.0},
+            name=f"{affine.name}_centre",
+        )
         for value in tape.initializers:
             graph.register_initializer(value)
         graph.insert_before(affine, tape.nodes)
@@ -144,7 +151,9 @@ def _is_zero_pad(pad: ir.Node) -> bool:
     mode = pad.attributes.get("mode")
     value = pad.inputs[2] if len(pad.inputs) > 2 else None
     constant = _constant(value) if value is not None else None
-    return (mode is None or mode.value == "constant") and (value is None or (constant is not None and not np.any(constant.numpy())))
+    return (mode is None or mode.value == "constant") and (
+        value is None or (constant is not None and not np.any(constant.numpy()))
+    )
 
 
 def labels_by_phase(graph: ir.Graph, report: LeanReport) -> None:
@@ -205,8 +214,12 @@ def _replace_by_phase(graph: ir.Graph, resize: ir.Node, argmax: ir.Node, factor:
         "channel": np.array([1], np.int64),
     }
     c = {key: tape.initializer(ir.tensor(value, name=f"{name}_phase_{key}")) for key, value in c.items()}
-    scores = tape.op("Conv", [resize.inputs[0], c["weight"]], {"group": classes, "kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
-                     name=f"{name}_phase_conv")
+    scores = tape.op(
+        "Conv",
+        [resize.inputs[0], c["weight"]],
+        {"group": classes, "kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+        name=f"{name}_phase_conv",
+    )
     grouped = tape.op("Reshape", [scores, c["by_class"]], name=f"{name}_phase_by_class")  # N, K, S*S*h, w
     index = tape.op("ArgMax", [grouped], {"axis": 1, "keepdims": 1}, name=f"{name}_phase_argmax")
     by_phase = tape.op("Reshape", [index, c["by_phase"]], name=f"{name}_phase_by_phase")  # N, S*S, h, w

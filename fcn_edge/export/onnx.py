@@ -216,10 +216,18 @@ def _trace(deployed: DeployedModel, input_format: str, opset: int) -> onnx.Model
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the exporter's own notice; see the module docstring
         torch.onnx.export(
-            deployed, (example,), buffer, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAMES[input_format]], output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAMES[input_format]: input_axes, "logits": {0: "N", 2: "H", 3: "W"},
-                          "labels": {0: "N", 1: "H", 2: "W"}},
+            deployed,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAMES[input_format]],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                INPUT_NAMES[input_format]: input_axes,
+                "logits": {0: "N", 2: "H", 3: "W"},
+                "labels": {0: "N", 1: "H", 2: "W"},
+            },
         )
     return onnx.load_from_string(buffer.getvalue())
 

@@ -74,8 +74,14 @@ def bilinear_factor(node: ir.Node) -> tuple[int, str]:
         return 0, f"weight shape {w.shape} is not square C x C x 2f x 2f with even f"
     factor = w.shape[2] // 2
     attrs = {k: a.value for k, a in node.attributes.items()}
-    expected = {"strides": [factor] * 2, "pads": [factor // 2] * 4, "group": 1, "dilations": [1, 1],
-                "output_padding": [0, 0], "auto_pad": "NOTSET"}
+    expected = {
+        "strides": [factor] * 2,
+        "pads": [factor // 2] * 4,
+        "group": 1,
+        "dilations": [1, 1],
+        "output_padding": [0, 0],
+        "auto_pad": "NOTSET",
+    }
     for key, want in expected.items():
         got = attrs.get(key, want)
         if (list(got) if isinstance(got, (list, tuple)) else got) != want:
@@ -119,8 +125,10 @@ def _replace(graph: ir.Graph, node: ir.Node, factor: int, name: str) -> None:
     c = {key: tape.initializer(ir.tensor(value, name=f"{name}_bilinear_{key}")) for key, value in constants.items()}
     padded = tape.op("Pad", [node.inputs[0], c["pads"]], {"mode": "constant"}, name=f"{name}_bilinear_pad")
     resized = tape.op(
-        "Resize", [padded, None, c["scales"]],
-        {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}, name=f"{name}_bilinear_resize",
+        "Resize",
+        [padded, None, c["scales"]],
+        {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+        name=f"{name}_bilinear_resize",
     )
     cropped = tape.op("Slice", [resized, c["starts"], c["ends"], c["axes"]], name=f"{name}_bilinear_slice")
     for value in tape.initializers:

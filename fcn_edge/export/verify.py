@@ -52,12 +52,16 @@ class SizeCheck:
 
     def worst(self, other: "SizeCheck") -> "SizeCheck":
         """Combine the checks of two graphs of one export (with and without the logits output)."""
+
         def pick(a, b, choose):
             return b if a is None else a if b is None else choose(a, b)
 
         return SizeCheck(
-            self.batch, self.height, self.width,
-            pick(self.max_abs_diff, other.max_abs_diff, max), pick(self.agreement, other.agreement, min),
+            self.batch,
+            self.height,
+            self.width,
+            pick(self.max_abs_diff, other.max_abs_diff, max),
+            pick(self.agreement, other.agreement, min),
             "; ".join(dict.fromkeys(p for p in (*self.problem.split("; "), *other.problem.split("; ")) if p)),
             max(self.logit_scale, other.logit_scale),
         )
@@ -67,7 +71,10 @@ class SizeCheck:
         if self.problem:
             parts.append(self.problem)
         if self.max_abs_diff is not None:
-            parts.append(f"max |logit diff| {self.max_abs_diff:.2e}" + (f" (logits up to {self.logit_scale:.3g})" if self.logit_scale > 1 else ""))
+            parts.append(
+                f"max |logit diff| {self.max_abs_diff:.2e}"
+                + (f" (logits up to {self.logit_scale:.3g})" if self.logit_scale > 1 else "")
+            )
         if self.agreement is not None:
             parts.append(f"label agreement {100 * self.agreement:.4f}%")
         return " ".join(parts)
@@ -80,10 +87,9 @@ def verification_inputs(sizes, preprocess: Preprocess, input_format: str) -> lis
     """One batch per (batch, height, width): uint8 NHWC BGR frames, or them preprocessed for "tensor"."""
     batches = []
     for index, (batch, height, width) in enumerate(sizes):
-        frames = np.stack([
-            render_scene(np.random.default_rng(HELDOUT_SEED + 100 * index + item), (height, width))[0]
-            for item in range(batch)
-        ])
+        frames = np.stack(
+            [render_scene(np.random.default_rng(HELDOUT_SEED + 100 * index + item), (height, width))[0] for item in range(batch)]
+        )
         x = frames if input_format == "frame" else images_to_tensor(preprocess, frames).numpy()
         batches.append(((batch, height, width), x))
     return batches

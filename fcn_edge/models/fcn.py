@@ -79,9 +79,7 @@ class FCN(nn.Module):
         for score in self.skip_scores.values():  # FCN zero-initialises skip scores
             nn.init.zeros_(score.weight)
             nn.init.zeros_(score.bias)
-        self.skip_upsamplers = nn.ModuleList(
-            make_upsampler(config.upsample, k, 2, config.resize_mode) for _ in skips
-        )
+        self.skip_upsamplers = nn.ModuleList(make_upsampler(config.upsample, k, 2, config.resize_mode) for _ in skips)
         final_factor = OUTPUT_STRIDE // 2 ** len(skips)
         self.final_upsampler = make_final_upsampler(config.upsample, k, final_factor)
 

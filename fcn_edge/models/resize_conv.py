@@ -97,8 +97,9 @@ def capture_upsampler_inputs(teacher: FCN, images: Iterable[torch.Tensor]) -> di
     return captured
 
 
-def _sample_pixels(deconv: DeconvUpsample, target: ResizeConvUpsample, x: torch.Tensor, rows: int,
-                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample_pixels(
+    deconv: DeconvUpsample, target: ResizeConvUpsample, x: torch.Tensor, rows: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``rows`` random output pixels of ``x``: their 3x3 x C patches of resize(x) and deconv(x) values.
 
     Gathering the sampled patches, rather than unfolding the whole map, keeps memory at
@@ -115,9 +116,7 @@ def _sample_pixels(deconv: DeconvUpsample, target: ResizeConvUpsample, x: torch.
 
 
 @torch.no_grad()
-def fit_resize_conv(
-    deconv: DeconvUpsample, target: ResizeConvUpsample, inputs: list[torch.Tensor], seed: int = 0
-) -> float:
+def fit_resize_conv(deconv: DeconvUpsample, target: ResizeConvUpsample, inputs: list[torch.Tensor], seed: int = 0) -> float:
     """Least-squares fit of ``target.conv`` to ``deconv`` on ``inputs``; returns the relative residual.
 
     Each output pixel is one equation: its 3x3 x C patch of ``resize(x)`` (plus 1 for the

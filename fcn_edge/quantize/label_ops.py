@@ -22,8 +22,6 @@ def label_convs(model: onnx.ModelProto) -> list[str]:
 
     def only_argmax(tensor: str) -> bool:
         nodes = readers.get(tensor, [])
-        return bool(nodes) and all(
-            n.op_type == "ArgMax" or (n.op_type in SHAPE_OPS and only_argmax(n.output[0])) for n in nodes
-        )
+        return bool(nodes) and all(n.op_type == "ArgMax" or (n.op_type in SHAPE_OPS and only_argmax(n.output[0])) for n in nodes)
 
     return [n.name for n in model.graph.node if n.op_type == "Conv" and only_argmax(n.output[0])]

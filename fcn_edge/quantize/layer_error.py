@@ -144,7 +144,9 @@ def layer_errors(
         probe.add(name, index)
     names = probe.outputs()
     existing = {o.name for o in probe.model.graph.output}
-    probe.model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in existing)
+    probe.model.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in existing
+    )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # folds the weight DQs; keeps every output
     options.intra_op_num_threads = threads

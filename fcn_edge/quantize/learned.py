@@ -51,7 +51,9 @@ def tensor_values(prepared: Path, names: list[str], feed: dict[str, np.ndarray])
     """``names`` of the float graph ``prepared`` computed on ``feed``, no optimisation to fuse them away."""
     model = onnx.load(str(prepared))
     existing = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in existing)
+    model.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in existing
+    )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with tempfile.TemporaryDirectory(prefix="fcn_edge_match_") as tmp:
@@ -69,6 +71,7 @@ def torch_points(model: "nn.Module", inputs: "torch.Tensor") -> dict[str, np.nda
     firsts: dict[str, np.ndarray] = {}
     handles = []
     for name, module in model.named_modules():
+
         def record_out(_module, _args, result, name=name):
             if isinstance(result, torch.Tensor):
                 outputs.setdefault(f"{name}:out", result.detach().numpy().copy())
@@ -124,7 +127,9 @@ def placement_points(model: "nn.Module", preprocess: "Preprocess", placement: st
         return points_in(folder / "prepared.onnx", model, preprocess, placement, folder)
 
 
-def points_in(prepared: Path, model: "nn.Module", preprocess: "Preprocess", placement: str, folder: Path) -> tuple[dict[str, str], list[str]]:
+def points_in(
+    prepared: Path, model: "nn.Module", preprocess: "Preprocess", placement: str, folder: Path
+) -> tuple[dict[str, str], list[str]]:
     """Like :func:`placement_points` for a prepared frame-input graph (the build's own)."""
     from ..models.preprocess import images_to_tensor
 
@@ -136,7 +141,9 @@ def points_in(prepared: Path, model: "nn.Module", preprocess: "Preprocess", plac
     return found, [t for t in tensors if t not in found]
 
 
-def learned_ranges(prepared: Path, checkpoint_path: Path, calibrated: TensorRanges, folder: Path) -> tuple[TensorRanges, dict] | None:
+def learned_ranges(
+    prepared: Path, checkpoint_path: Path, calibrated: TensorRanges, folder: Path
+) -> tuple[TensorRanges, dict] | None:
     """``calibrated`` with the ranges a QAT checkpoint learned put on the tensors they belong to; None for other checkpoints.
 
     Both placements' tensors are matched (a build writes both Q/DQ models); a quantized tensor QAT did not learn

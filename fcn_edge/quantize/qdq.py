@@ -135,7 +135,12 @@ def _uint8_through_float(graph: onnx.GraphProto) -> int:
         source_type = types.get(node.input[0]) if node.input else None
         if to == onnx.TensorProto.UINT8 and source_type and source_type not in floats:
             via = f"{node.output[0]}_as_float"
-            graph.node.insert(index, onnx.helper.make_node("Cast", [node.input[0]], [via], name=f"{node.name or via}_float", to=onnx.TensorProto.FLOAT))
+            graph.node.insert(
+                index,
+                onnx.helper.make_node(
+                    "Cast", [node.input[0]], [via], name=f"{node.name or via}_float", to=onnx.TensorProto.FLOAT
+                ),
+            )
             node.input[0] = via
             split += 1
     return split
@@ -172,11 +177,19 @@ def quantize(
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(data, cache)
         quantize_static(
-            str(prepared), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(ops), per_channel=True,
+            str(prepared),
+            str(out),
+            calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(ops),
+            per_channel=True,
             activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
-            weight_type=QuantType.QInt8, reduce_range=WEIGHT_BITS[placement] == 7, nodes_to_exclude=list(exclude_nodes),
-            calibrate_method=CalibrationMethod.MinMax, extra_options=options, calibration_cache_path=cache,
+            weight_type=QuantType.QInt8,
+            reduce_range=WEIGHT_BITS[placement] == 7,
+            nodes_to_exclude=list(exclude_nodes),
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options=options,
+            calibration_cache_path=cache,
         )
         model = onnx.load(str(out))
         freed = qdq_placement.apply(model, PLACEMENT_RULES[placement])

@@ -68,7 +68,9 @@ def _observing_session(model: onnx.ModelProto, names: Sequence[str], threads: in
     observed = onnx.ModelProto()
     observed.CopyFrom(model)
     existing = {o.name for o in observed.graph.output}
-    observed.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in existing)
+    observed.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in existing
+    )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every observed tensor
     options.intra_op_num_threads = threads

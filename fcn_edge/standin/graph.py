@@ -54,7 +54,9 @@ def parse(model: onnx.ModelProto, line: str, explicit_batch: bool, warn) -> onnx
             raise ParseError(f"{where}: No importer registered for op: {node.op_type}")
         for name in node.input:
             if types.get(name) == TensorProto.UINT8 and (name not in inputs or not _cast_to_float(node)):
-                raise ParseError(f"{where}: UINT8 tensor {name} is read by a {node.op_type}; UINT8 only converts to FP32/FP16 at the network input")
+                raise ParseError(
+                    f"{where}: UINT8 tensor {name} is read by a {node.op_type}; UINT8 only converts to FP32/FP16 at the network input"
+                )
         for name in node.output:
             if types.get(name) == TensorProto.UINT8 and (name not in outputs or node.op_type != "Cast"):
                 raise ParseError(f"{where}: makes the UINT8 tensor {name}; UINT8 only as a network output made by a Cast")
@@ -65,7 +67,9 @@ def parse(model: onnx.ModelProto, line: str, explicit_batch: bool, warn) -> onnx
     version = opset(model)
     ceiling = OPSET_CEILING.get(line)
     if ceiling is not None and version > ceiling:
-        warn(f"Your ONNX model has been generated with opset {version}, but this version of the parser supports opsets up to {ceiling}")
+        warn(
+            f"Your ONNX model has been generated with opset {version}, but this version of the parser supports opsets up to {ceiling}"
+        )
         model = _drop_axes_inputs(model)
     return model
 

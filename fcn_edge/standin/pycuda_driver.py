@@ -215,12 +215,16 @@ def _address(ref: Any) -> int:
 
 def memcpy_htod_async(dest: Any, src: np.ndarray, stream: Stream) -> None:
     _current("cuMemcpyHtoDAsync")
-    _faults("cuMemcpyHtoDAsync", lambda: GPU.copy(_address(dest), DEVICE_SIDE, src.ctypes.data, HOST_SIDE, src.nbytes, stream.handle))
+    _faults(
+        "cuMemcpyHtoDAsync", lambda: GPU.copy(_address(dest), DEVICE_SIDE, src.ctypes.data, HOST_SIDE, src.nbytes, stream.handle)
+    )
 
 
 def memcpy_dtoh_async(dest: np.ndarray, src: Any, stream: Stream) -> None:
     _current("cuMemcpyDtoHAsync")
-    _faults("cuMemcpyDtoHAsync", lambda: GPU.copy(dest.ctypes.data, HOST_SIDE, _address(src), DEVICE_SIDE, dest.nbytes, stream.handle))
+    _faults(
+        "cuMemcpyDtoHAsync", lambda: GPU.copy(dest.ctypes.data, HOST_SIDE, _address(src), DEVICE_SIDE, dest.nbytes, stream.handle)
+    )
 
 
 def memcpy_dtod_async(dest: Any, src: Any, size: int, stream: Stream) -> None:

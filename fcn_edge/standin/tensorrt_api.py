@@ -58,7 +58,10 @@ class _Logger:
 
     def log(self, severity: int, message: str) -> None:
         if severity <= self.min_severity:
-            print(f"[TensorRT stand-in] {('INTERNAL_ERROR', 'ERROR', 'WARNING', 'INFO', 'VERBOSE')[severity]}: {message}", file=sys.stderr)
+            print(
+                f"[TensorRT stand-in] {('INTERNAL_ERROR', 'ERROR', 'WARNING', 'INFO', 'VERBOSE')[severity]}: {message}",
+                file=sys.stderr,
+            )
 
 
 def module(line: str) -> types.ModuleType:
@@ -395,7 +398,9 @@ def _engine_blob(api: _Api, builder: Any, network: _Network, config: _Config) ->
 def _check_profiles(inputs: list[_Tensor], config: _Config) -> dict[str, tuple[tuple[int, ...], ...]]:
     dynamic = [t for t in inputs if any(d < 0 for d in t.shape)]
     if dynamic and not config.profiles:
-        raise _BuildError(f"Network has dynamic or shape inputs ({dynamic[0].name}), but no optimization profile has been defined")
+        raise _BuildError(
+            f"Network has dynamic or shape inputs ({dynamic[0].name}), but no optimization profile has been defined"
+        )
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
     for tensor in inputs:
         found = config.profiles[0].shapes.get(tensor.name) if config.profiles else None
@@ -428,7 +433,9 @@ def _implicit_scales(api: _Api, inputs: list[_Tensor], config: _Config, profile:
         raise _BuildError("INT8 is set, the network has no Q/DQ and no calibrator was given: dynamic ranges are missing")
     dynamic = any(any(d < 0 for d in t.shape) for t in inputs)
     if dynamic and config.calibration_profile is None:
-        raise _BuildError("calibration with runtime dimensions needs a calibration profile (IBuilderConfig.set_calibration_profile)")
+        raise _BuildError(
+            "calibration with runtime dimensions needs a calibration profile (IBuilderConfig.set_calibration_profile)"
+        )
     if dynamic:
         for tensor in inputs:
             low, opt, high = config.calibration_profile.shapes.get(tensor.name, ((), (), ()))
@@ -443,7 +450,9 @@ def _implicit_scales(api: _Api, inputs: list[_Tensor], config: _Config, profile:
     if not text.startswith(wanted + "\n"):
         batch = calibrator.get_batch([t.name for t in inputs])  # the cache does not apply: TensorRT calibrates
         if batch is None:
-            raise _BuildError(f"the calibration cache does not start with {wanted!r} and the calibrator gave no batch: calibration failure")
+            raise _BuildError(
+                f"the calibration cache does not start with {wanted!r} and the calibrator gave no batch: calibration failure"
+            )
         raise _BuildError("the stand-in does not calibrate from batches: give a calibration cache for this TensorRT")
     return parse_cache(text)[1]
 

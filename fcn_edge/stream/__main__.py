@@ -45,43 +45,87 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src = p.add_argument_group("sources (repeatable: several sources run as one batched stream each)")
     src.add_argument("--camera", type=int, action=AddSource, metavar="N", help="V4L2 camera index (/dev/videoN)")
     src.add_argument("--device", type=nonempty, action=AddSource, metavar="PATH", help="camera device path, e.g. /dev/video2")
-    src.add_argument("--csi", type=int, action=AddSource, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)")
-    src.add_argument("--gst", type=nonempty, action=AddSource, metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)")
-    src.add_argument("--url", "--rtsp", type=nonempty, action=AddSource, metavar="URL", help="network stream, e.g. rtsp://host:8554/cam")
-    src.add_argument("--video", type=nonempty_path, action=AddSource, metavar="FILE", help="video file (every frame is processed)")
+    src.add_argument(
+        "--csi", type=int, action=AddSource, metavar="N", help="Jetson CSI camera sensor id (needs OpenCV with GStreamer)"
+    )
+    src.add_argument(
+        "--gst", type=nonempty, action=AddSource, metavar="PIPELINE", help="GStreamer pipeline ending in appsink (BGR)"
+    )
+    src.add_argument(
+        "--url", "--rtsp", type=nonempty, action=AddSource, metavar="URL", help="network stream, e.g. rtsp://host:8554/cam"
+    )
+    src.add_argument(
+        "--video", type=nonempty_path, action=AddSource, metavar="FILE", help="video file (every frame is processed)"
+    )
     src.add_argument("--images", type=nonempty_path, action=AddSource, metavar="DIR", help="folder of images, in name order")
-    src.add_argument("--synthetic", nargs=0, action=AddSource, help="moving synthetic scenes (no device needed; again: another scene)")
-    src.add_argument("--sources", type=nonempty_path, metavar="FILE",
-                     help="one source a line, [NAME] URI: rtsp://..., http://..., camera:N, /dev/videoN, video:PATH, images:DIR, synthetic")
+    src.add_argument(
+        "--synthetic", nargs=0, action=AddSource, help="moving synthetic scenes (no device needed; again: another scene)"
+    )
+    src.add_argument(
+        "--sources",
+        type=nonempty_path,
+        metavar="FILE",
+        help="one source a line, [NAME] URI: rtsp://..., http://..., camera:N, /dev/videoN, video:PATH, images:DIR, synthetic",
+    )
     p.add_argument("--size", type=size_hw, metavar="HxW", help="requested capture size, e.g. 720x1280 (cameras, CSI, synthetic)")
     p.add_argument("--fps", type=finite_float, help="requested capture rate (synthetic: 30, 0 = unpaced)")
-    p.add_argument("--model", type=nonempty_path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)")
+    p.add_argument(
+        "--model", type=nonempty_path, default=DEFAULT_MODEL, help="engine or .onnx (default: engines/default.int8.onnx)"
+    )
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="default: by file type (.engine/.plan: tensorrt; .onnx: the CPU runtime its build measured fastest, "
                         "onnxruntime without a sidecar)")  # fmt: skip
     p.add_argument("--threads", type=positive_int, help="CPU inference threads, ONNX Runtime or OpenVINO (default: usable cores)")
-    p.add_argument("--inflight", type=int, metavar="N",
-                   help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
-                        "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
-                        "1 for live sources (each frame on every thread: latency)")
+    p.add_argument(
+        "--inflight",
+        type=int,
+        metavar="N",
+        help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
+        "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
+        "1 for live sources (each frame on every thread: latency)",
+    )
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
     p.add_argument("--cuda-binding", choices=("auto", "cuda-python", "pycuda"), default="auto", help="TensorRT runner")
     p.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
     p.add_argument("--legend", action="store_true", help="draw class names and colours")
     p.add_argument("--display", action="store_true", help="show an OpenCV window (q or Esc quits)")
-    p.add_argument("--output", type=nonempty_path, metavar="FILE.mp4", help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi); "
-                   "several streams: a template such as runs/{name}.mp4 ({name}, {id}) or a folder (FOLDER/NAME.mp4)")
-    p.add_argument("--save-dir", type=nonempty_path, metavar="DIR", help="write one PNG per frame (several streams: DIR/NAME, or a {name} template)")
-    p.add_argument("--serve", type=serve.parse_address, metavar="[HOST:]PORT",
-                   help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)")
-    p.add_argument("--serve-host", action="append", default=[], metavar="NAME",
-                   help="a name the page may be reached by besides its IP address, localhost and this machine's name, "
-                        "e.g. jetson.local (repeatable; other Host headers get 403: DNS rebinding)")
-    p.add_argument("--serve-token", metavar="TOKEN",
-                   help=f"viewers must give TOKEN (?token=, a cookie or Authorization: Bearer): for networks not "
-                        f"trusted; ${serve.TOKEN_ENV} keeps it out of ps")
+    p.add_argument(
+        "--output",
+        type=nonempty_path,
+        metavar="FILE.mp4",
+        help="record the overlays (MPEG-4 video in .mp4, .mov, .mkv or .avi); "
+        "several streams: a template such as runs/{name}.mp4 ({name}, {id}) or a folder (FOLDER/NAME.mp4)",
+    )
+    p.add_argument(
+        "--save-dir",
+        type=nonempty_path,
+        metavar="DIR",
+        help="write one PNG per frame (several streams: DIR/NAME, or a {name} template)",
+    )
+    p.add_argument(
+        "--serve",
+        type=serve.parse_address,
+        metavar="[HOST:]PORT",
+        help="live page at http://HOST:PORT/ (HOST: 127.0.0.1 unless given; PORT 0: a free one)",
+    )
+    p.add_argument(
+        "--serve-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the page may be reached by besides its IP address, localhost and this machine's name, "
+        "e.g. jetson.local (repeatable; other Host headers get 403: DNS rebinding)",
+    )
+    p.add_argument(
+        "--serve-token",
+        metavar="TOKEN",
+        help=f"viewers must give TOKEN (?token=, a cookie or Authorization: Bearer): for networks not "
+        f"trusted; ${serve.TOKEN_ENV} keeps it out of ps",
+    )
     p.add_argument("--serve-quality", type=int, default=80, metavar="Q", help="JPEG quality served, 1..100 (80)")
-    p.add_argument("--serve-width", type=int, default=640, metavar="W", help="wider frames are served scaled to W (640; 0: as is)")
+    p.add_argument(
+        "--serve-width", type=int, default=640, metavar="W", help="wider frames are served scaled to W (640; 0: as is)"
+    )
     p.add_argument("--serve-clients", type=int, default=4, metavar="N", help="viewers at once; more get 503 (4)")
     p.add_argument("--headless", action="store_true", help="no window even if one is possible")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
@@ -119,7 +163,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif args.serve and serve.TOKEN_ENV in os.environ:  # the environment's token: not in ps
         args.serve_token = serve.check_token(os.environ[serve.TOKEN_ENV], f"${serve.TOKEN_ENV}")
     inputs = {"--model": args.model, "--sources": args.sources}
-    inputs.update({f"--{spec.kind} {spec.value}": spec.value for spec in args.streams if spec.kind in ("video", "images", "device")})
+    inputs.update(
+        {f"--{spec.kind} {spec.value}": spec.value for spec in args.streams if spec.kind in ("video", "images", "device")}
+    )
     outputs = {"--stats-json": args.stats_json}
     outputs.update({f"--output ({name})": path for name, path in zip(args.names, args.outputs)})
     outputs.update({f"--save-dir ({name})": path for name, path in zip(args.names, args.save_dirs)})
@@ -174,7 +220,9 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0, names: Sequ
     if len(args.streams) > 1:
         if output:
             ensure_folder(output.parent, "--output")  # a template's or folder's: made for the streams
-        return ([sinks.VideoFileSink(output, fps)] if output else []) + ([sinks.ImageFolderSink(save_dir, names)] if save_dir else [])
+        return ([sinks.VideoFileSink(output, fps)] if output else []) + (
+            [sinks.ImageFolderSink(save_dir, names)] if save_dir else []
+        )
     wants_window = args.display or not (args.headless or args.output or args.save_dir or args.serve)
     if wants_window:
         problem = sinks.display_problem()
@@ -187,8 +235,15 @@ def open_sinks(args: argparse.Namespace, fps: float, index: int = 0, names: Sequ
     if save_dir:
         chosen.append(sinks.ImageFolderSink(save_dir, names))
     if args.serve:
-        server = serve.ServeSink(args.serve, args.model, args.serve_quality, args.serve_width, args.serve_clients,
-                                 tuple(args.serve_host), args.serve_token)
+        server = serve.ServeSink(
+            args.serve,
+            args.model,
+            args.serve_quality,
+            args.serve_width,
+            args.serve_clients,
+            tuple(args.serve_host),
+            args.serve_token,
+        )
         print(server.banner, file=sys.stderr, flush=True)
         chosen.append(server)
     return chosen
@@ -242,8 +297,12 @@ def stream(args: argparse.Namespace, source: sources.Source, stop: threading.Eve
     try:
         # Input checks stay on: they cost microseconds, and a --gst pipeline may not deliver BGR frames.
         runner = open_runner(
-            args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
-            cuda_binding=args.cuda_binding, inflight=frames_in_flight(args, source),
+            args.model,
+            args.backend,
+            threads=args.threads,
+            providers=args.providers.split(","),
+            cuda_binding=args.cuda_binding,
+            inflight=frames_in_flight(args, source),
         )
         note_other_cpu(args.model)
         if runner.palette is None:

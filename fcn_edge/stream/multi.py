@@ -327,7 +327,11 @@ class MultiStream:
         seconds = (self.last_done - self.first_start) if self.first_start and self.last_done else 0.0
         mean_batch = self.batch_frames / self.batches if self.batches else 0.0
         labels = ("waited", "infer", "overlay", "write", "latency")  # waited: captured -> its batch started
-        header = f"{'stream':<16}{'frames':>7}{'fps':>7}{'drop':>6}{'recon':>6}" + "".join(f"{label:>14}" for label in labels) + "  ended"
+        header = (
+            f"{'stream':<16}{'frames':>7}{'fps':>7}{'drop':>6}{'recon':>6}"
+            + "".join(f"{label:>14}" for label in labels)
+            + "  ended"
+        )
         lines = [
             f"{len(stats)} streams, {frames} frames in {seconds:.1f} s ({frames / seconds if seconds else 0:.2f} fps "
             f"together); {self.batches} batches of {mean_batch:.2f} frames on average",

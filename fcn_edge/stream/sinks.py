@@ -136,7 +136,9 @@ class VideoFileSink(Sink):
         try:
             yield
         except (av.FFmpegError, OSError) as error:
-            raise FcnEdgeError(f"cannot record to {self.path} ({error}): check the disk and that the folder is writable") from None
+            raise FcnEdgeError(
+                f"cannot record to {self.path} ({error}): check the disk and that the folder is writable"
+            ) from None
 
     def _check_space(self) -> None:
         frame_bytes = 3 * self._size[0] * self._size[1]  # raw BGR: an encoded frame is smaller
@@ -224,9 +226,11 @@ def display_problem() -> str | None:
     """
     gui = [line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
     if gui and gui[0].upper() == "NONE":
-        return ("this OpenCV build has no GUI (opencv-python-headless): swap it for the windowed one with "
-                "pip uninstall -y opencv-python-headless && pip install --force-reinstall 'opencv-python>=4.8,<5' "
-                "(README, Desktop), or on a Jetson use the system OpenCV")
+        return (
+            "this OpenCV build has no GUI (opencv-python-headless): swap it for the windowed one with "
+            "pip uninstall -y opencv-python-headless && pip install --force-reinstall 'opencv-python>=4.8,<5' "
+            "(README, Desktop), or on a Jetson use the system OpenCV"
+        )
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "there is no screen (DISPLAY is not set): run it on the desktop, or forward X with ssh -X"
     return None

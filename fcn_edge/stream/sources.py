@@ -122,7 +122,9 @@ class ImageFolderSource(Source):
         try:
             frame = read_image(path)
         except OSError as error:
-            raise FcnEdgeError(f"cannot read {path} ({error.strerror}): check its permissions or remove it from {self.folder}") from None
+            raise FcnEdgeError(
+                f"cannot read {path} ({error.strerror}): check its permissions or remove it from {self.folder}"
+            ) from None
         if frame is None:
             raise FcnEdgeError(f"{path} is not a readable image: remove it from {self.folder}")
         return frame
@@ -194,9 +196,7 @@ def backend_name(api: int) -> str:
 
 
 def has_gstreamer() -> bool:
-    return any(
-        line.strip().startswith("GStreamer:") and "YES" in line for line in cv2.getBuildInformation().splitlines()
-    )
+    return any(line.strip().startswith("GStreamer:") and "YES" in line for line in cv2.getBuildInformation().splitlines())
 
 
 def _camera_api() -> int:
@@ -204,8 +204,7 @@ def _camera_api() -> int:
 
 
 CAMERA_HINT = (
-    "check that it is plugged in and not in use (v4l2-ctl --list-devices lists cameras), "
-    "or try --video FILE or --synthetic"
+    "check that it is plugged in and not in use (v4l2-ctl --list-devices lists cameras), or try --video FILE or --synthetic"
 )
 GSTREAMER_HINT = (
     "this OpenCV has no GStreamer support (pip's opencv-python-headless has none): on a Jetson use the system "

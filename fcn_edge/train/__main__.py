@@ -66,17 +66,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--max-minutes", type=finite_float, help="stop after the epoch that crosses this budget")
-    p.add_argument("--scale-range", type=_scale_range, metavar="MIN,MAX",
-                   help="multi-scale training crops: each sample resized by a factor drawn from MIN..MAX "
-                        "(default 0.75,1.25 on synthetic scenes, which already vary object size; 0.5,2 otherwise)")
-    p.add_argument("--resume", type=nonempty_path, help="continue from a last.pt (with --qat: the checkpoint to fine-tune, e.g. best.pt)")
-    p.add_argument("--qat", action="store_true",
-                   help="quantization-aware fine-tuning of --resume for INT8: fake quantization placed as the build's Q/DQ graph, "
-                        "writes qat.pt with the learned scales in the run folder (build it with --checkpoint qat.pt --int8)")
-    p.add_argument("--qat-placement", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
-                   help="which deployed Q/DQ graph --qat trains for")
-    p.add_argument("--out", type=nonempty_path, default=Path("runs/default"),
-                   help="run folder; when it holds an earlier run, the next free one (runs/default2, ...)")
+    p.add_argument(
+        "--scale-range",
+        type=_scale_range,
+        metavar="MIN,MAX",
+        help="multi-scale training crops: each sample resized by a factor drawn from MIN..MAX "
+        "(default 0.75,1.25 on synthetic scenes, which already vary object size; 0.5,2 otherwise)",
+    )
+    p.add_argument(
+        "--resume", type=nonempty_path, help="continue from a last.pt (with --qat: the checkpoint to fine-tune, e.g. best.pt)"
+    )
+    p.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware fine-tuning of --resume for INT8: fake quantization placed as the build's Q/DQ graph, "
+        "writes qat.pt with the learned scales in the run folder (build it with --checkpoint qat.pt --int8)",
+    )
+    p.add_argument(
+        "--qat-placement",
+        default="onnxruntime",
+        choices=["onnxruntime", "tensorrt"],
+        help="which deployed Q/DQ graph --qat trains for",
+    )
+    p.add_argument(
+        "--out",
+        type=nonempty_path,
+        default=Path("runs/default"),
+        help="run folder; when it holds an earlier run, the next free one (runs/default2, ...)",
+    )
     p.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds an earlier run")
     return p.parse_args(argv)
 
@@ -112,14 +129,18 @@ def check_args(args: argparse.Namespace) -> None:
     """Flag values TrainConfig does not hold; checked before any data is read or file written."""
     check_fraction(args.val_fraction)
     if args.val_fraction is not None and args.dataset != "folder":
-        raise FcnEdgeError(f"--val-fraction splits a flat folder (--dataset folder); {args.dataset} has its own val split: leave it out")
+        raise FcnEdgeError(
+            f"--val-fraction splits a flat folder (--dataset folder); {args.dataset} has its own val split: leave it out"
+        )
     for flag in ("threads", "train_length", "val_length"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise FcnEdgeError(f"--{flag.replace('_', '-')} {value} is out of range: use at least 1")
     # --resume may be --out's last.pt: continuing a run in its folder is what it is for
-    check_distinct({"--data-root": args.data_root, "--pretrained-backbone": args.pretrained_backbone},
-                   {"--out": args.out, "--out best.pt": args.out / "best.pt", "--out last.pt": args.out / "last.pt"})
+    check_distinct(
+        {"--data-root": args.data_root, "--pretrained-backbone": args.pretrained_backbone},
+        {"--out": args.out, "--out best.pt": args.out / "best.pt", "--out last.pt": args.out / "last.pt"},
+    )
     if args.qat and args.resume is None:
         raise FcnEdgeError("--qat fine-tunes a trained model: pass it with --resume, e.g. --resume runs/default/best.pt")
     if args.resume is not None and not args.resume.is_file():
@@ -180,9 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     lr = args.lr if args.lr is not None else (QAT_LR if args.qat else TrainConfig.lr)
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr,
-        weight_decay=args.weight_decay, loss=args.loss, class_weights=args.class_weights, seed=args.seed,
-        workers=args.workers, amp=not args.no_amp, max_minutes=args.max_minutes,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=lr,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        class_weights=args.class_weights,
+        seed=args.seed,
+        workers=args.workers,
+        amp=not args.no_amp,
+        max_minutes=args.max_minutes,
     )
     check_args(args)
     check_val_split(args)
@@ -193,29 +222,57 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    common = {"size": tuple(args.scene_size)} if args.dataset == "synthetic" else {"val_fraction": args.val_fraction, "split_seed": args.split_seed}
+    common = (
+        {"size": tuple(args.scene_size)}
+        if args.dataset == "synthetic"
+        else {"val_fraction": args.val_fraction, "split_seed": args.split_seed}
+    )
     # synthetic scenes already vary object scale; real datasets get the usual 0.5-2x
     scale = args.scale_range or ((0.75, 1.25) if args.dataset == "synthetic" else (0.5, 2.0))
-    train_set = build_dataset(args.dataset, args.data_root, "train", train_transforms(tuple(args.crop_size), scale=scale),
-                              **common, **({"length": args.train_length} if args.dataset == "synthetic" else {}))
+    train_set = build_dataset(
+        args.dataset,
+        args.data_root,
+        "train",
+        train_transforms(tuple(args.crop_size), scale=scale),
+        **common,
+        **({"length": args.train_length} if args.dataset == "synthetic" else {}),
+    )
     val_split = "train" if args.val_on_train else "val"
-    val_set = build_dataset(args.dataset, args.data_root, val_split, eval_transforms(),
-                            **common, **({"length": args.val_length} if args.dataset == "synthetic" else {}))
+    val_set = build_dataset(
+        args.dataset,
+        args.data_root,
+        val_split,
+        eval_transforms(),
+        **common,
+        **({"length": args.val_length} if args.dataset == "synthetic" else {}),
+    )
     record = make_record(args.dataset, args.data_root, args.val_fraction, args.split_seed, args.val_on_train,
                          train_set.classes, train_set.palette)  # fmt: skip
     if args.qat:
         return fine_tune_qat(args, config, device, train_set, val_set)
     model_config = ModelConfig(
-        num_classes=len(train_set.classes), backbone=args.backbone, head=args.head,
-        upsample=args.upsample, resize_mode=args.resize_mode,
+        num_classes=len(train_set.classes),
+        backbone=args.backbone,
+        head=args.head,
+        upsample=args.upsample,
+        resize_mode=args.resize_mode,
     )
     context = init_distributed(device)
     if context.is_main:
         print("\n".join(summary_lines(args, train_set, val_set, record, device, config)), flush=True)
     try:
         summary = train(
-            model_config, config, train_set, val_set, train_set.classes, train_set.palette, args.out,
-            context=context, device=device, pretrained_backbone=args.pretrained_backbone, resume=args.resume,
+            model_config,
+            config,
+            train_set,
+            val_set,
+            train_set.classes,
+            train_set.palette,
+            args.out,
+            context=context,
+            device=device,
+            pretrained_backbone=args.pretrained_backbone,
+            resume=args.resume,
             log=print if context.is_main else (lambda _: None),
             data=record,
         )

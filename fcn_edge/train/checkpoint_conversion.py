@@ -59,7 +59,9 @@ def folder_images(folder: Path) -> list[Path]:
 Sources = tuple[Iterable[torch.Tensor], Iterator[torch.Tensor], Iterable[torch.Tensor], str]
 
 
-def folder_sources(folder: Path, size: tuple[int, int], batch_size: int, calibration_count: int, preprocess: Preprocess) -> Sources:
+def folder_sources(
+    folder: Path, size: tuple[int, int], batch_size: int, calibration_count: int, preprocess: Preprocess
+) -> Sources:
     """(calibration, training batches, evaluation batches, what they are) from a user's folder of images."""
     files = folder_images(folder)
     held = files[::HELD_OUT_EVERY] if len(files) >= HELD_OUT_EVERY else []
@@ -81,7 +83,9 @@ def scenes(dataset: SyntheticScenes) -> Iterator[np.ndarray]:
     return (dataset[i][0] for i in range(len(dataset)))
 
 
-def synthetic_sources(size: tuple[int, int], batch_size: int, calibration_count: int, steps: int, eval_length: int, preprocess: Preprocess) -> Sources:
+def synthetic_sources(
+    size: tuple[int, int], batch_size: int, calibration_count: int, steps: int, eval_length: int, preprocess: Preprocess
+) -> Sources:
     """(calibration, training batches, evaluation batches, what they are) from synthetic scenes; no labels used."""
     calibration_set = SyntheticScenes(calibration_count, TRAIN_SEED, size)
     train_seed = TRAIN_SEED + calibration_count

@@ -27,8 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resize-mode", default="bilinear", choices=list(RESIZE_MODES))
     p.add_argument("--steps", type=int, default=300, help="distillation steps (0: least-squares fit only)")
     p.add_argument("--images", type=nonempty_path, help="folder of unlabelled images to distil on (default: synthetic scenes)")
-    p.add_argument("--size", type=size_hw, default=(128, 128), metavar="HxW",
-                   help="synthetic scene size, or crop size for --images")
+    p.add_argument(
+        "--size", type=size_hw, default=(128, 128), metavar="HxW", help="synthetic scene size, or crop size for --images"
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=finite_float, default=1e-3, help="for the new upsampler convs; shared weights get lr/10")
     p.add_argument("--calibration", type=int, default=16, help="images whose upsampler inputs the fit uses")
@@ -52,8 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     started = time.monotonic()
     done = convert_checkpoint(
-        args.checkpoint, args.output, args.resize_mode, args.steps, args.images, args.size, args.batch_size, args.lr,
-        args.calibration, args.eval_length,
+        args.checkpoint,
+        args.output,
+        args.resize_mode,
+        args.steps,
+        args.images,
+        args.size,
+        args.batch_size,
+        args.lr,
+        args.calibration,
+        args.eval_length,
     )
     report, where, mious, student = done.report, done.where, done.mious, done.model
     width = max(len(name) for name in report.residuals)
@@ -61,14 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     for name, residual in report.residuals.items():
         kind = f"{args.resize_mode} resize + conv3, lstsq" if name in report.fitted else "fixed bilinear resize"
         print(f"{name:<{width}}  {kind:<30}  {residual:.4f}")
-    print(f"label agreement with the original on {where}: {report.agreement_before:.4f} after the fit, "
-          f"{report.agreement_after:.4f} after {args.steps} distillation steps ({report.loss})")
+    print(
+        f"label agreement with the original on {where}: {report.agreement_before:.4f} after the fit, "
+        f"{report.agreement_after:.4f} after {args.steps} distillation steps ({report.loss})"
+    )
     if mious:
         delta = 100 * (mious["student"] - mious["teacher"])
-        print(f"mIoU on {args.eval_length} held-out synthetic scenes: original {mious['teacher']:.4f}, "
-              f"converted {mious['student']:.4f} ({delta:+.2f} points)")
-    print(f"wrote {args.output} ({count_transposed(student)} ConvTranspose2d, resize {args.resize_mode}) "
-          f"in {time.monotonic() - started:.0f} s")
+        print(
+            f"mIoU on {args.eval_length} held-out synthetic scenes: original {mious['teacher']:.4f}, "
+            f"converted {mious['student']:.4f} ({delta:+.2f} points)"
+        )
+    print(
+        f"wrote {args.output} ({count_transposed(student)} ConvTranspose2d, resize {args.resize_mode}) "
+        f"in {time.monotonic() - started:.0f} s"
+    )
     return 0
 
 

@@ -36,18 +36,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=DATASETS, help="default: the dataset the checkpoint records (else synthetic)")
     p.add_argument("--data-root", type=nonempty_path, help="default: the checkpoint's dataset folder")
     p.add_argument("--split", help="default: the checkpoint's val split")
-    p.add_argument("--val-fraction", type=finite_float, metavar="F", help="a flat folder's val fraction (default: the checkpoint's)")
+    p.add_argument(
+        "--val-fraction", type=finite_float, metavar="F", help="a flat folder's val fraction (default: the checkpoint's)"
+    )
     p.add_argument("--split-seed", type=int, help="seed of the --val-fraction split (default: the checkpoint's, else 0)")
-    p.add_argument("--plots", type=nonempty_path, default=Path("runs/evaluate"),
-                   help="folder for <run>.predictions.png (and <run>.results.png, the run's loss and mIoU per epoch)")
+    p.add_argument(
+        "--plots",
+        type=nonempty_path,
+        default=Path("runs/evaluate"),
+        help="folder for <run>.predictions.png (and <run>.results.png, the run's loss and mIoU per epoch)",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--length", type=int, default=200, help="held-out synthetic scenes")
     p.add_argument("--scene-size", type=size_hw, default=(160, 160), metavar="HxW")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--scales", type=scales_arg, default=(1.0,), help="multi-scale inference, e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="also average the mirrored frame at every scale")
-    p.add_argument("--refine", help="guided filter RADIUS,EPS[,SUBSAMPLE] as exported with --refine, or 'search': "
-                                    "score a grid on this split and print the best first")
+    p.add_argument(
+        "--refine",
+        help="guided filter RADIUS,EPS[,SUBSAMPLE] as exported with --refine, or 'search': "
+        "score a grid on this split and print the best first",
+    )
     p.add_argument("--crf", action="store_true", help="dense CRF after the model (offline; needs pydensecrf2)")
     p.add_argument("--boundary-tolerance", type=int, default=DEFAULT_TOLERANCE, help="px, for boundary F and IoU")
     return p.parse_args(argv)
@@ -66,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     dataset, where = open_data(args, checkpoint.training.get("data") or {})
     print(where)
     if list(dataset.classes) != checkpoint.classes:
-        raise FcnEdgeError(f"{args.checkpoint} {class_difference(checkpoint.classes, list(dataset.classes), f'the {args.dataset} dataset')}: "
-                           "evaluate on the dataset it was trained for (--dataset, --data-root)")
+        raise FcnEdgeError(
+            f"{args.checkpoint} {class_difference(checkpoint.classes, list(dataset.classes), f'the {args.dataset} dataset')}: "
+            "evaluate on the dataset it was trained for (--dataset, --data-root)"
+        )
     model = EdgeOptions(tuple(args.scales), args.flip).wrap(checkpoint.build().eval())
     if args.refine == "search":
         from fcn_edge.train.refine_search import search
@@ -75,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"guided filter on {args.dataset}/{args.split} ({len(dataset)} images), best boundary IoU first")
         for t in search(model, dataset, checkpoint.preprocess, len(checkpoint.classes)):
             p = t.params
-            print(f"  --refine {p.radius},{p.eps:g},{p.subsample}  mIoU {t.miou:.4f}  boundary F {t.boundary_f:.4f}"
-                  f"  boundary IoU {t.boundary_iou:.4f}")
+            print(
+                f"  --refine {p.radius},{p.eps:g},{p.subsample}  mIoU {t.miou:.4f}  boundary F {t.boundary_f:.4f}"
+                f"  boundary IoU {t.boundary_iou:.4f}"
+            )
         return 0
     if args.refine:
         model = EdgeOptions(refine=_guided(args.refine)).wrap(model)
@@ -84,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.crf:
         from fcn_edge.crf import dense_crf as post
     counts = BoundaryCounts(len(checkpoint.classes), args.boundary_tolerance)
-    scores = evaluate(model, dataset, checkpoint.preprocess, len(checkpoint.classes), torch.device("cpu"),
-                      boundary=counts, post=post)
+    scores = evaluate(
+        model, dataset, checkpoint.preprocess, len(checkpoint.classes), torch.device("cpu"), boundary=counts, post=post
+    )
     print(f"{args.checkpoint} on {args.dataset}/{args.split} ({len(dataset)} images)")
     print(scores.table(checkpoint.classes))
     print(counts.scores().table(checkpoint.classes))
@@ -123,7 +137,9 @@ def open_data(args: argparse.Namespace, record: dict) -> tuple[object, str]:
     try:
         dataset = build_dataset(args.dataset, args.data_root, args.split, eval_transforms(), **extra)
     except FcnEdgeError as error:
-        flags = f"--dataset {args.dataset}" + (f" --data-root {args.data_root}" if args.data_root else "") + f" --split {args.split}"
+        flags = (
+            f"--dataset {args.dataset}" + (f" --data-root {args.data_root}" if args.data_root else "") + f" --split {args.split}"
+        )
         raise FcnEdgeError(f"{flags}{' (from the checkpoint)' if recorded else ''}: {error}") from None
     if args.dataset == "folder" and args.val_fraction is None and layout(args.data_root) == FLAT_LAYOUT:
         args.split = "all"  # a flat folder has no splits: never call its images "val"

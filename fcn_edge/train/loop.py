@@ -64,7 +64,12 @@ class TrainConfig:
             ("weight-decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0, "use 0 or more"),
             ("seed", self.seed, self.seed >= 0, "use 0 or more"),
             ("workers", self.workers, self.workers >= 0, "use 0 (load in the main process) or more"),
-            ("max-minutes", self.max_minutes, self.max_minutes is None or self.max_minutes > 0, "use a positive budget or leave it out"),
+            (
+                "max-minutes",
+                self.max_minutes,
+                self.max_minutes is None or self.max_minutes > 0,
+                "use a positive budget or leave it out",
+            ),
         )
         for flag, value, ok, fix in checks:
             if not ok:
@@ -81,7 +86,11 @@ def collate(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor,
 
 def build_loader(train_set: Dataset, config: TrainConfig, context: DistContext) -> DataLoader:
     """Shuffled batches of random crops; its generator is reseeded every epoch by :func:`seed_epoch`."""
-    sampler = DistributedSampler(train_set, context.world_size, context.rank, shuffle=True, seed=config.seed) if context.enabled else None
+    sampler = (
+        DistributedSampler(train_set, context.world_size, context.rank, shuffle=True, seed=config.seed)
+        if context.enabled
+        else None
+    )
     loader = DataLoader(
         train_set,
         batch_size=config.batch_size,
@@ -93,7 +102,9 @@ def build_loader(train_set: Dataset, config: TrainConfig, context: DistContext) 
         drop_last=True,
     )
     if len(loader) == 0:
-        raise FcnEdgeError(f"training set has {len(train_set)} samples, fewer than one batch of {config.batch_size}: lower --batch-size")
+        raise FcnEdgeError(
+            f"training set has {len(train_set)} samples, fewer than one batch of {config.batch_size}: lower --batch-size"
+        )
     return loader
 
 
@@ -123,14 +134,22 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     raise FcnEdgeError(f"unknown optimizer {config.optimizer!r}: choose sgd or adamw")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Poly decay per step over the whole run."""
     total = config.epochs * steps_per_epoch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total - 1) / total) ** config.poly_power)
 
 
-def make_criterion(config: TrainConfig, train_set: Dataset, classes: list[str], device: torch.device,
-                   show_progress: bool, log: Callable[[str], None]) -> nn.Module:
+def make_criterion(
+    config: TrainConfig,
+    train_set: Dataset,
+    classes: list[str],
+    device: torch.device,
+    show_progress: bool,
+    log: Callable[[str], None],
+) -> nn.Module:
     weight = None
     if config.class_weights:
         masks = (train_set[i][1] for i in tqdm(range(len(train_set)), desc="class weights", disable=not show_progress))
@@ -276,8 +295,18 @@ def train(
 
     for epoch in range(start_epoch, config.epochs):
         seed_epoch(loader, config.seed, epoch, context.rank)
-        loss = train_one_epoch(net, criterion, optimizer, scheduler, scaler, loader, preprocess, device,
-                               f"epoch {epoch + 1}/{config.epochs}", context.is_main)
+        loss = train_one_epoch(
+            net,
+            criterion,
+            optimizer,
+            scheduler,
+            scaler,
+            loader,
+            preprocess,
+            device,
+            f"epoch {epoch + 1}/{config.epochs}",
+            context.is_main,
+        )
         sync_buffers(model, context)
         elapsed = time.monotonic() - started
         if context.is_main:

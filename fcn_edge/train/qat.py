@@ -165,7 +165,9 @@ def fine_tune(
     model = checkpoint.build()
     found, unmatched = placement_points(model, checkpoint.preprocess, placement)
     if unmatched:  # e.g. the mean-centred frame the export folds the normalisation around: the build calibrates it
-        log(f"QAT: {len(unmatched)} quantized tensor(s) of the deployed graph have no torch counterpart and stay calibrated: {', '.join(unmatched)}")
+        log(
+            f"QAT: {len(unmatched)} quantized tensor(s) of the deployed graph have no torch counterpart and stay calibrated: {', '.join(unmatched)}"
+        )
     model.to(device)
     num_classes = checkpoint.config.num_classes
     float_miou = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou
@@ -195,7 +197,9 @@ def fine_tune(
             out_dir.mkdir(parents=True, exist_ok=True)
             save_checkpoint(out_dir / "qat.pt", model, checkpoint.config, checkpoint.classes, checkpoint.palette,
                             checkpoint.preprocess, record)  # fmt: skip
-        log(f"qat {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val mIoU (fake INT8) {miou:.4f}  {elapsed / 60:.1f} min{'  *best' if improved else ''}")
+        log(
+            f"qat {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val mIoU (fake INT8) {miou:.4f}  {elapsed / 60:.1f} min{'  *best' if improved else ''}"
+        )
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"stopping after epoch {epoch + 1}: time budget of {config.max_minutes} min reached")
             break

@@ -31,13 +31,15 @@ class Trial:
     boundary_iou: float
 
 
-def search(model: nn.Module, dataset: Dataset, preprocess: Preprocess, num_classes: int,
-           grid: list[GuidedParams] = GRID) -> list[Trial]:
+def search(
+    model: nn.Module, dataset: Dataset, preprocess: Preprocess, num_classes: int, grid: list[GuidedParams] = GRID
+) -> list[Trial]:
     """Every grid point scored on ``dataset``, best boundary IoU first."""
     trials = []
     for params in grid:
         counts = BoundaryCounts(num_classes)
-        scores = evaluate(GuidedRefine(model, params), dataset, preprocess, num_classes, torch.device("cpu"),
-                          progress=False, boundary=counts)
+        scores = evaluate(
+            GuidedRefine(model, params), dataset, preprocess, num_classes, torch.device("cpu"), progress=False, boundary=counts
+        )
         trials.append(Trial(params, scores.miou, counts.scores().mean_f, counts.scores().mean_iou))
     return sorted(trials, key=lambda t: -t.boundary_iou)

@@ -156,9 +156,12 @@ def test_real_model_converts_exactly_and_int8_tools_are_measured_against_fp32(na
               "calibration_images": len(calibration), "held_out_images": len(held_out),
               "person_share": float((reference > 0.5).mean())}  # fmt: skip
     try:
-        report["ort_quantize_static"] = figures(reference, ort_quantize_static(model, calibration, tmp_path / "ort.onnx"), held_out)
+        report["ort_quantize_static"] = figures(
+            reference, ort_quantize_static(model, calibration, tmp_path / "ort.onnx"), held_out
+        )
         report["ort_quantize_static_no_pre_process"] = figures(
-            reference, ort_quantize_static(model, calibration, tmp_path / "ort_raw.onnx", pre_process=False), held_out)
+            reference, ort_quantize_static(model, calibration, tmp_path / "ort_raw.onnx", pre_process=False), held_out
+        )
         report["nncf"] = figures(reference, nncf_quantize(model, calibration, tmp_path / "nncf.onnx"), held_out)
         report["fcn_edge"] = fcn_edge_quantize(model, calibration, held_out, reference, tmp_path)
         assert report["fcn_edge"]["searched"]["agreement"] >= BUDGET
@@ -221,7 +224,9 @@ def test_build_engine_int8_against_nncf_on_both_cpu_runtimes(name, cache, tmp_pa
             artifact = engines / f"{name}.int8.onnx"
             sidecar = json.loads(artifact.with_name(artifact.name + ".json").read_text())
             convs = int8_convs(onnx.load(str(artifact)))[0]
-            report[label] = {backend: artifact_agreement(artifact, backend, frames, reference) for backend in ("onnxruntime", "openvino")}
+            report[label] = {
+                backend: artifact_agreement(artifact, backend, frames, reference) for backend in ("onnxruntime", "openvino")
+            }
             report[label] |= {"int8_convs": convs, "kept_float": len(sidecar["details"].get("kept_float") or []),
                               "build_agreement": sidecar["verification"]["rows"][0]["agreement"]}  # fmt: skip
         if name == "selfie":  # measured: ours 96.48% ORT, 96.38% OpenVINO; NNCF's 94.97%, 96.59% (README, "Real trained models")

@@ -42,7 +42,9 @@ def engines(trt, tmp_path_factory) -> dict:
 def test_each_precision_builds_an_engine_whose_labels_meet_the_budget(engines, precision):
     sidecar = json.loads(engines[precision].read_text())
     row = sidecar["verification"]["rows"][0]
-    assert row["label"] == f"{precision.upper()} TensorRT engine" and row["agreement"] >= 0.98 and sidecar["verification"]["passed"]
+    assert (
+        row["label"] == f"{precision.upper()} TensorRT engine" and row["agreement"] >= 0.98 and sidecar["verification"]["passed"]
+    )
     assert sidecar["profiles"]["opt"] == [1, 256, 512, 3]
 
 

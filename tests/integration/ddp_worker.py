@@ -19,7 +19,10 @@ result = train(
     TrainConfig(epochs=1, batch_size=4, lr=1e-3),
     SyntheticScenes(32, 0, (64, 64), train_transforms((64, 64), scale=(0.75, 1.25))),
     SyntheticScenes(4, HELDOUT_SEED, (64, 64), eval_transforms()),
-    CLASSES, PALETTE, out, context=context,
+    CLASSES,
+    PALETTE,
+    out,
+    context=context,
 )
 torch.save(result["model"].state_dict(), out / f"rank{context.rank}.pt")
 shutdown(context)

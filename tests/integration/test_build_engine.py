@@ -162,7 +162,11 @@ def test_a_binary_sigmoid_model_builds_int8_and_streams_its_thresholded_labels(b
     sidecar = json.loads((engines / "person.int8.onnx.json").read_text())
     assert sidecar["model"]["classes"] == ["background", "foreground"]
     assert sidecar["model"]["foreign"]["labels"]["threshold"] == {
-        "activation": "sigmoid", "threshold": 0.6, "on_output": 0.6, "activation_from": "the graph's final Sigmoid"}
+        "activation": "sigmoid",
+        "threshold": 0.6,
+        "on_output": 0.6,
+        "activation_from": "the graph's final Sigmoid",
+    }
     assert sidecar["io"]["inputs"][0]["dtype"] == "uint8" and sidecar["io"]["outputs"][0]["name"] == "labels"
     assert sidecar["layers"]["Conv"]["int8"] >= 1 and sidecar["verification"]["rows"][0]["agreement"] >= 0.98
 
@@ -229,7 +233,10 @@ def test_foreign_onnx_builds_int8_then_skips(foreign, calib, tmp_path):
     assert sidecar["backend"]["name"] in ("onnxruntime", "openvino") and sidecar["precision"] == "int8"
     # frames in, labels out, as the stream runs it; the model's own input is recorded
     assert sidecar["io"]["inputs"][0]["name"] == "frame" and sidecar["io"]["outputs"][0]["dtype"] == "uint8"
-    assert sidecar["model"]["foreign"]["input"] == "'x' float ['n', 3, 'h', 'w']" and sidecar["model"]["foreign"]["labels"] == "argmax"
+    assert (
+        sidecar["model"]["foreign"]["input"] == "'x' float ['n', 3, 'h', 'w']"
+        and sidecar["model"]["foreign"]["labels"] == "argmax"
+    )
     assert sidecar["model"]["classes"] == ["class_0", "class_1", "class_2"]
     assert sidecar["sources"]["onnx_sha256"] and sidecar["sources"]["calibration_sha256"]
     rows = sidecar["verification"]["rows"]
@@ -286,7 +293,10 @@ def test_checkpoint_builds_fp16_with_metadata(tmp_path, calib):
     assert sidecar["model"]["checkpoint_sha256"] and sidecar["verification"]["rows"][0]["agreement"] >= 0.995
     # timed as the stream runs it: its runner, its thread count, FP32 in the same rounds; a median and its spread
     latency, row = sidecar["verification"]["latency"], sidecar["verification"]["rows"][0]
-    assert latency["through"] == "runner" and latency["threads"] == default_threads() == sidecar["backend"]["session_options"]["intra_op_num_threads"]
+    assert (
+        latency["through"] == "runner"
+        and latency["threads"] == default_threads() == sidecar["backend"]["session_options"]["intra_op_num_threads"]
+    )
     assert latency["rounds"] == timing.ROUNDS and latency["verdict"] in (timing.FASTER, timing.SLOWER, timing.WITHIN_NOISE)
     ratio = latency["ratio_to_fp32"]
     assert ratio["low"] <= ratio["median"] <= ratio["high"] and row["ratio_iqr"] == [ratio["low"], ratio["high"]]

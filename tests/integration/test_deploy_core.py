@@ -28,7 +28,9 @@ def deploy_python(tmp_path_factory) -> Path:
     python = venv / "bin" / "python"
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", str(ROOT)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if install.returncode != 0:
         pytest.skip(f"pip could not install the deploy core here (no registry?): {install.stderr.strip()[-300:]}")

@@ -35,19 +35,32 @@ def test_default_export_reports_and_writes_one_verified_file(checkpoint, tmp_pat
     result = run_script("export_onnx.py", "--checkpoint", checkpoint, "--output", output, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
     report = result.stdout
-    for fragment in ("opset 18", "dynamo=False", "frame uint8 [N, H, W, 3]", "labels uint8 [N, H, W]",
-                     "ConvTranspose 0 remaining", "3 replaced, 0 kept", "96x128", "105x141", "256x320"):
+    for fragment in (
+        "opset 18",
+        "dynamo=False",
+        "frame uint8 [N, H, W, 3]",
+        "labels uint8 [N, H, W]",
+        "ConvTranspose 0 remaining",
+        "3 replaced, 0 kept",
+        "96x128",
+        "105x141",
+        "256x320",
+    ):
         assert fragment in report, report
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deconv.onnx"]
     meta = read_metadata(output)
     assert meta.input_format == "frame" and meta.outputs == ["labels"] and meta.output_stride == 32
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--checkpoint", "{tmp}/missing.pt"], ["missing.pt", "does not exist"]),
-    (["--opset", "16"], ["opset 16 is not supported", "17.."]),
-    (["--output", "{tmp}/no/such/folder/m.onnx"], ["no/such/folder", "does not exist"]),
-], ids=["missing-checkpoint", "opset-too-old", "missing-folder"])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--checkpoint", "{tmp}/missing.pt"], ["missing.pt", "does not exist"]),
+        (["--opset", "16"], ["opset 16 is not supported", "17.."]),
+        (["--output", "{tmp}/no/such/folder/m.onnx"], ["no/such/folder", "does not exist"]),
+    ],
+    ids=["missing-checkpoint", "opset-too-old", "missing-folder"],
+)
 def test_bad_input_is_one_line_and_leaves_no_file(checkpoint, tmp_path, args, fragments):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     defaults = {"--checkpoint": str(checkpoint), "--output": str(tmp_path / "m.onnx")}

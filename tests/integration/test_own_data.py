@@ -84,20 +84,33 @@ def test_own_photos_in_the_split_layout_train_evaluate_and_build_with_no_dataset
     assert sheet is not None and sheet.shape[0] > 4 * 160  # a header and four rows of image | truth | prediction
     checkpoint = load_checkpoint(run / "best.pt")
     record = checkpoint.training["data"]
-    assert (record["layout"], record["root"], record["val_split"], record["val_on_train"]) == ("split", str(parts.resolve()), "val", False)
+    assert (record["layout"], record["root"], record["val_split"], record["val_on_train"]) == (
+        "split",
+        str(parts.resolve()),
+        "val",
+        False,
+    )
     assert checkpoint.palette == list(FOLDER_COLOURS.values()) and record["colors"] == [list(c) for c in FOLDER_COLOURS.values()]
 
     evaluated = run_script("evaluate.py", "--checkpoint", run / "best.pt", "--threads", "2", "--plots", tmp_path / "plots")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert f"data: val split of folder:{parts.resolve()} (train/ and val/), 4 images (the dataset the checkpoint records" in evaluated.stdout
+    assert (
+        f"data: val split of folder:{parts.resolve()} (train/ and val/), 4 images (the dataset the checkpoint records"
+        in evaluated.stdout
+    )
     assert (tmp_path / "plots" / "parts2.predictions.png").is_file() and (tmp_path / "plots" / "parts2.results.png").is_file()
 
     engines = tmp_path / "engines"
     built = run_script("build_engine.py", "--int8", "--checkpoint", run / "best.pt", "--engines-dir", engines,
                        "--min-agreement", "50", "--max-miou-drop", "100", "--backend", "onnxruntime", *QUICK)  # fmt: skip
     assert built.returncode == 0, built.stderr
-    assert f"calibration: train split of folder:{parts.resolve()} (train/ and val/) (the dataset the checkpoint records" in built.stdout
-    assert re.search(r"4 labelled images of folder:\S+ val at 4 sizes .*\(the dataset the checkpoint was trained on\)", built.stdout)
+    assert (
+        f"calibration: train split of folder:{parts.resolve()} (train/ and val/) (the dataset the checkpoint records"
+        in built.stdout
+    )
+    assert re.search(
+        r"4 labelled images of folder:\S+ val at 4 sizes .*\(the dataset the checkpoint was trained on\)", built.stdout
+    )
     artifact = engines / "parts2.int8.onnx"
     calibrated = json.loads((engines / "parts2.int8.onnx.json").read_text())["details"]["calibration"]
     assert calibrated["folder"] == str(parts.resolve()) and calibrated["images"] + calibrated["holdout_images"] == 10

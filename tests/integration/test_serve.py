@@ -223,8 +223,22 @@ def write_video(path, frames, size):
 def test_a_video_served_while_recorded_shows_the_overlays_then_ends(frame_model, tmp_path):
     video, saved, output = tmp_path / "in.avi", tmp_path / "saved", tmp_path / "out.mp4"
     write_video(video, 240, (160, 120))
-    process, url, lines = start_stream("--video", video, "--model", frame_model, "--threads", "1", "--save-dir", saved,
-                                       "--output", output, "--serve-width", "80", "--serve-quality", "90")
+    process, url, lines = start_stream(
+        "--video",
+        video,
+        "--model",
+        frame_model,
+        "--threads",
+        "1",
+        "--save-dir",
+        saved,
+        "--output",
+        output,
+        "--serve-width",
+        "80",
+        "--serve-quality",
+        "90",
+    )
     with urllib.request.urlopen(url + "stream.mjpg", timeout=30) as response:
         jpegs = [read_part(response) for _ in range(5)]
         with urllib.request.urlopen(url + "stats.json", timeout=30) as stats_response:
@@ -249,8 +263,13 @@ def test_a_port_in_use_is_a_one_line_error(frame_model):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--model", str(frame_model),
-                                 "--serve", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-m", "fcn_edge.stream", "--synthetic", "--model", str(frame_model), "--serve", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
     assert_user_error(result, f"--serve 127.0.0.1:{port}: cannot listen there", "choose another port")
 
 
@@ -264,8 +283,9 @@ def chromium(*args, cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium: apt-get install chromium (Debian)")
 def test_the_page_in_a_real_browser_shows_the_picture_the_legend_and_live_figures(frame_model, tmp_path):
-    process, url, _ = start_stream("--synthetic", "--size", "240x320", "--max-frames", "100000", "--model",
-                                   frame_model, "--threads", "1")
+    process, url, _ = start_stream(
+        "--synthetic", "--size", "240x320", "--max-frames", "100000", "--model", frame_model, "--threads", "1"
+    )
     try:
         shot = chromium(f"--screenshot={tmp_path / 'page.png'}", url, cwd=tmp_path)
         dom = chromium("--dump-dom", url, cwd=tmp_path).stdout.decode()

@@ -127,8 +127,14 @@ class Recorder(Sink):
 def run(source, runner, sinks=(), **options):
     source.open()
     with runner:
-        stream = Stream(source, runner, Overlay(PALETTE, 0.5), list(sinks), StreamOptions(status_interval=0, **options),
-                        log=lambda message: logged.append(message))
+        stream = Stream(
+            source,
+            runner,
+            Overlay(PALETTE, 0.5),
+            list(sinks),
+            StreamOptions(status_interval=0, **options),
+            log=lambda message: logged.append(message),
+        )
         return stream.run()
 
 
@@ -276,8 +282,9 @@ def test_stage_percentiles_are_within_two_percent():
 
 
 def stream_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "fcn_edge.stream", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "fcn_edge.stream", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def count_frames(path):
@@ -295,8 +302,9 @@ def test_video_in_gives_an_mp4_with_every_frame_and_a_stats_file(frame_model, tm
         writer.write(np.full((120, 160, 3), (i * 8, 100, 200 - i * 5), np.uint8))
     writer.release()
     output, stats_file = tmp_path / "out.mp4", tmp_path / "stats.json"
-    result = stream_cli("--video", video, "--model", frame_model, "--output", output, "--legend",
-                        "--stats-json", stats_file, "--threads", "1")
+    result = stream_cli(
+        "--video", video, "--model", frame_model, "--output", output, "--legend", "--stats-json", stats_file, "--threads", "1"
+    )
     assert result.returncode == 0, result.stderr
     assert count_frames(output) == 30
     stats = json.loads(stats_file.read_text())
@@ -355,8 +363,18 @@ def test_images_of_changing_size_are_all_written(frame_model, tmp_path):
     sizes = [(120, 160), (120, 160), (160, 96), (120, 160)]
     for i, (h, w) in enumerate(sizes):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((h, w, 3), 60 * i, np.uint8))
-    result = stream_cli("--images", folder, "--model", frame_model, "--save-dir", tmp_path / "out",
-                        "--output", tmp_path / "out.mp4", "--threads", "1")
+    result = stream_cli(
+        "--images",
+        folder,
+        "--model",
+        frame_model,
+        "--save-dir",
+        tmp_path / "out",
+        "--output",
+        tmp_path / "out.mp4",
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     written = sorted((tmp_path / "out").iterdir())
     assert [cv2.imread(str(p)).shape[:2] for p in written] == sizes
@@ -418,16 +436,31 @@ def test_ctrl_c_finishes_the_frame_and_leaves_a_playable_mp4(frame_model, tmp_pa
     assert count_frames(output) >= 1
 
 
-def test_a_camera_lost_for_good_ends_with_status_3_a_summary_and_a_finished_mp4(frame_model, tmp_path, monkeypatch,
-                                                                               capsys):
+def test_a_camera_lost_for_good_ends_with_status_3_a_summary_and_a_finished_mp4(frame_model, tmp_path, monkeypatch, capsys):
     # In process, so the fake camera can stand in for an unplugged one (this machine has no camera).
     from fcn_edge.stream import __main__ as cli
 
     monkeypatch.setattr(cli.sources, "camera", lambda index, size, fps: UnpluggedCamera(bursts=[6], refusals=0))
     output, stats_file = tmp_path / "cam.mp4", tmp_path / "stats.json"
     handler = signal.getsignal(signal.SIGINT)
-    status = cli.main(["--camera", "0", "--model", str(frame_model), "--output", str(output), "--reconnect", "2",
-                       "--reconnect-delay", "0.01", "--stats-json", str(stats_file), "--threads", "1"])
+    status = cli.main(
+        [
+            "--camera",
+            "0",
+            "--model",
+            str(frame_model),
+            "--output",
+            str(output),
+            "--reconnect",
+            "2",
+            "--reconnect-delay",
+            "0.01",
+            "--stats-json",
+            str(stats_file),
+            "--threads",
+            "1",
+        ]
+    )
     stderr = capsys.readouterr().err
     assert status == 3, stderr
     stats = json.loads(stats_file.read_text())
@@ -442,13 +475,17 @@ def test_a_missing_camera_fails_fast_saying_what_was_tried_and_what_to_try(frame
     assert_user_error(result, "camera index 57", "V4L2", "v4l2-ctl --list-devices", "--video", "--synthetic")
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--synthetic", "--model", "{tmp}/missing.onnx"], ["missing.onnx does not exist"]),
-    (["--synthetic", "--display"], ["--display", "no GUI", "--headless"]),
-    (["--synthetic", "--max-frames", "0"], ["--max-frames 0"]),
-    (["--images", "{tmp}/nowhere"], ["nowhere does not exist"]),
-    (["--gst", "videotestsrc ! appsink"], ["no GStreamer", "system OpenCV"]),
-], ids=["missing-model", "display-headless-opencv", "max-frames", "missing-folder", "gstreamer"])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--synthetic", "--model", "{tmp}/missing.onnx"], ["missing.onnx does not exist"]),
+        (["--synthetic", "--display"], ["--display", "no GUI", "--headless"]),
+        (["--synthetic", "--max-frames", "0"], ["--max-frames 0"]),
+        (["--images", "{tmp}/nowhere"], ["nowhere does not exist"]),
+        (["--gst", "videotestsrc ! appsink"], ["no GStreamer", "system OpenCV"]),
+    ],
+    ids=["missing-model", "display-headless-opencv", "max-frames", "missing-folder", "gstreamer"],
+)
 def test_user_mistakes_are_one_line_errors(frame_model, tmp_path, args, fragments):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if "--model" not in args:

@@ -42,7 +42,18 @@ def standin(line: str, device: str) -> dict[str, str]:
 def stream(engine: Path, line: str, device: str, *args: str, source: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """``python -m fcn_edge.stream --backend tensorrt`` on ``source`` (default: six synthetic frames)."""
     source = source or ("--synthetic", "--size", "64x128", "--fps", "0", "--max-frames", "6")
-    command = [sys.executable, "-m", "fcn_edge.stream", *source, "--model", str(engine), "--backend", "tensorrt", "--headless", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "fcn_edge.stream",
+        *source,
+        "--model",
+        str(engine),
+        "--backend",
+        "tensorrt",
+        "--headless",
+        *args,
+    ]
     env = {**os.environ, **standin(line, device)}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
 

@@ -28,21 +28,55 @@ def test_train_then_evaluate_a_folder_dataset(tmp_path):
     masks = [np.tile(np.array([0, 1, 2, 255], np.uint8), (48, 12)) for _ in range(4)]
     make_folder_dataset(tmp_path / "data", masks)
     out = tmp_path / "run"
-    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "2",
-                        "--batch-size", "2", "--crop-size", "32x32", "--threads", "1", "--out", out, "--val-on-train")
+    result = run_script(
+        "train.py",
+        "--dataset",
+        "folder",
+        "--data-root",
+        tmp_path / "data",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "32x32",
+        "--threads",
+        "1",
+        "--out",
+        out,
+        "--val-on-train",
+    )
     assert result.returncode == 0, result.stderr
     assert "best train mIoU" in result.stdout and "val mIoU" not in result.stdout  # a flat folder: its training images
     checkpoint = torch.load(out / "last.pt", weights_only=True)
     assert checkpoint["classes"] == ["background", "thing", "stuff"]
     assert checkpoint["training"]["epoch"] == 1
-    resumed = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "3",
-                         "--batch-size", "2", "--crop-size", "32x32", "--threads", "1", "--out", out,
-                         "--resume", out / "last.pt", "--val-on-train")
+    resumed = run_script(
+        "train.py",
+        "--dataset",
+        "folder",
+        "--data-root",
+        tmp_path / "data",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "32x32",
+        "--threads",
+        "1",
+        "--out",
+        out,
+        "--resume",
+        out / "last.pt",
+        "--val-on-train",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "at epoch 2" in resumed.stdout
     assert torch.load(out / "last.pt", weights_only=True)["training"]["epoch"] == 2
-    evaluated = run_script("evaluate.py", "--checkpoint", out / "best.pt", "--dataset", "folder",
-                           "--data-root", tmp_path / "data", "--threads", "1")
+    evaluated = run_script(
+        "evaluate.py", "--checkpoint", out / "best.pt", "--dataset", "folder", "--data-root", tmp_path / "data", "--threads", "1"
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     for row in ("background", "thing", "stuff", "mIoU", "pixel acc"):
         assert row in evaluated.stdout
@@ -81,12 +115,32 @@ def test_train_and_evaluate_images_of_mixed_sizes(tmp_path, dataset):
     out = tmp_path / "run"
     flags = ("--dataset", dataset, "--data-root", tmp_path / "data")
     on_train = ("--val-on-train",) if dataset == "folder" else ()  # a flat folder has no val split
-    result = run_script("train.py", *flags, "--epochs", "1", "--batch-size", "2", "--crop-size", "48x48",
-                        "--threads", "1", "--out", out, *on_train)
+    result = run_script(
+        "train.py",
+        *flags,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "48x48",
+        "--threads",
+        "1",
+        "--out",
+        out,
+        *on_train,
+    )
     assert result.returncode == 0, result.stderr
     assert ("train mIoU" if on_train else "val mIoU") in result.stdout
-    evaluated = run_script("evaluate.py", "--checkpoint", out / "best.pt", *flags,
-                           *(("--split", "val") if dataset == "voc" else ()), "--threads", "1")
+    evaluated = run_script(
+        "evaluate.py",
+        "--checkpoint",
+        out / "best.pt",
+        *flags,
+        *(("--split", "val") if dataset == "voc" else ()),
+        "--threads",
+        "1",
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "(3 images)" in evaluated.stdout and "mIoU" in evaluated.stdout
 
@@ -100,16 +154,44 @@ def test_mask_with_values_outside_the_class_set(tmp_path):
     bad = np.zeros((32, 32), np.uint8)
     bad[0, :3] = (7, 9, 9)
     make_folder_dataset(tmp_path / "data", [np.zeros((32, 32), np.uint8), bad])
-    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "1",
-                        "--batch-size", "1", "--crop-size", "32x32", "--out", tmp_path / "run", "--val-on-train")
+    result = run_script(
+        "train.py",
+        "--dataset",
+        "folder",
+        "--data-root",
+        tmp_path / "data",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--crop-size",
+        "32x32",
+        "--out",
+        tmp_path / "run",
+        "--val-on-train",
+    )
     assert_user_error(result, "img1.png", "7", "9")
 
 
 def test_unreadable_image(tmp_path):
     make_folder_dataset(tmp_path / "data", [np.zeros((32, 32), np.uint8)] * 2)
     (tmp_path / "data" / "images" / "img1.png").write_bytes(b"\x89PNG garbage")
-    result = run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "1",
-                        "--batch-size", "1", "--crop-size", "32x32", "--out", tmp_path / "run", "--val-on-train")
+    result = run_script(
+        "train.py",
+        "--dataset",
+        "folder",
+        "--data-root",
+        tmp_path / "data",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--crop-size",
+        "32x32",
+        "--out",
+        tmp_path / "run",
+        "--val-on-train",
+    )
     assert_user_error(result, "img1.png")
 
 

@@ -82,7 +82,10 @@ def test_openvino_rows_are_within_the_baseline(baseline, artifacts):
     from fcn_edge.backends.openvino import probe
 
     fp32, int8 = artifacts
-    backends = [openvino_backend("openvino-fp32", "fp32", fp32, THREADS), openvino_backend("openvino-int8", "int8", int8, THREADS)]
+    backends = [
+        openvino_backend("openvino-fp32", "fp32", fp32, THREADS),
+        openvino_backend("openvino-int8", "int8", int8, THREADS),
+    ]
     if probe().bf16:
         backends.append(openvino_backend("openvino-bf16", "bf16", fp32, THREADS))
     verdicts = baselines.compare(baseline, timed(backends))

@@ -169,7 +169,10 @@ DAMAGE = {
     "no-verification": lambda d, engines: {k: v for k, v in d.items() if k != "verification"},
     "no-file-path": lambda d, engines: {**d, "files": {**d["files"], "artifact": {"sha256": d["files"]["artifact"]["sha256"]}}},
     "no-files-artifact-deleted": lambda d, engines: ((engines / "seg.int8.onnx").unlink(), {**d, "files": {}})[1],
-    "path-outside": lambda d, engines: {**d, "files": {**d["files"], "artifact": {**d["files"]["artifact"], "path": "../seg.onnx"}}},
+    "path-outside": lambda d, engines: {
+        **d,
+        "files": {**d["files"], "artifact": {**d["files"]["artifact"], "path": "../seg.onnx"}},
+    },
     "backend-string": lambda d, engines: {**d, "backend": "onnxruntime"},  # was an AttributeError (issue 22)
     "images-string": lambda d, engines: {**d, "verification": {**d["verification"], "images": "voc:/data"}},
     "palette-300": lambda d, engines: {**d, "model": {**d["model"], "palette": [[300, 0, 0]] * len(d["model"]["classes"])}},
@@ -209,7 +212,11 @@ def test_a_static_input_shape_builds_or_is_one_line(build, tmp_path, kind):
     if kind == "tensor":
         model, flags, precision = segmenter(tmp_path / "seg.onnx", shape=(1, 3, 224, 224)), (), "--int8"
     else:  # its one conv scores labels, float on every placement: nothing for INT8 (refused, see below)
-        model, flags, precision = frame_segmenter(tmp_path / "seg.onnx", shape=(1, 224, 224, 3)), ("--input-format", "frame"), "--fp32"
+        model, flags, precision = (
+            frame_segmenter(tmp_path / "seg.onnx", shape=(1, 224, 224, 3)),
+            ("--input-format", "frame"),
+            "--fp32",
+        )
     status, _, err = build(model, *flags, precision=precision)
     assert "Traceback" not in err
     if status == 0:
@@ -301,17 +308,31 @@ def test_no_verification_images_is_one_line(build, tmp_path):
     one_error_line(err, "nothing to verify on", "--verify-scenes 1")
 
 
-@pytest.mark.parametrize("flags, fragment", [
-    (["--verify-scenes", "-5"], "--verify-scenes -5"),
-    (["--min-agreement", "101"], "--min-agreement 101"),
-    (["--max-miou-drop", "-1"], "--max-miou-drop -1"),
-    (["--std", "0", "1", "1"], "--std 0 1 1"),
-    (["--opt-level", "9"], "--opt-level 9"),
-    (["--threshold", "1.5"], "--threshold 1.5"),
-    (["--classes", "road,car,road"], "'road' more than once"),
-    (["--classes", "road,,car"], "empty class name"),
-    (["--verify-size", "100000x100000"], "too large"),
-], ids=["verify-scenes", "min-agreement", "max-miou-drop", "std", "opt-level", "threshold", "duplicate-class", "empty-class", "huge-size"])
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--verify-scenes", "-5"], "--verify-scenes -5"),
+        (["--min-agreement", "101"], "--min-agreement 101"),
+        (["--max-miou-drop", "-1"], "--max-miou-drop -1"),
+        (["--std", "0", "1", "1"], "--std 0 1 1"),
+        (["--opt-level", "9"], "--opt-level 9"),
+        (["--threshold", "1.5"], "--threshold 1.5"),
+        (["--classes", "road,car,road"], "'road' more than once"),
+        (["--classes", "road,,car"], "empty class name"),
+        (["--verify-size", "100000x100000"], "too large"),
+    ],
+    ids=[
+        "verify-scenes",
+        "min-agreement",
+        "max-miou-drop",
+        "std",
+        "opt-level",
+        "threshold",
+        "duplicate-class",
+        "empty-class",
+        "huge-size",
+    ],
+)
 def test_out_of_range_flags_are_one_line(build, tmp_path, flags, fragment):
     status, _, err = build(segmenter(tmp_path / "seg.onnx"), *flags)
     assert status == 2

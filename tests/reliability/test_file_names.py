@@ -67,7 +67,9 @@ def test_images_video_recording_and_model_named_in_bytes_run(place):
     assert first.returncode == 0, first.stderr.decode(errors="replace")
     assert frames_in(recording) == 3
     again = place + b"/again\xff.mp4"
-    second = stream(b"--video", recording, b"--model", model, b"--headless", b"--output", again, b"--save-dir", place + b"/png\xff")
+    second = stream(
+        b"--video", recording, b"--model", model, b"--headless", b"--output", again, b"--save-dir", place + b"/png\xff"
+    )
     assert second.returncode == 0, second.stderr.decode(errors="replace")
     assert frames_in(again) == 3 and len(os.listdir(place + b"/png\xff")) == 3
 

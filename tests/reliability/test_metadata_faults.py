@@ -97,7 +97,9 @@ def bad_checkpoint(tmp_path_factory):
     return save_checkpoint(path, build_model(config), config, CLASSES, [(300, 0, 0), (0, 0, 0), (0, 0, 0)], Preprocess())
 
 
-@pytest.mark.parametrize("script, flags", [("export_onnx.py", ("--checkpoint",)), ("build_engine.py", ("--fp32", "--checkpoint"))])
+@pytest.mark.parametrize(
+    "script, flags", [("export_onnx.py", ("--checkpoint",)), ("build_engine.py", ("--fp32", "--checkpoint"))]
+)
 def test_a_checkpoint_palette_of_300_is_refused_at_export_and_build(bad_checkpoint, tmp_path, script, flags):
     outputs = ("--output", tmp_path / "m.onnx") if script == "export_onnx.py" else ("--engines-dir", tmp_path / "engines")
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *flags, str(bad_checkpoint), *map(str, outputs)],

@@ -229,7 +229,9 @@ def test_a_sources_file_names_the_streams_and_their_recordings(model, tmp_path):
                     "--save-dir", tmp_path / "png/{id}-{name}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert frames_in(tmp_path / "runs" / "front.mp4") == 4 and frames_in(tmp_path / "runs" / "b.mp4") == 6
-    assert len(list((tmp_path / "png" / "0-front").glob("*.png"))) == 4 and len(list((tmp_path / "png" / "1-b").glob("*.png"))) == 6
+    assert (
+        len(list((tmp_path / "png" / "0-front").glob("*.png"))) == 4 and len(list((tmp_path / "png" / "1-b").glob("*.png"))) == 6
+    )
     rows = [line.split() for line in result.stderr.splitlines() if line.startswith(("front ", "b "))]
     assert [(row[0], row[1], row[-2:]) for row in rows] == [("front", "4", ["of", "input"]), ("b", "6", ["of", "input"])]
 

@@ -78,6 +78,8 @@ def test_a_cache_of_0_mb_writes_nothing(tmp_path, monkeypatch):
 def test_a_cache_size_that_is_not_a_number_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FCN_EDGE_CACHE_MB", "lots")
     model = heavy_frame_model(tmp_path / "heavy.onnx")
-    status, _, err = run_main(stream_main, ["--model", model, "--backend", "openvino", "--synthetic", "--max-frames", "1", "--headless"], capsys)
+    status, _, err = run_main(
+        stream_main, ["--model", model, "--backend", "openvino", "--synthetic", "--max-frames", "1", "--headless"], capsys
+    )
     assert status == 2, err
     one_error_line(err, "FCN_EDGE_CACHE_MB", "lots")

@@ -14,7 +14,17 @@ import cv2
 import numpy as np
 import pytest
 
-from faults import BUILD_FLAGS, TENSOR_FLAGS, calibration_folder, frame_segmenter, load_script, one_error_line, run_main, segmenter, snapshot
+from faults import (
+    BUILD_FLAGS,
+    TENSOR_FLAGS,
+    calibration_folder,
+    frame_segmenter,
+    load_script,
+    one_error_line,
+    run_main,
+    segmenter,
+    snapshot,
+)
 from fcn_edge.atomic import check_distinct, json_text, write_json_atomic
 from fcn_edge.errors import FcnEdgeError
 from fcn_edge.sidecar import artifact_paths, write_sidecar

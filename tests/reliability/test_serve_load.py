@@ -84,7 +84,9 @@ def test_viewers_that_hang_up_while_no_frame_comes_free_their_slots(sink):
     wait_for(lambda: sink.frames.clients == 0, 3, "closed viewers still hold their slots")
     with urllib.request.urlopen(sink.url + "stream.mjpg", timeout=10) as viewer:  # a new viewer gets in ...
         snapshot = {}
-        thread = threading.Thread(target=lambda: snapshot.update(response=urllib.request.urlopen(sink.url + "snapshot.jpg", timeout=10)))
+        thread = threading.Thread(
+            target=lambda: snapshot.update(response=urllib.request.urlopen(sink.url + "snapshot.jpg", timeout=10))
+        )
         thread.start()
         wait_for(lambda: sink.frames.waiting == 2, 5, "the snapshot was not let in")
         sink.write(np.full((48, 64, 3), 90, np.uint8))  # ... and both get the frame when the source comes back

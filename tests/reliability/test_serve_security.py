@@ -95,8 +95,9 @@ def get(url: str, method: str = "GET", **headers) -> tuple[int, dict, bytes]:
 
 def test_a_camera_password_is_in_no_output(frame_model, camera_url, tmp_path):
     summary = tmp_path / "stats.json"
-    process, url, lines = start("--url", camera_url, "--model", frame_model, "--threads", "1",
-                                "--serve", "127.0.0.1:0", "--stats-json", summary)
+    process, url, lines = start(
+        "--url", camera_url, "--model", frame_model, "--threads", "1", "--serve", "127.0.0.1:0", "--stats-json", summary
+    )
     time.sleep(1)
     status, _, stats = get(url + "stats.json")
     _, _, page = get(url)
@@ -183,8 +184,13 @@ def ipv6_loopback() -> bool:
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
-@pytest.mark.parametrize("host, bound", [("[::1]", "to ::1 only; --serve 0.0.0.0:{port} to allow other machines"),
-                                         ("[::]", "to all interfaces: any machine that can reach this one can watch")])
+@pytest.mark.parametrize(
+    "host, bound",
+    [
+        ("[::1]", "to ::1 only; --serve 0.0.0.0:{port} to allow other machines"),
+        ("[::]", "to all interfaces: any machine that can reach this one can watch"),
+    ],
+)
 def test_ipv6_is_served_and_the_banner_is_exact(frame_model, host, bound):
     process, url, lines = start("--synthetic", "--fps", "10", "--model", frame_model, "--threads", "1",
                                 "--serve", f"{host}:0")  # fmt: skip

@@ -111,17 +111,24 @@ def test_a_corrupt_image_mid_folder_keeps_the_frames_before_it_and_says_so(model
     assert result.returncode == 2
     one_error_line(result.stderr, "2.png is not a readable image", "2 frames recorded until then are kept in",
                    "2 PNGs written until then")  # fmt: skip
-    assert frames_in(tmp_path / "out.mp4") == 2 and sorted(p.name for p in (tmp_path / "png").iterdir()) == ["0.png", "1.png"]  # after their sources
+    assert frames_in(tmp_path / "out.mp4") == 2 and sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "0.png",
+        "1.png",
+    ]  # after their sources
 
 
-@pytest.mark.parametrize("case, fragments", [
-    ("stats-json is a folder", ["--stats-json", "is a folder"]),
-    ("output is a folder", ["--output", "is a folder"]),
-    ("model is a folder", ["--model", "is a folder"]),
-    ("huge synthetic frames", ["--size", "too large"]),
-    ("static model input", ["takes frames of 32x32 only", "--size 32x32"]),
-    ("classifier", ["not uint8 [N,H,W] labels"]),
-], ids=["stats-json-folder", "output-folder", "model-folder", "huge-size", "static-input", "classifier"])
+@pytest.mark.parametrize(
+    "case, fragments",
+    [
+        ("stats-json is a folder", ["--stats-json", "is a folder"]),
+        ("output is a folder", ["--output", "is a folder"]),
+        ("model is a folder", ["--model", "is a folder"]),
+        ("huge synthetic frames", ["--size", "too large"]),
+        ("static model input", ["takes frames of 32x32 only", "--size 32x32"]),
+        ("classifier", ["not uint8 [N,H,W] labels"]),
+    ],
+    ids=["stats-json-folder", "output-folder", "model-folder", "huge-size", "static-input", "classifier"],
+)
 def test_user_mistakes_are_one_line_and_leave_nothing(model, tmp_path, case, fragments, capsys):
     from fcn_edge.stream import __main__ as cli
 

@@ -20,7 +20,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import ROOT
-from faults import BUILD_FLAGS, TENSOR_FLAGS, calibration_folder, frame_segmenter, load_script, one_error_line, run_main, segmenter
+from faults import (
+    BUILD_FLAGS,
+    TENSOR_FLAGS,
+    calibration_folder,
+    frame_segmenter,
+    load_script,
+    one_error_line,
+    run_main,
+    segmenter,
+)
 from fcn_edge.data.folder import read_classes
 from fcn_edge.metadata import class_difference
 from fcn_edge.scratch import reclaim_orphans
@@ -115,7 +124,9 @@ def test_a_frame_the_graph_cannot_take_is_one_line(tmp_path, capsys, backend):
     model = valid_conv_model(tmp_path / "valid.onnx")
     (tmp_path / "imgs").mkdir()
     cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.zeros((1, 1, 3), np.uint8))
-    status, _, err = run_main(stream_main, ["--model", model, "--backend", backend, "--images", tmp_path / "imgs", "--headless"], capsys)
+    status, _, err = run_main(
+        stream_main, ["--model", model, "--backend", backend, "--images", tmp_path / "imgs", "--headless"], capsys
+    )
     assert status == 2, err
     one_error_line(err, "valid.onnx", "1x1")
 
@@ -147,7 +158,9 @@ def test_external_data_outside_the_folder_is_refused_before_it_is_read(tmp_path)
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "tensorrt", "auto"])
 def test_threads_0_is_refused_on_every_backend(tmp_path, capsys, backend):
     model = frame_segmenter(tmp_path / "frames.onnx")
-    status, _, err = run_main(stream_main, ["--synthetic", "--model", model, "--backend", backend, "--threads", "0", "--headless"], capsys)
+    status, _, err = run_main(
+        stream_main, ["--synthetic", "--model", model, "--backend", backend, "--threads", "0", "--headless"], capsys
+    )
     assert status == 2, err
     one_error_line(err, "--threads", "at least 1")
 

@@ -30,8 +30,14 @@ def train_fails(tmp_path, *flags):
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "-0.1"), ("--weight-decay", "-1"),
-     ("--max-minutes", "0"), ("--val-length", "0")],
+    [
+        ("--epochs", "0"),
+        ("--batch-size", "0"),
+        ("--lr", "-0.1"),
+        ("--weight-decay", "-1"),
+        ("--max-minutes", "0"),
+        ("--val-length", "0"),
+    ],
 )  # fmt: skip  (--threads 0: refused by argparse on every command, test_tracebacks.py)
 def test_out_of_range_flag(tmp_path, flag, value):
     assert_user_error(train_fails(tmp_path, flag, value), f"{flag} {value}")

@@ -50,11 +50,18 @@ def test_5000_headless_frames_grow_rss_by_less_than_20_mb(frame_model):
     probe = RssProbe()
     runner = open_runner(frame_model, check_inputs=False)
     with runner:
-        stream = Stream(source, runner, Overlay(PALETTE, 0.5, CLASSES, legend=True), [probe],
-                        StreamOptions(max_frames=FRAMES, status_interval=0))
+        stream = Stream(
+            source,
+            runner,
+            Overlay(PALETTE, 0.5, CLASSES, legend=True),
+            [probe],
+            StreamOptions(max_frames=FRAMES, status_interval=0),
+        )
         stats = stream.run()
     growth = probe.samples[FRAMES] - probe.samples[WARMUP]
-    print(f"RSS after {WARMUP} frames {probe.samples[WARMUP]:.1f} MB, after {FRAMES} {probe.samples[FRAMES]:.1f} MB "
-          f"(+{growth:.1f} MB); {stats.fps:.1f} fps, {stats.dropped} dropped")
+    print(
+        f"RSS after {WARMUP} frames {probe.samples[WARMUP]:.1f} MB, after {FRAMES} {probe.samples[FRAMES]:.1f} MB "
+        f"(+{growth:.1f} MB); {stats.fps:.1f} fps, {stats.dropped} dropped"
+    )
     assert stats.frames == FRAMES
     assert growth < LIMIT_MB

@@ -55,9 +55,19 @@ def test_each_instruction_set_compiles_alone_and_counts_its_operations(tmp_path)
 
 
 def test_rows_give_the_share_of_their_precisions_peak():
-    stats = {"ref:ort-matmul-fp32": stats_from_ms([1.0]), "openvino-int8": stats_from_ms([20.0]), "ort-fp32": stats_from_ms([50.0])}
-    result = SizeResult((512, 1024), 12.0, stats, precisions={"openvino-int8": "int8", "ort-fp32": "fp32"},
-                        agreement={"openvino-int8": 0.9995, "ort-fp32": 1.0}, peak={"int8": 1000.0, "fp32": 250.0})
+    stats = {
+        "ref:ort-matmul-fp32": stats_from_ms([1.0]),
+        "openvino-int8": stats_from_ms([20.0]),
+        "ort-fp32": stats_from_ms([50.0]),
+    }
+    result = SizeResult(
+        (512, 1024),
+        12.0,
+        stats,
+        precisions={"openvino-int8": "int8", "ort-fp32": "fp32"},
+        agreement={"openvino-int8": 0.9995, "ort-fp32": 1.0},
+        peak={"int8": 1000.0, "fp32": 250.0},
+    )
     rows = {r["backend"]: r for r in result.rows()}
     assert rows["openvino-int8"]["peak_share"] == pytest.approx(0.6) and rows["ort-fp32"]["peak_share"] == pytest.approx(0.96)
     text = table(list(rows.values()))

@@ -65,7 +65,9 @@ def tensor_model(path: Path) -> Path:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2, "h", "w"])], [weight],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    write_metadata(model, ModelMetadata(["a", "b"], [(0, 0, 0), (255, 255, 255)], Preprocess(), "tensor", ["logits"], 1, "0" * 64, {}))
+    write_metadata(
+        model, ModelMetadata(["a", "b"], [(0, 0, 0), (255, 255, 255)], Preprocess(), "tensor", ["logits"], 1, "0" * 64, {})
+    )
     onnx.save_model(model, path)
     return path
 
@@ -87,5 +89,7 @@ def test_models_the_runners_do_not_take_are_timed_through_sessions(tmp_path):
     path = tensor_model(tmp_path / "tensor.onnx")
     source = from_onnx(path)
     assert not timing.stream_runs(path)
-    rounds, through = timing.measure({"fp32 onnxruntime": timing.Candidate(path, "onnxruntime", "fp32")}, source, (32, 48), 1, tmp_path)
+    rounds, through = timing.measure(
+        {"fp32 onnxruntime": timing.Candidate(path, "onnxruntime", "fp32")}, source, (32, 48), 1, tmp_path
+    )
     assert through == "session" and len(rounds["fp32 onnxruntime"]) == timing.ROUNDS

@@ -49,7 +49,9 @@ def test_open_runner_follows_the_sidecar_through_the_table(tmp_path):
 
 def test_no_other_module_lists_the_precisions_a_backend_runs():
     """A second list of precisions (PRECISIONS = ..., a tuple of three or more) is a second place deciding them."""
-    listing = re.compile(r'PRECISIONS\s*=\s*[(\[{]|\(\s*"(int8|fp16|bf16|fp32)",\s*"(int8|fp16|bf16|fp32)",\s*"(int8|fp16|bf16|fp32)"')
+    listing = re.compile(
+        r'PRECISIONS\s*=\s*[(\[{]|\(\s*"(int8|fp16|bf16|fp32)",\s*"(int8|fp16|bf16|fp32)",\s*"(int8|fp16|bf16|fp32)"'
+    )
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "fcn_edge").rglob("*.py")
                  if p.name != "capabilities.py" and listing.search(p.read_text())]  # fmt: skip
     assert offenders == []

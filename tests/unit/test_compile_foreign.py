@@ -63,8 +63,10 @@ def test_a_sigmoid_output_is_read_as_probabilities_and_anything_else_needs_the_f
     rule = foreign.binary(model, tmp_path / "m.onnx", None, None)
     assert rule == foreign.Binary("sigmoid", 0.5, detected=True) and rule.on_output == 0.5
     model = one_channel("nhwc-both")  # the Sigmoid before the transpose back to NHWC still makes probabilities
-    model.graph.node.insert(1 + [n.output[0] for n in model.graph.node].index("logit_nchw"),
-                            helper.make_node("Sigmoid", ["logit_nchw"], ["prob_nchw"]))
+    model.graph.node.insert(
+        1 + [n.output[0] for n in model.graph.node].index("logit_nchw"),
+        helper.make_node("Sigmoid", ["logit_nchw"], ["prob_nchw"]),
+    )
     model.graph.node[-1].input[0] = "prob_nchw"
     assert foreign.binary(model, tmp_path / "m.onnx", None, None).detected
 

@@ -38,7 +38,11 @@ def test_data_specs_parse_and_bad_ones_name_the_flag():
         with pytest.raises(FcnEdgeError, match=fragment) as error:
             images.parse_spec(text, "--calib-data")
         assert str(error.value).startswith("--calib-data")
-    assert images.evenly_spaced(10, 3) == [0, 4, 9] and images.evenly_spaced(3, 5) == [0, 1, 2] and images.evenly_spaced(4, 0) == [0, 1, 2, 3]
+    assert (
+        images.evenly_spaced(10, 3) == [0, 4, 9]
+        and images.evenly_spaced(3, 5) == [0, 1, 2]
+        and images.evenly_spaced(4, 0) == [0, 1, 2, 3]
+    )
 
 
 def test_default_verification_follows_the_rules(voc, tmp_path):
@@ -73,7 +77,9 @@ def test_dataset_samples_at_native_or_fixed_size_and_checked_classes(voc):
     fixed = images.samples(plan, foreign, 2, 0, (64, 96), [])
     assert len(fixed) == 2 and all(s.frame.shape == (64, 96, 3) and s.mask.shape == (64, 96) for s in fixed)
     assert set(np.unique(fixed[0].mask)) <= set(np.unique(native[0].mask))  # nearest: no invented labels
-    assert "2 labelled images of voc:" in plan.describe(fixed, 0) and "resized to the model's fixed input" in plan.describe(fixed, 0)
+    assert "2 labelled images of voc:" in plan.describe(fixed, 0) and "resized to the model's fixed input" in plan.describe(
+        fixed, 0
+    )
     with pytest.raises(FcnEdgeError, match="the model has 8 classes, .* has 21"):
         images.samples(plan, source(SYNTHETIC_CLASSES, ours=True), 0, 0, (64, 96), [])
     with pytest.raises(FcnEdgeError, match="nothing to verify on"):

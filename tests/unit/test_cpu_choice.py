@@ -49,4 +49,7 @@ def test_sidecar_entry_names_the_runtime_its_settings_and_the_measurement():
 
 def test_sidecar_entry_says_when_the_default_runtime_runs_it_within_the_spread():
     facts = cpu.facts("onnxruntime", "int8", {"onnxruntime": 30.7, "openvino": 30.1}, "auto", "2026.4.1", 2)
-    assert facts["why"] == "auto; measured: OpenVINO 30.1 ms, ONNX Runtime 30.7 ms (within the spread: ONNX Runtime, the default, runs it)"
+    assert (
+        facts["why"]
+        == "auto; measured: OpenVINO 30.1 ms, ONNX Runtime 30.7 ms (within the spread: ONNX Runtime, the default, runs it)"
+    )

@@ -22,8 +22,9 @@ from fcn_edge.spec import Preprocess
 def export_with(options: EdgeOptions, path) -> onnx.ModelProto:
     torch.manual_seed(0)
     config = ModelConfig(num_classes=len(CLASSES))
-    meta = ModelMetadata(CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64,
-                         {**config.to_dict(), "edges": options.to_dict()})
+    meta = ModelMetadata(
+        CLASSES, PALETTE, Preprocess(), "frame", ["labels"], 32, "0" * 64, {**config.to_dict(), "edges": options.to_dict()}
+    )
     report = export_model(options.wrap(build_model(config)), meta, path, verify_sizes=((1, 96, 128),))
     assert all(c.agreement >= 0.9999 for c in report.checks)
     return onnx.load(str(path))

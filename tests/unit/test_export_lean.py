@@ -19,13 +19,17 @@ def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def labels_graph(classes: int, factor: int, mode: str = "linear") -> onnx.ModelProto:
     """Scores -> Resize xfactor -> ArgMax -> Cast float -> Cast uint8, as the export writes the labels."""
     nodes = [
-        helper.make_node("Resize", ["x", "", "scales"], ["up"], name="resize", mode=mode, coordinate_transformation_mode="half_pixel"),
+        helper.make_node(
+            "Resize", ["x", "", "scales"], ["up"], name="resize", mode=mode, coordinate_transformation_mode="half_pixel"
+        ),
         helper.make_node("ArgMax", ["up"], ["index"], axis=1, keepdims=0),
         helper.make_node("Cast", ["index"], ["as_float"], to=TensorProto.FLOAT),
         helper.make_node("Cast", ["as_float"], ["labels"], to=TensorProto.UINT8),
     ]
     graph = helper.make_graph(
-        nodes, "labels", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", classes, "H", "W"])],
+        nodes,
+        "labels",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", classes, "H", "W"])],
         [helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H2", "W2"])],
         [numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")],
     )
@@ -74,10 +78,14 @@ def preprocess_graph(pad: bool) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]
         helper.make_node("Transpose", ["f"], ["t"], perm=[0, 3, 1, 2]),
         helper.make_node("Conv", ["t", "affine_w", "affine_b"], ["n"], name="affine", kernel_shape=[1, 1]),
         *([helper.make_node("Pad", ["n", "pads"], ["p"], mode="constant")] if pad else []),
-        helper.make_node("Conv", ["p" if pad else "n", "conv_w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1] * 4, strides=[2, 2]),
+        helper.make_node(
+            "Conv", ["p" if pad else "n", "conv_w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1] * 4, strides=[2, 2]
+        ),
     ]
     graph = helper.make_graph(
-        nodes, "pre", [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", "H", "W", 3])],
+        nodes,
+        "pre",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", "H", "W", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(v, k) for k, v in weights.items() if pad or k != "pads"],
     )

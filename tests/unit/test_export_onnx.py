@@ -66,9 +66,15 @@ def ort_vs_torch(onnx_path, checkpoint_path, input_format):
         yield (batch, height, width), got, logits, logits.argmax(1)
 
 
-@pytest.mark.parametrize("input_format, outputs, opset", [
-    ("frame", ("labels",), 18), ("frame", ("logits",), 18), ("tensor", ("labels",), 17), ("tensor", ("logits", "labels"), 20),
-])
+@pytest.mark.parametrize(
+    "input_format, outputs, opset",
+    [
+        ("frame", ("labels",), 18),
+        ("frame", ("logits",), 18),
+        ("tensor", ("labels",), 17),
+        ("tensor", ("logits", "labels"), 20),
+    ],
+)
 def test_onnx_runtime_matches_torch(checkpoints, tmp_path, input_format, outputs, opset):
     path = tmp_path / "model.onnx"
     report = export_checkpoint(checkpoints["resize_conv"], path, input_format, outputs, opset, verify_sizes=SIZES)
@@ -155,18 +161,22 @@ def test_an_export_that_does_not_verify_raises_with_the_figures_and_writes_nothi
 def test_an_impossible_tolerance_fails_on_figures(checkpoints, tmp_path):
     """ONNX Runtime and PyTorch sum in different orders, so a zero tolerance cannot hold on a real model."""
     with pytest.raises(FcnEdgeError, match=r"max \|logit diff\| \d\.\d\de-\d\d"):
-        export_checkpoint(checkpoints["resize_conv"], tmp_path / "m.onnx", verify_sizes=SIZES[1:2],
-                          tolerance=Tolerance(max_abs_diff=0.0))
+        export_checkpoint(
+            checkpoints["resize_conv"], tmp_path / "m.onnx", verify_sizes=SIZES[1:2], tolerance=Tolerance(max_abs_diff=0.0)
+        )
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"opset": 16}, "opset 16 is not supported"),
-    ({"opset": 21}, "opset 21 is not supported: choose 17..20"),
-    ({"input_format": "rgb"}, "input format 'rgb'"),
-    ({"outputs": ("scores",)}, "outputs ['scores']"),
-    ({"verify_sizes": ()}, "no verification sizes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"opset": 16}, "opset 16 is not supported"),
+        ({"opset": 21}, "opset 21 is not supported: choose 17..20"),
+        ({"input_format": "rgb"}, "input format 'rgb'"),
+        ({"outputs": ("scores",)}, "outputs ['scores']"),
+        ({"verify_sizes": ()}, "no verification sizes"),
+    ],
+)
 def test_bad_arguments_are_user_errors(checkpoints, tmp_path, kwargs, fragment):
     with pytest.raises(FcnEdgeError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         export_checkpoint(checkpoints["resize_conv"], tmp_path / "m.onnx", **kwargs)

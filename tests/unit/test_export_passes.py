@@ -21,10 +21,12 @@ def deconv_graph(weight: np.ndarray, stride: int, pad: int, bias: np.ndarray | N
     if bias is not None:
         initializers.append(numpy_helper.from_array(bias.astype(np.float32), "b"))
         inputs.append("b")
-    node = helper.make_node("ConvTranspose", inputs, ["y"], name="up", kernel_shape=list(weight.shape[2:]),
-                            strides=[stride, stride], pads=[pad] * 4)
+    node = helper.make_node(
+        "ConvTranspose", inputs, ["y"], name="up", kernel_shape=list(weight.shape[2:]), strides=[stride, stride], pads=[pad] * 4
+    )
     graph = helper.make_graph(
-        [node], "deconv",
+        [node],
+        "deconv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, "H", "W"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", channels, "H2", "W2"])],
         initializers,
@@ -48,8 +50,9 @@ def test_bilinear_deconv_becomes_an_exact_resize_at_odd_and_even_sizes(factor):
     rng = np.random.default_rng(factor)
     for shape in [(1, 3, 5, 7), (2, 3, 8, 6), (1, 3, 1, 1)]:
         x = rng.standard_normal(shape).astype(np.float32)
-        expected = torch.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(weight), stride=factor,
-                                          padding=factor // 2).numpy()
+        expected = torch.conv_transpose2d(
+            torch.from_numpy(x), torch.from_numpy(weight), stride=factor, padding=factor // 2
+        ).numpy()
         got = run(rewritten, x)
         assert got.shape == expected.shape == (shape[0], 3, shape[2] * factor, shape[3] * factor)
         assert np.abs(got - expected).max() <= 1e-5
@@ -64,8 +67,13 @@ def test_a_zero_bias_is_still_bilinear():
 @pytest.mark.parametrize(
     "weight, stride, pad, bias, reason",
     [
-        (bilinear_kernel(3, 4).numpy() + 1e-3 * np.random.default_rng(0).standard_normal((3, 3, 4, 4)), 2, 1, None,
-         TRAINED_REASON),
+        (
+            bilinear_kernel(3, 4).numpy() + 1e-3 * np.random.default_rng(0).standard_normal((3, 3, 4, 4)),
+            2,
+            1,
+            None,
+            TRAINED_REASON,
+        ),
         (bilinear_kernel(3, 4).numpy(), 2, 1, np.ones(3), "non-zero bias"),
         (bilinear_kernel(3, 4).numpy(), 2, 0, None, "pads="),
     ],

@@ -37,9 +37,16 @@ def test_bilinear_deconv_upsamples_a_constant_map_to_the_same_constant():
 
 def torchvision_resnet18_keys() -> dict[str, tuple[int, ...]]:
     """torchvision's resnet18 state-dict layout, written out from its architecture by hand."""
+
     def bn(prefix, c):
-        return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
-                f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+        return {
+            f"{prefix}.weight": (c,),
+            f"{prefix}.bias": (c,),
+            f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,),
+            f"{prefix}.num_batches_tracked": (),
+        }
+
     keys = {"conv1.weight": (64, 3, 7, 7), **bn("bn1", 64)}
     inplanes = 64
     for layer, planes in enumerate((64, 128, 256, 512), start=1):
@@ -60,8 +67,10 @@ def torchvision_resnet18_keys() -> dict[str, tuple[int, ...]]:
 
 def test_torchvision_resnet18_state_dict_loads_by_key(tmp_path):
     generator = torch.Generator().manual_seed(0)
-    state = {k: (torch.tensor(7) if not shape else torch.randn(shape, generator=generator))
-             for k, shape in torchvision_resnet18_keys().items()}
+    state = {
+        k: (torch.tensor(7) if not shape else torch.randn(shape, generator=generator))
+        for k, shape in torchvision_resnet18_keys().items()
+    }
     path = tmp_path / "resnet18-imagenet.pth"
     torch.save(state, path)
     model = build_model(ModelConfig(num_classes=3, backbone="resnet18"))

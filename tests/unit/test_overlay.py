@@ -51,7 +51,7 @@ def test_in_place_render_equals_a_fresh_output_and_reuses_the_frame():
 def test_labels_outside_the_palette_get_voc_colours():
     lut = palette_lut(PALETTE)
     assert lut.shape == (256, 3)
-    assert np.array_equal(lut[len(PALETTE):], voc_colormap(256)[len(PALETTE):, ::-1])
+    assert np.array_equal(lut[len(PALETTE) :], voc_colormap(256)[len(PALETTE) :, ::-1])
     frame = np.zeros((4, 4, 3), np.uint8)
     out = Overlay(PALETTE, 1.0).render(frame, np.full((4, 4), 200, np.uint8))
     assert tuple(out[0, 0]) == tuple(voc_colormap(256)[200, ::-1])
@@ -68,10 +68,14 @@ def test_legend_is_drawn_top_left_and_leaves_the_rest_blended():
     assert Overlay(PALETTE, 0.5, CLASSES, legend=True).render(tiny, tiny_labels).shape == tiny.shape
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"alpha": 1.5}, "--alpha 1.5"),
-    ({"alpha": 0.5, "legend": True}, "no class names"),
-], ids=["alpha", "legend-without-names"])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"alpha": 1.5}, "--alpha 1.5"),
+        ({"alpha": 0.5, "legend": True}, "no class names"),
+    ],
+    ids=["alpha", "legend-without-names"],
+)
 def test_bad_settings_are_user_errors(kwargs, fragment):
     with pytest.raises(FcnEdgeError, match=fragment):
         Overlay(PALETTE, **kwargs)

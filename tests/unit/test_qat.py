@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -55,8 +54,17 @@ def qat_run(tmp_path_factory) -> dict:
     export_checkpoint(path, folder / "qat.onnx", verify_sizes=[(1, 64, 96)])
     qdq.prepare(folder / "qat.onnx", folder / "prepared.onnx")
     checkpoint = load_checkpoint(path)
-    found, unmatched = learned.points_in(folder / "prepared.onnx", checkpoint.build(), checkpoint.preprocess, "onnxruntime", folder)
-    return {"folder": folder, "source": source, "qat": path, "prepared": folder / "prepared.onnx", "found": found, "unmatched": unmatched}
+    found, unmatched = learned.points_in(
+        folder / "prepared.onnx", checkpoint.build(), checkpoint.preprocess, "onnxruntime", folder
+    )
+    return {
+        "folder": folder,
+        "source": source,
+        "qat": path,
+        "prepared": folder / "prepared.onnx",
+        "found": found,
+        "unmatched": unmatched,
+    }
 
 
 def test_fake_quantized_tensors_are_the_deployed_graphs(qat_run):
@@ -87,7 +95,9 @@ def test_qat_checkpoint_round_trips_weights_only(qat_run):
         scale, zero_point, _, _ = qat.activation_qparams(entry["low"], entry["high"], "onnxruntime")
         assert entry["scale"] == scale > 0 and entry["zero_point"] == zero_point and entry["low"] <= entry["high"]
     checkpoint = load_checkpoint(qat_run["qat"])
-    assert not any(torch.equal(checkpoint.state_dict[k], plain["state_dict"][k]) for k in checkpoint.state_dict if k.endswith("conv.weight"))
+    assert not any(
+        torch.equal(checkpoint.state_dict[k], plain["state_dict"][k]) for k in checkpoint.state_dict if k.endswith("conv.weight")
+    )
 
 
 def test_build_writes_the_learned_scales(qat_run):

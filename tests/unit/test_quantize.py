@@ -46,8 +46,10 @@ def test_cache_round_trips_scales_and_names_the_version():
 
 def test_the_up_to_date_check_does_not_import_torch():
     """The second `build_engine.py --int8` must answer in well under 5 s: torch costs seconds."""
-    code = ("import sys, runpy; sys.argv = ['x', '--help']\ntry:\n runpy.run_path('scripts/build_engine.py', run_name='__main__')\n"
-            "except SystemExit: pass\nprint('torch' in sys.modules)")
+    code = (
+        "import sys, runpy; sys.argv = ['x', '--help']\ntry:\n runpy.run_path('scripts/build_engine.py', run_name='__main__')\n"
+        "except SystemExit: pass\nprint('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
 
@@ -256,7 +258,9 @@ def test_with_every_quantizable_node_excluded_no_qdq_is_left(tmp_path):
             return torch.sigmoid(self.b(y) + y) * y
 
     source, prepared = tmp_path / "res.onnx", tmp_path / "prepared.onnx"
-    torch.onnx.export(Residual().eval(), (torch.zeros(1, 3, 32, 32),), str(source), input_names=["x"], dynamo=False, opset_version=17)
+    torch.onnx.export(
+        Residual().eval(), (torch.zeros(1, 3, 32, 32),), str(source), input_names=["x"], dynamo=False, opset_version=17
+    )
     qdq.prepare(source, prepared)
     model = onnx.load(str(prepared))
     ranges = statistics.collect_ranges(model, feeds(2), "max", progress=False)

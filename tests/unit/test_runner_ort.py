@@ -72,11 +72,15 @@ def test_a_new_frame_size_rebinds_and_stays_correct(frame_model):
         assert runner.rebinds == 3
 
 
-@pytest.mark.parametrize("frame, fragment", [
-    (np.zeros((8, 8, 3), np.float32), "uint8 HxWx3"),
-    (np.zeros((8, 8), np.uint8), "uint8 HxWx3"),
-    (np.zeros((8, 16, 3), np.uint8)[:, ::2], "C-contiguous"),
-], ids=["float", "gray", "strided"])
+@pytest.mark.parametrize(
+    "frame, fragment",
+    [
+        (np.zeros((8, 8, 3), np.float32), "uint8 HxWx3"),
+        (np.zeros((8, 8), np.uint8), "uint8 HxWx3"),
+        (np.zeros((8, 16, 3), np.uint8)[:, ::2], "C-contiguous"),
+    ],
+    ids=["float", "gray", "strided"],
+)
 def test_input_checks_name_the_problem(frame_model, frame, fragment):
     with open_runner(frame_model, threads=1) as runner, pytest.raises(FcnEdgeError, match=fragment):
         runner.infer(frame)
@@ -107,12 +111,16 @@ def test_a_model_that_does_not_take_frames_is_a_user_error(tmp_path):
         open_runner(path).activate()
 
 
-@pytest.mark.parametrize("name, kwargs, fragment", [
-    ("missing.onnx", {}, "does not exist"),
-    ("model.bin", {}, "cannot tell the backend"),
-    ("model.onnx", {"backend": "tflite"}, "unknown backend"),
-    ("model.onnx", {"providers": ["cuda"]}, "CUDAExecutionProvider is not available"),
-], ids=["missing", "suffix", "backend", "provider"])
+@pytest.mark.parametrize(
+    "name, kwargs, fragment",
+    [
+        ("missing.onnx", {}, "does not exist"),
+        ("model.bin", {}, "cannot tell the backend"),
+        ("model.onnx", {"backend": "tflite"}, "unknown backend"),
+        ("model.onnx", {"providers": ["cuda"]}, "CUDAExecutionProvider is not available"),
+    ],
+    ids=["missing", "suffix", "backend", "provider"],
+)
 def test_open_runner_user_errors(tmp_path, frame_model, name, kwargs, fragment):
     path = tmp_path / name
     if name != "missing.onnx":

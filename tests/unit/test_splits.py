@@ -55,7 +55,9 @@ def test_val_fraction_splits_a_flat_folder_by_name_the_same_way_every_time(tmp_p
     stems = [f"IMG_{i:03d}" for i in range(40)]
     write_pairs(tmp_path, stems)
     (tmp_path / "classes.txt").write_text("background\npart\n")
-    splits = {s: [p[0].stem for p in build_dataset("folder", str(tmp_path), s, val_fraction=0.25).samples] for s in ("train", "val")}
+    splits = {
+        s: [p[0].stem for p in build_dataset("folder", str(tmp_path), s, val_fraction=0.25).samples] for s in ("train", "val")
+    }
     assert sorted(splits["train"] + splits["val"]) == stems and not set(splits["train"]) & set(splits["val"])
     assert 4 <= len(splits["val"]) <= 16  # a hash, not an exact count
     assert splits["val"] == [s for s in stems if in_val(s, 0.25, 0)]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from conftest import ROOT
 
 
@@ -19,7 +17,6 @@ def test_ruff_check_passes():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(reason="tree reformatted at merge: `ruff format` runs once after the parallel branches land", strict=False)
 def test_ruff_format_leaves_the_tree_as_it_is():
     done = ruff("format", "--check", "--no-cache", ".")
     assert done.returncode == 0, done.stdout + done.stderr

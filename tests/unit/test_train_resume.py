@@ -20,7 +20,11 @@ def run(out, resume=None, max_minutes=None, workers=0):
         TrainConfig(epochs=3, batch_size=4, lr=1e-3, workers=workers, max_minutes=max_minutes),
         SyntheticScenes(16, 0, (64, 64), train_transforms((48, 48), scale=(0.75, 1.25))),
         SyntheticScenes(2, HELDOUT_SEED, (64, 64), eval_transforms()),
-        CLASSES, PALETTE, out, resume=resume, log=lambda _: None,
+        CLASSES,
+        PALETTE,
+        out,
+        resume=resume,
+        log=lambda _: None,
     )
 
 

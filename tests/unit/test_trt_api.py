@@ -44,7 +44,11 @@ from fcn_edge.backends.tensorrt.runner import check_engine_matches, engine_facts
 from fcn_edge.sidecar import sidecar_path
 
 ROOT = Path(__file__).resolve().parents[2]
-TRT_SOURCES = [ROOT / "fcn_edge/backends/tensorrt/build.py", ROOT / "fcn_edge/backends/tensorrt/runner.py", ROOT / "fcn_edge/backends/tensorrt/api.py"]
+TRT_SOURCES = [
+    ROOT / "fcn_edge/backends/tensorrt/build.py",
+    ROOT / "fcn_edge/backends/tensorrt/runner.py",
+    ROOT / "fcn_edge/backends/tensorrt/api.py",
+]
 CUDA_PYTHON_SOURCE = ROOT / "fcn_edge/backends/cuda/cuda_python.py"
 PYCUDA_SOURCE = ROOT / "fcn_edge/backends/cuda/pycuda.py"
 REFERENCE = ROOT / ".ci" / "reference"
@@ -116,7 +120,10 @@ def published() -> tuple[PublishedApi, trt_api.Version]:
     if not wheels:
         pytest.skip(f"the tensorrt-stubs wheel is not in {REFERENCE}: {STUBS_PIN}")
     with zipfile.ZipFile(wheels[-1]) as wheel:
-        package, bindings = (wheel.read(name).decode().replace("\r\n", "\n") for name in ("tensorrt/__init__.pyi", "tensorrt_bindings/tensorrt.pyi"))
+        package, bindings = (
+            wheel.read(name).decode().replace("\r\n", "\n")
+            for name in ("tensorrt/__init__.pyi", "tensorrt_bindings/tensorrt.pyi")
+        )
     api = PublishedApi(package, bindings)
     return api, trt_api.parse_version(wheels[-1].name.split("-")[1])
 
@@ -378,7 +385,10 @@ def _model(path: Path, *, qdq: bool = False, fp16: bool = False) -> Path:
     initializers = []
     if qdq:
         initializers = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
-        nodes += [helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["out"])]
+        nodes += [
+            helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["out"]),
+        ]
     else:
         nodes.append(helper.make_node("Identity", ["y"], ["out"]))
     out_type = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
@@ -531,10 +541,14 @@ def test_engine_from_another_tensorrt_or_device_is_refused():
     sidecar = {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7", "sm_count": 16,
                "memory_mb": 62841, "dla_cores": 2}  # fmt: skip
     check_engine_matches(sidecar, "10.3.0.30", AGX, 2, Path("m.engine"))
-    with pytest.raises(FcnEdgeError, match=r"built with TensorRT 10\.3\.0\.30, this machine has 10\.7\.0.*rebuild with: fcn-edge build"):
+    with pytest.raises(
+        FcnEdgeError, match=r"built with TensorRT 10\.3\.0\.30, this machine has 10\.7\.0.*rebuild with: fcn-edge build"
+    ):
         check_engine_matches(sidecar, "10.7.0", AGX, 2, Path("m.engine"))
     with pytest.raises(FcnEdgeError, match=r"built for Orin \(compute 8\.7, 16 SMs.*RTX 4090.*rebuild with"):
-        check_engine_matches(sidecar, "10.3.0.30", DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", False, 128, 24090), 0, Path("m.engine"))
+        check_engine_matches(
+            sidecar, "10.3.0.30", DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", False, 128, 24090), 0, Path("m.engine")
+        )
     nano = DeviceInfo(0, "Orin", "8.7", True, 8, 7620)  # same name and compute capability as the AGX: every Orin is "Orin", 8.7
     with pytest.raises(FcnEdgeError, match=r"with 2 DLA cores, this machine has Orin \(compute 8\.7, 8 SMs, 7620 MB\) with 0"):
         check_engine_matches(sidecar, "10.3.0.30", nano, 0, Path("m.engine"))

@@ -19,7 +19,9 @@ from test_trt_api import REFERENCE, PublishedApi, _all, object_members, override
 from trt_bindings import Bindings, read_bindings
 
 LINES = {(8, 6), (10, 3), (10, 13), (11, 4)}  # what .ci/run downloads: JetPack 5's line, JetPack 6's, newest 10.x, newest 11.x
-DOWNLOAD = "pip download --no-deps -d .ci/reference tensorrt-bindings==8.6.1 tensorrt-cu12-bindings==10.3.0 ... (the line in .ci/run)"
+DOWNLOAD = (
+    "pip download --no-deps -d .ci/reference tensorrt-bindings==8.6.1 tensorrt-cu12-bindings==10.3.0 ... (the line in .ci/run)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,9 @@ def stubs() -> PublishedApi:
     if not wheels:
         pytest.skip(f"the tensorrt-stubs wheel is not in {REFERENCE} (class names and bases come from it): {DOWNLOAD}")
     with zipfile.ZipFile(wheels[-1]) as wheel:
-        texts = (wheel.read(n).decode().replace("\r\n", "\n") for n in ("tensorrt/__init__.pyi", "tensorrt_bindings/tensorrt.pyi"))
+        texts = (
+            wheel.read(n).decode().replace("\r\n", "\n") for n in ("tensorrt/__init__.pyi", "tensorrt_bindings/tensorrt.pyi")
+        )
         return PublishedApi(*texts)
 
 
@@ -42,7 +46,9 @@ def releases(stubs: PublishedApi) -> list[Bindings]:
 
 
 def test_every_supported_line_is_there(releases):
-    assert {r.version for r in releases} >= LINES, f"missing bindings of {sorted(LINES - {r.version for r in releases})}: {DOWNLOAD}"
+    assert {r.version for r in releases} >= LINES, (
+        f"missing bindings of {sorted(LINES - {r.version for r in releases})}: {DOWNLOAD}"
+    )
 
 
 def test_the_reader_finds_what_the_published_stubs_list(releases, stubs):
@@ -63,7 +69,9 @@ def test_version_table_matches_every_release(releases):
     wrong = []
     for release in releases:
         for change in trt_api.CHANGES:
-            if not change.name.startswith("json:") and release.has(change.name) != trt_api.available(change.name, release.version):
+            if not change.name.startswith("json:") and release.has(change.name) != trt_api.available(
+                change.name, release.version
+            ):
                 wrong.append(f"{change.name} on {release.version}: bindings {'have' if release.has(change.name) else 'lack'} it")
     assert wrong == []
 

@@ -163,7 +163,9 @@ def test_every_graph_a_build_of_the_default_model_makes_for_tensorrt_parses_on_e
     qdq.prepare(exported, prepared)
     frames = calibration.load_frames(calibration.find_calibration_set(ROOT / "calibration").calibrate[:4], (128, 256))
     feeds = [from_onnx(exported).feed([frame]) for frame in frames]
-    qdq.quantize(prepared, tmp_path / "int8.onnx", statistics.collect_ranges(onnx.load(prepared), feeds, "max", progress=False), "tensorrt")
+    qdq.quantize(
+        prepared, tmp_path / "int8.onnx", statistics.collect_ranges(onnx.load(prepared), feeds, "max", progress=False), "tensorrt"
+    )
     fp16.to_fp16(prepared, tmp_path / "fp16.onnx")
     for graph in ("default.onnx", "prepared.onnx", "fp16.onnx", "int8.onnx"):
         found = {line: [p.rule for p in problems] for line, problems in compat.report(tmp_path / graph).items()}
@@ -179,7 +181,9 @@ def test_the_default_artifacts_in_engines_parse_on_every_line(name):
     path = ROOT / "engines" / name
     if not path.is_file():
         pytest.skip(f"{path} is not built: python scripts/build_engine.py --int8")
-    assert compat.report(path) == {line: [] for line in LINES}, "stale? rebuild with python scripts/build_engine.py --int8 --force"
+    assert compat.report(path) == {line: [] for line in LINES}, (
+        "stale? rebuild with python scripts/build_engine.py --int8 --force"
+    )
 
 
 def test_the_command_lists_the_nodes_and_exits_non_zero(tmp_path, capsys):
@@ -249,8 +253,11 @@ def test_for_line_names_the_node_it_cannot_convert(tmp_path):
     model = _opset18_model()
     model.graph.node[5].input.extend(["", "axes"])  # Pad-18 over axes 2 and 3 only: no opset-17 form
     onnx.save(model, tmp_path / "m.onnx")
-    with pytest.raises(FcnEdgeError, match=r"cannot take .*m\.onnx from opset 18 to 17 for TensorRT 8\.x: node pad \(Pad\) "
-                                           r"pads only the axes of its axes input.*--opset 17$"):
+    with pytest.raises(
+        FcnEdgeError,
+        match=r"cannot take .*m\.onnx from opset 18 to 17 for TensorRT 8\.x: node pad \(Pad\) "
+        r"pads only the axes of its axes input.*--opset 17$",
+    ):
         opset.for_line(tmp_path / "m.onnx", "8", tmp_path)
 
 
@@ -264,7 +271,9 @@ def _resize_model(scales, **attrs) -> onnx.ModelProto:
 
 def test_resize_modes_and_axes_the_parser_rejects():
     def rules(scales, **attrs):
-        return {line: [p.detail.split(":")[0] for p in found] for line, found in compat.report(_resize_model(scales, **attrs)).items()}
+        return {
+            line: [p.detail.split(":")[0] for p in found] for line, found in compat.report(_resize_model(scales, **attrs)).items()
+        }
 
     crop = rules([1, 1, 2, 2], mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
     assert crop == {line: ["coordinate_transformation_mode tf_crop_and_resize"] for line in LINES}

@@ -40,7 +40,9 @@ def test_every_name_the_stand_in_offers_is_in_that_releases_bindings(line, relea
     for name, value in vars(trt).items():
         if name.startswith("_") or not isinstance(value, type):
             continue
-        missing += [f"{name}.{m}" for m in public(value) if not release.has(f"{name}.{m}")] + ([name] if not release.has(name) else [])
+        missing += [f"{name}.{m}" for m in public(value) if not release.has(f"{name}.{m}")] + (
+            [name] if not release.has(name) else []
+        )
     for cls, real in OBJECTS.items():
         members = public(cls) - {"model", "api", "strongly_typed", "explicit", "header", "engine", "contexts", "shapes",
                                  "addresses", "key", "flags", "profiles", "calibration_profile", "calibrator", "pool_limits",

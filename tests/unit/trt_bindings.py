@@ -179,7 +179,7 @@ class Bindings:
     bases: dict[str, list[str]]  # class -> base classes (from the published stubs)
 
     def has(self, name: str) -> bool:
-        """"Class", "Class.member" or "function": registered in this release?"""
+        """ "Class", "Class.member" or "function": registered in this release?"""
         cls, _, member = name.partition(".")
         if not member:
             return cls in self.members or cls in self.python_names

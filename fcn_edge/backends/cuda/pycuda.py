@@ -40,7 +40,9 @@ class PyCuda(CudaBinding):
         try:
             import pycuda.driver as drv
         except ImportError as error:  # not installed, or installed but libcuda.so (the driver) is missing
-            raise FcnEdgeError(f"PyCUDA cannot be imported ({error}): pip install pycuda (needs the CUDA toolkit), or use cuda-python") from None
+            raise FcnEdgeError(
+                f"PyCUDA cannot be imported ({error}): pip install pycuda (needs the CUDA toolkit), or use cuda-python"
+            ) from None
         self._drv = drv
         try:
             drv.init()
@@ -55,7 +57,9 @@ class PyCuda(CudaBinding):
             major, minor = device.compute_capability()
             integrated = device.get_attribute(drv.device_attribute.INTEGRATED)
             sms = device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
-            self.device = DeviceInfo(index, device.name(), f"{major}.{minor}", bool(integrated), int(sms), device.total_memory() >> 20)
+            self.device = DeviceInfo(
+                index, device.name(), f"{major}.{minor}", bool(integrated), int(sms), device.total_memory() >> 20
+            )
             self._context = device.retain_primary_context()
         except drv.Error as error:
             raise CudaError(str(error)) from None

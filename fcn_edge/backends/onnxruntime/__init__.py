@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Sequence
 
 from .runner import OrtRunner, resolve_providers
-from .session import THREAD_POLICY, THREADS, VERSION, apply_thread_policy, default_threads, describe_options, session, session_options
+from .session import (
+    THREAD_POLICY,
+    THREADS,
+    VERSION,
+    apply_thread_policy,
+    default_threads,
+    describe_options,
+    session,
+    session_options,
+)
 
 __all__ = [
     "THREAD_POLICY", "THREADS", "VERSION", "OrtRunner", "apply_thread_policy", "default_threads", "describe_options",

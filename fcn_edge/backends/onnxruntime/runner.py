@@ -71,7 +71,9 @@ class OrtRunner(Runner):
             with utf8_path(self.path) as name:  # ORT refuses a name that is not UTF-8
                 self._session = ort.InferenceSession(name, options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
-            raise FcnEdgeError(f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
+            raise FcnEdgeError(
+                f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it"
+            ) from None
         self._input_name, self._output_name, self._fixed_size, fixed_batch = _frame_model_io(self._session, self.path)
         self.max_batch = fixed_batch
         self._binding = self._session.io_binding()
@@ -109,9 +111,7 @@ class OrtRunner(Runner):
         result = self._binding.get_outputs()[0].numpy()
         self._output = np.empty_like(result)
         np.copyto(self._output, result)
-        self._binding.bind_output(
-            self._output_name, "cpu", 0, self._output.dtype, self._output.shape, self._output.ctypes.data
-        )
+        self._binding.bind_output(self._output_name, "cpu", 0, self._output.dtype, self._output.shape, self._output.ctypes.data)
         self._bound_shape = shape
         self.rebinds += 1
 

@@ -55,8 +55,12 @@ def apply_thread_policy(options: ort.SessionOptions, policy: dict[str, str] | No
 
 
 def describe_options(threads: int = THREADS) -> dict:
-    return {"graph_optimization_level": "ORT_ENABLE_ALL", "intra_op_num_threads": threads, "thread_policy": THREAD_POLICY,
-            "providers": ["CPUExecutionProvider"]}
+    return {
+        "graph_optimization_level": "ORT_ENABLE_ALL",
+        "intra_op_num_threads": threads,
+        "thread_policy": THREAD_POLICY,
+        "providers": ["CPUExecutionProvider"],
+    }
 
 
 def session(model: str | Path | onnx.ModelProto, threads: int = THREADS) -> ort.InferenceSession:

@@ -118,7 +118,9 @@ def new_core(cache_dir: Path | None) -> Any:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise FcnEdgeError(f"cannot create the OpenVINO cache folder {cache_dir} ({error.strerror}): set FCN_EDGE_CACHE to a writable folder") from None
+            raise FcnEdgeError(
+                f"cannot create the OpenVINO cache folder {cache_dir} ({error.strerror}): set FCN_EDGE_CACHE to a writable folder"
+            ) from None
     return openvino.Core()
 
 

@@ -51,7 +51,9 @@ class OvRunner(Runner):
         if threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
         if not 1 <= inflight <= 2 * threads:
-            raise FcnEdgeError(f"--inflight {inflight} must be between 1 and twice the inference threads ({2 * threads}): more only wait")
+            raise FcnEdgeError(
+                f"--inflight {inflight} must be between 1 and twice the inference threads ({2 * threads}): more only wait"
+            )
         self.threads, self.precision, self.inflight = threads, precision, inflight
         self.streams = min(inflight, threads)
         self.cache_dir = cache_dir or default_cache_dir()  # None: $FCN_EDGE_CACHE_MB=0, no disk cache
@@ -70,7 +72,9 @@ class OvRunner(Runner):
         try:
             self._model = self._core.read_model(str(self.path))
         except RuntimeError as error:  # OpenVINO raises RuntimeError for unreadable models
-            raise FcnEdgeError(f"OpenVINO cannot read {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it") from None
+            raise FcnEdgeError(
+                f"OpenVINO cannot read {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it"
+            ) from None
         self._output_index = _labels_output(self._model, self.path)
         batch = self._model.inputs[0].get_partial_shape()[0]
         self.max_batch = batch.get_length() if batch.is_static else None
@@ -127,7 +131,12 @@ def _labels_output(model: Any, path: Path) -> int:
     inputs = model.inputs
     frame = inputs[0]
     shape = frame.get_partial_shape()
-    if len(inputs) != 1 or frame.get_element_type().get_type_name() != "u8" or shape.rank.get_length() != 4 or str(shape[3]) != "3":
+    if (
+        len(inputs) != 1
+        or frame.get_element_type().get_type_name() != "u8"
+        or shape.rank.get_length() != 4
+        or str(shape[3]) != "3"
+    ):
         described = ", ".join(f"{i.any_name} {i.get_element_type().get_type_name()} {i.get_partial_shape()}" for i in inputs)
         raise FcnEdgeError(
             f"{path} takes {described}, not uint8 [N,H,W,3] camera frames: "
@@ -141,4 +150,6 @@ def _labels_output(model: Any, path: Path) -> int:
     for index, output in enumerate(outputs):
         if output.get_element_type().get_type_name() == "u8":
             return index
-    raise FcnEdgeError(f"{path} has no uint8 labels output (outputs: {[sorted(n) for n in names]}): export it with outputs=labels")
+    raise FcnEdgeError(
+        f"{path} has no uint8 labels output (outputs: {[sorted(n) for n in names]}): export it with outputs=labels"
+    )

@@ -147,7 +147,9 @@ def _check_dla(version: Version, options: TrtBuildOptions) -> None:
     """DLA builds: a release with DLA, FP16 or INT8, and one fixed input shape (DLA has no dynamic shapes)."""
     release = ".".join(map(str, version))
     if not trt_api.has_dla(version):
-        raise FcnEdgeError(f"TensorRT {release} has no DLA support ({trt_api.DLA_SOURCE}): drop the DLA core or use TensorRT 10.7 or older")
+        raise FcnEdgeError(
+            f"TensorRT {release} has no DLA support ({trt_api.DLA_SOURCE}): drop the DLA core or use TensorRT 10.7 or older"
+        )
     if options.precision == "fp32":
         raise FcnEdgeError("DLA runs FP16 and INT8 only: build with precision fp16 or int8, or drop the DLA core")
     shapes = (options.min_shape, options.opt_shape, options.max_shape)
@@ -166,9 +168,13 @@ def _check_typed_model(options: TrtBuildOptions, kinds: frozenset[str]) -> None:
             "instead, or build weakly typed (strongly_typed=False)"
         )
     if options.precision == "int8" and "qdq" not in kinds:
-        raise FcnEdgeError("an INT8 strongly typed build needs the Q/DQ model: build <name>.int8.onnx with fcn-edge build --int8 and give that")
+        raise FcnEdgeError(
+            "an INT8 strongly typed build needs the Q/DQ model: build <name>.int8.onnx with fcn-edge build --int8 and give that"
+        )
     if options.precision == "fp16" and "fp16" not in kinds:
-        raise FcnEdgeError("an FP16 strongly typed build needs an FP16 ONNX model: convert it to FP16 first, or build weakly typed (strongly_typed=False)")
+        raise FcnEdgeError(
+            "an FP16 strongly typed build needs an FP16 ONNX model: convert it to FP16 first, or build weakly typed (strongly_typed=False)"
+        )
     if options.precision == "fp32" and kinds:
         raise FcnEdgeError(
             f"precision fp32 asked, but the model has {' and '.join(sorted(kinds))} tensors and a strongly typed "
@@ -230,11 +236,15 @@ def read_calibration_cache(path: Path, trt_version: str) -> bytes:
     from .calibration_cache import parse_cache, version_number
 
     if not path.is_file():
-        raise FcnEdgeError(f"calibration cache {path} not found: fcn-edge build --int8 writes it beside the engine (<name>.int8.calib)")
+        raise FcnEdgeError(
+            f"calibration cache {path} not found: fcn-edge build --int8 writes it beside the engine (<name>.int8.calib)"
+        )
     try:
         text = path.read_text(encoding="ascii")
     except UnicodeDecodeError:
-        raise FcnEdgeError(f"{path} is not a text calibration cache: pass the <name>.int8.calib that fcn-edge build --int8 writes") from None
+        raise FcnEdgeError(
+            f"{path} is not a text calibration cache: pass the <name>.int8.calib that fcn-edge build --int8 writes"
+        ) from None
     written_for, _ = parse_cache(text, str(path))
     if written_for != version_number(trt_version):
         raise FcnEdgeError(
@@ -301,7 +311,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtBui
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
-        raise FcnEdgeError(f"TensorRT could not build {onnx_path.name} (its errors are printed above): check the shapes, precision and DLA options")
+        raise FcnEdgeError(
+            f"TensorRT could not build {onnx_path.name} (its errors are printed above): check the shapes, precision and DLA options"
+        )
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(serialized)
     if options.timing_cache is not None:
@@ -376,7 +388,9 @@ def _configure(
         blob = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
         cache = config.create_timing_cache(blob)
         if not config.set_timing_cache(cache, False):
-            print(f"note: timing cache {options.timing_cache} is from another GPU or TensorRT: starting a new one", file=sys.stderr)
+            print(
+                f"note: timing cache {options.timing_cache} is from another GPU or TensorRT: starting a new one", file=sys.stderr
+            )
             cache = config.create_timing_cache(b"")
             config.set_timing_cache(cache, False)
         keep_alive.append(cache)
@@ -387,7 +401,9 @@ def _configure(
     return keep_alive
 
 
-def _add_profile(builder: Any, network: Any, config: Any, input_name: str | None, shapes: tuple[Shape, Shape, Shape] | None) -> str:
+def _add_profile(
+    builder: Any, network: Any, config: Any, input_name: str | None, shapes: tuple[Shape, Shape, Shape] | None
+) -> str:
     """One optimization profile for the single input (required when it has dynamic dimensions); returns its name."""
     tensors = [network.get_input(i) for i in range(network.num_inputs)]
     inputs = {tensor.name: tensor for tensor in tensors}
@@ -403,7 +419,9 @@ def _add_profile(builder: Any, network: Any, config: Any, input_name: str | None
             raise FcnEdgeError(f"input {input_name} has dynamic dimensions {list(tensor.shape)}: give min, opt and max shapes")
         return input_name
     if len(shapes[0]) != len(tensor.shape):
-        raise FcnEdgeError(f"input {input_name} has {len(tensor.shape)} dimensions {list(tensor.shape)}, the shapes given have {len(shapes[0])}")
+        raise FcnEdgeError(
+            f"input {input_name} has {len(tensor.shape)} dimensions {list(tensor.shape)}, the shapes given have {len(shapes[0])}"
+        )
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *shapes)
     config.add_optimization_profile(profile)

@@ -215,8 +215,10 @@ def _qdq(graph: _Graph, node: onnx.NodeProto, line: str) -> list[str]:
         if node.input[0] not in graph.constant:
             found.append("per-channel scales on an activation: TensorRT quantizes activations per tensor")
         elif axis != wanted:
-            found.append(f"per-channel axis {'missing (ONNX: 1)' if axis is None else axis}: TensorRT needs axis={wanted} "
-                         "(the weights' output channels)")
+            found.append(
+                f"per-channel axis {'missing (ONNX: 1)' if axis is None else axis}: TensorRT needs axis={wanted} "
+                "(the weights' output channels)"
+            )
     return found
 
 
@@ -242,8 +244,10 @@ def _resize(graph: _Graph, node: onnx.NodeProto, line: str) -> list[str]:
         full[list(attrs["axes"])] = scales
     outer = [axis for axis in range(scales.size - inner) if full[axis] != 1]
     if outer:
-        found.append(f"{attrs['mode'].decode()} resize scales axis {outer[0]} by {full[outer[0]]:g}: the parser resizes "
-                     f"only the innermost {inner} axes that way")
+        found.append(
+            f"{attrs['mode'].decode()} resize scales axis {outer[0]} by {full[outer[0]]:g}: the parser resizes "
+            f"only the innermost {inner} axes that way"
+        )
     return found
 
 
@@ -298,8 +302,9 @@ def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fcn-edge compat",
-                                     description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line.")
+    parser = argparse.ArgumentParser(
+        prog="fcn-edge compat", description="Which nodes of an ONNX model TensorRT's ONNX parser rejects, per release line."
+    )
     parser.add_argument("onnx", type=nonempty_path)
     parser.add_argument("--line", choices=LINES, action="append", help="TensorRT line to check (default: all)")
     return parser.parse_args(argv)

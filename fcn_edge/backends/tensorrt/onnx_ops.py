@@ -20,8 +20,8 @@ SOURCE_11 = "onnx-tensorrt operators.md (10.15 GA, assumed for 11.x)"
 # and imports a newer node with the older semantics (ReduceMean-18's axes input is dropped: it averages every axis).
 OPSETS = {"8": 17, "10": 24, "11": 24}
 OPSET_SOURCES = {
-    "8": "onnx-tensorrt operators.md (8.6-GA): \"supports operators up to Opset 17\"",
-    "10": "onnx-tensorrt operators.md (10.15 GA): \"opset 9 to opset 24\" (10.0/10.1-GA: to opset 20)",
+    "8": 'onnx-tensorrt operators.md (8.6-GA): "supports operators up to Opset 17"',
+    "10": 'onnx-tensorrt operators.md (10.15 GA): "opset 9 to opset 24" (10.0/10.1-GA: to opset 20)',
     "11": "onnx-tensorrt operators.md (10.15 GA, assumed for 11.x): opset 9 to opset 24",
 }
 

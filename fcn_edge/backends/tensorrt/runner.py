@@ -82,7 +82,9 @@ def write_sidecar(engine_path: Path, facts: dict[str, Any]) -> None:
     write_json_atomic(sidecar_path(engine_path), {"engine": facts})
 
 
-def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, dla_cores: int, engine_path: Path) -> None:
+def check_engine_matches(
+    sidecar: dict[str, Any], trt_version: str, device: DeviceInfo, dla_cores: int, engine_path: Path
+) -> None:
     """Refuse an engine built by another TensorRT or for another device: TensorRT would fail, or run it untuned.
 
     The name and compute capability alone do not tell Jetson modules apart (every Orin is "Orin",
@@ -92,7 +94,9 @@ def check_engine_matches(sidecar: dict[str, Any], trt_version: str, device: Devi
         raise FcnEdgeError(
             f"{engine_path} was built with TensorRT {sidecar['tensorrt_version']}, this machine has {trt_version}: {REBUILD}"
         )
-    built = DeviceInfo(0, sidecar["gpu_name"], sidecar["compute_capability"], device.integrated, sidecar["sm_count"], sidecar["memory_mb"])
+    built = DeviceInfo(
+        0, sidecar["gpu_name"], sidecar["compute_capability"], device.integrated, sidecar["sm_count"], sidecar["memory_mb"]
+    )
     if (built.describe(), sidecar["dla_cores"]) != (device.describe(), dla_cores):
         raise FcnEdgeError(
             f"{engine_path} was built for {built.describe()} with {sidecar['dla_cores']} DLA cores, this machine has "
@@ -218,7 +222,9 @@ class TrtRunner(Runner):
         """Set the input shape; reallocate the tensors that outgrew their memory and rebind only those."""
         context = self._context
         if not context.set_input_shape(self._input, shape):
-            raise FcnEdgeError(f"frames of shape {shape} are outside the engine's input profile: {REBUILD} with shapes that cover them")
+            raise FcnEdgeError(
+                f"frames of shape {shape} are outside the engine's input profile: {REBUILD} with shapes that cover them"
+            )
         shapes = {self._input: tuple(shape)}
         shapes.update({name: tuple(context.get_tensor_shape(name)) for name in self._outputs})
         grew = False

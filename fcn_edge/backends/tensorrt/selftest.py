@@ -24,7 +24,9 @@ PROFILE = dict(min_shape=(1, 128, 128, 3), opt_shape=(1, *SCENE, 3), max_shape=(
 MIN_AGREEMENT = 0.98  # the build's default budget
 
 
-def run_precision(precision: str, graph: Path, workdir: Path, frames: Sequence[np.ndarray], latency_frame: np.ndarray) -> dict[str, Any]:
+def run_precision(
+    precision: str, graph: Path, workdir: Path, frames: Sequence[np.ndarray], latency_frame: np.ndarray
+) -> dict[str, Any]:
     """Build ``graph`` at ``precision``, run it on ``frames`` (uint8 HxWx3 within the profile); agreement with ONNX
     Runtime on the CPU, and the latency on ``latency_frame``."""
     import onnxruntime as ort
