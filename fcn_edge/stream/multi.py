@@ -33,7 +33,6 @@ both threads).
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -48,7 +47,7 @@ from .overlay import Overlay
 from .pipeline import CAPTURE_JOIN, FILE_QUEUE, OVERLAY_QUEUE, POLL, StreamOptions, log_line, read_reconnecting
 from .sinks import Sink
 from .sources import Source
-from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STAGES, STOPPED, StageStats, StreamStats
+from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STAGES, STOPPED, StageStats, StatusLine, StreamStats
 
 START_WAIT = 2.0  # s the first step waits for every stream's first frame: the runner warms up on the full batch
 FEED_POOL = FILE_QUEUE + OVERLAY_QUEUE + 3  # 1 being read + pending + 1 in inference + drawing queue + 1 drawn
@@ -239,7 +238,7 @@ class MultiStream:
     def run(self) -> list[StreamStats]:
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # each stream's host stages have their own threads (pipeline.py)
-        status = MultiStatus(self, self.options.status_interval)
+        status = StatusLine([(feed.name, feed.stats) for feed in self.feeds], self.options.status_interval)
         errors: list[BaseException] = []
         reason = STOPPED
         try:
@@ -257,7 +256,7 @@ class MultiStream:
             raise errors[0]
         return [feed.stats for feed in self.feeds]
 
-    def _infer_loop(self, status: "MultiStatus") -> str:
+    def _infer_loop(self, status: StatusLine) -> str:
         ended: set[int] = set()
         with self.wake:  # a runner that compiles per batch size (OpenVINO) compiles the common one first
             self.wake.wait_for(lambda: all(f.pending or f.finished() for f in self.feeds) or self.stop.is_set(), START_WAIT)
@@ -352,35 +351,3 @@ class MultiStream:
             "batches": self.batches, "mean_batch": self.batch_frames / self.batches if self.batches else 0.0,
             "runner": self.runner.name,
         }  # fmt: skip
-
-
-class MultiStatus:
-    """Rewrites one stderr line (a terminal) with each stream's fps and drops; logs get a line every 10x as often."""
-
-    def __init__(self, multi: MultiStream, interval: float, stream=None) -> None:
-        self.multi, self.stream = multi, stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval = interval if self.tty else interval * 10
-        self._last = time.perf_counter()
-        self._frames = [0] * len(multi.feeds)
-        self._shown = False
-
-    def update(self) -> None:
-        now = time.perf_counter()
-        if self.interval <= 0 or now - self._last < self.interval:
-            return
-        parts = []
-        for i, feed in enumerate(self.multi.feeds):
-            fps = (feed.stats.frames - self._frames[i]) / (now - self._last)
-            self._frames[i] = feed.stats.frames
-            parts.append(f"{feed.name} {fps:.1f} fps, {feed.stats.dropped} dropped")
-        self._last = now
-        line = " | ".join(parts)
-        self.stream.write(f"\r\x1b[2K{line}" if self.tty else line + "\n")
-        self.stream.flush()
-        self._shown = True
-
-    def close(self) -> None:
-        if self._shown and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -110,7 +110,7 @@ class Stream:
     def run(self) -> StreamStats:
         capture = threading.Thread(target=self._guard, args=(self._capture,), name="capture", daemon=True)
         drawing = threading.Thread(target=self._guard, args=(self._draw,), name="overlay", daemon=True)
-        status = StatusLine(self.stats, self.options.status_interval)
+        status = StatusLine([("", self.stats)], self.options.status_interval)
         for sink in self.sinks:
             sink.start(self.stats, self.overlay)
         # Each host stage has its own thread; OpenCV's pool on top took the cores from inference (docs/stream.md,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
@@ -124,24 +124,29 @@ class StreamStats:
 
 
 class StatusLine:
-    """Rewrites one stderr line (a terminal) at most every ``interval`` s; logs get a line every 10x that."""
+    """Rewrites one stderr line (a terminal) at most every ``interval`` s; logs get a line every 10x that.
 
-    def __init__(self, stats: StreamStats, interval: float = 0.5, stream: TextIO | None = None) -> None:
-        self.stats = stats
+    One stream shows its full status line; several show each stream's fps and drops on the one line."""
+
+    def __init__(self, streams: Sequence[tuple[str, StreamStats]], interval: float = 0.5, stream: TextIO | None = None) -> None:
+        self.streams = list(streams)
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = interval if self.tty else interval * 10
         self._last_time = time.perf_counter()
-        self._last_frames = 0
+        self._last_frames = [0] * len(self.streams)
         self._shown = False
 
     def update(self) -> None:
         now = time.perf_counter()
         if self.interval <= 0 or now - self._last_time < self.interval:
             return
-        fps = (self.stats.frames - self._last_frames) / (now - self._last_time)
-        self._last_time, self._last_frames = now, self.stats.frames
-        line = self.stats.status_line(fps)
+        rates = [(stats.frames - last) / (now - self._last_time) for (_, stats), last in zip(self.streams, self._last_frames)]
+        self._last_time, self._last_frames = now, [stats.frames for _, stats in self.streams]
+        if len(self.streams) == 1:
+            line = self.streams[0][1].status_line(rates[0])
+        else:
+            line = " | ".join(f"{name} {fps:.1f} fps, {stats.dropped} dropped" for (name, stats), fps in zip(self.streams, rates))
         self.stream.write(f"\r\x1b[2K{line}" if self.tty else line + "\n")
         self.stream.flush()
         self._shown = True
