@@ -28,13 +28,11 @@ th { text-align: left; font-weight: normal; color: #9aa0a6; padding-right: 12px;
 td { font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 """
 
-SCRIPT = """
+COMMON_SCRIPT = """
 const $ = (id) => document.getElementById(id);
-$("live").addEventListener("load", () => { $("state").textContent = "live"; }, {once: true});
-$("live").addEventListener("error", () => { $("state").textContent = "no picture: the stream ended or has its most clients"; });
 function showLegend(classes) {
-  if (!classes.length) $("legend").textContent = "the model names no classes";
-  for (const c of classes) {
+  if (!classes || !classes.length) $("legend").textContent = "the model names no classes";
+  for (const c of classes || []) {
     const swatch = document.createElement("span");
     swatch.className = "swatch";
     swatch.style.background = c.colour;
@@ -43,14 +41,22 @@ function showLegend(classes) {
     $("legend").append(item);
   }
 }
-async function refresh() {
-  let s;
+async function latestStats() {  // null once the server is gone
   try {
-    s = await (await fetch("/stats.json", {cache: "no-store"})).json();
+    return await (await fetch("/stats.json", {cache: "no-store"})).json();
   } catch (error) {
     $("state").textContent = "stream ended";
-    return;
+    return null;
   }
+}
+"""
+
+SCRIPT = """
+$("live").addEventListener("load", () => { $("state").textContent = "live"; }, {once: true});
+$("live").addEventListener("error", () => { $("state").textContent = "no picture: the stream ended or has its most clients"; });
+async function refresh() {
+  const s = await latestStats();
+  if (!s) return;
   if (s.classes && !$("legend").childNodes.length) showLegend(s.classes);
   $("fps").textContent = s.fps.toFixed(1);
   $("frames").textContent = s.frames;
@@ -86,7 +92,7 @@ PAGE = f"""<!doctype html>
 <h2>Run</h2>
 {table([("backend", "backend"), ("model", "model"), ("source", "source"), ("clients", "watching")])}
 </aside>
-<script>{SCRIPT}</script>
+<script>{COMMON_SCRIPT}{SCRIPT}</script>
 </body>
 </html>
 """.encode()
@@ -107,7 +113,6 @@ figcaption b { margin-right: 8px; }
 """
 
 GRID_SCRIPT = """
-const $ = (id) => document.getElementById(id);
 function tile(s) {
   const figure = document.createElement("figure");
   const img = document.createElement("img");
@@ -124,24 +129,9 @@ function tile(s) {
   figure.append(img, caption);
   return figure;
 }
-function showLegend(classes) {
-  for (const c of classes || []) {
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = c.colour;
-    const item = document.createElement("li");
-    item.append(swatch, c.name);
-    $("legend").append(item);
-  }
-}
 async function refresh() {
-  let s;
-  try {
-    s = await (await fetch("/stats.json", {cache: "no-store"})).json();
-  } catch (error) {
-    $("state").textContent = "stream ended";
-    return;
-  }
+  const s = await latestStats();
+  if (!s) return;
   if (!$("grid").childNodes.length) {
     for (const stream of s.streams) $("grid").append(tile(stream));
     showLegend(s.classes);
@@ -167,7 +157,7 @@ GRID_PAGE = f"""<!doctype html>
 <header><h1>fcn_edge live</h1><p id="state">connecting</p><p id="run"></p></header>
 <main id="grid"></main>
 <ul id="legend"></ul>
-<script>{GRID_SCRIPT}</script>
+<script>{COMMON_SCRIPT}{GRID_SCRIPT}</script>
 </body>
 </html>
 """.encode()
