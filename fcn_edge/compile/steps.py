@@ -279,11 +279,11 @@ class Work:
         return Outcome("int8", ort_path, [figures, trt_figures], extras, details)
 
     def _learned(self, calibrated: statistics.TensorRanges) -> tuple[statistics.TensorRanges, dict] | None:
-        """The ranges a QAT checkpoint learned (:mod:`fcn_edge.quantize.learned`), None for any other source."""
+        """The ranges a QAT checkpoint learned (:mod:`fcn_edge.train.qat_ranges`), None for any other source."""
         checkpoint = self.source.origin.get("checkpoint")
         if checkpoint is None:
             return None
-        from ..quantize.learned import learned_ranges
+        from ..train.qat_ranges import learned_ranges
 
         return learned_ranges(self.prepared, Path(checkpoint), calibrated, self.tmp)
 

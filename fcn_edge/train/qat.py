@@ -5,7 +5,7 @@ cannot hold both a tensor's outliers and its bulk. Fine-tuning a few epochs with
 rounding in the forward pass (straight-through gradients, Jacob et al. 2018) lets the weights
 adapt to it. It only helps if the rounding is the one the runtime does, so the fake
 quantization here is placed on exactly the tensors the build's Q/DQ graph quantizes
-(:mod:`fcn_edge.quantize.learned` matches them on the exported graph) with the same arithmetic:
+(:mod:`fcn_edge.train.qat_ranges` matches them on the exported graph) with the same arithmetic:
 
 - activations: ONNX Runtime placement UINT8 over ``[max(low, -amax), amax]`` (the range
   :func:`fcn_edge.quantize.qdq.quantize` gives ORT's quantizer), TensorRT placement symmetric
@@ -121,7 +121,7 @@ class QatModel:
 
 
 def attach(model: nn.Module, points: list[str], placement: str) -> QatModel:
-    """Fake-quantize ``points`` ("module:out" / "module:in", :mod:`fcn_edge.quantize.learned`) and the conv weights."""
+    """Fake-quantize ``points`` ("module:out" / "module:in", :mod:`fcn_edge.train.qat_ranges`) and the conv weights."""
     if placement not in qdq.PLACEMENTS:
         raise ValueError(f"placement {placement!r} not in {qdq.PLACEMENTS}")
     qat = QatModel(model, placement)
@@ -160,7 +160,7 @@ def fine_tune(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` with fake quantization for ``placement``; keep the best epoch (quantized val mIoU) as qat.pt."""
-    from ..quantize.learned import placement_points
+    from .qat_ranges import placement_points
 
     model = checkpoint.build()
     found, unmatched = placement_points(model, checkpoint.preprocess, placement)

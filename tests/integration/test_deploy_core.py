@@ -84,7 +84,7 @@ def test_training_side_commands_name_the_extra(deploy_python, command):
     """``fcn-edge train`` on a deploy box: the extra named before anything imports torch."""
     result = run(deploy_python, "-m", "fcn_edge.cli", command, timeout=60)
     assert result.returncode == 2
-    assert_user_error(result, "fcn_edge[train]", f"fcn-edge {command}")
+    assert_user_error(result, "'.[train]'", f"fcn-edge {command}")
 
 
 def test_building_from_a_checkpoint_names_the_extra_or_onnx(deploy_python, tmp_path):

@@ -17,7 +17,8 @@ from fcn_edge.data.transforms import eval_transforms, train_transforms
 from fcn_edge.export.onnx import export_checkpoint
 from fcn_edge.models import ModelConfig, build_model
 from fcn_edge.models.preprocess import images_to_tensor
-from fcn_edge.quantize import learned, qdq, statistics
+from fcn_edge.quantize import qdq, statistics
+from fcn_edge.train import qat_ranges
 from fcn_edge.spec import Preprocess
 from fcn_edge.train import qat
 from fcn_edge.train.loop import TrainConfig
@@ -54,7 +55,7 @@ def qat_run(tmp_path_factory) -> dict:
     export_checkpoint(path, folder / "qat.onnx", verify_sizes=[(1, 64, 96)])
     qdq.prepare(folder / "qat.onnx", folder / "prepared.onnx")
     checkpoint = load_checkpoint(path)
-    found, unmatched = learned.points_in(
+    found, unmatched = qat_ranges.points_in(
         folder / "prepared.onnx", checkpoint.build(), checkpoint.preprocess, "onnxruntime", folder
     )
     return {
@@ -107,7 +108,7 @@ def test_build_writes_the_learned_scales(qat_run):
     checkpoint = load_checkpoint(qat_run["qat"])
     frames = [render_scene(np.random.default_rng(50 + i), (64, 96))[0] for i in range(2)]
     calibrated = statistics.collect_ranges(onnx.load(str(prepared)), [{"frame": f[None]} for f in frames], "max", progress=False)
-    ranges, record = learned.learned_ranges(prepared, qat_run["qat"], calibrated, folder)
+    ranges, record = qat_ranges.learned_ranges(prepared, qat_run["qat"], calibrated, folder)
     assert record["scales"] == "learned by QAT" and record["learned_tensors"] >= 80
     qdq.quantize(prepared, folder / "int8.onnx", ranges, "onnxruntime")
     model = onnx.load(str(folder / "int8.onnx"))

@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from . import qdq, statistics
-from .statistics import TensorRanges
+from ..quantize import qdq, statistics
+from ..quantize.statistics import TensorRanges
 
 if TYPE_CHECKING:
     import torch
