@@ -150,48 +150,24 @@ def test_missing_dataset_folder(tmp_path):
     assert_user_error(result, "nowhere")
 
 
+def train_one_epoch(tmp_path):
+    """One epoch on the folder dataset at ``tmp_path/data``, 32x32 crops: the run where a bad file must surface."""
+    return run_script("train.py", "--dataset", "folder", "--data-root", tmp_path / "data", "--epochs", "1",
+                      "--batch-size", "1", "--crop-size", "32x32", "--out", tmp_path / "run", "--val-on-train")  # fmt: skip
+
+
 def test_mask_with_values_outside_the_class_set(tmp_path):
     bad = np.zeros((32, 32), np.uint8)
     bad[0, :3] = (7, 9, 9)
     make_folder_dataset(tmp_path / "data", [np.zeros((32, 32), np.uint8), bad])
-    result = run_script(
-        "train.py",
-        "--dataset",
-        "folder",
-        "--data-root",
-        tmp_path / "data",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "1",
-        "--crop-size",
-        "32x32",
-        "--out",
-        tmp_path / "run",
-        "--val-on-train",
-    )
+    result = train_one_epoch(tmp_path)
     assert_user_error(result, "img1.png", "7", "9")
 
 
 def test_unreadable_image(tmp_path):
     make_folder_dataset(tmp_path / "data", [np.zeros((32, 32), np.uint8)] * 2)
     (tmp_path / "data" / "images" / "img1.png").write_bytes(b"\x89PNG garbage")
-    result = run_script(
-        "train.py",
-        "--dataset",
-        "folder",
-        "--data-root",
-        tmp_path / "data",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "1",
-        "--crop-size",
-        "32x32",
-        "--out",
-        tmp_path / "run",
-        "--val-on-train",
-    )
+    result = train_one_epoch(tmp_path)
     assert_user_error(result, "img1.png")
 
 
