@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -158,3 +159,19 @@ def fill(folder: Path, leave: int) -> None:
     disk = os.statvfs(folder)
     free = disk.f_bavail * disk.f_frsize
     (folder / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def stream(*args, timeout=60) -> subprocess.CompletedProcess:
+    """``python -m fcn_edge.stream ARGS`` as a user runs it, from the project folder."""
+    return subprocess.run([sys.executable, "-m", "fcn_edge.stream", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)  # fmt: skip
+
+
+def frames_in(path) -> int:
+    """Frames a recording holds, read back through OpenCV."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count

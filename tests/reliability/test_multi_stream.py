@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_user_error
-from faults import frame_segmenter
+from conftest import assert_user_error
+from faults import frame_segmenter, frames_in, stream
 from fcn_edge.backends import open_runner
 from fcn_edge.runner import Runner
 from fcn_edge.stream.feeds import SourceSpec, output_paths, read_sources_file, stream_names
@@ -43,20 +41,6 @@ def write_video(path: Path, frames: int, size=(64, 96)) -> Path:
         writer.write(np.random.default_rng(i).integers(0, 256, (*size, 3), dtype=np.uint8))
     writer.release()
     return path
-
-
-def frames_in(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
-def stream(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fcn_edge.stream", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)  # fmt: skip
 
 
 class MjpegCamera:
@@ -115,7 +99,7 @@ def test_a_stopped_camera_and_an_ended_video_leave_the_other_streams_and_their_r
     try:
         result = stream("--video", long_a, "--video", long_b, "--video", short, "--url", camera.url, "--model", model,
                         "--threads", "1", "--output", tmp_path / "runs" / "{name}.mp4", "--stats-json", tmp_path / "s.json",
-                        "--reconnect", "2", "--reconnect-delay", "0.05")  # fmt: skip
+                        "--reconnect", "2", "--reconnect-delay", "0.05", timeout=120)  # fmt: skip
     finally:
         camera.stop()
     assert result.returncode == 3, result.stderr
@@ -226,7 +210,7 @@ def test_a_sources_file_names_the_streams_and_their_recordings(model, tmp_path):
     listing = tmp_path / "cams.txt"
     listing.write_text(f"front {tmp_path / 'a.avi'}\nvideo:{tmp_path / 'b.avi'}\n")
     result = stream("--sources", listing, "--model", model, "--threads", "1", "--output", tmp_path / "runs",
-                    "--save-dir", tmp_path / "png/{id}-{name}")  # fmt: skip
+                    "--save-dir", tmp_path / "png/{id}-{name}", timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert frames_in(tmp_path / "runs" / "front.mp4") == 4 and frames_in(tmp_path / "runs" / "b.mp4") == 6
     assert (
@@ -238,9 +222,11 @@ def test_a_sources_file_names_the_streams_and_their_recordings(model, tmp_path):
 
 def test_user_mistakes_with_several_sources_are_one_line(model, tmp_path):
     clip = write_video(tmp_path / "a.avi", 2)
-    assert_user_error(stream("--video", clip, "--synthetic", "--model", model, "--output", tmp_path / "one.mp4"),
+    assert_user_error(stream("--video", clip, "--synthetic", "--model", model, "--output", tmp_path / "one.mp4", timeout=120),
                       "--output", "names one file for 2 streams")  # fmt: skip
-    assert_user_error(stream("--video", clip, "--synthetic", "--model", model, "--display"), "--display shows one stream")
-    assert_user_error(stream("--model", model), "no source given")
+    assert_user_error(
+        stream("--video", clip, "--synthetic", "--model", model, "--display", timeout=120), "--display shows one stream"
+    )
+    assert_user_error(stream("--model", model, timeout=120), "no source given")
     assert_user_error(stream("--video", clip, "--synthetic", "--model", model, "--output", tmp_path / "{name}.mp4",
-                             "--save-dir", tmp_path / "{name}.mp4"), "same file")  # fmt: skip
+                             "--save-dir", tmp_path / "{name}.mp4", timeout=120), "same file")  # fmt: skip

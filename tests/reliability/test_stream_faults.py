@@ -14,23 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from faults import classifier, fill, frame_segmenter, one_error_line, run_main, small_disk, snapshot
+from faults import classifier, fill, frame_segmenter, frames_in, one_error_line, run_main, small_disk, snapshot, stream
 
 SYNTHETIC = ("--synthetic", "--size", "120x160", "--fps", "0", "--threads", "1")
-
-
-def stream(*args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fcn_edge.stream", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)  # fmt: skip
-
-
-def frames_in(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 @pytest.fixture(scope="module")
