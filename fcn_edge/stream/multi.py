@@ -45,7 +45,16 @@ import numpy as np
 from ..errors import FcnEdgeError
 from ..runner import Runner
 from .overlay import Overlay
-from .pipeline import CAPTURE_JOIN, FILE_QUEUE, OVERLAY_QUEUE, POLL, StreamOptions, log_line, read_reconnecting
+from .pipeline import (
+    CAPTURE_JOIN,
+    FILE_QUEUE,
+    OVERLAY_QUEUE,
+    POLL,
+    StreamOptions,
+    into_runner_memory,
+    log_line,
+    read_reconnecting,
+)
 from .sinks import Sink
 from .sources import Source
 from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STAGES, STOPPED, StageStats, StatusLine, StreamStats
@@ -160,7 +169,7 @@ class Feed:
                     self.stats.end_reason = SOURCE_LOST if lost else (STOPPED if self.halt.is_set() else END_OF_INPUT)
                     return
                 if frame is not buffer:  # the first frame, or a new size: a slot of runner memory joins the pool
-                    frame = self._into_runner_memory(frame, buffer)
+                    frame = into_runner_memory(self.runner, frame, buffer)
                 with self.wake:
                     if len(self.pending) >= self.depth and self.source.live:  # overload: drop our own oldest frame
                         self._free.put(self.pending.popleft()[0])
@@ -174,16 +183,6 @@ class Feed:
                 self.capture_done = True
                 self.wake.notify_all()
             self.source.close()
-
-    def _into_runner_memory(self, frame: np.ndarray, old: np.ndarray | None) -> np.ndarray:
-        """Copy ``frame`` into a frame buffer of the runner (TensorRT: page-locked, or mapped on Jetson), which later
-        frames of this stream are decoded into: a frame that runs alone goes to the GPU with no host copy, and a
-        batch is gathered from page-locked memory. ``old`` (a slot of the previous frame size) is given back."""
-        if old is not None:
-            self.runner.release_frame_buffer(old)
-        slot = self.runner.frame_buffer(frame.shape)
-        np.copyto(slot, frame)
-        return slot
 
     # --- drawing thread --------------------------------------------------------------------
 
