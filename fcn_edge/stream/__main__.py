@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--inflight",
         type=int,
         metavar="N",
-        help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
-        "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
+        help="frames in inference at once on the CPU runtimes (a stream or session each up to the threads, which they "
+        "split; more wait for a free one); default threads + 1 for --video/--images (throughput), "
         "1 for live sources (each frame on every thread: latency)",
     )
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
@@ -341,7 +341,8 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     try:
         from ..backends.onnxruntime import default_threads
 
-        # OpenVINO: a stream per thread, a part of each batch each (multi.py); the other runners take one batch at a time
+        # OpenVINO and ONNX Runtime: a stream (session) per thread, a part of each batch each (multi.py); TensorRT takes
+        # one batch at a time
         runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
                              cuda_binding=args.cuda_binding, inflight=args.inflight or args.threads or default_threads())  # fmt: skip
         note_other_cpu(args.model)

@@ -26,9 +26,9 @@ measured in benchmarks/multi_stream.py). A batch larger than the runner takes
 stream decodes into its own pool of ``runner.frame_buffer`` slots (TensorRT: page-locked, or
 mapped on Jetson), so one frame alone runs in place; a batch is gathered in
 ``runner.batch_buffer`` (one copy of each frame). A runner with several streams (OpenVINO's throughput
-streams, ``runner.inflight``; the command line asks for one per thread) runs a batch split
-across them, a part each (4 frames of 640x480 on 2 cores: about 8% faster than one request on
-both threads).
+streams, ONNX Runtime's sessions: ``runner.inflight``; the command line asks for one per
+thread) runs a batch split across them, a part each, so each stream's threads work on their
+own frames (docs/stream.md has the measured gain).
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ def make_runner(
     providers: Sequence[str] | None = None,
     check_inputs: bool = True,
     optimize: bool = True,
+    inflight: int = 1,
 ) -> OrtRunner:
     """An inactive runner; ``optimize=False`` (graph optimisations off) only shows that the latency tests catch it."""
-    return OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize)
+    return OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize,
+                     inflight=inflight)  # fmt: skip
