@@ -16,8 +16,10 @@ every frame over the time from the first frame started to the last frame done, i
 in-turn process and across the N processes alike (their stats JSON stamps both on the system's
 monotonic clock). The sum of each process's own fps, used before, counted a process's frames
 over its own window only: start-ups are staggered by seconds (OpenVINO compiles per process), so
-a process ran part of its frames while the others were still starting, with the cores to itself. Per-stream latency p95: the slowest stream's p95 of the time from the start of its
-frame's inference to its labels (for a batch, the whole batch). Resident memory: each
+a process ran part of its frames while the others were still starting, with the cores to itself.
+
+Per-stream latency p95: the slowest stream's p95 of the time from the start of its frame's
+inference to its labels (for a batch, the whole batch). Resident memory: each
 process's peak RSS (``wait4``), summed over the N processes.
 
     python benchmarks/multi_stream.py                   # N = 1 2 4 8, both backends, 1 round
