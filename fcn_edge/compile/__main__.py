@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of --calib-dir: frames from a dataset's train split (voc:ROOT, cityscapes:ROOT, folder:ROOT)",
     )
     cal.add_argument("--calib-images", type=int, default=64, help="frames --calib-data samples, evenly spaced (default 64)")
-    val = p.add_argument_group("verification data (default: the data the model is for; README, Compile)")
+    val = p.add_argument_group("verification data (default: the data the model is for; docs/compile.md)")
     val.add_argument(
         "--val-data",
         metavar="NAME:ROOT",

@@ -258,7 +258,7 @@ def check_model(path: Path) -> None:
         raise FcnEdgeError(
             f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
             "or pass --model PATH; without torch here, copy engines/<name>.int8.onnx and its .json sidecar from the "
-            "machine that built it (README, Deploy only)"
+            "machine that built it (docs/install.md, Deploy only)"
         )
     raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
