@@ -6,15 +6,15 @@ for this project:
 
 - **precision.** On a CPU with AVX512_BF16 (or AMX) OpenVINO silently runs FP32 models in BF16.
   Here FP32 means FP32, and BF16 is its own precision with its own verification row.
-- **shape.** A model compiled for the frame's exact size ran 1.6x faster than with the open
-  (dynamic) input shape on the default model: the caller compiles once per size (see
+- **shape.** A model compiled for the frame's exact size ran faster than with the open
+  (dynamic) input shape (docs/cpu.md, "Figures behind the code"): the caller compiles once per size (see
   :class:`fcn_edge.backends.openvino.runner.OvRunner`).
 - **threads and streams.** One stream of ``threads`` threads, latency hint: one frame at a time;
   or, for a runner with frames in flight, ``streams`` streams sharing the threads, throughput
   hint; threads not pinned to cores (measured under a camera's pacing, docs/cpu.md).
 
 Compiled models are cached on disk (``cache_dir``): a second start at a size seen before
-loads in a fifth of the time (0.17 s against 0.95 s for the default model at 640x480). The
+loads in a fraction of the time (docs/cpu.md, "Figures behind the code"). The
 cache holds one blob per model, frame size and settings (about 3 MB each for the default
 model), so it is bounded: each entry is a folder named by its model file, shape and
 settings, touched when used, and after each compile the least recently used entries are
