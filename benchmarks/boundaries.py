@@ -7,7 +7,7 @@ timed at --latency-size, batch 1, the project's ONNX Runtime session (2 threads)
 
     python benchmarks/boundaries.py                                      # default.pt on held-out synthetic scenes
     python benchmarks/boundaries.py --checkpoint runs/voc/best.pt --voc ROOT --name voc_photos
-    python benchmarks/boundaries.py --picture docs/img/refine.png        # also the README figure
+    python benchmarks/boundaries.py --picture docs/img/refine.png        # also the figure in docs/export.md
 
 Writes benchmarks/boundaries_<name>.json and .md. The CPU is shared: latencies are medians of
 interleaved rounds, so drifting load hits every variant alike.
@@ -179,7 +179,7 @@ def main() -> int:
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
     p.add_argument(
-        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (docs/ links them) instead"
     )
     args = p.parse_args()
     checkpoint = load_checkpoint(args.checkpoint)

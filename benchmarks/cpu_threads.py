@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", metavar="POLICY", help=f"these ONNX Runtime policies only, of: {', '.join(ORT_POLICIES)}")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
     p.add_argument(
-        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (docs/ links them) instead"
     )
     args = p.parse_args(argv)
     if not args.model.is_file():

@@ -12,10 +12,14 @@ Per N (1, 2, 4, 8 streams) and backend, in each round, in this order:
   (each stream's frame runs alone, on every thread, one after another).
 
 Every frame of every video is processed (files: no drops), so fps is throughput. Aggregate fps:
-the batched and in-turn processes' frames over their first-frame-to-last-frame time; for N
-processes the sum of each process's own fps (favours them when their runs do not overlap
-fully). Per-stream latency p95: the slowest stream's p95 of the time from the start of its
-frame's inference to its labels (for a batch, the whole batch). Resident memory: each
+every frame over the time from the first frame started to the last frame done, in the batched and
+in-turn process and across the N processes alike (their stats JSON stamps both on the system's
+monotonic clock). The sum of each process's own fps, used before, counted a process's frames
+over its own window only: start-ups are staggered by seconds (OpenVINO compiles per process), so
+a process ran part of its frames while the others were still starting, with the cores to itself.
+
+Per-stream latency p95: the slowest stream's p95 of the time from the start of its frame's
+inference to its labels (for a batch, the whole batch). Resident memory: each
 process's peak RSS (``wait4``), summed over the N processes.
 
     python benchmarks/multi_stream.py                   # N = 1 2 4 8, both backends, 1 round
@@ -101,8 +105,11 @@ def measure(mode: str, videos: list[Path], model: Path, backend: str, work: Path
         jsons = [work / f"single{i}.json" for i in range(len(videos))]
         peaks = run_processes([stream_command([video], model, backend, j) for video, j in zip(videos, jsons)])
         streams = [json.loads(j.read_text()) for j in jsons]
+        first = min(s["monotonic_s"][0] for s in streams)
+        last = max(s["monotonic_s"][1] for s in streams)
         fps = [s["fps"] for s in streams]
-        return {"fps": sum(fps), "stream_fps": fps, "rss_mib": sum(rss for rss, _ in peaks),
+        return {"fps": sum(s["frames"] for s in streams) / (last - first), "stream_fps": fps,
+                "rss_mib": sum(rss for rss, _ in peaks),
                 "cpu_ms_per_frame": 1e3 * sum(cpu for _, cpu in peaks) / sum(s["frames"] for s in streams),
                 "p95_ms": max(s["stages_ms"]["infer"]["p95_ms"] for s in streams)}  # fmt: skip
     out = work / f"{mode}.json"

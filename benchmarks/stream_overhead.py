@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="", help="what the model is, for the table (e.g. untrained weights)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/benchmarks"), help="where the JSON and Markdown go")
     p.add_argument(
-        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (README links them) instead"
+        "--update-docs", action="store_true", help="write the committed tables in benchmarks/ (docs/ links them) instead"
     )
     args = p.parse_args(argv)
     if args.frames <= WARMUP or args.rounds < 1:

@@ -41,7 +41,7 @@ from .atomic import check_output, json_text, write_json_atomic
 from .capabilities import TABLE, precisions
 from .cli import HelpFormatter
 from .errors import FcnEdgeError, run_cli
-from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from .paths import DEFAULT_CHECKPOINT, ENGINES_DIR, default_input
 from .scratch import scratch_folder
 from .standin import ENV as STANDIN_ENV
 
@@ -207,7 +207,7 @@ class Paths:
     def graphs(self) -> dict[str, Path]:
         """FP32, FP16 and TensorRT Q/DQ graphs of the default model, from engines/ or built here once."""
         if self._graphs is None:
-            folder = ENGINES_DIR
+            folder = default_input(ENGINES_DIR / "default.int8.trt-qdq.onnx", "default model's graphs").parent
             if not (folder / "default.int8.trt-qdq.onnx").is_file():
                 folder = self.workdir / "cpu"
                 self._build_cpu_artifacts(folder)
@@ -223,14 +223,20 @@ class Paths:
         return self._graphs
 
     def _build_cpu_artifacts(self, folder: Path) -> None:
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise FcnEdgeError(f"no default model here (engines/, {DEFAULT_CHECKPOINT}): run from the project folder")
+        checkpoint = default_input(DEFAULT_CHECKPOINT, "checkpoint")
+        if not checkpoint.is_file():
+            raise FcnEdgeError(
+                f"no default model here (engines/, {DEFAULT_CHECKPOINT}) and this install ships none: run from the project "
+                "folder, or pip install -e . in a clone of it"
+            )
         command = [
             sys.executable,
             "-m",
             "fcn_edge.cli",
             "build",
             "--int8",
+            "--checkpoint",
+            str(checkpoint),
             "--backend",
             "onnxruntime",
             "--engines-dir",

@@ -4,10 +4,14 @@ The build's up-to-date check must answer in well under a second, so what it need
 default places, the image types, the file digest) lives here, away from the modules that
 import torch.
 
-The default folders are relative to the working folder, in every entry point, like
-``runs/``: an installed package has no repository folder to anchor them to, and a user
-expects ``engines/`` to mean the one they are looking at. Run the commands from the
-project folder, or pass the flag (--checkpoint, --calib-dir, --engines-dir, --model).
+The default places are relative to the working folder, in every entry point, like ``runs/``:
+a user expects ``engines/`` to mean the one they are looking at, and the build writes there.
+What a command only reads (the default checkpoint, the calibration images, the model the
+stream opens) falls back, when the working folder has none, to the project's own copy beside
+the package (:func:`default_input`): a source or editable install (``pip install -e .``) runs
+``fcn-edge build --int8`` from any folder, and says in one line which file it used. A wheel
+ships no checkpoint or images (5 MB of weights in every deploy install that never trains or
+builds): there the commands name the flag to pass (--checkpoint, --calib-dir, --model).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +27,32 @@ DEFAULT_CHECKPOINT = Path("checkpoints") / "default.pt"
 CALIBRATION_DIR = Path("calibration")
 ENGINES_DIR = Path("engines")
 DEFAULT_MODEL = ENGINES_DIR / "default.int8.onnx"  # what the stream runs: fcn-edge build --int8 writes it
+PROJECT = Path(__file__).resolve().parent.parent  # the source tree, in a source or editable install
+
+
+def shipped(relative: Path) -> Path | None:
+    """The project's own copy of a default input (``checkpoints/default.pt``, ``calibration/``): beside the package in a
+    source or editable install; None in a wheel install, which ships none (module docstring)."""
+    found = PROJECT / relative
+    return found if (PROJECT / "pyproject.toml").is_file() and found.exists() else None
+
+
+def default_input(relative: Path, what: str | None) -> Path:
+    """``relative`` in the working folder when it is there, else the project's copy (said in one line on stderr, unless
+    ``what`` is None: the caller says it), else ``relative`` itself, whose absence the caller reports with the flag."""
+    if relative.exists():
+        return relative
+    found = shipped(relative)
+    if found is None:
+        return relative
+    if what is not None:
+        print(f"{what}: {found} ({fallback_note(relative)})", file=sys.stderr)
+    return found
+
+
+def fallback_note(relative: Path) -> str:
+    folder = "/" if (PROJECT / relative).is_dir() else ""
+    return f"the project's: the working folder has no {relative.as_posix()}{folder}"
 
 
 def file_sha256(path: str | Path) -> str:

@@ -55,9 +55,9 @@ def open_runner(
     """An inactive runner for ``path``: TensorRT for .engine/.plan files; ONNX Runtime or OpenVINO for .onnx.
 
     Each backend takes the options that mean something to it (ONNX Runtime: ``threads``,
-    ``providers``, ``optimize``; OpenVINO: ``threads``, ``inflight`` (frames run at once, on a
-    stream each up to its threads), and the precision from the sidecar; TensorRT: ``cuda_binding``); the others run
-    one frame at a time whatever ``inflight`` asks. The runner's ``classes`` and ``palette`` come
+    ``providers``, ``optimize``, ``inflight``; OpenVINO: ``threads``, ``inflight``, and the precision
+    from the sidecar; ``inflight``: frames run at once, on a stream (OpenVINO) or session (ONNX Runtime)
+    each up to the threads; TensorRT: ``cuda_binding``, one frame or batch at a time whatever ``inflight`` asks). The runner's ``classes`` and ``palette`` come
     from the model's metadata or else from the build sidecar beside it; None when neither has them.
     """
     path = Path(path)
@@ -78,7 +78,8 @@ def open_runner(
     else:
         from . import onnxruntime
 
-        runner = onnxruntime.make_runner(path, threads=threads, providers=providers, check_inputs=check_inputs, optimize=optimize)
+        runner = onnxruntime.make_runner(path, threads=threads, providers=providers, check_inputs=check_inputs,
+                                         optimize=optimize, inflight=inflight)  # fmt: skip
     if runner.metadata is not None:
         runner.classes, runner.palette = list(runner.metadata.classes), list(runner.metadata.palette)
     else:

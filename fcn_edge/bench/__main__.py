@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--update-docs",
         action="store_true",
-        help="write benchmarks/results/ of the working folder (committed, README links it) instead of --out",
+        help="write benchmarks/results/ of the working folder (committed, docs/benchmarks.md links it) instead of --out",
     )
     p.add_argument("--check", action="store_true", help="compare with the committed baseline; exit 1 if slower")
     p.add_argument("--update-baseline", action="store_true", help="record this run as the baseline")

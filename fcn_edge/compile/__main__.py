@@ -29,7 +29,7 @@ from fcn_edge.compile.foreign import ACTIVATIONS, DEFAULT_THRESHOLD, FORMATS
 from fcn_edge.compile.options import Budget, BuildOptions
 from fcn_edge.data.record import describe
 from fcn_edge.errors import FcnEdgeError, run_cli
-from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR
+from fcn_edge.paths import DEFAULT_CHECKPOINT, ENGINES_DIR, default_input, fallback_note
 from fcn_edge.quantize.calibration import DEFAULT_DIR
 from fcn_edge.quantize.statistics import METHODS
 from fcn_edge.sidecar import artifact_paths
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of --calib-dir: frames from a dataset's train split (voc:ROOT, cityscapes:ROOT, folder:ROOT)",
     )
     cal.add_argument("--calib-images", type=int, default=64, help="frames --calib-data samples, evenly spaced (default 64)")
-    val = p.add_argument_group("verification data (default: the data the model is for; README, Compile)")
+    val = p.add_argument_group("verification data (default: the data the model is for; docs/compile.md)")
     val.add_argument(
         "--val-data",
         metavar="NAME:ROOT",
@@ -148,7 +148,7 @@ def check_source_flags(args: argparse.Namespace) -> None:
 
 def check_outputs(args: argparse.Namespace, backend, name: str) -> None:
     """No file the build may write (any precision it may try) is its model or --timing-cache; before any work."""
-    model = ("--onnx", args.onnx) if args.onnx is not None else ("--checkpoint", args.checkpoint or DEFAULT_CHECKPOINT)
+    model = ("--onnx", args.onnx) if args.onnx is not None else ("--checkpoint", args.checkpoint)
     dla = args.dla_core is not None and backend.name == "tensorrt"
     outputs = {}
     for precision in pipeline.candidate_precisions(args.precision, backend, dla):
@@ -161,8 +161,10 @@ def check_outputs(args: argparse.Namespace, backend, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
+    if args.onnx is None and args.checkpoint is None:
+        args.checkpoint = default_input(DEFAULT_CHECKPOINT, "checkpoint")  # the project's, from another folder
     options = BuildOptions(
-        precision=args.precision, calib_dir=args.calib_dir or DEFAULT_DIR, calib_method=args.calib_method,
+        precision=args.precision, calib_dir=args.calib_dir or default_input(DEFAULT_DIR, None), calib_method=args.calib_method,
         calib_size=args.calib_size, engines_dir=args.engines_dir,
         budget=Budget(args.max_miou_drop, args.min_agreement), allow_accuracy_drop=args.allow_accuracy_drop,
         force=args.force, min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
@@ -188,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             args.output_activation,
             args.threshold,
         )
+        if options.calib_dir != DEFAULT_DIR and not (args.calib_dir or args.calib_data) and args.precision in (None, "int8"):
+            print(f"calibration: {options.calib_dir}/ ({fallback_note(DEFAULT_DIR)})")
     else:
-        make_source, inputs = source.spec_from_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, args.name)
-        recorded_data(args)  # the checkpoint's own dataset and split, where no flag names other data
+        make_source, inputs = source.spec_from_checkpoint(args.checkpoint, args.name)
+        recorded_data(args, options.calib_dir)  # the checkpoint's own dataset and split, where no flag names other data
         options = dataclasses.replace(options, calib_data=args.calib_data, val_fraction=args.val_fraction,
                                       split_seed=args.split_seed or 0)  # fmt: skip
     check_outputs(args, backend, inputs["name"])
@@ -205,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def recorded_data(args: argparse.Namespace) -> None:
-    """Calibrate on the train split of the dataset the checkpoint records, unless a flag names other frames; say which."""
-    record = source.checkpoint_record(args.checkpoint or DEFAULT_CHECKPOINT)
+def recorded_data(args: argparse.Namespace, default_dir: Path) -> None:
+    """Calibrate on the train split of the dataset the checkpoint records, unless a flag names other frames; say which
+    (``default_dir``: calibration/ here, or the project's)."""
+    record = source.checkpoint_record(args.checkpoint)
+    shown = f"{default_dir}/ (" + ("" if default_dir == DEFAULT_DIR else f"{fallback_note(DEFAULT_DIR)}; ")
     if args.val_fraction is None and record.get("val_fraction") is not None:
         args.val_fraction, args.split_seed = record["val_fraction"], record.get("split_seed") or 0
     own = bool(record.get("root")) and record.get("dataset") not in (None, "synthetic")
@@ -217,10 +223,10 @@ def recorded_data(args: argparse.Namespace) -> None:
     elif args.calib_data or args.calib_dir:
         line = f"{args.calib_data or args.calib_dir} ({'--calib-data' if args.calib_data else '--calib-dir'})"
     elif own:
-        line = (f"{DEFAULT_DIR}/ (the checkpoint's dataset {describe(record)} is not here: "
+        line = (f"{shown}the checkpoint's dataset {describe(record)} is not here: "
                 f"pass --calib-data {record['dataset']}:ROOT to calibrate on it)")  # fmt: skip
     else:
-        line = f"{DEFAULT_DIR}/ (the checkpoint records no dataset of its own; --calib-dir or --calib-data override)"
+        line = f"{shown}the checkpoint records no dataset of its own; --calib-dir or --calib-data override)"
     if args.precision in (None, "int8"):
         print(f"calibration: {line}")
 

@@ -9,26 +9,31 @@ ONNX Runtime unless OpenVINO is faster beyond the spread of the interleaved timi
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
 
 from ..backends import onnxruntime as ort_backend
 from ..capabilities import LABELS, float_ops
+from ..runner import Runner
 
 
 def label(precision: str, backend: str) -> str:
     return f"{precision.upper()} ({LABELS[backend]})"
 
 
-def opener(backend: str, precision: str, threads: int = ort_backend.THREADS) -> Callable:
-    """A function opening a verification (or, for a model the runners do not take, latency) session of ``backend``."""
+def runner(backend: str, precision: str, model: Path, threads: int, cache_dir: Path) -> Runner:
+    """The inactive runner the stream opens for ``model`` (:func:`fcn_edge.backends.open_runner` with the sidecar the build
+    will write): ``backend`` at ``threads``, float ops as ``precision`` runs them there; the build verifies and times
+    through it. ``cache_dir``: OpenVINO's compiled models of the build's temporary files, kept with them."""
     if backend == "openvino":
         from ..backends import openvino
 
-        return lambda model: openvino.session(model, threads, float_ops(backend, precision))
-    return lambda model: ort_backend.session(model, threads)
+        return openvino.make_runner(model, threads=threads, precision=float_ops(backend, precision), cache_dir=cache_dir)
+    return ort_backend.make_runner(model, threads=threads)
 
 
-def facts(backend: str, precision: str, measured: dict[str, float], why: str, openvino_version: str | None, threads: int) -> dict:
+def sidecar_entry(
+    backend: str, precision: str, measured: dict[str, float], why: str, openvino_version: str | None, threads: int
+) -> dict:
     """The sidecar's ``backend`` entry for a CPU artifact: what runs it, with what settings (``threads``: as timed), and why."""
     if len(measured) > 1:
         why += "; measured: " + ", ".join(f"{LABELS[b]} {ms:.1f} ms" for b, ms in sorted(measured.items(), key=lambda kv: kv[1]))

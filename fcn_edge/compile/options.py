@@ -42,7 +42,7 @@ class Budget:
 class BuildOptions:
     precision: str | None = None  # int8 | fp16 | fp32; None: the fastest that meets the budget
     calib_dir: Path = calibration.DEFAULT_DIR
-    calib_method: str = "percentile"  # README Compile: plain INT8 of MediaPipe's selfie model 97.11% vs entropy 94.67%
+    calib_method: str = "percentile"  # docs/compile.md: plain INT8 of MediaPipe's selfie model 97.11% vs entropy 94.67%
     calib_size: tuple[int, int] = calibration.DEFAULT_SIZE
     engines_dir: Path = ENGINES_DIR
     budget: Budget = field(default_factory=Budget)
@@ -112,6 +112,6 @@ class BuildOptions:
 class Backend:
     name: str  # "tensorrt" | "onnxruntime" | "openvino"
     why: str
-    facts: dict[str, Any]  # version, GPU name, compute capability
+    record: dict[str, Any]  # what sidecars record of it: name, version, device; GPU name and compute capability
     # CPU runtimes each precision is verified and timed on; the fastest runs the artifact (its sidecar says which)
     cpu_backends: tuple[str, ...] = ("onnxruntime",)

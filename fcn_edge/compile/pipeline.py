@@ -26,7 +26,7 @@ from .. import capabilities
 from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
-from . import images, timing
+from . import timing, verification_data
 from ..scratch import scratch_folder
 from .options import Backend, BuildOptions
 from .source import SourceModel, external_data_files
@@ -51,23 +51,23 @@ def choose_backend(requested: str) -> Backend:
     if requested == "openvino":
         if not openvino.available:
             raise FcnEdgeError(f"--backend openvino is not available here: {openvino.reason}")
-        facts = {"name": "openvino", "version": openvino.version, "device": "CPU", "bf16": openvino.bf16}
-        return Backend("openvino", "OpenVINO (--backend openvino)", facts, ("openvino",))
+        record = {"name": "openvino", "version": openvino.version, "device": "CPU", "bf16": openvino.bf16}
+        return Backend("openvino", "OpenVINO (--backend openvino)", record, ("openvino",))
     from ..backends.tensorrt import probe
 
     found = probe()
     if found.available:
-        facts = {
+        record = {
             "name": "tensorrt",
             "version": found.version,
             "gpu_name": found.gpu_name,
             "compute_capability": found.compute_capability,
         }
-        return Backend("tensorrt", f"TensorRT: {found.reason}", facts)
+        return Backend("tensorrt", f"TensorRT: {found.reason}", record)
     if requested == "tensorrt":
         raise FcnEdgeError(f"--backend tensorrt is not available here: {found.reason}; use --backend onnxruntime or auto")
     if openvino.available:
-        cpu.facts.update(openvino=openvino.version, bf16=openvino.bf16)
+        cpu.record.update(openvino=openvino.version, bf16=openvino.bf16)
         cpu.cpu_backends = ("onnxruntime", "openvino")
         cpu.why = (
             f"the faster of ONNX Runtime and OpenVINO on the CPU, measured, because TensorRT is not available: {found.reason}"
@@ -79,7 +79,7 @@ def choose_backend(requested: str) -> Backend:
 
 def candidate_precisions(requested: str | None, backend: Backend, dla: bool = False) -> list[str]:
     """The asked precision, or for 'best' the fastest first, as the capability table says ``backend`` runs them."""
-    bf16_cpu = bool(backend.facts.get("bf16", False))
+    bf16_cpu = bool(backend.record.get("bf16", False))
     return capabilities.candidates(requested, backend.name, backend.cpu_backends, bf16_cpu, dla)
 
 
@@ -114,9 +114,9 @@ def build(
             f"(every {calibration.HOLDOUT_EVERY}th image is one): use --verify-scenes 1 or more"
         )
     inputs = {**source_inputs, "calibration_sha256": calib_set.sha256() if calib_set else None}
-    val_data = images.parse_spec(options.val_data, "--val-data", options.val_fraction, options.split_seed)
+    val_data = verification_data.parse_spec(options.val_data, "--val-data", options.val_fraction, options.split_seed)
     if val_data is not None and val_data.name != "synthetic":  # the user's labelled files, checked and hashed now
-        inputs["val_data_sha256"] = images.dataset_sha256(val_data, options.val_split, options.val_images)
+        inputs["val_data_sha256"] = verification_data.dataset_sha256(val_data, options.val_split, options.val_images)
     created = artifact.check_engines_dir(options.engines_dir)
     temporary = f"the build's temporary folder in {tempfile.gettempdir()} (TMPDIR)"
     try:
@@ -133,14 +133,14 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
     """Skip when up to date, else build; runs under the artifact name's lock."""
     precisions = candidate_precisions(options.precision, backend, options.dla_core is not None and backend.name == "tensorrt")
     requested = options.precision or "best"  # an explicit --fp32 artifact must not satisfy a 'best' build
-    versions = {"onnxruntime": ort_backend.VERSION, "onnx": onnx.__version__, "backend": backend.facts}
+    versions = {"onnxruntime": ort_backend.VERSION, "onnx": onnx.__version__, "backend": backend.record}
     name = inputs["name"]
     for precision in precisions:
         paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
         key = _key(inputs, options, precision, requested, versions)
         existing = None if options.force else artifact.up_to_date(paths, key, log)
         # --val-data is hashed into the key; a dataset the build chose itself is rehashed here
-        if existing and options.val_data is None and images.verified_data_changed(existing, options.val_images):
+        if existing and options.val_data is None and verification_data.verified_data_changed(existing, options.val_images):
             log(
                 f"{paths.sidecar}: {existing['verification']['images']['data']}, which it was verified on, has changed: rebuilding"
             )
@@ -149,32 +149,33 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
             return Built(paths, existing, True, existing["verification"]["table"], existing["verification"]["passed"])
 
     with scratch_folder("build") as tmp:  # one a killed build left is reclaimed by the next
-        from .steps import Work  # the quantization tools load slowly: only once a build really runs
+        from .steps import PrecisionBuilder  # the quantization tools load slowly: only once a build really runs
 
         source = make_source(tmp)
         _check_room(tmp, source.path)
         log(f"backend: {backend.why}")
-        work = Work(source, options, calib_set, tmp, log, backend.facts.get("version") if backend.name == "tensorrt" else trt_cache.DEFAULT_TRT_VERSION,
-                    target=backend.name, cpu_backends=backend.cpu_backends)  # fmt: skip
+        trt_version = backend.record.get("version") if backend.name == "tensorrt" else trt_cache.DEFAULT_TRT_VERSION
+        builder = PrecisionBuilder(source, options, calib_set, tmp, log, trt_version, target=backend.name,
+                                   cpu_backends=backend.cpu_backends)  # fmt: skip
         for index, precision in enumerate(precisions):
             last = index == len(precisions) - 1
             paths = artifact.artifact_paths(options.engines_dir, name, precision, backend.name)
             key = _key(inputs, options, precision, requested, versions)
-            outcome = work.make(precision)
+            verified = builder.make(precision)
             # every file the build writes meets the budget: the TensorRT Q/DQ model of an INT8 build too
-            problems = [f"{row.label}: {problem}" for row in outcome.figures for problem in options.budget.problems(row)]
-            problems += outcome.details.get("problems", [])  # e.g. an INT8 model the search had to make all float
-            no_int8 = outcome.details.get("no_int8")  # never FP32 under an INT8 name, whatever the flags
-            not_faster = outcome.speed != timing.FASTER  # a lower precision costs accuracy: only a measured gain pays for it
+            problems = [f"{row.label}: {problem}" for row in verified.figures for problem in options.budget.problems(row)]
+            problems += verified.sidecar_details.get("problems", [])  # e.g. an INT8 model the search had to make all float
+            no_int8 = verified.sidecar_details.get("no_int8")  # never FP32 under an INT8 name, whatever the flags
+            not_faster = verified.speed != timing.FASTER  # a lower precision costs accuracy: only a measured gain pays for it
             if (problems or not_faster or no_int8) and not last and not options.precision:
-                why = "; ".join(problems + [no_int8] * bool(no_int8)) or f"{_speed(outcome)}, not faster beyond the spread"
+                why = "; ".join(problems + [no_int8] * bool(no_int8)) or f"{_speed(verified)}, not faster beyond the spread"
                 log(f"{precision.upper()} is not the one ({why}): trying {precisions[index + 1].upper()}")
                 continue
-            table = work.table(outcome, precision)
+            table = builder.table(verified, precision)
             log(table)
             if not_faster and options.precision == precision and precision != "fp32":
-                log(f"{precision.upper()} here is {_speed(outcome)}: --fp32 is "
-                    f"{'faster' if outcome.speed == timing.SLOWER else 'as fast'} on this machine (without a precision flag "
+                log(f"{precision.upper()} here is {_speed(verified)}: --fp32 is "
+                    f"{'faster' if verified.speed == timing.SLOWER else 'as fast'} on this machine (without a precision flag "
                     "the build picks a lower precision only when it is faster beyond the spread)")  # fmt: skip
             if problems and not options.allow_accuracy_drop:
                 raise FcnEdgeError(
@@ -186,16 +187,16 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
                     f"{no_int8}: it would be the FP32 model under an INT8 name; nothing written to {options.engines_dir}: "
                     "build --fp32 (or --fp16) instead"
                 )
-            sidecar = work.write(outcome, paths, backend, key, inputs, versions, table, not problems)
+            sidecar = builder.write(verified, paths, backend, key, inputs, versions, table, not problems)
             return Built(paths, sidecar, False, table, not problems)
     raise AssertionError("unreachable: the last precision always returns or raises")
 
 
-def _speed(outcome) -> str:
+def _speed(verified) -> str:
     """'0.98x the FP32 latency (IQR 0.95-1.02): within noise', from the row that decides."""
-    row = outcome.figures[0]
+    row = verified.figures[0]
     spread = f" (IQR {row.ratio_iqr[0]:.2f}-{row.ratio_iqr[1]:.2f})" if row.ratio_iqr else ""
-    return f"{row.latency_ratio:.2f}x the FP32 latency{spread}: {outcome.speed}"
+    return f"{row.latency_ratio:.2f}x the FP32 latency{spread}: {verified.speed}"
 
 
 def _key(inputs: dict, options: BuildOptions, precision: str, requested: str, versions: dict) -> str:
@@ -223,8 +224,8 @@ def _needs_calibration(options: BuildOptions) -> bool:
 
 
 def _calibration_set(options: BuildOptions) -> calibration.CalibrationSet:
-    calib_data = images.parse_spec(options.calib_data, "--calib-data", options.val_fraction, options.split_seed)
-    return images.calibration_set(options.calib_dir, calib_data, options.calib_images)
+    calib_data = verification_data.parse_spec(options.calib_data, "--calib-data", options.val_fraction, options.split_seed)
+    return verification_data.calibration_set(options.calib_dir, calib_data, options.calib_images)
 
 
 def _optional_set(options: BuildOptions) -> calibration.CalibrationSet | None:

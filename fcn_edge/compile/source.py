@@ -22,7 +22,7 @@ import onnx
 
 from ..errors import FcnEdgeError, require_torch
 from ..metadata import check_classes
-from ..paths import file_sha256
+from ..paths import DEFAULT_CHECKPOINT, file_sha256
 from ..sidecar import artifact_name, check_name
 
 if TYPE_CHECKING:  # load_onnx must stay fast for the up-to-date check
@@ -133,8 +133,10 @@ def spec_from_checkpoint(checkpoint: Path, name: str | None = None) -> tuple[Mak
     if checkpoint.is_dir():
         raise FcnEdgeError(f"checkpoint {checkpoint} is a folder: pass the .pt file inside it (--checkpoint)")
     if not checkpoint.is_file():
+        wheel = " (a wheel install ships none: clone the project, pip install -e . there)"
+        shipped = wheel if checkpoint == DEFAULT_CHECKPOINT else ""
         raise FcnEdgeError(
-            f"checkpoint {checkpoint} does not exist: train one with fcn-edge train, or pass --checkpoint or --onnx"
+            f"checkpoint {checkpoint} does not exist{shipped}: train one with fcn-edge train, or pass --checkpoint or --onnx"
         )
     name = name or artifact_name(checkpoint)
     check_name(name)  # it also names a file in the build's temporary folder

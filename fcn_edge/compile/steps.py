@@ -1,13 +1,13 @@
 """The slow part of a build, run once the quick checks in :mod:`.pipeline` have passed.
 
-:class:`Work` prepares the FP32 graph (shape inference, basic optimisations), renders the
+:class:`PrecisionBuilder` prepares the FP32 graph (shape inference, basic optimisations), renders the
 verification images and the FP32 reference once, then makes and verifies each precision
-the build tries, and finally writes the chosen one (and its extras) and the sidecar.
+the build tries, and finally writes the chosen one (and its extra files) and the sidecar.
 Latency is measured where the artifact will run: on this CPU through the runner the stream
 opens, every runtime's candidate and FP32 timed together (:mod:`.timing`), or, for a TensorRT
 build, the engine itself on the GPU (built once here and copied at write time). OpenVINO runs
 FP32 and BF16 from the source graph: ONNX Runtime's preparation rewrites ops for its own
-kernels (HardSwish into HardSigmoid x Mul), which OpenVINO ran 1.3-2.9x slower (docs/cpu.md).
+kernels (HardSwish into HardSigmoid x Mul), which OpenVINO ran slower (docs/cpu.md).
 Every graph bound for TensorRT goes through the CPU compatibility check
 (:mod:`fcn_edge.backends.tensorrt.compat`); what it finds is logged and recorded.
 """
@@ -31,11 +31,10 @@ from ..backends.tensorrt import calibration_cache as trt_cache
 from ..quantize import calibration, fp16, qdq, rounding, statistics
 from .. import capabilities, cpu_features
 from .. import sidecar as artifact
-from ..backends import onnxruntime as ort_backend
 from ..backends.onnxruntime import default_threads
 from ..backends.tensorrt import compat, opset
 from ..errors import FcnEdgeError
-from . import cpu, images, mixed, timing, verify
+from . import cpu, mixed, timing, verification_data, verify
 from .options import BuildOptions
 from .source import SourceModel
 
@@ -45,13 +44,15 @@ CAMERA_SIZE = (1080, 1920)  # (H, W): the largest frame a default engine profile
 
 
 @dataclass
-class Outcome:
+class VerifiedArtifact:
+    """One precision made and verified (and, on a CPU, timed): its file, its figures, what its sidecar will hold."""
+
     precision: str
     model: Path  # the ORT artifact (or the model a TensorRT engine is built from)
     figures: list  # verify.Figures: [artifact, ...other rows]
-    extras: dict[str, Path] = field(default_factory=dict)  # role -> temp path of each extra file
-    details: dict[str, Any] = field(default_factory=dict)
-    engine: tuple[Path, dict] | None = None  # TensorRT target: the engine built and timed here, and its facts
+    extra_files: dict[str, Path] = field(default_factory=dict)  # role -> temp path of each extra file (sidecar.ArtifactPaths)
+    sidecar_details: dict[str, Any] = field(default_factory=dict)  # the sidecar's "details": calibration, search, ...
+    engine: tuple[Path, dict] | None = None  # TensorRT target: the engine built and timed here, and its sidecar record
     verified_on: str = "onnxruntime"  # the CPU runtime figures[0] was verified on while making it
     runs_on: str = ""  # CPU target: the runtime that runs the artifact (.timing.first_faster)
     measured: dict[str, float] = field(default_factory=dict)  # CPU target: median latency (ms) per runtime
@@ -59,8 +60,9 @@ class Outcome:
     latency: dict[str, Any] = field(default_factory=dict)  # CPU target: how it was timed, for the sidecar
 
 
-class Work:
-    """State shared by the precisions one build tries: prepared graph, samples, FP32 reference."""
+class PrecisionBuilder:
+    """Makes, verifies and times each precision one build tries, over what they share (prepared graph, verification
+    samples, FP32 reference), and writes the chosen one."""
 
     def __init__(self, source: SourceModel, options: BuildOptions, calib_set, tmp: Path, log: Callable[[str], None], trt_version: str,
                  target: str = "onnxruntime", cpu_backends: tuple[str, ...] = ("onnxruntime",)):  # fmt: skip
@@ -68,10 +70,15 @@ class Work:
         self.trt_version = trt_version  # the calibration cache header names the TensorRT it is for
         self.target = target  # the backend the artifact runs on: where latency is measured
         self.cpu_backends = cpu_backends  # CPU target: the runtimes verified and timed, the fastest wins (.cpu)
-        self.threads = default_threads()  # the stream's default: what the CPU latencies are timed at
+        self.threads = default_threads()  # the stream's default: what the artifacts are verified and timed at
+        self._logit_diffs: dict[Path, float | None] = {}  # max|dlogit| per file: one figure whatever runtime runs it
         self._engines: dict[Path, tuple[Path, dict]] = {}  # TensorRT target: engines built so far, by source graph
         self.prepared = tmp / "prepared.onnx"
         qdq.prepare(source.path, self.prepared)
+        if not timing.stream_runs(self.prepared) and len(cpu_backends) > 1:
+            log(f"note: {source.path.name} does not take uint8 frames and give labels, so the stream's runners cannot run it: "
+                "ONNX Runtime verifies and times it through a session with the runner's settings, OpenVINO not at all")  # fmt: skip
+            self.cpu_backends = ("onnxruntime",)
         if target == "tensorrt" and options.dla_core is not None and not source.fixed_size and options.min_shape is None:
             log(f"DLA runs one input shape: the engine takes {options.latency_size[0]}x{options.latency_size[1]} frames only")
             self.source = source = dataclasses.replace(source, fixed_size=options.latency_size)
@@ -82,44 +89,49 @@ class Work:
             frames = calibration.load_frames(calib_set.holdout, options.calib_size, "load hold-out images", options.progress)
             holdout = [(f"calibration:{p.name}", f) for p, f in zip(calib_set.holdout, frames)]
         split = options.val_fraction, options.split_seed
-        self.plan = images.choose(source, images.parse_spec(options.val_data, "--val-data", *split), options.val_split,
-                                  images.parse_spec(options.calib_data, "--calib-data", *split))  # fmt: skip
-        self.samples = images.samples(self.plan, source, options.val_images, options.verify_scenes, options.verify_size, holdout)
+        self.data_choice = verification_data.choose(source, verification_data.parse_spec(options.val_data, "--val-data", *split), options.val_split,
+                                  verification_data.parse_spec(options.calib_data, "--calib-data", *split))  # fmt: skip
+        self.samples = verification_data.samples(
+            self.data_choice, source, options.val_images, options.verify_scenes, options.verify_size, holdout
+        )
         self.reference = verify.reference(source, self.samples, options.progress)
         if self.reference.miou is None and any(s.mask is not None for s in self.samples):
             log(
-                f"note: cannot measure mIoU on {self.plan.data or 'the verification images'}: every mask pixel is ignore "
+                f"note: cannot measure mIoU on {self.data_choice.data or 'the verification images'}: every mask pixel is ignore "
                 f"(255), so --max-miou-drop {options.budget.max_miou_drop:g} is not checked, only label agreement"
             )
         self.fp32_latency: float | None = None
         self.profile = engine_profile(source, options, self.samples) if target == "tensorrt" else None
 
-    def make(self, precision: str) -> Outcome:
-        outcome = {"int8": self._int8, "fp16": self._fp16, "fp32": self._fp32, "bf16": self._bf16}[precision]()
-        outcome.details["tensorrt_compat"] = self._compat(outcome)
+    def make(self, precision: str) -> VerifiedArtifact:
+        if self.target != "tensorrt" and not capabilities.runners_of(precision, self.cpu_backends):
+            raise FcnEdgeError(f"{precision.upper()} runs on OpenVINO's runner, which takes frame models only (uint8 frames "
+                               f"in, labels out), and {self.source.path.name} is not one: build --int8, --fp16 or --fp32")  # fmt: skip
+        verified = {"int8": self._int8, "fp16": self._fp16, "fp32": self._fp32, "bf16": self._bf16}[precision]()
+        verified.sidecar_details["tensorrt_compat"] = self._compat(verified)
         if self.target == "tensorrt":
-            outcome.figures.insert(0, self._timed(outcome))
-            ratio = outcome.figures[0].latency_ratio  # one median per engine: no spread measured on the GPU
-            outcome.speed = timing.verdict(timing.Spread(ratio, ratio, ratio))
+            verified.figures.insert(0, self._timed(verified))
+            ratio = verified.figures[0].latency_ratio  # one median per engine: no spread measured on the GPU
+            verified.speed = timing.verdict(timing.Spread(ratio, ratio, ratio))
         else:
-            outcome.figures = self._on_cpu(outcome)
-        return outcome
+            verified.figures = self._on_cpu(verified)
+        return verified
 
-    def _on_cpu(self, outcome: Outcome) -> list:
+    def _on_cpu(self, verified: VerifiedArtifact) -> list:
         """A verified, timed row per CPU runtime that runs this precision, the one that runs the artifact first.
 
         The precision on each runtime and the FP32 artifact on each are timed together (:mod:`.timing`); the ratios
         are to FP32 on the runtime that would run an FP32 artifact, round by round.
         """
-        precision = outcome.precision
+        precision = verified.precision
         backends = capabilities.runners_of(precision, self.cpu_backends)
         rows = {
-            backend: outcome.figures[0] if backend == outcome.verified_on else self._compare(
-                self._model_on(backend, precision, outcome.model), cpu.label(precision, backend), cpu.opener(backend, precision))
+            backend: verified.figures[0] if backend == verified.verified_on else self._compare(
+                self._model_on(backend, precision, verified.model), cpu.label(precision, backend), backend, precision)
             for backend in backends
         }  # fmt: skip
         candidates = {
-            f"{precision} {b}": timing.Candidate(self._model_on(b, precision, outcome.model), b, precision) for b in backends
+            f"{precision} {b}": timing.Candidate(self._model_on(b, precision, verified.model), b, precision) for b in backends
         }
         candidates |= {
             f"fp32 {b}": timing.Candidate(self._model_on(b, "fp32", self.prepared), b, "fp32") for b in self.cpu_backends
@@ -127,9 +139,9 @@ class Work:
         rounds, through = timing.measure(
             candidates, self.source, self.options.latency_size, self.threads, self.tmp / "openvino-cache"
         )
-        outcome.runs_on = timing.first_faster({b: rounds[f"{precision} {b}"] for b in backends})
+        verified.runs_on = timing.first_faster({b: rounds[f"{precision} {b}"] for b in backends})
         fp32_on = timing.first_faster({b: rounds[f"fp32 {b}"] for b in self.cpu_backends})
-        outcome.model = self._model_on(outcome.runs_on, precision, outcome.model)
+        verified.model = self._model_on(verified.runs_on, precision, verified.model)
         reference = rounds[f"fp32 {fp32_on}"]
         self.fp32_latency = timing.Spread.of(reference).median
         timed = {}
@@ -138,26 +150,26 @@ class Work:
                 timing.Spread.of(rounds[f"{precision} {backend}"]),
                 timing.ratio(rounds[f"{precision} {backend}"], reference),
             )
-            outcome.measured[backend] = ms.median
+            verified.measured[backend] = ms.median
             timed[backend] = dataclasses.replace(rows[backend], latency_ms=ms.median, latency_iqr_ms=(ms.low, ms.high),
                                                  latency_ratio=ratio.median, ratio_iqr=(ratio.low, ratio.high))  # fmt: skip
-        chosen = timing.ratio(rounds[f"{precision} {outcome.runs_on}"], reference)
-        outcome.speed = timing.verdict(chosen)
-        outcome.latency = {
+        chosen = timing.ratio(rounds[f"{precision} {verified.runs_on}"], reference)
+        verified.speed = timing.verdict(chosen)
+        verified.latency = {
             "threads": self.threads, "through": through, "rounds": timing.ROUNDS, "frames_per_round": timing.PER_ROUND,
-            "runs_on": outcome.runs_on, "fp32_runs_on": fp32_on, "ratio_to_fp32": dataclasses.asdict(chosen), "verdict": outcome.speed,
+            "runs_on": verified.runs_on, "fp32_runs_on": fp32_on, "ratio_to_fp32": dataclasses.asdict(chosen), "verdict": verified.speed,
             "ms": {name: dataclasses.asdict(timing.Spread.of(r)) for name, r in rounds.items()},
         }  # fmt: skip
-        rest = outcome.figures[1:] if outcome.verified_on in backends else outcome.figures
-        return [timed[b] for b in sorted(backends, key=lambda b: (b != outcome.runs_on, outcome.measured[b]))] + rest
+        rest = verified.figures[1:] if verified.verified_on in backends else verified.figures
+        return [timed[b] for b in sorted(backends, key=lambda b: (b != verified.runs_on, verified.measured[b]))] + rest
 
     def _model_on(self, backend: str, precision: str, model: Path) -> Path:
         """The file ``backend`` runs for ``model``: OpenVINO runs FP32 and BF16 from the source graph (module docstring)."""
         return self.source.path if backend == "openvino" and precision in ("fp32", "bf16") else model
 
-    def _compat(self, outcome: Outcome) -> dict[str, list[str]]:
+    def _compat(self, verified: VerifiedArtifact) -> dict[str, list[str]]:
         """What each TensorRT line's ONNX parser would reject in the graph an engine of this precision is built from."""
-        graph = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
+        graph = verified.extra_files.get("tensorrt_qdq_onnx", verified.model)
         found = {}
         for line in compat.LINES:  # the graph each line's build parses: 8.x's at opset 17
             try:
@@ -169,62 +181,76 @@ class Work:
             first = found[rejecting[0]]
             self.log(
                 f"note: TensorRT {', '.join(f'{line}.x' for line in rejecting)} would reject {len(first)} node(s) of the "
-                f"{outcome.precision.upper()} graph for TensorRT, e.g. {first[0]}; list them with python -m "
+                f"{verified.precision.upper()} graph for TensorRT, e.g. {first[0]}; list them with python -m "
                 f"fcn_edge.backends.tensorrt.compat {self.source.path.name}"
             )
         return found
 
-    def _compare(self, model: Path, label: str, open_session: Callable = ort_backend.session) -> verify.Figures:
-        return verify.compare(model, label, self.source, self.samples, self.reference, self.options.progress, open_session)
+    def _compare(self, model: Path, label: str, backend: str = "onnxruntime", precision: str = "fp32",
+                 logits: bool = True) -> verify.Figures:  # fmt: skip
+        """``model`` verified through the runner the stream opens for it on ``backend`` (:func:`.cpu.runner`), at the
+        stream's threads; with its max|dlogit| unless ``logits`` is False (the INT8 search's trials: :meth:`_int8`)."""
+        runs = timing.stream_runs(model)
+        runner = cpu.runner(backend, precision, model, self.threads, self.tmp / "openvino-cache") if runs else None
+        figures = verify.compare(model, label, self.source, self.samples, self.reference, runner, self.options.progress)
+        return self._with_logit_diff(figures, model) if logits and precision != "bf16" else figures
 
-    def _timed(self, outcome: Outcome) -> verify.Figures:
+    def _with_logit_diff(self, figures: verify.Figures, model: Path) -> verify.Figures:
+        """``figures`` with the file's max|dlogit| (:func:`.verify.logit_diff`; BF16 is the runtime's, not the file's)."""
+        if figures.max_logit_diff is None:
+            if model not in self._logit_diffs:
+                self._logit_diffs[model] = verify.logit_diff(model, self.source, self.samples, self.reference)
+            figures.max_logit_diff = self._logit_diffs[model]
+        return figures
+
+    def _timed(self, verified: VerifiedArtifact) -> verify.Figures:
         """The TensorRT target's row: the engine's own labels on the verification images, and its latency, on the GPU.
 
         The CPU rows the precision was made with follow it; the engine's comes first and decides. DLA runs no FP32,
         so there the reference the latency is compared with is the FP16 engine on the same DLA core.
         """
         if self.fp32_latency is None:
-            reference = self._fp16() if self.options.dla_core is not None else Outcome("fp32", self.prepared, [])
+            reference = self._fp16() if self.options.dla_core is not None else VerifiedArtifact("fp32", self.prepared, [])
             self.fp32_latency = self._engine_latency(reference)
-        latency = self._engine_latency(outcome)
-        engine_figures = self._engine_figures(outcome, f"{outcome.precision.upper()} TensorRT engine")
+        latency = self._engine_latency(verified)
+        engine_figures = self._engine_figures(verified, f"{verified.precision.upper()} TensorRT engine")
         return dataclasses.replace(engine_figures, latency_ms=latency, latency_ratio=latency / self.fp32_latency)
 
-    def _engine_latency(self, outcome: Outcome) -> float:
-        """Build (once per graph) and time the engine of ``outcome`` on the GPU; it is kept for write()."""
+    def _engine_latency(self, verified: VerifiedArtifact) -> float:
+        """Build (once per graph) and time the engine of ``verified`` on the GPU; it is kept for write()."""
         from ..backends.tensorrt import timing
 
-        graph = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
+        graph = verified.extra_files.get("tensorrt_qdq_onnx", verified.model)
         if graph not in self._engines:
-            engine = self.tmp / f"{outcome.precision}.engine"
-            self._engines[graph] = (engine, self._build_engine(outcome, engine))
-        outcome.engine = self._engines[graph]
+            engine = self.tmp / f"{verified.precision}.engine"
+            self._engines[graph] = (engine, self._build_engine(verified, engine))
+        verified.engine = self._engines[graph]
         frame = render_scene(np.random.default_rng(HELDOUT_SEED), self.options.latency_size)[0]
-        return timing.median_latency_ms(*outcome.engine, frame)
+        return timing.median_latency_ms(*verified.engine, frame)
 
-    def _engine_figures(self, outcome: Outcome, label: str) -> verify.Figures:
+    def _engine_figures(self, verified: VerifiedArtifact, label: str) -> verify.Figures:
         """The engine's labels on every verification image, run by the runner the stream uses, against FP32's
         (the runner reads the sidecar :meth:`_engine_latency` wrote beside the engine)."""
         from ..backends.tensorrt import TrtRunner
 
-        with TrtRunner(outcome.engine[0], check_inputs=False) as runner:
+        with TrtRunner(verified.engine[0], check_inputs=False) as runner:
             predictions = ((runner.infer(sample.frame).astype(np.int64), None) for sample in self.samples)
             return verify.score(label, self.source, self.samples, self.reference, predictions, self.options.progress)
 
-    def _fp32(self) -> Outcome:
-        return Outcome("fp32", self.prepared, [self._compare(self.prepared, "FP32 (prepared)")])
+    def _fp32(self) -> VerifiedArtifact:
+        return VerifiedArtifact("fp32", self.prepared, [self._compare(self.prepared, "FP32 (prepared)")])
 
-    def _bf16(self) -> Outcome:
+    def _bf16(self) -> VerifiedArtifact:
         """The source graph run in BF16 by OpenVINO: a precision of the runtime, not of the file."""
-        figures = self._compare(self.source.path, cpu.label("bf16", "openvino"), cpu.opener("openvino", "bf16"))
-        return Outcome("bf16", self.source.path, [figures], verified_on="openvino")
+        figures = self._compare(self.source.path, cpu.label("bf16", "openvino"), "openvino", "bf16")
+        return VerifiedArtifact("bf16", self.source.path, [figures], verified_on="openvino")
 
-    def _fp16(self) -> Outcome:
+    def _fp16(self) -> VerifiedArtifact:
         path = self.tmp / "fp16.onnx"
         kept = fp16.to_fp16(self.prepared, path)
-        return Outcome("fp16", path, [self._compare(path, "FP16")], details={"kept_fp32_nodes": kept})
+        return VerifiedArtifact("fp16", path, [self._compare(path, "FP16")], sidecar_details={"kept_fp32_nodes": kept})
 
-    def _int8(self) -> Outcome:
+    def _int8(self) -> VerifiedArtifact:
         options, calib_set = self.options, self.calib_set
         frames = calibration.load_frames(calib_set.calibrate, options.calib_size, "load calibration images", options.progress)
         feeds = [self.source.feed([f]) for f in frames]
@@ -260,12 +286,17 @@ class Work:
         chosen = trials.get(kept)
         ort_path, trt_path = chosen.paths["onnxruntime"], chosen.paths["tensorrt"]
         figures, trt_figures, unquantized = chosen.figures["onnxruntime"], chosen.figures["tensorrt"], chosen.unquantized
+        figures, trt_figures = self._with_logit_diff(figures, ort_path), self._with_logit_diff(trt_figures, trt_path)
         cache = self.tmp / "int8.calib"
         # implicit INT8 quantizes every tensor the cache names: only those the Q/DQ placement quantizes, never the score tail
         quantized = qdq.quantized_activations(onnx.load(str(trt_path)))
         trt_cache.write_cache(cache, {t: a for t, a in ranges.amax.items() if t in quantized}, self.trt_version)
-        extras = {"tensorrt_qdq_onnx": trt_path, "tensorrt_calibration_cache": cache, "tensorrt_calibration_onnx": self.prepared}
-        details = {
+        extra_files = {
+            "tensorrt_qdq_onnx": trt_path,
+            "tensorrt_calibration_cache": cache,
+            "tensorrt_calibration_onnx": self.prepared,
+        }
+        sidecar_details = {
             "calibration": {
                 **({"scales": "learned by QAT", "qat": qat[1]} if qat is not None else {}),
                 "method": options.calib_method, "images": len(frames), "holdout_images": len(calib_set.holdout),
@@ -281,11 +312,11 @@ class Work:
             "tensorrt_qdq_unquantized_inputs": unquantized,  # placement rules: conv->relu, residual main branches
             "tensorrt_cache_version": trt_cache.version_number(self.trt_version),
         }  # fmt: skip
-        details["no_int8"] = _without_int8({"ONNX Runtime": ort_path, "TensorRT Q/DQ": trt_path})
-        if not details["no_int8"] and self.target != "tensorrt" and not _int8_layers(ort_path):
+        sidecar_details["no_int8"] = _without_int8({"ONNX Runtime": ort_path, "TensorRT Q/DQ": trt_path})
+        if not sidecar_details["no_int8"] and self.target != "tensorrt" and not _int8_layers(ort_path):
             self.log(f"note: ONNX Runtime runs every convolution of this model in float (narrower than {qdq.MIN_INT8_CHANNELS} "
                      "channels, faster in float there, or scoring labels); only the TensorRT Q/DQ model is INT8")  # fmt: skip
-        return Outcome("int8", ort_path, [figures, trt_figures], extras, details)
+        return VerifiedArtifact("int8", ort_path, [figures, trt_figures], extra_files, sidecar_details)
 
     def _round_weights(self, trials: mixed.Trials, feeds: list, problems: list[str]) -> dict:
         """Learned weight rounding for the ONNX Runtime placement (:mod:`fcn_edge.quantize.rounding`), kept only when its
@@ -330,76 +361,87 @@ class Work:
         return [entry["node"] for entry in sensitivity["ranking"][:closest]]
 
     def _compare_placement(self, model: Path, placement: str) -> verify.Figures:
-        return self._compare(model, "INT8 (ONNX Runtime)" if placement == "onnxruntime" else "INT8 TensorRT Q/DQ on CPU")
+        """A search trial's figures (or the plain INT8 model's), through ONNX Runtime's runner; its max|dlogit| is added
+        only to the one the build keeps."""
+        label = "INT8 (ONNX Runtime)" if placement == "onnxruntime" else "INT8 TensorRT Q/DQ on CPU"
+        return self._compare(model, label, logits=False)
 
-    def table(self, outcome: Outcome, precision: str) -> str:
+    def table(self, verified: VerifiedArtifact, precision: str) -> str:
         fp32 = verify.Figures(
             "FP32 (source)", None, self.reference.miou, None, None, self.fp32_latency, 1.0, self.reference.boundary_f
         )
         if self.target == "tensorrt":
             timed = "TensorRT engine on the GPU"
         else:
-            fp32_ms = outcome.latency["ms"][f"fp32 {outcome.latency['fp32_runs_on']}"]
+            fp32_ms = verified.latency["ms"][f"fp32 {verified.latency['fp32_runs_on']}"]
             fp32.latency_iqr_ms = (fp32_ms["low"], fp32_ms["high"])
-            through = "the stream's runner" if outcome.latency["through"] == "runner" else "a session with the runner's settings"
-            timed = (f"{cpu.LABELS[outcome.runs_on]} CPU (FP32: {cpu.LABELS[outcome.latency['fp32_runs_on']]}), "
-                     f"{outcome.latency['threads']} threads, median of {timing.ROUNDS} interleaved rounds through {through}; "
+            through = "the stream's runner" if verified.latency["through"] == "runner" else "a session with the runner's settings"
+            timed = (f"{cpu.LABELS[verified.runs_on]} CPU (FP32: {cpu.LABELS[verified.latency['fp32_runs_on']]}), "
+                     f"{verified.latency['threads']} threads, median of {timing.ROUNDS} interleaved rounds through {through}; "
                      "IQR of the per-round ratios")  # fmt: skip
         header = (
-            f"verification ({precision.upper()}): {self.plan.describe(self.samples, self.options.verify_scenes)}; "
+            f"verification ({precision.upper()}): {self.data_choice.describe(self.samples, self.options.verify_scenes)}; "
             f"latency at {self.options.latency_size[1]}x{self.options.latency_size[0]} (WxH), {timed}"
         )
-        return verify.table([fp32, *outcome.figures], header)
+        return verify.table([fp32, *verified.figures], header)
 
     def write(
-        self, outcome: Outcome, paths: artifact.ArtifactPaths, backend, key: str, inputs, versions, table: str, passed: bool
+        self,
+        verified: VerifiedArtifact,
+        paths: artifact.ArtifactPaths,
+        backend,
+        key: str,
+        inputs,
+        versions,
+        table: str,
+        passed: bool,
     ) -> dict:
         """Write the files (TensorRT: build the engine) and the sidecar under temporary names, then rename them all."""
         started = time.perf_counter()
-        model = onnx.load(str(outcome.model))
+        model = onnx.load(str(verified.model))
         with atomic_files([*paths.all(), paths.sidecar]) as staged:
-            engine_facts = None
+            engine_record = None
             if backend.name == "tensorrt":
-                built, engine_facts = outcome.engine  # built and timed on the GPU by make()
+                built, engine_record = verified.engine  # built and timed on the GPU by make()
                 shutil.copyfile(built, staged[paths.artifact])
             else:
-                _copy_model(outcome.model, staged[paths.artifact], self.source)
+                _copy_model(verified.model, staged[paths.artifact], self.source)
             for role, path in paths.extras.items():
                 if path.suffix == ".onnx":
-                    _copy_model(outcome.extras[role], staged[path], self.source)
+                    _copy_model(verified.extra_files[role], staged[path], self.source)
                 else:
-                    shutil.copyfile(outcome.extras[role], staged[path])
+                    shutil.copyfile(verified.extra_files[role], staged[path])
             sidecar = {
                 "key": key,
                 "artifact": paths.artifact.name,
-                "precision": outcome.precision,
-                "backend": {**backend.facts, "why": backend.why}
+                "precision": verified.precision,
+                "backend": {**backend.record, "why": backend.why}
                 if backend.name == "tensorrt"
-                else cpu.facts(
-                    outcome.runs_on,
-                    outcome.precision,
-                    outcome.measured,
+                else cpu.sidecar_entry(
+                    verified.runs_on,
+                    verified.precision,
+                    verified.measured,
                     backend.why,
-                    backend.facts.get("openvino", backend.facts.get("version")),
+                    backend.record.get("openvino", backend.record.get("version")),
                     self.threads,
                 ),
                 "model": self.source.describe(),
                 "io": artifact.io_description(model),
                 "profiles": None if self.profile is None else dict(zip(("min", "opt", "max"), self.profile)),
                 "layers": qdq.precision_summary(model),
-                "engine": engine_facts,
+                "engine": engine_record,
                 "sources": inputs,
                 "options": self.options.recorded(),
                 "versions": versions,
-                "details": outcome.details,
+                "details": verified.sidecar_details,
                 "verification": {
-                    "images": self.plan.record(self.samples, self.options.val_images),
+                    "images": self.data_choice.record(self.samples, self.options.val_images),
                     "latency_size": list(self.options.latency_size),
                     "budget": dataclasses.asdict(self.options.budget),
-                    "rows": verify.as_dict(outcome.figures),
+                    "rows": verify.as_dict(verified.figures),
                     "fp32_miou": self.reference.miou,
                     "fp32_latency_ms": self.fp32_latency,
-                    "latency": outcome.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
+                    "latency": verified.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
                     "passed": passed,
                     "table": table,
                     "instruction_set": None
@@ -411,13 +453,13 @@ class Work:
             artifact.write_sidecar(paths, sidecar, staged)
         return sidecar
 
-    def _build_engine(self, outcome: Outcome, engine_path: Path) -> dict:
+    def _build_engine(self, verified: VerifiedArtifact, engine_path: Path) -> dict:
         from ..backends.tensorrt import TrtBuildOptions, build_engine
 
-        onnx_path = outcome.extras.get("tensorrt_qdq_onnx", outcome.model)
+        onnx_path = verified.extra_files.get("tensorrt_qdq_onnx", verified.model)
         low, opt, high = self.profile
         options = TrtBuildOptions(
-            precision=outcome.precision, min_shape=low, opt_shape=opt, max_shape=high,
+            precision=verified.precision, min_shape=low, opt_shape=opt, max_shape=high,
             input_name=self.source.input_name, workspace_mb=self.options.workspace_mb,
             optimization_level=self.options.opt_level, timing_cache=self.options.timing_cache,
             dla_core=self.options.dla_core, progress=self.options.progress,

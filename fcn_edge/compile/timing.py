@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
+from ..backends.onnxruntime import session
 from ..bench.latency import round_robin
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from . import cpu
@@ -108,20 +109,14 @@ def measure(candidates: dict[str, Candidate], source: SourceModel, size: tuple[i
 
 def _runner(candidate: Candidate, threads: int, cache_dir: Path, frame: np.ndarray, stack: ExitStack) -> Callable[[], object]:
     """The runner ``open_runner`` gives the stream for this file, precision and thread count."""
-    if candidate.backend == "openvino":
-        from ..backends import openvino
-
-        made = openvino.make_runner(candidate.model, threads=threads, precision="bf16" if candidate.precision == "bf16" else "fp32",
-                                    cache_dir=cache_dir)  # fmt: skip
-    else:
-        from ..backends import onnxruntime
-
-        made = onnxruntime.make_runner(candidate.model, threads=threads)
-    runner = stack.enter_context(made)
+    runner = stack.enter_context(cpu.runner(candidate.backend, candidate.precision, candidate.model, threads, cache_dir))
     return lambda: runner.infer(frame)
 
 
 def _session(candidate: Candidate, threads: int, feed: dict[str, np.ndarray]) -> Callable[[], object]:
-    """A session with the runner's settings, for a model whose input or output the runners do not take."""
-    sess = cpu.opener(candidate.backend, candidate.precision, threads)(candidate.model)
+    """An ONNX Runtime session with the runner's settings, for a model whose input or output the runners do not take
+    (the build tries no other runtime on it: :class:`.steps.Build`)."""
+    if candidate.backend != "onnxruntime":
+        raise ValueError(f"{candidate.model} is not a frame model: only ONNX Runtime times it, not {candidate.backend}")
+    sess = session(candidate.model, threads)
     return lambda: sess.run(None, feed)

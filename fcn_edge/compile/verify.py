@@ -1,18 +1,26 @@
 """Every build reports what it cost: each artifact against the FP32 model on held-out images.
 
-Images (:mod:`.images` chooses them): a labelled dataset of the user's, or held-out synthetic
+Images (:mod:`.verification_data` chooses them): a labelled dataset of the user's, or held-out synthetic
 scenes (seeds from ``HELDOUT_SEED``, never trained or calibrated on, with exact ground
 truth), and/or the calibration folder's hold-out split (the user's own frames, no labels).
-Figures per artifact: label agreement with FP32 over all pixels, mIoU against ground truth
-and its change (where the samples carry masks), the largest logit difference (through a "logits twin": the same graph with ArgMax's input
-also made an output), and latency of artifact and FP32, timed together (:mod:`.timing`).
+Each artifact is run by the runner the stream will open for it (:func:`.cpu.runner`: frames
+in, labels out, at the stream's thread count), so its figures are those of what will run:
+label agreement with FP32 over all pixels, mIoU against ground truth and its change (where the
+samples carry masks), and latency, timed together with FP32 (:mod:`.timing`).
+
+Two figures come from ONNX Runtime sessions, as neither is an artifact run: the FP32 reference
+(:func:`reference`), and the largest logit difference (:func:`logit_diff`), which needs the
+scores a runner does not return, read from a "logits twin" (the same graph with ArgMax's input
+also made an output): a figure of the file, whatever runtime runs it. A model the runners do not
+take (a float tensor in or scores out, which the stream cannot run either) is verified through a
+session with the runner's settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import onnx
@@ -25,6 +33,7 @@ from ..errors import FcnEdgeError
 from ..boundary import BoundaryCounts
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..backends.onnxruntime import session
+from ..runner import Runner
 from . import foreign
 from .source import SourceModel
 
@@ -123,6 +132,8 @@ class Reference:
 
 
 def reference(source: SourceModel, samples: list[Sample], progress: bool = True) -> Reference:
+    """The FP32 model's labels and logits, through an ONNX Runtime session on its logits twin: what every artifact is
+    compared with, not an artifact the stream runs."""
     sess = session(logits_twin(onnx.load(str(source.path))))
     labels, logits = [], []
     kept_bytes = 0
@@ -166,22 +177,34 @@ def _check_class_count(source: SourceModel, labels: list[np.ndarray], logits: li
         )
 
 
-def compare(
-    model: onnx.ModelProto | Path,
-    label: str,
-    source: SourceModel,
-    samples: list[Sample],
-    ref: Reference,
-    progress: bool = True,
-    open_session: Callable = session,
-) -> Figures:
+def compare(model: Path, label: str, source: SourceModel, samples: list[Sample], ref: Reference, runner: Runner | None,
+            progress: bool = True) -> Figures:  # fmt: skip
     """Accuracy figures of one artifact against the FP32 reference (latency is measured separately).
 
-    ``open_session`` runs it: ONNX Runtime's :func:`session` unless another CPU backend is verified.
+    ``runner`` is the inactive runner the stream opens for ``model``; None for a model the runners do not take, which
+    an ONNX Runtime session runs, its max|dlogit| included (through a runner: :func:`logit_diff`, when wanted).
     """
-    loaded = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    sess = open_session(logits_twin(loaded))
-    return score(label, source, samples, ref, (predict(sess, source, s.frame) for s in samples), progress)
+    if runner is None:
+        sess = session(logits_twin(onnx.load(str(model))))
+        return score(label, source, samples, ref, (predict(sess, source, s.frame) for s in samples), progress)
+    with runner:  # the labels buffer is the runner's, overwritten by the next frame: astype copies it
+        predictions = ((runner.infer(sample.frame).astype(np.int64), None) for sample in samples)
+        return score(label, source, samples, ref, predictions, progress)
+
+
+def logit_diff(model: Path, source: SourceModel, samples: list[Sample], ref: Reference) -> float | None:
+    """The largest |logit| difference of ``model`` from FP32, over the images whose FP32 logits are kept (None when none
+    are, or the model gives labels only); ONNX Runtime runs its logits twin (module docstring)."""
+    kept = [(sample, logits) for sample, logits in zip(samples, ref.logits) if logits is not None]
+    if not kept:
+        return None
+    sess = session(logits_twin(onnx.load(str(model))))
+    diff = None
+    for sample, ref_logits in kept:
+        logits = predict(sess, source, sample.frame)[1]
+        if logits is not None:
+            diff = max(diff or 0.0, float(np.abs(logits - ref_logits).max()))
+    return diff
 
 
 def score(label: str, source: SourceModel, samples: list[Sample], ref: Reference,
@@ -207,7 +230,7 @@ def score(label: str, source: SourceModel, samples: list[Sample], ref: Reference
 def _miou(source: SourceModel, samples: list[Sample], labels: list[np.ndarray]) -> float | None:
     masked = [(s.mask, lab) for s, lab in zip(samples, labels) if s.mask is not None]
     if not masked:
-        return None  # no ground truth (images.samples attaches masks only for the model's own classes)
+        return None  # no ground truth (verification_data.samples attaches masks only for the model's own classes)
     matrix = np.zeros((len(source.classes), len(source.classes)), dtype=np.int64)
     for mask, lab in masked:
         matrix += confusion_matrix(mask, lab, len(source.classes))

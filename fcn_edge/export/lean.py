@@ -16,8 +16,8 @@ before ArgMax. Both passes here compute the same labels with less of it:
   grid. ArgMax over the classes runs there, and DepthToSpace puts the labels in place. The
   convolution zero-pads where Resize clamps at the border: there every class score is scaled
   by the same positive factor, so ArgMax is unchanged (the scores are not; they never leave
-  the graph). Measured on the default model's 8 classes at 1024x512, single thread: 9.1 ms
-  -> 5.0 ms in ONNX Runtime, 25 ms -> 8 ms in OpenVINO (its ArgMax over a planar layout is slow).
+  the graph). On the default model it roughly halves the labels' cost in ONNX Runtime and cuts it
+  3x in OpenVINO, whose ArgMax over a planar layout is slow (docs/cpu.md, "Figures behind the code").
 
 The phase convolution must stay float: rounding its taps or its output to INT8 changes labels
 (:func:`fcn_edge.quantize.label_ops.label_convs` finds it for the quantizer). Each pass reports
@@ -90,8 +90,8 @@ def fold_preprocessing(graph: ir.Graph, report: LeanReport) -> None:
         }
         weight = tape.initializer(ir.tensor(folded.astype(np.float32), name=f"{target.name}_folded_weight"))
         # x - mean as BatchNormalization (scale 1, bias 0, variance 1, epsilon 0): ONNX Runtime's layout
-        # optimizer moves a Sub onto the NHWC frame, where broadcasting over 3 channels made the whole
-        # INT8 model 13% slower (47 against 42 ms at 1024x512, one thread)
+        # optimizer moves a Sub onto the NHWC frame, where broadcasting over 3 channels slowed the whole
+        # INT8 model (docs/cpu.md, "Figures behind the code")
         centred = tape.op(
             "BatchNormalization",
             [affine.inputs[0], c["ones"], c["zeros"], c["mean"], c["ones"]],

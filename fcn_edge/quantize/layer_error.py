@@ -11,7 +11,9 @@ ranking all nodes costs about two FP32 passes per image whatever their number.
 The score is the noise-to-signal ratio ``sum((quantized - float)^2) / sum(float^2)`` of
 each node's output: the local error the node's quantization adds given exact inputs. It is
 a proxy for its effect on the labels, which is why the search (:mod:`.sensitivity`)
-verifies every choice on real images rather than trusting the ranking.
+verifies every choice on real images rather than trusting the ranking. The probe graph is
+no artifact: a plain ONNX Runtime session runs it (artifacts are verified through the
+stream's runners, :mod:`fcn_edge.compile.verify`).
 """
 
 from __future__ import annotations

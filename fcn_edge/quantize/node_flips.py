@@ -6,6 +6,8 @@ against the real gain of keeping each node in float, on MediaPipe's selfie segme
 one node alone and counting the labels that change against FP32 measures the effect itself, at
 the cost of one model evaluation per node: the search (:mod:`fcn_edge.compile.mixed`) spends at
 most a share of its time here and keeps the one-pass ranking when that does not suffice.
+These per-node models are the search's own evaluations, not artifacts: plain ONNX Runtime
+sessions run them, and every model the build keeps is verified through the stream's runner.
 """
 
 from __future__ import annotations

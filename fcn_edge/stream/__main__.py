@@ -32,7 +32,7 @@ from ..atomic import check_distinct, check_output, ensure_folder, write_json_ato
 from ..backends import BACKENDS
 from ..cli import HelpFormatter, finite_float, nonempty, nonempty_path, positive_int, size_hw
 from ..errors import FcnEdgeError, run_cli
-from ..paths import DEFAULT_MODEL
+from ..paths import DEFAULT_MODEL, default_input
 from ..sidecar import Sidecar
 from . import feeds, serve, sinks, sources
 from .stats import SOURCE_LOST, StreamStats
@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--inflight",
         type=int,
         metavar="N",
-        help="frames in inference at once, OpenVINO only (a stream each up to the threads, which they split; "
-        "more wait for a free stream); default threads + 1 for --video/--images (throughput), "
+        help="frames in inference at once on the CPU runtimes (a stream or session each up to the threads, which they "
+        "split; more wait for a free one); default threads + 1 for --video/--images (throughput), "
         "1 for live sources (each frame on every thread: latency)",
     )
     p.add_argument("--providers", default="cpu", help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt")
@@ -258,7 +258,7 @@ def check_model(path: Path) -> None:
         raise FcnEdgeError(
             f"no model at {path}: build the default INT8 artifact with fcn-edge build --int8, "
             "or pass --model PATH; without torch here, copy engines/<name>.int8.onnx and its .json sidecar from the "
-            "machine that built it (README, Deploy only)"
+            "machine that built it (docs/install.md, Deploy only)"
         )
     raise FcnEdgeError(f"model {path} does not exist: check the path, or build one with fcn-edge build")
 
@@ -341,7 +341,8 @@ def stream_several(args: argparse.Namespace, opened: list[sources.Source], stop:
     try:
         from ..backends.onnxruntime import default_threads
 
-        # OpenVINO: a stream per thread, a part of each batch each (multi.py); the other runners take one batch at a time
+        # OpenVINO and ONNX Runtime: a stream (session) per thread, a part of each batch each (multi.py); TensorRT takes
+        # one batch at a time
         runner = open_runner(args.model, args.backend, threads=args.threads, providers=args.providers.split(","),
                              cuda_binding=args.cuda_binding, inflight=args.inflight or args.threads or default_threads())  # fmt: skip
         note_other_cpu(args.model)
@@ -386,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.display:
         sinks.require_display()
+    if args.model == DEFAULT_MODEL:  # the working folder's engines/ (fcn-edge build writes there), else the project's
+        args.model = default_input(DEFAULT_MODEL, "model")
     check_model(args.model)
     stop = threading.Event()
     previous = install_stop_handlers(stop)  # from here a stop during start-up ends the run as cleanly as one later

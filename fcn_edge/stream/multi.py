@@ -22,12 +22,13 @@ stream that ends (end of its file, lost after its reconnects) ends alone with on
 Frames of different sizes are batched by size: a step runs one batch per frame size present
 (no resizing, so labels need no mapping back; the cost is one smaller batch per extra size,
 measured in benchmarks/multi_stream.py). A batch larger than the runner takes
-(``runner.max_batch``: a model fixed at batch 1, a TensorRT profile's max) is split. One
-frame alone runs in place; a batch is gathered in ``runner.batch_buffer`` (one copy of each
-frame, about 0.1 ms at 640x480). A runner with several streams (OpenVINO's throughput
-streams, ``runner.inflight``; the command line asks for one per thread) runs a batch split
-across them, a part each (4 frames of 640x480 on 2 cores: about 8% faster than one request on
-both threads).
+(``runner.max_batch``: a model fixed at batch 1, a TensorRT profile's max) is split. Each
+stream decodes into its own pool of ``runner.frame_buffer`` slots (TensorRT: page-locked, or
+mapped on Jetson), so one frame alone runs in place; a batch is gathered in
+``runner.batch_buffer`` (one copy of each frame). A runner with several streams (OpenVINO's throughput
+streams, ONNX Runtime's sessions: ``runner.inflight``; the command line asks for one per
+thread) runs a batch split across them, a part each, so each stream's threads work on their
+own frames (docs/stream.md has the measured gain).
 """
 
 from __future__ import annotations
@@ -44,7 +45,16 @@ import numpy as np
 from ..errors import FcnEdgeError
 from ..runner import Runner
 from .overlay import Overlay
-from .pipeline import CAPTURE_JOIN, FILE_QUEUE, OVERLAY_QUEUE, POLL, StreamOptions, log_line, read_reconnecting
+from .pipeline import (
+    CAPTURE_JOIN,
+    FILE_QUEUE,
+    OVERLAY_QUEUE,
+    POLL,
+    StreamOptions,
+    into_runner_memory,
+    log_line,
+    read_reconnecting,
+)
 from .sinks import Sink
 from .sources import Source
 from .stats import END_OF_INPUT, MAX_FRAMES, SOURCE_LOST, STAGES, STOPPED, StageStats, StatusLine, StreamStats
@@ -58,8 +68,8 @@ class Feed:
     """One stream of a multi-stream run: its source, sinks and stats, its capture and drawing threads."""
 
     def __init__(self, index: int, name: str, source: Source, sinks: Sequence[Sink], options: StreamOptions,
-                 wake: threading.Condition, log: Callable[[str], None]) -> None:  # fmt: skip
-        self.index, self.name, self.source, self.sinks = index, name, source, list(sinks)
+                 wake: threading.Condition, log: Callable[[str], None], runner: Runner) -> None:  # fmt: skip
+        self.index, self.name, self.source, self.sinks, self.runner = index, name, source, list(sinks), runner
         self.options, self.wake, self.log = options, wake, log
         self.stats = StreamStats()
         self.stats.stages["latency"] = StageStats()  # captured -> written: what a viewer of this stream waits
@@ -158,6 +168,8 @@ class Feed:
                     self.lost = lost
                     self.stats.end_reason = SOURCE_LOST if lost else (STOPPED if self.halt.is_set() else END_OF_INPUT)
                     return
+                if frame is not buffer:  # the first frame, or a new size: a slot of runner memory joins the pool
+                    frame = into_runner_memory(self.runner, frame, buffer)
                 with self.wake:
                     if len(self.pending) >= self.depth and self.source.live:  # overload: drop our own oldest frame
                         self._free.put(self.pending.popleft()[0])
@@ -226,7 +238,7 @@ class MultiStream:
         self.stop = stop or threading.Event()
         self.log = log or log_line
         self.wake = threading.Condition()
-        self.feeds = [Feed(i, name, source, sinks, self.options, self.wake, self.log)
+        self.feeds = [Feed(i, name, source, sinks, self.options, self.wake, self.log, runner)
                       for i, (name, source, sinks) in enumerate(feeds)]  # fmt: skip
         for feed in self.feeds:
             feed.stats.info.update(runner=runner.name)

@@ -238,9 +238,7 @@ class Stream:
                 if frame is None:
                     return
                 if frame is not buffer:  # the first frame, or a new size: give the pool a slot of runner memory
-                    if buffer is not None:  # the old size's slot: nobody holds it (it came from the free pool)
-                        self.runner.release_frame_buffer(buffer)
-                    frame = self._into_runner_memory(frame)
+                    frame = into_runner_memory(self.runner, frame, buffer)
                 if self.source.live:
                     self._offer_newest(frame)
                 else:
@@ -253,13 +251,6 @@ class Stream:
         finally:
             self._capture_done.set()
             self.source.close()
-
-    def _into_runner_memory(self, frame: np.ndarray) -> np.ndarray:
-        """Copy ``frame`` into a buffer the runner reads in place; it returns to the pool, and later frames are
-        decoded straight into it, so the host copies nothing per frame on any backend."""
-        slot = self.runner.frame_buffer(frame.shape)
-        np.copyto(slot, frame)
-        return slot
 
     def _offer_newest(self, frame: np.ndarray) -> None:
         """Hand over ``frame``, replacing an unread older one (only this thread puts, so one retry suffices)."""
@@ -314,6 +305,17 @@ class Stream:
         except BaseException as error:
             self._errors.append(error)
             self.stop.set()
+
+
+def into_runner_memory(runner: Runner, frame: np.ndarray, old: np.ndarray | None) -> np.ndarray:
+    """Copy ``frame`` into a new :meth:`Runner.frame_buffer` (TensorRT: page-locked, or mapped on Jetson); it joins
+    the capture's pool and later frames are decoded straight into it, so the host copies nothing per frame on any
+    backend. ``old``, the previous size's slot (from the free pool: nobody holds it), is given back."""
+    if old is not None:
+        runner.release_frame_buffer(old)
+    slot = runner.frame_buffer(frame.shape)
+    np.copyto(slot, frame)
+    return slot
 
 
 def read_reconnecting(

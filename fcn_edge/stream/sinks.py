@@ -60,9 +60,9 @@ class VideoFileSink(Sink):
     to it.
 
     PyAV rather than ``cv2.VideoWriter``: the frame reaches the encoder as YUV 4:2:0 made by
-    OpenCV's SIMD conversion, where OpenCV's writer converts with swscale. At the same size
-    of file that is 0.85 ms a 640x480 frame against 1.4 ms, with a better picture (PSNR
-    39.9 against 38.2 dB; docs/stream.md). A recording that is the only sink draws the
+    OpenCV's SIMD conversion, where OpenCV's writer converts with swscale: at the same size
+    of file it is faster, with a better picture (docs/stream.md, "Figures behind the code").
+    A recording that is the only sink draws the
     overlay in YUV 4:2:0 itself (``draw``), which moves half the bytes of a BGR overlay.
     The encoder runs single-threaded on the overlay thread: threads of its own would take
     the cores from inference. 4:2:0 needs an even size: an odd last row or column is left out.
@@ -229,7 +229,7 @@ def display_problem() -> str | None:
         return (
             "this OpenCV build has no GUI (opencv-python-headless): swap it for the windowed one with "
             "pip uninstall -y opencv-python-headless && pip install --force-reinstall 'opencv-python>=4.8,<5' "
-            "(README, Desktop), or on a Jetson use the system OpenCV"
+            "(docs/install.md, Desktop), or on a Jetson use the system OpenCV"
         )
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "there is no screen (DISPLAY is not set): run it on the desktop, or forward X with ssh -X"

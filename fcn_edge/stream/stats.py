@@ -120,6 +120,7 @@ class StreamStats:
             "frames": self.frames, "seconds": self.seconds, "fps": self.fps, "dropped": self.dropped,
             "reconnect_attempts": self.reconnect_attempts, "reconnects": self.reconnects, "end_reason": self.end_reason,
             "stages_ms": {name: stage.to_dict() for name, stage in self.stages.items()},
+            "monotonic_s": [self.first_start, self.last_done],  # first start, last done: comparable across processes
         }  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Train an FCN. With no arguments: the default model on built-in synthetic scenes.
 
-Your own data (README, "Your own data"): --dataset folder --data-root ROOT, where ROOT holds
+Your own data (docs/training.md, "Your own data"): --dataset folder --data-root ROOT, where ROOT holds
 train/ and val/ (each images/ and masks/) and one classes.txt, or a flat images/ and masks/
 split with --val-fraction 0.2. Each run writes runs/<name>/ (runs/default, runs/default2, ...):
 best.pt, last.pt, results.png (loss and mIoU per epoch) and predictions.png.
@@ -159,7 +159,7 @@ def check_val_split(args: argparse.Namespace) -> None:
         raise FcnEdgeError(
             f"--data-root {args.data_root} has no train/ and val/ folders, so its only images to validate on are the "
             f"training ones: pass --val-fraction 0.2 (a seeded split by file name), move them into train/ and val/ "
-            f"(README, Your own data), or pass --val-on-train to score on the training images as 'train mIoU'"
+            f"(docs/training.md, Your own data), or pass --val-on-train to score on the training images as 'train mIoU'"
         )
 
 

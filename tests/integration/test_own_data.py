@@ -17,7 +17,7 @@ import pytest
 from conftest import assert_user_error, run_script
 from fcn_edge import cpu_features
 from fcn_edge.checkpoint import load_checkpoint
-from fcn_edge.compile.images import DataSpec, Plan, verified_data_changed
+from fcn_edge.compile.verification_data import DataSpec, VerificationChoice, verified_data_changed
 from fixtures.foreign_models import make_foreign_model
 from fixtures.voc_photos import FOLDER_COLOURS, all_photos, make_folder_photos, make_voc_photos
 
@@ -165,7 +165,7 @@ def test_a_dataset_the_build_chose_to_verify_on_is_rechecked_when_it_changes(voc
     """Without --val-data the build picks the dataset itself (the checkpoint's); its hash is kept in the sidecar so
     the up-to-date check can notice edited images or masks."""
     copy = shutil.copytree(voc, tmp_path / "VOC")
-    plan = Plan("dataset", "the dataset the checkpoint was trained on", DataSpec("voc", copy), "val")
+    plan = VerificationChoice("dataset", "the dataset the checkpoint was trained on", DataSpec("voc", copy), "val")
     sidecar = {"verification": {"images": plan.record([], images=50)}}
     assert sidecar["verification"]["images"]["sha256"] and not verified_data_changed(sidecar, 50)
     mask = sorted((copy / "SegmentationClass").glob("val_*.png"))[0]

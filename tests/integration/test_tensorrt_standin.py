@@ -221,3 +221,40 @@ def test_the_calibration_cache_builds_an_implicit_int8_engine_within_budget(buil
     with TrtRunner(engine) as runner:
         agreement = np.mean([np.mean(runner.infer(f) == session.run(None, {"frame": f[None]})[0][0]) for f in frames])
     assert agreement >= 0.98
+
+
+class FramesInRunnerMemory(PinnedCount):
+    """Also records, for every frame drawn, whether it lies in one of the stand-in GPU's page-locked blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pinned: list[bool] = []
+
+    def draw(self, frame, labels, overlay):
+        from fcn_edge.standin.device import GPU
+
+        self.pinned.append(frame.ctypes.data in GPU.memory.blocks)
+        return frame
+
+
+@pytest.mark.slow
+def test_each_stream_of_a_multi_stream_run_decodes_into_page_locked_slots(standin_imports, frame_model, tmp_path):
+    """Several cameras on TensorRT: each stream's frame pool is the runner's page-locked memory (a frame that runs alone
+    goes to the GPU without a host copy), and a stream's size changes free its old slots as the single stream does."""
+    standin_imports("10.13")
+    from fcn_edge.backends.tensorrt import TrtBuildOptions, TrtRunner, build_engine
+    from fcn_edge.backends.tensorrt.runner import write_sidecar
+    from fcn_edge.stream.multi import MultiStream
+
+    engine = tmp_path / "m.fp32.engine"
+    options = TrtBuildOptions(min_shape=(1, 64, 96, 3), opt_shape=(2, 96, 128, 3), max_shape=(2, 96, 128, 3), progress=False)
+    write_sidecar(engine, build_engine(frame_model, engine, options))
+    sinks = [FramesInRunnerMemory(), FramesInRunnerMemory()]
+    feeds = [("changing", SizeChanges(24), [sinks[0]]), ("steady", SizeChanges(24), [sinks[1]])]
+    feeds[1][1].sizes = [(96, 128)] * 24
+    with TrtRunner(engine) as runner:
+        stats = MultiStream(feeds, runner, Overlay(PALETTE, 0.5), StreamOptions(status_interval=0)).run()
+    assert [s.frames for s in stats] == [24, 24]
+    assert all(sinks[0].pinned) and all(sinks[1].pinned)
+    counts = sinks[0].counts
+    assert max(counts) == max(counts[:8]), counts  # 12 size changes: the live page-locked slots do not grow

@@ -83,3 +83,38 @@ def test_a_cache_size_that_is_not_a_number_is_one_line(tmp_path, monkeypatch, ca
     )
     assert status == 2, err
     one_error_line(err, "FCN_EDGE_CACHE_MB", "lots")
+
+
+def test_a_compile_waits_for_another_process_compiling_the_same_entry(tmp_path):
+    """Processes share the cache and OpenVINO maps a blob without checking it: one loading a blob another was still
+    writing died of SIGBUS. A compile holds its entry's lock; here the test holds it, as another process would."""
+    import threading
+
+    from fcn_edge.backends.openvino.core import cache_entry, compile_config, compile_for_shape, entry_lock, new_core
+
+    model_path, cache = heavy_frame_model(tmp_path / "heavy.onnx"), tmp_path / "cache"
+    core, config, shape = new_core(cache), compile_config(1, "fp32"), [1, 32, 32, 3]
+    model = core.read_model(str(model_path))
+    entry = cache_entry(cache, model_path, shape, config)
+    compiled = []
+    with entry_lock(entry):
+        worker = threading.Thread(
+            target=lambda: compiled.append(compile_for_shape(core, model, shape, config, cache, model_path))
+        )
+        worker.start()
+        worker.join(timeout=3)  # long enough for an unguarded compile to write its blob
+        assert worker.is_alive() and cache_state(cache)[entry.name] == 0  # waiting: nothing written yet
+    worker.join(timeout=60)
+    assert compiled and cache_state(cache)[entry.name] > 0.4e6  # then compiled and cached
+
+
+def test_trimming_skips_an_entry_another_process_is_compiling_into(tmp_path):
+    from fcn_edge.backends.openvino.core import entry_lock, trim_cache
+
+    busy, idle = tmp_path / "busy", tmp_path / "idle"
+    for entry in (busy, idle):
+        entry.mkdir()
+        (entry / "blob").write_bytes(b"x" * 1000)
+    with entry_lock(busy):
+        assert trim_cache(tmp_path, limit=0) == [idle]
+    assert busy.is_dir() and not idle.exists()

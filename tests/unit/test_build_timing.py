@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 from fcn_edge.compile import pipeline, timing, verify
 from fcn_edge.compile.source import from_onnx
-from fcn_edge.compile.steps import Outcome
+from fcn_edge.compile.steps import VerifiedArtifact
 from fcn_edge.compile.timing import FASTER, SLOWER, WITHIN_NOISE, Spread
 from fcn_edge.metadata import ModelMetadata, write_metadata
 from fcn_edge.spec import Preprocess
@@ -50,8 +50,8 @@ def test_the_default_runtime_runs_an_artifact_unless_another_is_faster_beyond_th
 
 def test_the_build_says_a_candidate_within_the_spread_is_within_noise():
     row = verify.Figures("INT8 (ONNX Runtime)", latency_ms=29.4, latency_ratio=0.98, ratio_iqr=(0.95, 1.02))
-    outcome = Outcome("int8", Path("int8.onnx"), [row], speed=timing.verdict(Spread(0.98, 0.95, 1.02)))
-    assert pipeline._speed(outcome) == "0.98x the FP32 latency (IQR 0.95-1.02): within noise"
+    verified = VerifiedArtifact("int8", Path("int8.onnx"), [row], speed=timing.verdict(Spread(0.98, 0.95, 1.02)))
+    assert pipeline._speed(verified) == "0.98x the FP32 latency (IQR 0.95-1.02): within noise"
     assert "0.95-1.02" in verify.table([row], "header")
 
 

@@ -4,10 +4,12 @@ build, stream and doctor run from a folder that is not the project (as after ``p
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -56,10 +58,37 @@ def test_an_unknown_command_is_one_line_naming_the_commands(tmp_path):
     assert "Traceback" not in wrong.stderr
 
 
-def test_a_missing_default_checkpoint_names_the_installed_commands(tmp_path):
-    result = fcn_edge("build", "--int8", "--no-progress", cwd=tmp_path)
-    assert_user_error(result, "fcn-edge train", "--onnx")
+def test_a_missing_checkpoint_names_the_installed_commands(tmp_path):
+    result = fcn_edge("build", "--int8", "--checkpoint", tmp_path / "absent.pt", "--no-progress", cwd=tmp_path)
+    assert_user_error(result, "absent.pt does not exist", "fcn-edge train", "--onnx")
     assert not (tmp_path / "engines").exists()
+
+
+@pytest.mark.slow
+def test_the_defaults_fall_back_to_the_projects_files_from_an_empty_folder(tmp_path):
+    """``fcn-edge build --int8`` and ``fcn-edge stream`` with no paths, where the working folder has no checkpoints/ or
+    calibration/: the build uses the project's (saying which in one line each) and writes engines/ here, where the
+    stream finds it."""
+    small = ["--calib-size", "64x96", "--verify-scenes", "2", "--verify-size", "64x96", "--latency-size", "64x96"]
+    built = fcn_edge("build", "--int8", "--backend", "onnxruntime", "--search-minutes", "0", "--allow-accuracy-drop",
+                     *small, "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert f"checkpoint: {ROOT / 'checkpoints' / 'default.pt'} (the project's" in built.stderr
+    assert f"calibration: {ROOT / 'calibration'}/ (the project's" in built.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engines"]  # nothing else written here, and nothing to ROOT
+    assert (tmp_path / "engines" / "default.int8.onnx").is_file()
+
+    video = tmp_path / "in.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(5):
+        writer.write(np.full((64, 96, 3), 40 * i, np.uint8))
+    writer.release()
+    streamed = fcn_edge("stream", "--video", video, "--headless", "--max-frames", "4", "--stats-json", "stats.json",
+                        cwd=tmp_path)  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    assert "the project's" not in streamed.stderr  # engines/ of the working folder, not a fallback
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["model"] == str(Path("engines/default.int8.onnx")) and stats["frames"] == 4
 
 
 @pytest.mark.slow

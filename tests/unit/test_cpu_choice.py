@@ -35,20 +35,20 @@ def test_precisions_a_runtime_cannot_run_are_refused_with_the_fix(precision, bac
 def test_openvino_is_a_backend_where_installed():
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
     chosen = choose_backend("openvino")
-    assert chosen.name == "openvino" and chosen.cpu_backends == ("openvino",) and chosen.facts["version"]
+    assert chosen.name == "openvino" and chosen.cpu_backends == ("openvino",) and chosen.record["version"]
     assert choose_backend("onnxruntime").cpu_backends == ("onnxruntime",)
 
 
 def test_sidecar_entry_names_the_runtime_its_settings_and_the_measurement():
-    facts = cpu.facts("openvino", "int8", {"onnxruntime": 30.7, "openvino": 20.1}, "auto", "2026.4.1", 3)
+    facts = cpu.sidecar_entry("openvino", "int8", {"onnxruntime": 30.7, "openvino": 20.1}, "auto", "2026.4.1", 3)
     assert facts["name"] == "openvino" and facts["inference_precision"] == "f32" and facts["version"] == "2026.4.1"
     assert facts["why"] == "auto; measured: OpenVINO 20.1 ms, ONNX Runtime 30.7 ms" and facts["threads"] == 3
-    ort = cpu.facts("onnxruntime", "fp32", {"onnxruntime": 70.0}, "asked", None, 3)["session_options"]
+    ort = cpu.sidecar_entry("onnxruntime", "fp32", {"onnxruntime": 70.0}, "asked", None, 3)["session_options"]
     assert ort["thread_policy"] and ort["intra_op_num_threads"] == 3
 
 
 def test_sidecar_entry_says_when_the_default_runtime_runs_it_within_the_spread():
-    facts = cpu.facts("onnxruntime", "int8", {"onnxruntime": 30.7, "openvino": 30.1}, "auto", "2026.4.1", 2)
+    facts = cpu.sidecar_entry("onnxruntime", "int8", {"onnxruntime": 30.7, "openvino": 30.1}, "auto", "2026.4.1", 2)
     assert (
         facts["why"]
         == "auto; measured: OpenVINO 30.1 ms, ONNX Runtime 30.7 ms (within the spread: ONNX Runtime, the default, runs it)"

@@ -12,7 +12,7 @@ from fcn_edge.errors import FcnEdgeError
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
 
-from fcn_edge.backends.openvino import OvRunner, probe, session  # noqa: E402
+from fcn_edge.backends.openvino import OvRunner, probe  # noqa: E402
 from fcn_edge.backends.openvino.core import compile_config  # noqa: E402
 
 
@@ -80,10 +80,21 @@ def test_precision_is_explicit(frame_model):
             assert runner.infer(frames()[0]).shape == (96, 128)
 
 
-def test_verification_session_answers_like_onnx_runtime(frame_model):
-    sess = session(frame_model, threads=1)
-    (labels,) = sess.run(None, {"frame": frames()[0][None]})
-    assert [o.name for o in sess.get_outputs()] == ["labels"] and labels.shape == (1, 96, 128)
+def test_the_build_verifies_through_the_runner_the_stream_opens(frame_model, tmp_path):
+    """A build's OpenVINO row comes from the OvRunner at the threads asked (frames in, labels out), which labels as
+    ONNX Runtime's FP32 reference does, and is closed after; its max|dlogit| is the file's (ONNX Runtime's twin)."""
+    from fcn_edge.compile import cpu, verify
+    from fcn_edge.compile.source import from_onnx
+
+    source = from_onnx(frame_model)
+    samples = [verify.Sample(f"frame{i}", frame, None) for i, frame in enumerate(frames(64, 96, 3))]
+    reference = verify.reference(source, samples, progress=False)
+    runner = cpu.runner("openvino", "int8", frame_model, 1, tmp_path / "cache")
+    assert isinstance(runner, OvRunner) and runner.threads == 1 and runner.precision == "fp32"
+    figures = verify.compare(frame_model, "FP32 (OpenVINO)", source, samples, reference, runner, progress=False)
+    assert figures.agreement > 0.99 and figures.max_logit_diff is None and not runner.is_active
+    assert runner.compiles == 1  # one size: compiled once, into the build's cache
+    assert verify.logit_diff(frame_model, source, samples, reference) == 0.0  # the same file as the reference
 
 
 def test_auto_follows_the_sidecar(frame_model, tmp_path):

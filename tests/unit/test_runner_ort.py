@@ -137,3 +137,27 @@ def test_engine_files_get_the_tensorrt_runner_lazily(tmp_path):
     runner = open_runner(engine, cuda_binding="pycuda")
     assert type(runner).__name__ == "TrtRunner" and isinstance(runner, Runner) and not runner.is_active
     assert runner.cuda_binding == "pycuda"
+
+
+def test_frames_in_flight_run_on_lanes_of_their_own_and_keep_their_labels(frame_model):
+    """inflight 3 on 2 threads: two sessions of one thread; a third frame waits for a lane. Each wait returns that frame's
+    labels, which stay intact until the caller's next call even while the other lanes run."""
+    batch = frames(n=5)
+    expected = [reference(frame_model, frame) for frame in batch]
+    with open_runner(frame_model, "onnxruntime", threads=2, inflight=3) as runner:
+        assert runner.inflight == 3 and len(runner._lanes) == 2
+        for frame in batch[:3]:
+            runner.start(frame)
+        for index in range(5):
+            labels = runner.wait()
+            held = labels.copy()
+            if index + 3 < 5:
+                runner.start(batch[index + 3])  # may reuse this lane, but only after its labels were read
+            assert np.array_equal(held, expected[index])
+        together = runner.infer(np.stack(batch[:2]))
+        assert np.array_equal(together, np.stack(expected[:2]))
+
+
+def test_inflight_beyond_twice_the_threads_is_one_line(frame_model):
+    with pytest.raises(FcnEdgeError, match="--inflight 5 must be between 1 and twice the inference threads"):
+        open_runner(frame_model, "onnxruntime", threads=2, inflight=5)

@@ -1,8 +1,9 @@
 """ONNX Runtime: the CPU backend on every machine (CUDA/TensorRT providers where installed).
 
-An artifact for it is a precision-specific .onnx run with :func:`session_options`; the
-compile stage opens verification sessions with :func:`session`, the stream and the
-benchmarks run :class:`OrtRunner`.
+An artifact for it is a precision-specific .onnx run with :func:`session_options`; the stream,
+the benchmarks and the build's verification and timing run :class:`OrtRunner`. :func:`session`
+is ONNX Runtime's own API for what is not an artifact run: the build's FP32 reference and the
+logits it compares, calibration, the INT8 search's float-graph evaluations.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def make_runner(
     providers: Sequence[str] | None = None,
     check_inputs: bool = True,
     optimize: bool = True,
+    inflight: int = 1,
 ) -> OrtRunner:
     """An inactive runner; ``optimize=False`` (graph optimisations off) only shows that the latency tests catch it."""
-    return OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize)
+    return OrtRunner(path, providers=providers, threads=threads, check_inputs=check_inputs, optimize=optimize,
+                     inflight=inflight)  # fmt: skip

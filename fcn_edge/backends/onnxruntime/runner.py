@@ -10,10 +10,21 @@ that reuse the buffer. A model exported with a fixed batch of 1 (foreign models,
 
 How intra-op threads wait (spin or sleep, pinned or not) is the project's one thread policy,
 :data:`.session.THREAD_POLICY`, measured under a camera's pacing (docs/cpu.md).
+
+``inflight`` > 1 keeps that many frames running, as OpenVINO's streams do: min(``inflight``,
+threads) sessions ("lanes") split the threads, each with its own binding and labels buffer, and
+``start`` runs a frame on a free lane in a worker thread (ONNX Runtime releases the GIL). Each
+lane's threads work on their own frame instead of meeting at every layer's barrier, which pays
+for batches of several cameras and for files (benchmarks/multi_stream.py). A lane whose labels
+``wait`` returned stays reserved until the caller's next call (the runner contract). ``infer``
+uses the first lane.
 """
 
 from __future__ import annotations
 
+import queue
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -53,6 +64,7 @@ class OrtRunner(Runner):
         policy: dict[str, str] | None = None,
         check_inputs: bool = True,
         optimize: bool = True,
+        inflight: int = 1,
     ) -> None:
         super().__init__(f"ort:{Path(path).name}", check_inputs)
         self.path = model_file(path)
@@ -60,47 +72,116 @@ class OrtRunner(Runner):
         if threads is not None and threads < 1:
             raise FcnEdgeError(f"--threads {threads} must be at least 1")
         self.threads = threads or default_threads()
+        if not 1 <= inflight <= 2 * self.threads:
+            raise FcnEdgeError(
+                f"--inflight {inflight} must be between 1 and twice the inference threads ({2 * self.threads}): more only wait"
+            )
+        self.inflight = inflight
         self.policy = policy  # None: the project's THREAD_POLICY; another only to measure it (benchmarks/cpu_threads.py)
         self.optimize = optimize  # False only to demonstrate that the latency tests catch it
-        self.rebinds = 0  # output buffer (re)allocations: one per frame size seen
         self.metadata = _metadata_or_none(self.path)
+        self._lanes: list[_Lane] = []
+        self._closed_rebinds = 0  # of lanes closed by deactivate
+
+    @property
+    def rebinds(self) -> int:
+        """Output buffer (re)allocations: one per frame size seen, per lane."""
+        return self._closed_rebinds + sum(lane.rebinds for lane in self._lanes)
 
     def activate_impl(self) -> None:
-        options = session_options(self.threads, self.optimize, self.policy)
+        count = min(self.inflight, self.threads)
+        shares = [self.threads // count + (i < self.threads % count) for i in range(count)]  # the threads, split
+        self._lanes = [self._open_lane(threads) for threads in shares]
+        self.max_batch = self._lanes[0].fixed_batch
+        self._free_lanes: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        for lane in self._lanes[1:] if count == 1 else self._lanes:
+            self._free_lanes.put(lane)
+        self._workers = ThreadPoolExecutor(count, thread_name_prefix="ort-lane") if count > 1 else None
+        self._running: deque[Future] = deque()
+        self._returned: _Lane | None = None  # the lane whose labels the caller holds until its next call
+
+    def _open_lane(self, threads: int) -> _Lane:
+        options = session_options(threads, self.optimize, self.policy)
         try:
             with utf8_path(self.path) as name:  # ORT refuses a name that is not UTF-8
-                self._session = ort.InferenceSession(name, options, providers=self.providers)
+                session = ort.InferenceSession(name, options, providers=self.providers)
         except Exception as error:  # ORT raises its own exception types for unreadable models
             raise FcnEdgeError(
                 f"ONNX Runtime cannot load {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it"
             ) from None
-        self._input_name, self._output_name, self._fixed_size, fixed_batch = _frame_model_io(self._session, self.path)
-        self.max_batch = fixed_batch
-        self._binding = self._session.io_binding()
-        self._output: np.ndarray | None = None
-        self._bound_shape: tuple[int, int, int] | None = None  # (N, H, W) the output buffer is bound for
+        return _Lane(session, self.path)
 
     def infer_impl(self, frame: np.ndarray) -> np.ndarray:
+        self._give_back()
+        return self._lanes[0].run(frame)
+
+    def start_impl(self, frame: np.ndarray) -> None:
+        if self._workers is None:
+            return  # one lane: the frame runs in wait_impl
+        self._give_back()
+        self._running.append(self._workers.submit(self._run_on_free_lane, frame))
+
+    def wait_impl(self, frame: np.ndarray) -> np.ndarray:
+        if self._workers is None:
+            return self._lanes[0].run(frame)
+        self._give_back()
+        self._returned, labels = self._running.popleft().result()
+        return labels
+
+    def _run_on_free_lane(self, frame: np.ndarray) -> tuple[_Lane, np.ndarray]:
+        lane = self._free_lanes.get()
+        try:
+            return lane, lane.run(frame)
+        except BaseException:
+            self._free_lanes.put(lane)
+            raise
+
+    def _give_back(self) -> None:
+        if self._returned is not None:
+            self._free_lanes.put(self._returned)
+            self._returned = None
+
+    def deactivate_impl(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+        self._closed_rebinds += sum(lane.rebinds for lane in self._lanes)
+        self._lanes = []
+        del self._free_lanes, self._workers, self._running, self._returned
+
+
+class _Lane:
+    """One session with its own I/O binding and labels buffer: the caller's frame is bound where it lies, the labels
+    are written into a buffer allocated once per frame size."""
+
+    def __init__(self, session: ort.InferenceSession, path: Path) -> None:
+        self.session, self.path = session, path
+        self.input_name, self.output_name, self.fixed_size, self.fixed_batch = _frame_model_io(session, path)
+        self.binding = session.io_binding()
+        self.output: np.ndarray | None = None
+        self.bound_shape: tuple[int, int, int] | None = None  # (N, H, W) the output buffer is bound for
+        self.rebinds = 0
+
+    def run(self, frame: np.ndarray) -> np.ndarray:
         batch = frame if frame.ndim == 4 else frame[None]
-        self._binding.bind_cpu_input(self._input_name, batch)
-        if batch.shape[:3] != self._bound_shape:
+        self.binding.bind_cpu_input(self.input_name, batch)
+        if batch.shape[:3] != self.bound_shape:
             self._rebind_output(batch.shape[:3])
         else:
-            self._session.run_with_iobinding(self._binding)
-        return self._output if frame.ndim == 4 else self._output[0]
+            self.session.run_with_iobinding(self.binding)
+        return self.output if frame.ndim == 4 else self.output[0]
 
     def _rebind_output(self, shape: tuple[int, int, int]) -> None:
         """Run once with an ORT-allocated output to learn its shape, then bind a buffer of that shape."""
         size = shape[1:]
-        if self._fixed_size and any(fixed not in (None, given) for fixed, given in zip(self._fixed_size, size)):
-            wanted = "x".join(str(d or "any") for d in self._fixed_size)
+        if self.fixed_size and any(fixed not in (None, given) for fixed, given in zip(self.fixed_size, size)):
+            wanted = "x".join(str(d or "any") for d in self.fixed_size)
             raise FcnEdgeError(
                 f"{self.path} takes frames of {wanted} only (a fixed input size) and this one is {size[0]}x{size[1]}: "
                 f"capture at that size (--size {wanted}) or export the model with dynamic height and width"
             )
-        self._binding.bind_output(self._output_name)
+        self.binding.bind_output(self.output_name)
         try:
-            self._session.run_with_iobinding(self._binding)
+            self.session.run_with_iobinding(self.binding)
         except Exception as error:  # ORT's own exception types: a size the graph cannot take (a 1x1 frame), mostly
             if out_of_memory(error):
                 raise
@@ -108,17 +189,12 @@ class OrtRunner(Runner):
                 f"ONNX Runtime cannot run {self.path} on {size[0]}x{size[1]} frames ({str(error).splitlines()[0][:200]}): "
                 "capture larger frames (--size), or at the size the model was exported for"
             ) from None
-        result = self._binding.get_outputs()[0].numpy()
-        self._output = np.empty_like(result)
-        np.copyto(self._output, result)
-        self._binding.bind_output(self._output_name, "cpu", 0, self._output.dtype, self._output.shape, self._output.ctypes.data)
-        self._bound_shape = shape
+        result = self.binding.get_outputs()[0].numpy()
+        self.output = np.empty_like(result)
+        np.copyto(self.output, result)
+        self.binding.bind_output(self.output_name, "cpu", 0, self.output.dtype, self.output.shape, self.output.ctypes.data)
+        self.bound_shape = shape
         self.rebinds += 1
-
-    def deactivate_impl(self) -> None:
-        del self._binding, self._session
-        self._output = None
-        self._bound_shape = None
 
 
 def _metadata_or_none(path: Path):

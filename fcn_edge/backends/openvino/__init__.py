@@ -2,8 +2,8 @@
 
 It runs the artifacts ONNX Runtime runs (FP32 and Q/DQ INT8 .onnx, and FP32 models in BF16
 on CPUs with AVX512_BF16), so no artifact is made for it: :mod:`.runner` compiles per frame
-size, :mod:`.session` lets the build verify and time with it, :mod:`.core` holds the settings
-and the lazy import (nothing here imports openvino until it is used).
+size (the stream runs it, and the build verifies and times through it), :mod:`.core` holds the
+settings and the lazy import (nothing here imports openvino until it is used).
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 
 from .core import FLOAT_OPS, OvProbe, default_cache_dir, probe
 from .runner import OvRunner
-from .session import session
 
-__all__ = ["FLOAT_OPS", "OvProbe", "OvRunner", "default_cache_dir", "make_runner", "probe", "session"]
+__all__ = ["FLOAT_OPS", "OvProbe", "OvRunner", "default_cache_dir", "make_runner", "probe"]
 
 
 def make_runner(path: str | Path, *, threads: int, precision: str = "fp32", check_inputs: bool = True, inflight: int = 1,

@@ -6,31 +6,39 @@ for this project:
 
 - **precision.** On a CPU with AVX512_BF16 (or AMX) OpenVINO silently runs FP32 models in BF16.
   Here FP32 means FP32, and BF16 is its own precision with its own verification row.
-- **shape.** A model compiled for the frame's exact size ran 1.6x faster than with the open
-  (dynamic) input shape on the default model: the caller compiles once per size (see
+- **shape.** A model compiled for the frame's exact size ran faster than with the open
+  (dynamic) input shape (docs/cpu.md, "Figures behind the code"): the caller compiles once per size (see
   :class:`fcn_edge.backends.openvino.runner.OvRunner`).
 - **threads and streams.** One stream of ``threads`` threads, latency hint: one frame at a time;
   or, for a runner with frames in flight, ``streams`` streams sharing the threads, throughput
   hint; threads not pinned to cores (measured under a camera's pacing, docs/cpu.md).
 
 Compiled models are cached on disk (``cache_dir``): a second start at a size seen before
-loads in a fifth of the time (0.17 s against 0.95 s for the default model at 640x480). The
+loads in a fraction of the time (docs/cpu.md, "Figures behind the code"). The
 cache holds one blob per model, frame size and settings (about 3 MB each for the default
 model), so it is bounded: each entry is a folder named by its model file, shape and
 settings, touched when used, and after each compile the least recently used entries are
 removed until the cache is within ``$FCN_EDGE_CACHE_MB`` (default 256; 0 turns the disk cache
 off). Location: ``$FCN_EDGE_CACHE/openvino``, else ``$XDG_CACHE_HOME/fcn_edge/openvino``, else
 ``~/.cache/fcn_edge/openvino``.
+
+Processes share the cache (one process per camera is common), and OpenVINO neither writes a blob
+atomically nor checks it before mapping it: a process that loaded a blob while another was still
+writing it died of SIGBUS (2 of 24 processes started 0.4 s apart on one new model). So a compile
+holds its entry's lock file (``flock``, released by the kernel if the process dies); the next
+process waits, then loads the finished blob. Trimming skips an entry whose lock is held.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ...errors import FcnEdgeError
 
@@ -133,9 +141,29 @@ def compile_for_shape(core: Any, model: Any, shape: list[int], config: dict[str,
     if cache_dir is None or source is None:
         return core.compile_model(static, "CPU", config)
     entry = cache_entry(cache_dir, source, shape, config)
-    compiled = core.compile_model(static, "CPU", {**config, import_openvino().properties.cache_dir: str(entry)})
+    with entry_lock(entry):
+        compiled = core.compile_model(static, "CPU", {**config, import_openvino().properties.cache_dir: str(entry)})
     trim_cache(cache_dir, cache_limit_bytes(), keep=entry)
     return compiled
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def entry_lock(entry: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold ``entry``'s lock for the block (see the module docstring); with ``wait`` False, yields False at once when
+    another process holds it."""
+    fd = os.open(entry / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def cache_entry(cache_dir: Path, source: Path, shape: list[int], config: dict[str, Any]) -> Path:
@@ -174,9 +202,21 @@ def trim_cache(cache_dir: Path, limit: int, keep: Path | None = None) -> list[Pa
         if keep is not None and path == keep:
             continue
         if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+            if not remove_unlocked(path):
+                continue
         else:
             path.unlink(missing_ok=True)
         total -= size
         removed.append(path)
     return removed
+
+
+def remove_unlocked(entry: Path) -> bool:
+    """Remove ``entry`` unless another process is compiling into it (or it is already gone); whether it was."""
+    try:
+        with entry_lock(entry, wait=False) as free:
+            if free:
+                shutil.rmtree(entry, ignore_errors=True)
+            return free
+    except OSError:
+        return False

@@ -138,7 +138,7 @@ def verified_data_changed(sidecar: dict, images: int) -> bool:
 
 
 @dataclass
-class Plan:
+class VerificationChoice:
     """What a build verifies on, and why."""
 
     kind: str  # "dataset" | "synthetic" | "holdout"
@@ -174,38 +174,38 @@ def _sizes(samples: Sequence[verify.Sample]) -> str:
     return text[0] if len(text) == 1 else f"{len(text)} sizes {text[0]}..{text[-1]}"
 
 
-def choose(source: SourceModel, val_data: DataSpec | None, val_split: str, calib_data: DataSpec | None) -> Plan:
+def choose(source: SourceModel, val_data: DataSpec | None, val_split: str, calib_data: DataSpec | None) -> VerificationChoice:
     """The verification data by the rules in the module docstring."""
     if val_data is not None:
         return (
-            Plan("synthetic", "--val-data synthetic")
+            VerificationChoice("synthetic", "--val-data synthetic")
             if val_data.name == "synthetic"
-            else Plan("dataset", "--val-data", val_data, val_split)
+            else VerificationChoice("dataset", "--val-data", val_data, val_split)
         )
     note = "no labelled data for this model: pass --val-data for mIoU"
     trained = source.origin.get("trained_on") or {}
     if trained.get("dataset") == "synthetic":
-        return Plan("synthetic", "the checkpoint was trained on them")
+        return VerificationChoice("synthetic", "the checkpoint was trained on them")
     if trained.get("root"):
         spec = DataSpec(trained["dataset"], Path(trained["root"]), trained.get("val_fraction"), trained.get("split_seed") or 0)
         if spec.root.is_dir():
             split, on_train = recorded_val_split(trained)
             why = "the run's training images: it had no val split" if on_train else "the dataset the checkpoint was trained on"
-            return Plan("dataset", why, spec, split)
+            return VerificationChoice("dataset", why, spec, split)
         note = f"the checkpoint's dataset {spec} is not here: pass --val-data for mIoU"
     elif source.classes == SYNTHETIC_CLASSES:
-        return Plan("synthetic", "the model's classes are the synthetic scenes'")
+        return VerificationChoice("synthetic", "the model's classes are the synthetic scenes'")
     if calib_data is not None and calib_data.name != "synthetic":
         try:
             dataset = build_dataset(calib_data.name, str(calib_data.root), "val", **calib_data.split_options())
         except FcnEdgeError:
             dataset = None  # no val split beside the training one: fall through to the hold-out
         if dataset is not None and len(dataset.classes) == len(source.classes):
-            return Plan("dataset", "the val split of --calib-data", calib_data, "val")
-    return Plan("holdout", note)
+            return VerificationChoice("dataset", "the val split of --calib-data", calib_data, "val")
+    return VerificationChoice("holdout", note)
 
 
-def samples(plan: Plan, source: SourceModel, limit: int, scenes: int, size: tuple[int, int],
+def samples(plan: VerificationChoice, source: SourceModel, limit: int, scenes: int, size: tuple[int, int],
             holdout: Sequence[tuple[str, np.ndarray]]) -> list[verify.Sample]:  # fmt: skip
     """The verification samples ``plan`` names (``size``: synthetic scenes').
 
