@@ -48,8 +48,7 @@ class Trials:
     """
 
     def __init__(self, prepared: Path, ranges: TensorRanges, folder: Path, compare: Callable, problems: Callable):
-        self.ranges, self.folder, self.compare, self.budget = ranges, folder, compare, problems
-        self.sources = dict.fromkeys(PLACEMENTS, prepared)  # the float graph each placement quantizes
+        self.prepared, self.ranges, self.folder, self.compare, self.budget = prepared, ranges, folder, compare, problems
         self.made: dict[tuple[str, ...], Trial] = {}
         self.files = itertools.count(1)  # file numbers: unique even after a missed set is forgotten
 
@@ -58,17 +57,10 @@ class Trials:
         for placement in placements:
             if placement not in trial.figures:
                 path = self.folder / f"int8.trial{next(self.files)}.{placement}.onnx"
-                freed = qdq.quantize(self.sources[placement], path, self.ranges, placement, list(excluded))
+                freed = qdq.quantize(self.prepared, path, self.ranges, placement, list(excluded))
                 trial.unquantized = freed if placement == "tensorrt" else trial.unquantized
                 trial.paths[placement], trial.figures[placement] = path, self.compare(path, placement)
         return trial
-
-    def use_source(self, placement: str, source: Path) -> None:
-        """Quantize ``placement`` from ``source`` (the same graph, other weights: :mod:`fcn_edge.quantize.rounding`) from now on."""
-        self.sources[placement] = source
-        for trial in self.made.values():
-            trial.figures.pop(placement, None)
-            trial.paths.pop(placement, None)
 
     def problems(self, excluded: Sequence[str]) -> list[str]:
         """What the set misses, placement by placement, stopping at the first that misses."""

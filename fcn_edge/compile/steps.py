@@ -28,7 +28,7 @@ from ..atomic import atomic_files
 from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
 from ..backends.tensorrt import calibration_cache as trt_cache
-from ..quantize import calibration, fp16, qdq, rounding, statistics
+from ..quantize import calibration, fp16, qdq, statistics
 from .. import capabilities, cpu_features
 from .. import sidecar as artifact
 from ..backends.onnxruntime import default_threads
@@ -39,7 +39,6 @@ from .options import BuildOptions
 from .source import SourceModel
 
 Shape = tuple[int, ...]
-ROUNDING_SHARE = 0.4  # of --search-minutes, the most learned weight rounding may take (the search has the rest)
 CAMERA_SIZE = (1080, 1920)  # (H, W): the largest frame a default engine profile takes without --max-shape
 
 
@@ -263,23 +262,16 @@ class PrecisionBuilder:
                      f"{', '.join(qat_record['calibrated_tensors']) or 'none'})")  # fmt: skip
         trials = mixed.Trials(self.prepared, ranges, self.tmp, self._compare_placement, options.budget.problems)
         problems = trials.problems([])
-        missed = bool(problems)
         kept: list[str] = []
-        sensitivity = rounding = None
-        search_minutes = options.search_minutes
-        if problems and search_minutes > 0:  # 0: no search, the plain INT8 model
-            started = time.monotonic()
-            rounding = self._round_weights(trials, feeds, problems)
-            problems = trials.problems([]) if rounding.get("used") else problems
-            search_minutes = max(search_minutes - (time.monotonic() - started) / 60, 0)
-        if problems and search_minutes > 0:
+        sensitivity = None
+        if problems and options.search_minutes > 0:  # 0: no search, the plain INT8 model
             self.log(f"INT8 misses the budget ({'; '.join(problems)}): searching for the quantized nodes to keep in float"
                      + ("" if qat is not None or "checkpoint" not in self.source.origin else
                         "; for a model trained here, fine-tuning it for INT8 keeps every conv quantized: "
                         "fcn-edge train --qat --resume <its best.pt>, then build the qat.pt it writes"))  # fmt: skip
             kept, sensitivity = mixed.keep_in_float(
-                trials.sources["onnxruntime"], trials.get([], ["onnxruntime"]).paths["onnxruntime"], ranges, feeds, trials.meets,
-                search_minutes, self.log, options.progress,
+                self.prepared, trials.get([], ["onnxruntime"]).paths["onnxruntime"], ranges, feeds, trials.meets,
+                options.search_minutes, self.log, options.progress,
             )  # fmt: skip
             if sensitivity.get("problems") and options.allow_accuracy_drop:
                 kept = self._closest_int8(sensitivity)
@@ -304,7 +296,6 @@ class PrecisionBuilder:
             },
             "weight_bits": qdq.WEIGHT_BITS,  # per placement: 7 on ONNX Runtime (no u8 x s8 saturation without VNNI)
             "kept_float": kept,
-            "weight_rounding": rounding or {"used": False, "why": "--search-minutes 0" if missed else "plain INT8 met the budget"},
             "narrow_convs_float_on_onnxruntime": qdq.narrow_convs(prepared_model),
             "sensitivity": sensitivity,
             "problems": (sensitivity or {}).pop("problems", []),
@@ -317,29 +308,6 @@ class PrecisionBuilder:
             self.log(f"note: ONNX Runtime runs every convolution of this model in float (narrower than {qdq.MIN_INT8_CHANNELS} "
                      "channels, faster in float there, or scoring labels); only the TensorRT Q/DQ model is INT8")  # fmt: skip
         return VerifiedArtifact("int8", ort_path, [figures, trt_figures], extra_files, sidecar_details)
-
-    def _round_weights(self, trials: mixed.Trials, feeds: list, problems: list[str]) -> dict:
-        """Learned weight rounding for the ONNX Runtime placement (:mod:`fcn_edge.quantize.rounding`), kept only when its
-        model agrees with FP32 better than nearest rounding's on the build's verification images; the sidecar's record."""
-        if rounding.torch_or_none() is None:
-            self.log("learned weight rounding skipped: it needs torch (pip install 'fcn_edge[train]'); nearest rounding kept")
-            return {"used": False, "why": "torch not installed"}
-        seconds = ROUNDING_SHARE * 60 * self.options.search_minutes
-        path = self.tmp / "prepared.rounded.onnx"
-        done = rounding.learn_rounding(self.prepared, path, feeds[: rounding.IMAGES], "onnxruntime", seconds, self.options.progress)
-        nearest = trials.get([], ["onnxruntime"]).figures["onnxruntime"].agreement
-        previous = trials.sources["onnxruntime"]
-        trials.use_source("onnxruntime", path)
-        learned = trials.get([], ["onnxruntime"]).figures["onnxruntime"].agreement
-        used = learned > nearest
-        if not used:
-            trials.use_source("onnxruntime", previous)
-        self.log(f"learned weight rounding ({len(done.convs)} convs in {done.seconds:.0f} s"
-                 + (", out of time" if done.out_of_time else "") + f"): agreement {nearest:.2%} -> {learned:.2%} on ONNX Runtime, "
-                 + ("kept" if used else "not kept (nearest rounding is as good)"))  # fmt: skip
-        return {"used": used, "agreement": {"nearest": nearest, "learned": learned}, "convs": done.convs,
-                "skipped": done.skipped, "out_of_time": done.out_of_time, "seconds": done.seconds,
-                "bits": qdq.WEIGHT_BITS["onnxruntime"], "placement": "onnxruntime"}  # fmt: skip
 
     def _learned(self, calibrated: statistics.TensorRanges) -> tuple[statistics.TensorRanges, dict] | None:
         """The ranges a QAT checkpoint learned (:mod:`fcn_edge.train.qat_ranges`), None for any other source."""

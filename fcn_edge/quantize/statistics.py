@@ -81,17 +81,6 @@ def _observing_session(model: onnx.ModelProto, names: Sequence[str], threads: in
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class Observer:
-    """Any float tensors of ``model`` on every feed, one tensor at a time (all at once would not fit in memory)."""
-
-    def __init__(self, model: onnx.ModelProto, names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]], threads: int = 2):
-        self.session, self.feeds = _observing_session(model, names, threads), feeds
-
-    def __call__(self, name: str) -> np.ndarray:
-        """``name`` on every feed, concatenated along the batch axis."""
-        return np.concatenate([self.session.run([name], feed)[0] for feed in self.feeds])
-
-
 def collect_ranges(
     model: onnx.ModelProto,
     feeds: Sequence[dict[str, np.ndarray]],
