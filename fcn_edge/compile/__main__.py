@@ -133,6 +133,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--verify-scenes", type=int, default=32, help="held-out synthetic scenes to verify on")
     out.add_argument("--verify-size", type=model_size, default=(256, 512), help="HxW of the verification scenes")
     out.add_argument("--latency-size", type=model_size, default=(512, 1024), help="HxW the latencies are measured at")
+    out.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1], metavar="N",
+        help="also verify and time batches of N frames (one per camera: fcn-edge stream with N sources), e.g. 1 4; "
+             "the sidecar records each size's agreement with batch 1 and its ms a frame",
+    )  # fmt: skip
     out.add_argument("--force", action="store_true", help="rebuild even when the sidecar says the artifact is up to date")
     out.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         verify_scenes=args.verify_scenes, verify_size=args.verify_size, latency_size=args.latency_size,
         progress=not args.no_progress, calib_data=args.calib_data, calib_images=args.calib_images, val_data=args.val_data,
         val_split=args.val_split, val_images=args.val_images, search_minutes=args.search_minutes,
-        val_fraction=args.val_fraction, split_seed=args.split_seed or 0,
+        val_fraction=args.val_fraction, split_seed=args.split_seed or 0, batch_sizes=tuple(args.batch_sizes),
     )  # fmt: skip
     check_source_flags(args)
     backend = pipeline.choose_backend(args.backend)

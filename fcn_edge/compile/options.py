@@ -16,6 +16,8 @@ from ..errors import FcnEdgeError
 from ..paths import ENGINES_DIR
 from ..quantize import calibration
 
+MAX_BATCH = 64  # --batch-sizes: more frames than cameras one box streams
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -67,6 +69,7 @@ class BuildOptions:
     val_fraction: float | None = None  # a flat folder's split (fcn_edge.data.splits), for calib_data and val_data
     split_seed: int = 0
     search_minutes: float = 5.0  # time budget of the mixed-precision search (.mixed)
+    batch_sizes: tuple[int, ...] = (1,)  # batch sizes verified and timed (.batches); always with 1, sorted
 
     def __post_init__(self) -> None:
         """Out-of-range values stop here, before any file is read or written."""
@@ -81,11 +84,14 @@ class BuildOptions:
             (self.opt_level is not None and not 0 <= self.opt_level <= 5,
              f"--opt-level {self.opt_level} must be 0 to 5 (TensorRT's default is 3)"),
             (self.dla_core is not None and self.dla_core < 0, f"--dla-core {self.dla_core} must be 0 or more"),
+            (any(not 1 <= size <= MAX_BATCH for size in self.batch_sizes),
+             f"--batch-sizes {' '.join(map(str, self.batch_sizes))}: each must be 1 to {MAX_BATCH}"),
         ]  # fmt: skip
         for failed, message in checks:
             if failed:
                 raise FcnEdgeError(message)
         self._check_profile()
+        self.batch_sizes = tuple(sorted({1, *self.batch_sizes}))
 
     def _check_profile(self) -> None:
         given = [s for s in (self.min_shape, self.opt_shape, self.max_shape) if s is not None]
@@ -105,6 +111,8 @@ class BuildOptions:
         values["timing_cache"] = str(self.timing_cache) if self.timing_cache else None
         if self.val_fraction is None:  # keys of builds without a split stay as they were
             del values["val_fraction"], values["split_seed"]
+        if self.batch_sizes == (1,):  # and those verified at batch 1 only
+            del values["batch_sizes"]
         return values
 
 

@@ -26,7 +26,7 @@ from .. import capabilities
 from .. import sidecar as artifact
 from ..backends import BACKENDS
 from ..backends import onnxruntime as ort_backend
-from . import timing, verification_data
+from . import batches, timing, verification_data
 from ..scratch import scratch_folder
 from .options import Backend, BuildOptions
 from .source import SourceModel, external_data_files
@@ -187,6 +187,10 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
                     f"{no_int8}: it would be the FP32 model under an INT8 name; nothing written to {options.engines_dir}: "
                     "build --fp32 (or --fp16) instead"
                 )
+            if len(options.batch_sizes) > 1:
+                verified.batches = builder.batches(verified)
+                table += "\n\n" + batches.table(verified.batches)
+                log(batches.table(verified.batches))
             sidecar = builder.write(verified, paths, backend, key, inputs, versions, table, not problems)
             return Built(paths, sidecar, False, table, not problems)
     raise AssertionError("unreachable: the last precision always returns or raises")

@@ -15,6 +15,7 @@ Every graph bound for TensorRT goes through the CPU compatibility check
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from .. import sidecar as artifact
 from ..backends.onnxruntime import default_threads
 from ..backends.tensorrt import compat, opset
 from ..errors import FcnEdgeError
-from . import cpu, mixed, timing, verification_data, verify
+from . import batches, cpu, mixed, timing, verification_data, verify
 from .options import BuildOptions
 from .source import SourceModel
 
@@ -57,6 +58,7 @@ class VerifiedArtifact:
     measured: dict[str, float] = field(default_factory=dict)  # CPU target: median latency (ms) per runtime
     speed: str = ""  # against FP32: timing.FASTER, SLOWER or WITHIN_NOISE
     latency: dict[str, Any] = field(default_factory=dict)  # CPU target: how it was timed, for the sidecar
+    batches: list[dict] = field(default_factory=list)  # --batch-sizes: agreement and ms a frame per size (.batches)
 
 
 class PrecisionBuilder:
@@ -184,6 +186,23 @@ class PrecisionBuilder:
                 f"fcn_edge.backends.tensorrt.compat {self.source.path.name}"
             )
         return found
+
+    def batches(self, verified: VerifiedArtifact) -> list[dict]:
+        """``verified`` run at each of ``--batch-sizes`` by the runner the stream opens for it (:mod:`.batches`)."""
+        if self.target == "tensorrt":
+            from ..backends.tensorrt import TrtRunner
+
+            open_runner = functools.partial(TrtRunner, verified.engine[0], check_inputs=False)
+        elif timing.stream_runs(verified.model):
+            open_runner = functools.partial(cpu.runner, verified.runs_on, verified.precision, verified.model, self.threads,
+                                            self.tmp / "openvino-cache")  # fmt: skip
+        else:
+            raise FcnEdgeError(
+                f"--batch-sizes: {self.source.path.name} does not take uint8 frames and give labels, so the stream cannot "
+                "batch it: build without --batch-sizes"
+            )
+        frame = render_scene(np.random.default_rng(HELDOUT_SEED), self.options.latency_size)[0]
+        return batches.verify(open_runner, [sample.frame for sample in self.samples], frame, self.options.batch_sizes)
 
     def _compare(self, model: Path, label: str, backend: str = "onnxruntime", precision: str = "fp32",
                  logits: bool = True) -> verify.Figures:  # fmt: skip
@@ -410,6 +429,7 @@ class PrecisionBuilder:
                     "fp32_miou": self.reference.miou,
                     "fp32_latency_ms": self.fp32_latency,
                     "latency": verified.latency or None,  # CPU: threads, rounds, spreads, the verdict (.timing)
+                    "batches": verified.batches or None,  # --batch-sizes (.batches)
                     "passed": passed,
                     "table": table,
                     "instruction_set": None

@@ -306,6 +306,30 @@ def test_checkpoint_builds_fp16_with_metadata(tmp_path, calib):
     assert "fcn_edge.classes" in props
 
 
+def test_batch_sizes_are_verified_frame_by_frame_and_timed_per_frame(tmp_path, calib):
+    """--batch-sizes: every frame of a batch keeps the labels it gets alone, through the runner the stream opens."""
+    from fcn_edge.checkpoint import save_checkpoint
+    from fcn_edge.data.synthetic import CLASSES, PALETTE
+    from fcn_edge.models import ModelConfig, build_model
+
+    config = ModelConfig(num_classes=len(CLASSES))
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_model(config).eval(), config, CLASSES, PALETTE, Preprocess())
+    engines = tmp_path / "engines"
+    common = ["--fp32", "--checkpoint", checkpoint, "--calib-dir", calib, "--engines-dir", engines, *SMALL]
+    result = run_script("build_engine.py", *common, "--batch-sizes", "3")
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads((engines / "tiny.fp32.onnx.json").read_text())
+    rows = sidecar["verification"]["batches"]
+    assert [r["batch"] for r in rows] == [1, 3] and sidecar["options"]["batch_sizes"] == [1, 3]
+    # 3 scenes and 2 calibration hold-out images of one size: a full batch of 3 and one filled up
+    assert all(r["frames_compared"] == 5 and r["agreement_with_alone"] == 1.0 and r["ms_per_frame"] > 0 for r in rows)
+    assert "| 3 | 100.0000% |" in result.stdout
+    # the sizes are part of the build's key: without them the artifact is rebuilt, verified at batch 1 only
+    again = run_script("build_engine.py", *common)
+    assert again.returncode == 0 and "up to date" not in again.stdout
+    assert json.loads((engines / "tiny.fp32.onnx.json").read_text())["verification"]["batches"] is None
+
+
 def corrupt_calib(tmp_path: Path, calib: Path) -> Path:
     folder = tmp_path / "corrupt"
     folder.mkdir()
@@ -323,6 +347,7 @@ def corrupt_calib(tmp_path: Path, calib: Path) -> Path:
         ("corrupt image", ["img03.png"]),
         ("not onnx", ["is not an ONNX model"]),
         ("max < min shape", ["--max-shape", "--min-shape"]),
+        ("batch size 0", ["--batch-sizes 0 4", "1 to 64"]),
         ("engines parent is a file", ["--engines-dir", "not a folder"]),
     ],
 )
@@ -341,6 +366,8 @@ def test_user_mistakes_are_one_line_errors_and_write_nothing(case, fragments, fo
         bogus = tmp_path / "model.onnx"
         bogus.write_text("this is not a model")
         args[args.index(foreign)] = bogus
+    elif case == "batch size 0":
+        args += ["--batch-sizes", "0", "4"]
     elif case == "max < min shape":
         args += ["--min-shape", "1x256x512x3", "--opt-shape", "1x256x512x3", "--max-shape", "1x128x512x3"]
     else:  # root ignores permissions, so make the folder impossible: its parent is a regular file
