@@ -3,7 +3,9 @@
 The choice rests on latencies (a lower precision is written only when it is faster than FP32 beyond the
 spread of round-robin timings through the stream's runner: docs/compile.md), so it is only as good as
 its repeatability on a noisy machine. Five forced builds in a row of the shipped default model and of
-an LR-ASPP MobileNetV3 (tests/fixtures/foreign_models.py) must each pick one precision and one runtime.
+an LR-ASPP MobileNetV3 (tests/fixtures/foreign_models.py) must each pick one precision. The runtime that
+runs it may differ where ONNX Runtime and OpenVINO are close (OpenVINO runs an artifact only when it is
+faster beyond the spread): the rows show it.
 About 15 minutes on 2 cores:
 
     python -m pytest -m foreign -s tests/foreign/test_precision_choice.py
@@ -52,7 +54,7 @@ def test_the_default_model_gets_the_same_precision_in_five_builds(tmp_path):
     rows = choices(
         ["--checkpoint", ROOT / "checkpoints" / "default.pt", "--calib-dir", ROOT / "calibration"], tmp_path, "default"
     )
-    assert len({(r["precision"], r["runs_on"]) for r in rows}) == 1, rows
+    assert len({r["precision"] for r in rows}) == 1, rows
 
 
 def test_an_lraspp_model_gets_the_same_precision_in_five_builds(tmp_path):
@@ -61,4 +63,4 @@ def test_an_lraspp_model_gets_the_same_precision_in_five_builds(tmp_path):
     args = ["--onnx", model, "--input-format", "tensor", "--num-classes", "21", "--calib-data", f"voc:{voc}",
             "--calib-size", SIZE, "--latency-size", SIZE]  # fmt: skip
     rows = choices(args, tmp_path / "engines", "lraspp")
-    assert len({(r["precision"], r["runs_on"]) for r in rows}) == 1, rows
+    assert len({r["precision"] for r in rows}) == 1, rows
