@@ -38,8 +38,8 @@ def verify(open_runner: Callable[[], Runner], frames: Sequence[np.ndarray], late
         most = runners[sizes[0]].max_batch
         if most is not None and max(sizes) > most:
             raise FcnEdgeError(
-                f"--batch-sizes {max(sizes)}: the model takes at most {most} frame(s) at once (a fixed batch): "
-                "export it with a dynamic batch, or build without --batch-sizes"
+                f"--batch-sizes {max(sizes)}: the model takes at most {most} frame(s) at once: export it with a dynamic "
+                "batch (TensorRT: give --max-shape that batch), or build with smaller --batch-sizes"
             )
         alone = [runners[sizes[0]].infer(frame[None])[0].copy() for frame in same]
         agreement = {size: _agreement(runners[size], same, alone, size) for size in sizes}

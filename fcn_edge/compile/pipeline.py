@@ -189,8 +189,9 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
                 )
             if len(options.batch_sizes) > 1:
                 verified.batches = builder.batches(verified)
-                table += "\n\n" + batches.table(verified.batches)
-                log(batches.table(verified.batches))
+                batch_table = batches.table(verified.batches)
+                log(batch_table)
+                table += "\n\n" + batch_table
             sidecar = builder.write(verified, paths, backend, key, inputs, versions, table, not problems)
             return Built(paths, sidecar, False, table, not problems)
     raise AssertionError("unreachable: the last precision always returns or raises")

@@ -330,6 +330,17 @@ def test_batch_sizes_are_verified_frame_by_frame_and_timed_per_frame(tmp_path, c
     assert json.loads((engines / "tiny.fp32.onnx.json").read_text())["verification"]["batches"] is None
 
 
+def test_batch_sizes_beyond_a_fixed_batch_are_a_one_line_error_and_write_nothing(calib, tmp_path):
+    """A foreign export fixed at 1x3x64x96 takes one frame a call: a batch of 2 cannot be verified."""
+    static = tmp_path / "static.onnx"
+    torch.onnx.export(EncoderDecoder().eval(), (torch.zeros(1, 3, 64, 96),), str(static), input_names=["x"],
+                      output_names=["scores"], dynamo=False, opset_version=17)  # fmt: skip
+    engines = tmp_path / "engines"
+    result = run_script("build_engine.py", "--fp32", *foreign_args(static, calib, engines), "--batch-sizes", "2")
+    assert_user_error(result, "--batch-sizes 2", "at most 1 frame")
+    assert not any(engines.glob("*.onnx"))
+
+
 def corrupt_calib(tmp_path: Path, calib: Path) -> Path:
     folder = tmp_path / "corrupt"
     folder.mkdir()
