@@ -161,3 +161,32 @@ def test_frames_in_flight_run_on_lanes_of_their_own_and_keep_their_labels(frame_
 def test_inflight_beyond_twice_the_threads_is_one_line(frame_model):
     with pytest.raises(FcnEdgeError, match="--inflight 5 must be between 1 and twice the inference threads"):
         open_runner(frame_model, "onnxruntime", threads=2, inflight=5)
+
+
+def test_lanes_go_to_frames_in_the_order_they_were_started(frame_model):
+    """More frames in flight than lanes, as the stream runs a file (3 on 2 lanes), for many frames: a later frame must
+    never take the lane the oldest one waits for while the finished ones keep theirs, or wait() blocks for ever (the
+    stream hung now and then under load before lanes were handed out in start order)."""
+    import threading
+
+    batch = frames(h=16, w=16, n=4)
+    done = threading.Event()
+
+    def stream_like(runner):
+        in_flight = 0
+        for index in range(600):
+            runner.start(batch[index % 4])
+            in_flight += 1
+            if in_flight == runner.inflight:
+                runner.wait()
+                in_flight -= 1
+        while in_flight:
+            runner.wait()
+            in_flight -= 1
+        done.set()
+
+    with open_runner(frame_model, "onnxruntime", threads=2, inflight=3) as runner:
+        worker = threading.Thread(target=stream_like, args=(runner,), daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        assert done.is_set(), "wait() never returned: a frame waits for a lane that later frames hold"

@@ -16,13 +16,16 @@ threads) sessions ("lanes") split the threads, each with its own binding and lab
 ``start`` runs a frame on a free lane in a worker thread (ONNX Runtime releases the GIL). Each
 lane's threads work on their own frame instead of meeting at every layer's barrier, which pays
 for batches of several cameras and for files (benchmarks/multi_stream.py). A lane whose labels
-``wait`` returned stays reserved until the caller's next call (the runner contract). ``infer``
-uses the first lane.
+``wait`` returned stays reserved until the caller's next call (the runner contract), and a
+finished frame keeps its lane until it is waited for, so lanes go to frames strictly in the
+order they were started: with more frames in flight than lanes, a later frame taking the lane
+an earlier one needed would leave the caller waiting for that earlier frame forever (a stream
+of 12 frames hung in one run of six under load before). ``infer`` uses the first lane.
 """
 
 from __future__ import annotations
 
-import queue
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -93,9 +96,9 @@ class OrtRunner(Runner):
         shares = [self.threads // count + (i < self.threads % count) for i in range(count)]  # the threads, split
         self._lanes = [self._open_lane(threads) for threads in shares]
         self.max_batch = self._lanes[0].fixed_batch
-        self._free_lanes: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
-        for lane in self._lanes[1:] if count == 1 else self._lanes:
-            self._free_lanes.put(lane)
+        self._free_lanes: deque[_Lane] = deque(self._lanes if count > 1 else ())
+        self._lane_freed = threading.Condition()
+        self._started = self._served = 0  # frames started / frames that got a lane: lanes go in start order
         self._workers = ThreadPoolExecutor(count, thread_name_prefix="ort-lane") if count > 1 else None
         self._running: deque[Future] = deque()
         self._returned: _Lane | None = None  # the lane whose labels the caller holds until its next call
@@ -119,7 +122,8 @@ class OrtRunner(Runner):
         if self._workers is None:
             return  # one lane: the frame runs in wait_impl
         self._give_back()
-        self._running.append(self._workers.submit(self._run_on_free_lane, frame))
+        self._running.append(self._workers.submit(self._run_on_free_lane, self._started, frame))
+        self._started += 1
 
     def wait_impl(self, frame: np.ndarray) -> np.ndarray:
         if self._workers is None:
@@ -128,17 +132,27 @@ class OrtRunner(Runner):
         self._returned, labels = self._running.popleft().result()
         return labels
 
-    def _run_on_free_lane(self, frame: np.ndarray) -> tuple[_Lane, np.ndarray]:
-        lane = self._free_lanes.get()
+    def _run_on_free_lane(self, turn: int, frame: np.ndarray) -> tuple[_Lane, np.ndarray]:
+        """Wait for this frame's turn and a free lane (module docstring: lanes go in start order), then run it."""
+        with self._lane_freed:
+            self._lane_freed.wait_for(lambda: self._served == turn and self._free_lanes)
+            lane = self._free_lanes.popleft()
+            self._served += 1
+            self._lane_freed.notify_all()
         try:
             return lane, lane.run(frame)
         except BaseException:
-            self._free_lanes.put(lane)
+            self._free(lane)
             raise
+
+    def _free(self, lane: _Lane) -> None:
+        with self._lane_freed:
+            self._free_lanes.append(lane)
+            self._lane_freed.notify_all()
 
     def _give_back(self) -> None:
         if self._returned is not None:
-            self._free_lanes.put(self._returned)
+            self._free(self._returned)
             self._returned = None
 
     def deactivate_impl(self) -> None:
@@ -146,7 +160,7 @@ class OrtRunner(Runner):
             self._workers.shutdown(wait=True)
         self._closed_rebinds += sum(lane.rebinds for lane in self._lanes)
         self._lanes = []
-        del self._free_lanes, self._workers, self._running, self._returned
+        del self._free_lanes, self._lane_freed, self._workers, self._running, self._returned
 
 
 class _Lane:
