@@ -188,7 +188,7 @@ def _build(make_source: Callable[[Path], SourceModel], inputs: dict, calib_set, 
                     "build --fp32 (or --fp16) instead"
                 )
             if len(options.batch_sizes) > 1:
-                verified.batches = builder.batches(verified)
+                verified.batches = builder.verify_batches(verified)
                 batch_table = batches.table(verified.batches)
                 log(batch_table)
                 table += "\n\n" + batch_table

@@ -26,7 +26,6 @@ import numpy as np
 import onnx
 
 from ..atomic import atomic_files
-from ..data.synthetic import HELDOUT_SEED, render_scene
 from ..metadata import write_metadata
 from ..backends.tensorrt import calibration_cache as trt_cache
 from ..quantize import calibration, fp16, qdq, statistics
@@ -187,7 +186,7 @@ class PrecisionBuilder:
             )
         return found
 
-    def batches(self, verified: VerifiedArtifact) -> list[dict]:
+    def verify_batches(self, verified: VerifiedArtifact) -> list[dict]:
         """``verified`` run at each of ``--batch-sizes`` by the runner the stream opens for it (:mod:`.batches`)."""
         if self.target == "tensorrt":
             from ..backends.tensorrt import TrtRunner
@@ -201,7 +200,7 @@ class PrecisionBuilder:
                 f"--batch-sizes: {self.source.path.name} does not take uint8 frames and give labels, so the stream cannot "
                 "batch it: build without --batch-sizes"
             )
-        frame = render_scene(np.random.default_rng(HELDOUT_SEED), self.options.latency_size)[0]
+        frame = timing.latency_frame(self.options.latency_size)
         return batches.verify(open_runner, [sample.frame for sample in self.samples], frame, self.options.batch_sizes)
 
     def _compare(self, model: Path, label: str, backend: str = "onnxruntime", precision: str = "fp32",
@@ -243,7 +242,7 @@ class PrecisionBuilder:
             engine = self.tmp / f"{verified.precision}.engine"
             self._engines[graph] = (engine, self._build_engine(verified, engine))
         verified.engine = self._engines[graph]
-        frame = render_scene(np.random.default_rng(HELDOUT_SEED), self.options.latency_size)[0]
+        frame = timing.latency_frame(self.options.latency_size)
         return timing.median_latency_ms(*verified.engine, frame)
 
     def _engine_figures(self, verified: VerifiedArtifact, label: str) -> verify.Figures:

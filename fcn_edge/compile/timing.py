@@ -86,6 +86,11 @@ def stream_runs(model: Path) -> bool:
     return frames and labels
 
 
+def latency_frame(size: tuple[int, int]) -> np.ndarray:
+    """The held-out scene every latency of a build is timed on, so that precisions, runtimes and batch sizes see one frame."""
+    return render_scene(np.random.default_rng(HELDOUT_SEED), size)[0]
+
+
 @dataclass(frozen=True)
 class Candidate:
     model: Path
@@ -96,7 +101,7 @@ class Candidate:
 def measure(candidates: dict[str, Candidate], source: SourceModel, size: tuple[int, int], threads: int,
             cache_dir: Path) -> tuple[dict[str, list[float]], str]:  # fmt: skip
     """Per-round median latency (ms) of every candidate, timed round-robin, and what ran them ("runner" or "session")."""
-    frame = render_scene(np.random.default_rng(HELDOUT_SEED), size)[0]
+    frame = latency_frame(size)
     through = "runner" if all(stream_runs(c.model) for c in candidates.values()) else "session"
     with ExitStack() as stack:
         workloads = {
