@@ -235,7 +235,7 @@ class PrecisionBuilder:
 
     def _engine_latency(self, verified: VerifiedArtifact) -> float:
         """Build (once per graph) and time the engine of ``verified`` on the GPU; it is kept for write()."""
-        from ..backends.tensorrt import timing
+        from ..backends.tensorrt import timing as engine_timing
 
         graph = verified.extra_files.get("tensorrt_qdq_onnx", verified.model)
         if graph not in self._engines:
@@ -243,7 +243,7 @@ class PrecisionBuilder:
             self._engines[graph] = (engine, self._build_engine(verified, engine))
         verified.engine = self._engines[graph]
         frame = timing.latency_frame(self.options.latency_size)
-        return timing.median_latency_ms(*verified.engine, frame)
+        return engine_timing.median_latency_ms(*verified.engine, frame)
 
     def _engine_figures(self, verified: VerifiedArtifact, label: str) -> verify.Figures:
         """The engine's labels on every verification image, run by the runner the stream uses, against FP32's
