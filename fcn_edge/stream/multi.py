@@ -14,9 +14,10 @@ The runner's streams (OpenVINO's throughput streams, ONNX Runtime's sessions: ``
 the command line asks for one per thread) each run a part: the oldest frame of up to
 ceil(active streams / runner streams) camera streams, of one frame size. Parts are pipelined: the
 moment the oldest part's labels are back, its streams' next frames start while the other parts
-still run, so no runner stream idles at a barrier waiting for the slowest part of a step (2
-cores, 4 streams at 640x480: 8-9% more frames a second than splitting each step's batch and
-waiting for all of it, docs/stream.md). A runner with one stream (TensorRT, ``--inflight 1``)
+still run, so no runner stream idles at a barrier waiting for the slowest part of a step (the
+runner alone, 4 frames at 640x480 on 2 cores: 8-9% more frames a second than a barrier per step;
+in the loop on those 2 cores the decoding used that idle time, so the gain is where decoding
+has cores of its own, docs/stream.md). A runner with one stream (TensorRT, ``--inflight 1``)
 runs one part at a time: every ready stream's frame, one batch per frame size.
 
 Only the first part waits, up to ``START_WAIT``, for every stream's first frame; nothing waits
