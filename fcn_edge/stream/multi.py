@@ -290,28 +290,26 @@ class MultiStream:
         running: deque[Part] = deque()
         with self.wake:  # a runner that compiles per batch size (OpenVINO) compiles the common one first
             self.wake.wait_for(lambda: all(f.pending or f.finished() for f in self.feeds) or self.stop.is_set(), START_WAIT)
-        try:
-            while not self.stop.is_set():
-                with self.wake:
-                    self._note_ended(ended)
-                    if len(ended) == len(self.feeds) and not running:
-                        return END_OF_INPUT
-                    taken = self._take_part(len(self.feeds) - len(ended)) if len(running) < self.runner.inflight else []
-                    if taken:
-                        self.wake.notify_all()  # file captures waiting for room
-                    elif not running:
-                        self.wake.wait(POLL)
-                        continue
+        while not self.stop.is_set():
+            with self.wake:
+                self._note_ended(ended)
+                if len(ended) == len(self.feeds) and not running:
+                    return END_OF_INPUT
+                taken = self._take_part(len(self.feeds) - len(ended)) if len(running) < self.runner.inflight else []
                 if taken:
-                    running.append(self._start(taken))
-                    if len(running) < self.runner.inflight:
-                        continue  # a free runner stream: start another part before waiting for the oldest
-                self._finish(running.popleft())
-                status.update()
-            return STOPPED
-        finally:
-            while running:  # frames already running are drawn and recorded, not lost
-                self._finish(running.popleft())
+                    self.wake.notify_all()  # file captures waiting for room
+                elif not running:
+                    self.wake.wait(POLL)
+                    continue
+            if taken:
+                running.append(self._start(taken))
+                if len(running) < self.runner.inflight:
+                    continue  # a free runner stream: start another part before waiting for the oldest
+            self._finish(running.popleft())
+            status.update()
+        while running:  # stopped: the frames already running are drawn and recorded, not lost
+            self._finish(running.popleft())
+        return STOPPED
 
     def _note_ended(self, ended: set[int]) -> None:
         """One line per stream that has ended while others go on; its capture stops (--max-frames)."""
@@ -326,7 +324,7 @@ class MultiStream:
     def _take_part(self, active: int) -> list[tuple[Feed, np.ndarray, float]]:
         """The next part (called holding ``wake``): the oldest frame of up to a runner stream's share of the active
         streams, of one frame size, from streams with nothing running, taken round-robin."""
-        share = -(-active // self.runner.inflight)
+        share = max(1, -(-active // self.runner.inflight))
         most = min(share, self.runner.max_batch or share)
         order = self.feeds[self._next :] + self.feeds[: self._next]
         ready = [feed for feed in order if feed.index not in self._running_feeds and feed.ready()]
