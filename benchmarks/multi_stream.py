@@ -146,6 +146,7 @@ def child(mode: str, videos: list[Path], model: Path, backend: str, out: Path) -
             parts = [batch[low : low + share].copy() for low in range(0, len(batch), share)]
             parts = [part[0] if len(part) == 1 else part for part in parts]
 
+            lanes = min(runner.inflight, len(parts))  # a stream has one frame running: N = 1 runs one part at a time
             running = [0]  # parts started, not waited for
 
             def run() -> None:  # every part once; the loop keeps each runner stream busy in the same way
@@ -154,7 +155,7 @@ def child(mode: str, videos: list[Path], model: Path, backend: str, out: Path) -
                         runner.infer(part)
                     return
                 for part in parts:
-                    if running[0] == runner.inflight:
+                    if running[0] == lanes:
                         runner.wait()
                         running[0] -= 1
                     runner.start(part)
