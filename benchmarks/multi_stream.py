@@ -3,8 +3,9 @@ and one process running the streams in turn, on ONNX Runtime and OpenVINO; inter
 
 Per N (1, 2, 4, 8 streams) and backend, in each round, in this order:
 
-- runner alone: the batch of N frames run back to back as the loop runs it (OpenVINO: split across
-  one stream per thread), nothing else in the process (what batching can give at best);
+- runner alone: the N frames run back to back as the loop runs them (parts of ceil(N / runner streams)
+  frames, one running on each runner stream, the next starting as one finishes), nothing else in the
+  process (what batching can give at best);
 - batched: ``python -m fcn_edge.stream --video v0 ... --video vN-1 --headless`` (fcn_edge/stream/multi.py);
 - N processes: N ``python -m fcn_edge.stream --video vi --headless`` at once, each with its defaults
   (what users run today: one process per camera);
@@ -55,7 +56,7 @@ from fcn_edge.errors import FcnEdgeError, run_cli  # noqa: E402
 DEFAULT_MODEL = ROOT / "engines" / "default.int8.onnx"
 OUT = ROOT / "benchmarks" / "results"
 MODES = ("batched", "processes", "in_turn")
-ALONE_CALLS = 4
+ALONE_CALLS = 15  # rounds of the N frames timed
 
 
 def write_videos(folder: Path, count: int, frames: int, size: tuple[int, int]) -> list[Path]:
@@ -141,22 +142,36 @@ def child(mode: str, videos: list[Path], model: Path, backend: str, out: Path) -
         if mode == "alone":
             captures = [cv2.VideoCapture(str(v)) for v in videos]
             batch = np.stack([c.read()[1] for c in captures])
-            parts = min(runner.inflight, len(batch))
-            bounds = np.linspace(0, len(batch), parts + 1).astype(int)
+            share = -(-len(batch) // runner.inflight)  # as the loop runs it: a part a runner stream, pipelined (multi.py)
+            parts = [batch[low : low + share].copy() for low in range(0, len(batch), share)]
+            parts = [part[0] if len(part) == 1 else part for part in parts]
 
-            def run() -> None:  # as the loop runs a batch: split across the runner's streams (multi.py)
-                if parts == 1:
-                    runner.infer(batch if len(batch) > 1 else batch[0])
+            lanes = min(runner.inflight, len(parts))  # a stream has one frame running: N = 1 runs one part at a time
+            running = [0]  # parts started, not waited for
+
+            def run() -> None:  # every part once; the loop keeps each runner stream busy in the same way
+                if runner.inflight == 1:
+                    for part in parts:
+                        runner.infer(part)
                     return
-                for low, high in zip(bounds, bounds[1:]):
-                    runner.start(batch[low:high])
-                for _ in range(parts):
+                for part in parts:
+                    if running[0] == lanes:
+                        runner.wait()
+                        running[0] -= 1
+                    runner.start(part)
+                    running[0] += 1
+
+            def drain() -> None:
+                for _ in range(running[0]):
                     runner.wait()
+                running[0] = 0
 
             run()  # compile / first-run costs
+            drain()
             start = time.perf_counter()
             for _ in range(ALONE_CALLS):
                 run()
+            drain()
             write_json_atomic(out, {"fps": ALONE_CALLS * len(videos) / (time.perf_counter() - start)})
             return
         runner.max_batch = 1  # in turn: each stream's frame runs alone, one after the other

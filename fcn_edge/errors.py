@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from types import FrameType
 from typing import Callable
 
 
@@ -51,7 +52,7 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
             sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 prints as stderr shows it
         if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C cleans up (KeyboardInterrupt)
-        previous = _raise_on_sigterm()
+        previous = _raise_outside_imports()
         try:
             return int(main(argv) or 0)
         except FcnEdgeError as error:
@@ -69,8 +70,8 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
             print("terminated", file=sys.stderr)
             return EXIT_TERMINATED
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper
 
@@ -88,15 +89,43 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
 
 
-def _raise_on_sigterm():
-    """Make SIGTERM raise Terminated in the main thread; the handler it replaced, or None when left alone."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
+def _raise_outside_imports() -> dict[int, Callable | int]:
+    """Make SIGTERM raise Terminated (and Ctrl-C KeyboardInterrupt) in the main thread, but never inside an import:
+    an exception unwinding out of a module being imported mid-command (ONNX Runtime's quantization tools load torch)
+    aborted the interpreter inside torch's C++ initialisation, so the signal waits until the import is done.
+    Returns the handlers it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    replaced = {}
+    for signum, exception, default in ((signal.SIGTERM, Terminated, signal.SIG_DFL),
+                                       (signal.SIGINT, KeyboardInterrupt, signal.default_int_handler)):  # fmt: skip
+        if signal.getsignal(signum) == default:
+            replaced[signum] = signal.signal(signum, _raising(exception))
+    return replaced
 
-    def terminate(_signum: int, _frame: object) -> None:
-        raise Terminated
 
-    return signal.signal(signal.SIGTERM, terminate)
+def _raising(exception: type[BaseException]) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if _importing(frame):
+            retry = threading.Timer(SIGNAL_RETRY, os.kill, (os.getpid(), signum))
+            retry.daemon = True
+            retry.start()
+            return
+        raise exception
+
+    return handler
+
+
+SIGNAL_RETRY = 0.05  # s between looks at whether the import a SIGTERM landed in has finished
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the main thread is inside an import (importlib's own frames are on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 TRAIN_EXTRA = (

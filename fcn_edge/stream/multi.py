@@ -1,34 +1,40 @@
-"""Several cameras through one runner: each step infers a batch of the newest frame of every stream that has one.
+"""Several cameras through one runner: the newest frames of the streams run in batches ("parts"), one per runner stream.
 
 ::
 
     capture thread (per stream) ─▶ its pending frames ─┐
-    capture thread (per stream) ─▶ its pending frames ─┼─▶ main thread: one batch per frame size ─▶ drawing thread
-    capture thread (per stream) ─▶ its pending frames ─┘       runner.infer(NxHxWx3)                (per stream)
+    capture thread (per stream) ─▶ its pending frames ─┼─▶ main thread: parts in flight ─▶ drawing thread
+    capture thread (per stream) ─▶ its pending frames ─┘   runner.start(KxHxWx3) / wait()   (per stream)
 
 Every stream (a "feed") keeps what a single stream keeps in pipeline.py, on its own: its frame
 pool, drop policy, sinks, stats and reconnects. Only the runner is shared, so the model and its
-buffers are loaded once and a batch of N frames runs in one call.
+buffers are loaded once and a batch of frames runs in one call.
 
-A step takes at most one frame from each stream that has one ready and room in its drawing
-queue (only the first step waits, up to ``START_WAIT``, for every stream's first frame);
-nothing waits for a stream without a new frame, and a bursty stream gets no more than its
-one place per step, so it cannot starve the others (fairness). A live stream keeps only
-its newest frame: under overload it drops its own oldest frame (counted in its stats), never
-another stream's. A file stream is read at the model's pace and loses nothing. A dead camera
-reconnects on its own capture thread (pipeline.read_reconnecting) while the others go on; a
-stream that ends (end of its file, lost after its reconnects) ends alone with one line.
+The runner's streams (OpenVINO's throughput streams, ONNX Runtime's sessions: ``runner.inflight``;
+the command line asks for one per thread) each run a part: the oldest frame of up to
+ceil(active streams / runner streams) camera streams, of one frame size. Parts are pipelined: the
+moment the oldest part's labels are back, its streams' next frames start while the other parts
+still run, so no runner stream idles at a barrier waiting for the slowest part of a step (the
+runner alone, 4 frames at 640x480 on 2 cores: 8-9% more frames a second than a barrier per step;
+in the loop on those 2 cores the decoding used that idle time, so the gain is where decoding
+has cores of its own, docs/stream.md). A runner with one stream (TensorRT, ``--inflight 1``)
+runs one part at a time: every ready stream's frame, one batch per frame size.
 
-Frames of different sizes are batched by size: a step runs one batch per frame size present
-(no resizing, so labels need no mapping back; the cost is one smaller batch per extra size,
-measured in benchmarks/multi_stream.py). A batch larger than the runner takes
-(``runner.max_batch``: a model fixed at batch 1, a TensorRT profile's max) is split. Each
-stream decodes into its own pool of ``runner.frame_buffer`` slots (TensorRT: page-locked, or
-mapped on Jetson), so one frame alone runs in place; a batch is gathered in
-``runner.batch_buffer`` (one copy of each frame). A runner with several streams (OpenVINO's throughput
-streams, ONNX Runtime's sessions: ``runner.inflight``; the command line asks for one per
-thread) runs a batch split across them, a part each, so each stream's threads work on their
-own frames (docs/stream.md has the measured gain).
+Only the first part waits, up to ``START_WAIT``, for every stream's first frame; nothing waits
+for a stream without a new frame, a stream has at most one frame running, and parts take
+streams round-robin, so a bursty stream gets no more turns than the others (fairness). A live
+stream keeps only its newest frame: under overload it drops its own oldest frame (counted in its
+stats), never another stream's. A file stream is read at the model's pace and loses nothing. A
+dead camera reconnects on its own capture thread (pipeline.read_reconnecting) while the others
+go on; a stream that ends (end of its file, lost after its reconnects) ends alone with one line.
+
+Frames of different sizes are batched by size (no resizing, so labels need no mapping back; the
+cost is one smaller batch per extra size, measured in benchmarks/multi_stream.py). A part is no
+larger than the runner takes (``runner.max_batch``: a model fixed at batch 1, a TensorRT
+profile's max). Each stream decodes into its own pool of ``runner.frame_buffer`` slots
+(TensorRT: page-locked, or mapped on Jetson), so one frame alone runs in place; a batch is
+gathered (one copy of each frame) in ``runner.batch_buffer`` on a one-stream runner, else in a
+buffer per part in flight.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -224,6 +230,14 @@ class Feed:
                 self.wake.notify_all()
 
 
+class Part(NamedTuple):
+    """Frames running in one runner call; ``labels`` is set when it ran synchronously."""
+
+    taken: list[tuple[Feed, np.ndarray, float]]
+    start: float
+    labels: np.ndarray | None
+
+
 class MultiStream:
     """One run over several opened sources and one active runner; ``run()`` closes every source and sink and returns
     the stats of each stream."""
@@ -242,7 +256,10 @@ class MultiStream:
                       for i, (name, source, sinks) in enumerate(feeds)]  # fmt: skip
         for feed in self.feeds:
             feed.stats.info.update(runner=runner.name)
-        self.batches = 0  # runner calls
+        self.batches = 0  # parts run (runner calls)
+        self._next = 0  # the feed a part looks at first: round-robin
+        self._running_feeds: set[int] = set()  # feeds with a frame in a running part, guarded by ``wake``
+        self._part_buffers: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}  # (slot, shape) -> batch buffer
         self.batch_frames = 0  # frames they ran
         self.first_start: float | None = None
         self.last_done: float | None = None
@@ -270,20 +287,28 @@ class MultiStream:
 
     def _infer_loop(self, status: StatusLine) -> str:
         ended: set[int] = set()
+        running: deque[Part] = deque()
         with self.wake:  # a runner that compiles per batch size (OpenVINO) compiles the common one first
             self.wake.wait_for(lambda: all(f.pending or f.finished() for f in self.feeds) or self.stop.is_set(), START_WAIT)
         while not self.stop.is_set():
             with self.wake:
                 self._note_ended(ended)
-                if len(ended) == len(self.feeds):
+                if len(ended) == len(self.feeds) and not running:
                     return END_OF_INPUT
-                taken = [(feed, *feed.take()) for feed in self.feeds if feed.ready()]
-                if not taken:
+                taken = self._take_part(len(self.feeds) - len(ended)) if len(running) < self.runner.inflight else []
+                if taken:
+                    self.wake.notify_all()  # file captures waiting for room
+                elif not running:
                     self.wake.wait(POLL)
                     continue
-                self.wake.notify_all()  # file captures waiting for room
-            self._infer(taken)
+            if taken:
+                running.append(self._start(taken))
+                if len(running) < self.runner.inflight:
+                    continue  # a free runner stream: start another part before waiting for the oldest
+            self._finish(running.popleft())
             status.update()
+        while running:  # stopped: the frames already running are drawn and recorded, not lost
+            self._finish(running.popleft())
         return STOPPED
 
     def _note_ended(self, ended: set[int]) -> None:
@@ -296,40 +321,54 @@ class MultiStream:
                     why = MAX_FRAMES if feed.reached_max() else feed.stats.end_reason or "error"
                     self.log(f"stream {feed.name} ended ({why}); {len(self.feeds) - len(ended)} still running")
 
-    def _infer(self, taken: list[tuple[Feed, np.ndarray, float]]) -> None:
-        """Run the taken frames, one batch per frame size (split at the runner's max batch), and hand each one over."""
+    def _take_part(self, active: int) -> list[tuple[Feed, np.ndarray, float]]:
+        """The next part (called holding ``wake``): the oldest frame of up to a runner stream's share of the active
+        streams, of one frame size, from streams with nothing running, taken round-robin."""
+        share = max(1, -(-active // self.runner.inflight))
+        most = min(share, self.runner.max_batch or share)
+        order = self.feeds[self._next :] + self.feeds[: self._next]
+        ready = [feed for feed in order if feed.index not in self._running_feeds and feed.ready()]
+        if not ready:
+            return []
+        shape = ready[0].pending[0][0].shape
+        chosen = [feed for feed in ready if feed.pending[0][0].shape == shape][:most]
+        self._next = (chosen[-1].index + 1) % len(self.feeds)
+        self._running_feeds.update(feed.index for feed in chosen)
+        return [(feed, *feed.take()) for feed in chosen]
+
+    def _start(self, taken: list[tuple[Feed, np.ndarray, float]]) -> Part:
+        """Begin a part on the runner: one frame in place, several gathered in a batch buffer of its own. A runner
+        with one stream runs it now (its labels are read before anything else runs)."""
         if self.first_start is None:
             self.first_start = time.perf_counter()
-        by_size: dict[tuple[int, ...], list[tuple[Feed, np.ndarray, float]]] = {}
-        for item in taken:
-            by_size.setdefault(item[1].shape, []).append(item)
-        for shape, items in by_size.items():
-            most = self.runner.max_batch or len(items)
-            for first in range(0, len(items), most):
-                chunk = items[first : first + most]
-                start = time.perf_counter()
-                labels = self._run(chunk, shape)
-                end = time.perf_counter()
-                self.batches += 1
-                self.batch_frames += len(chunk)
-                for (feed, frame, captured), frame_labels in zip(chunk, labels):
-                    feed.hand_over(frame, frame_labels, captured, start, end)
+        frame = taken[0][1]
+        if len(taken) > 1:
+            shape = (len(taken), *frame.shape)
+            if self.runner.inflight == 1:
+                frame = self.runner.batch_buffer(shape)
+            else:  # each part in flight reads its own buffer until its labels are back
+                key = (self.batches % self.runner.inflight, shape)
+                frame = self._part_buffers.get(key)
+                if frame is None:
+                    frame = self._part_buffers[key] = self.runner.frame_buffer(shape)
+            for slot, (_, image, _) in zip(frame, taken):
+                np.copyto(slot, image)
+        self.batches += 1
+        self.batch_frames += len(taken)
+        start = time.perf_counter()
+        if self.runner.inflight == 1:
+            return Part(taken, start, self.runner.infer(frame))
+        self.runner.start(frame)
+        return Part(taken, start, None)
 
-    def _run(self, chunk: list[tuple[Feed, np.ndarray, float]], shape: tuple[int, ...]) -> list[np.ndarray]:
-        """Each frame's labels: one frame in place; a batch gathered in the runner's batch buffer and, on a runner
-        with several streams (OpenVINO, ``inflight``), split across them so every stream works on its own part."""
-        if len(chunk) == 1:
-            return [self.runner.infer(chunk[0][1])]
-        batch = self.runner.batch_buffer((len(chunk), *shape))
-        for slot, (_, frame, _) in zip(batch, chunk):
-            np.copyto(slot, frame)
-        parts = min(self.runner.inflight, len(chunk))
-        if parts == 1:
-            return list(self.runner.infer(batch))
-        bounds = np.linspace(0, len(chunk), parts + 1).astype(int)
-        for low, high in zip(bounds, bounds[1:]):
-            self.runner.start(batch[low:high])
-        return [labels for _ in range(parts) for labels in self.runner.wait()]
+    def _finish(self, part: Part) -> None:
+        """Hand each frame of the oldest part over to its stream's drawing thread."""
+        labels = self.runner.wait() if part.labels is None else part.labels
+        end = time.perf_counter()
+        for index, (feed, frame, captured) in enumerate(part.taken):
+            feed.hand_over(frame, labels[index] if labels.ndim == 3 else labels, captured, part.start, end)
+        with self.wake:
+            self._running_feeds.difference_update(feed.index for feed, _, _ in part.taken)
 
     def summary(self) -> str:
         """One row per stream, then the aggregate."""

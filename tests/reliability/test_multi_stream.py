@@ -183,6 +183,72 @@ def test_frames_of_different_sizes_are_batched_by_size(model, tmp_path):
     assert all(shape[-3:-1] in ((64, 96), (48, 80)) and (len(shape) == 3 or shape[1:3] == (64, 96)) for shape in runner.shapes)
 
 
+class RecordingRunner(Runner):
+    """The real ONNX Runtime runner with two lanes, recording each start and wait: how many parts were running then."""
+
+    def __init__(self, inner: Runner) -> None:
+        super().__init__(inner.name)
+        self.inner, self.inflight, self.events = inner, inner.inflight, []
+
+    def activate_impl(self) -> None:
+        self.inner.activate()
+
+    def infer_impl(self, frame):
+        return self.inner.infer(frame)
+
+    def start_impl(self, frame) -> None:
+        self.events.append(("start", len(self._pending), frame.shape))
+        self.inner.start(frame)
+
+    def wait_impl(self, frame):
+        self.events.append(("wait", len(self._pending), frame.shape))
+        return self.inner.wait()
+
+    def deactivate_impl(self) -> None:
+        self.inner.deactivate()
+
+
+class Labels(Sink):
+    description = "labels"
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def draw(self, frame, labels, overlay):
+        self.seen.append((frame.copy(), labels.copy()))
+        return frame
+
+    def write(self, image) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_parts_run_on_the_runner_lanes_pipelined_and_every_frame_keeps_its_labels(model, tmp_path):
+    """Four videos on a runner with two lanes: parts of two frames, the next one started as soon as the oldest is back
+    while the other still runs (a barrier per step waited for both parts before starting any), each frame's labels as
+    when it runs alone, and no frame lost."""
+    paths = [write_video(tmp_path / f"{i}.avi", 12) for i in range(4)]
+    opened = [video(path) for path in paths]
+    for source in opened:
+        source.open()
+    sinks = [Labels() for _ in opened]
+    with RecordingRunner(open_runner(model, "onnxruntime", threads=1, inflight=2)) as runner:
+        multi = MultiStream([(p.stem, s, [k]) for p, s, k in zip(paths, opened, sinks)], runner, Overlay(PALETTE, 0.5),
+                            StreamOptions(status_interval=0))  # fmt: skip
+        assert [s.frames for s in multi.run()] == [12] * 4
+        starts = [event for event in runner.events if event[0] == "start"]
+        assert {shape for _, _, shape in starts} <= {(2, 64, 96, 3), (64, 96, 3)}  # a lane's share of the 4 streams
+        events = runner.events
+        beside = sum(a[0] == "wait" and b[:2] == ("start", 1) for a, b in zip(events, events[1:]))
+        assert beside >= len(starts) // 2  # the oldest part back, the next one started beside the other, running
+        for sink in sinks:
+            assert len(sink.seen) == 12
+            for frame, labels in sink.seen:
+                assert (labels == runner.infer(frame)).mean() >= 0.999
+
+
 def test_sources_files_names_and_output_templates(tmp_path):
     clip = write_video(tmp_path / "door.avi", 1)
     listing = tmp_path / "cams.txt"

@@ -78,6 +78,33 @@ def test_ctrl_c_while_a_command_imports_is_one_line_and_130(command):
     assert "Traceback" not in err and err.strip() == "interrupted"
 
 
+def test_sigterm_inside_an_import_mid_command_waits_for_the_import_then_exits_143(tmp_path):
+    """A build loads modules as it goes (ONNX Runtime's quantization tools import torch); Terminated raised inside an
+    extension module's initialisation aborted the interpreter. The SIGTERM is held until the import is done."""
+    (tmp_path / "slow_module.py").write_text("import time\nprint('importing', flush=True)\ntime.sleep(1.5)\n")
+    code = textwrap.dedent("""
+        import sys, time
+        from fcn_edge.errors import run_cli
+
+        @run_cli
+        def main(argv=None):
+            import slow_module
+            print("imported", flush=True)
+            time.sleep(30)
+
+        sys.exit(main())
+    """)
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})  # fmt: skip
+    assert process.stdout.readline().strip() == "importing"
+    process.send_signal(signal.SIGTERM)
+    started = time.perf_counter()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, (out, err)
+    assert out.strip() == "imported" and err.strip() == "terminated"  # the import finished, then the command ended
+    assert time.perf_counter() - started < 10  # not the 30 s sleep: the held signal was raised
+
+
 # --- out of memory, a frame too small -------------------------------------------------------------------------
 
 
