@@ -147,31 +147,26 @@ def child(mode: str, videos: list[Path], model: Path, backend: str, out: Path) -
             parts = [part[0] if len(part) == 1 else part for part in parts]
 
             lanes = min(runner.inflight, len(parts))  # a stream has one frame running: N = 1 runs one part at a time
-            running = [0]  # parts started, not waited for
 
-            def run() -> None:  # every part once; the loop keeps each runner stream busy in the same way
-                if runner.inflight == 1:
+            def run(rounds: int) -> None:
+                """Every part ``rounds`` times, as the loop keeps each runner stream busy: one starts as the oldest returns."""
+                running = 0
+                for _ in range(rounds):
                     for part in parts:
-                        runner.infer(part)
-                    return
-                for part in parts:
-                    if running[0] == lanes:
-                        runner.wait()
-                        running[0] -= 1
-                    runner.start(part)
-                    running[0] += 1
-
-            def drain() -> None:
-                for _ in range(running[0]):
+                        if runner.inflight == 1:
+                            runner.infer(part)
+                            continue
+                        if running == lanes:
+                            runner.wait()
+                            running -= 1
+                        runner.start(part)
+                        running += 1
+                for _ in range(running):
                     runner.wait()
-                running[0] = 0
 
-            run()  # compile / first-run costs
-            drain()
+            run(1)  # compile / first-run costs
             start = time.perf_counter()
-            for _ in range(ALONE_CALLS):
-                run()
-            drain()
+            run(ALONE_CALLS)
             write_json_atomic(out, {"fps": ALONE_CALLS * len(videos) / (time.perf_counter() - start)})
             return
         runner.max_batch = 1  # in turn: each stream's frame runs alone, one after the other
