@@ -28,7 +28,7 @@ from fcn_edge.models.backbones import BACKBONES
 from fcn_edge.models.upsample import RESIZE_MODES, UPSAMPLE_MODES
 from fcn_edge.train.distributed import init_distributed, shutdown
 from fcn_edge.train.loop import TrainConfig, train
-from fcn_edge.train.losses import LOSSES
+from fcn_edge.train.losses import LOSSES, QAT_LOSSES
 from fcn_edge.train.runs import run_folder
 
 
@@ -89,6 +89,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="which deployed Q/DQ graph --qat trains for",
     )
     p.add_argument(
+        "--qat-loss",
+        default=QAT_LOSSES[0],
+        choices=list(QAT_LOSSES),
+        help="what --qat trains on: teacher (match the --resume model's FP32 scores, what INT8 is verified by) "
+        "or labels (the ground truth, which also goes on training the model)",
+    )
+    p.add_argument(
         "--out",
         type=nonempty_path,
         default=Path("runs/default"),
@@ -119,8 +126,9 @@ def fine_tune_qat(args: argparse.Namespace, config: TrainConfig, device: torch.d
     if list(checkpoint.classes) != list(train_set.classes):
         raise FcnEdgeError(f"--resume {args.resume} scores {len(checkpoint.classes)} classes, the --dataset {args.dataset} has "
                            f"{len(train_set.classes)}: fine-tune on the data it was trained on")  # fmt: skip
-    summary = fine_tune(checkpoint, config, train_set, val_set, args.out, args.qat_placement, device)
-    print(f"best fake-INT8 val mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}")
+    summary = fine_tune(checkpoint, config, train_set, val_set, args.out, args.qat_placement, device, loss=args.qat_loss)
+    print(f"best fake-INT8 val mIoU {summary['best_miou']:.4f}, agreement with FP32 {summary['best_agreement']:.2%} "
+          f"in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}")
     print(f"next:  fcn-edge build --int8 --checkpoint {args.out / 'qat.pt'}")
     return 0
 
