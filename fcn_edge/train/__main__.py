@@ -28,7 +28,7 @@ from fcn_edge.models.backbones import BACKBONES
 from fcn_edge.models.upsample import RESIZE_MODES, UPSAMPLE_MODES
 from fcn_edge.train.distributed import init_distributed, shutdown
 from fcn_edge.train.loop import TrainConfig, train
-from fcn_edge.train.losses import LOSSES
+from fcn_edge.train.losses import LOSSES, QAT_LOSSES
 from fcn_edge.train.runs import run_folder
 
 
@@ -89,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="which deployed Q/DQ graph --qat trains for",
     )
     p.add_argument(
+        "--qat-loss",
+        choices=list(QAT_LOSSES),
+        help="what --qat trains on: teacher (match the --resume model's FP32 scores, what INT8 is verified by; "
+        "the default) or labels (the ground truth with --loss, which also goes on training the model)",
+    )
+    p.add_argument(
         "--out",
         type=nonempty_path,
         default=Path("runs/default"),
@@ -119,8 +125,9 @@ def fine_tune_qat(args: argparse.Namespace, config: TrainConfig, device: torch.d
     if list(checkpoint.classes) != list(train_set.classes):
         raise FcnEdgeError(f"--resume {args.resume} scores {len(checkpoint.classes)} classes, the --dataset {args.dataset} has "
                            f"{len(train_set.classes)}: fine-tune on the data it was trained on")  # fmt: skip
-    summary = fine_tune(checkpoint, config, train_set, val_set, args.out, args.qat_placement, device)
-    print(f"best fake-INT8 val mIoU {summary['best_miou']:.4f} in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}")
+    summary = fine_tune(checkpoint, config, train_set, val_set, args.out, args.qat_placement, device, loss=args.qat_loss or QAT_LOSSES[0])
+    print(f"best fake-INT8 val mIoU {summary['best_miou']:.4f}, agreement with FP32 {summary['best_agreement']:.2%} "
+          f"in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}")
     print(f"next:  fcn-edge build --int8 --checkpoint {args.out / 'qat.pt'}")
     return 0
 
@@ -143,6 +150,11 @@ def check_args(args: argparse.Namespace) -> None:
     )
     if args.qat and args.resume is None:
         raise FcnEdgeError("--qat fine-tunes a trained model: pass it with --resume, e.g. --resume runs/default/best.pt")
+    if args.qat_loss is not None and not args.qat:
+        raise FcnEdgeError(f"--qat-loss {args.qat_loss} chooses what --qat trains on: add --qat, or leave it out")
+    if args.qat and (args.qat_loss or QAT_LOSSES[0]) == "teacher" and (args.class_weights or args.loss != "ce"):
+        raise FcnEdgeError("--loss and --class-weights score the labels, which --qat-loss teacher (the default) does "
+                           "not use: add --qat-loss labels, or leave them out")  # fmt: skip
     if args.resume is not None and not args.resume.is_file():
         raise FcnEdgeError(f"--resume {args.resume} does not exist: pass the last.pt of the run to continue")
     existing = next(folder for folder in (args.out, *args.out.parents) if folder.exists())  # made later, under this

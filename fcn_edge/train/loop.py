@@ -181,8 +181,10 @@ def train_one_epoch(
     device: torch.device,
     description: str,
     show_progress: bool,
+    teacher: nn.Module | None = None,
 ) -> float:
-    """One pass over the loader; returns the mean loss."""
+    """One pass over the loader; returns the mean loss. With a ``teacher``, ``criterion`` compares the scores with
+    the teacher's scores of the same inputs instead of with the labels (distillation, :mod:`fcn_edge.train.qat`)."""
     net.train()
     running = 0.0
     bar = tqdm(loader, desc=description, leave=False, disable=not show_progress)
@@ -190,6 +192,9 @@ def train_one_epoch(
         inputs = frames_to_tensor(preprocess, frames).to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+            if teacher is not None:
+                with torch.no_grad():
+                    labels = teacher(inputs)
             loss = criterion(net(inputs), labels)
         if not math.isfinite(loss.item()):
             raise FcnEdgeError(f"loss became {loss.item()} in {description}: lower --lr")

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 LOSSES = ("ce", "focal")
+QAT_LOSSES = ("teacher", "labels")  # --qat-loss (fcn_edge/train/qat.py); the first is the default (docs/qat.md)
 
 
 def median_frequency_weights(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -47,6 +48,15 @@ class FocalLoss(nn.Module):
         focal = (1 - log_p.exp()).clamp(min=0) ** self.gamma * ce
         valid = target != self.ignore_index
         return focal[valid].sum() / valid.sum().clamp(min=1)
+
+
+class DistillationLoss(nn.Module):
+    """Mean per-pixel KL(teacher || student) of the class softmax at temperature 1 (why: fcn_edge/train/qat.py)."""
+
+    def forward(self, scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+        student = F.log_softmax(scores.float(), dim=1)
+        teacher = F.log_softmax(teacher_scores.float(), dim=1)
+        return (teacher.exp() * (teacher - student)).sum(dim=1).mean()
 
 
 def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = 255) -> nn.Module:

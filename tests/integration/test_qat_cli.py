@@ -21,6 +21,20 @@ def test_qat_needs_a_checkpoint_to_fine_tune(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--qat-loss", "labels"], ["--qat-loss labels", "--qat"]),  # without --qat it would do nothing
+        (["--qat", "--resume", "best.pt", "--class-weights"], ["--class-weights", "--qat-loss labels"]),  # teacher: unused
+        (["--qat", "--resume", "best.pt", "--qat-loss", "teacher", "--loss", "focal"], ["--loss", "--qat-loss labels"]),
+    ],
+)
+def test_qat_loss_flags_that_would_be_ignored_are_refused(tmp_path, flags, named):
+    result = run_script("train.py", *flags, "--out", tmp_path / "run", *TINY)
+    assert_user_error(result, *named)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.training
 def test_qat_checkpoint_builds_with_its_learned_scales(tmp_path):
     trained = run_script("train.py", "--backbone", "mobilenet_v3_small", "--train-length", "16", "--epochs", "1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -21,7 +22,9 @@ from fcn_edge.quantize import qdq, statistics
 from fcn_edge.train import qat_ranges
 from fcn_edge.spec import Preprocess
 from fcn_edge.train import qat
-from fcn_edge.train.loop import TrainConfig
+from fcn_edge.train.loop import TrainConfig, build_loader, train_one_epoch
+from fcn_edge.train.losses import DistillationLoss
+from fcn_edge.train.distributed import DistContext
 
 SIZE = (64, 64)
 pytestmark = pytest.mark.slow  # one small fine-tune, export and Q/DQ model shared by the module
@@ -50,7 +53,7 @@ def qat_run(tmp_path_factory) -> dict:
     train_set = build_dataset("synthetic", None, "train", train_transforms(SIZE, scale=(0.75, 1.25)), size=SIZE, length=8)
     val_set = build_dataset("synthetic", None, "val", eval_transforms(), size=SIZE, length=2)
     config = TrainConfig(epochs=1, batch_size=4, lr=1e-4)
-    qat.fine_tune(load_checkpoint(source), config, train_set, val_set, folder / "out", log=lambda _: None)
+    qat.fine_tune(load_checkpoint(source), config, train_set, val_set, folder / "out", log=lambda _: None, loss="teacher")
     path = folder / "out" / "qat.pt"
     export_checkpoint(path, folder / "qat.onnx", verify_sizes=[(1, 64, 96)])
     qdq.prepare(folder / "qat.onnx", folder / "prepared.onnx")
@@ -91,6 +94,8 @@ def test_qat_checkpoint_round_trips_weights_only(qat_run):
     payload = torch.load(qat_run["qat"], weights_only=True)
     plain = torch.load(qat_run["source"], weights_only=True)
     assert payload["state_dict"].keys() == plain["state_dict"].keys()  # fake quantization left no keys behind
+    assert payload["training"]["qat"]["loss"] == "teacher"
+    assert 0 < payload["training"]["qat"]["history"][0]["agreement"] <= 1
     points = payload["training"]["qat"]["points"]
     for entry in points.values():
         scale, zero_point, _, _ = qat.activation_qparams(entry["low"], entry["high"], "onnxruntime")
@@ -177,3 +182,47 @@ def test_qat_step_runs_the_fake_quantization():
         plain = build_model(model.config).eval()
         plain.load_state_dict(model.state_dict())
         assert torch.equal(after, plain(inputs))  # no hook or rounded forward left behind
+
+
+def test_distillation_moves_the_fake_quantized_model_toward_its_fp32_teacher():
+    """--qat-loss teacher: steps through the fake quantization lower the disagreement with the frozen FP32 model,
+    whose weights and statistics do not move."""
+    student = mobilenet_fcn()
+    with torch.no_grad():  # confident scores, as a trained model gives, then a student that starts away from them
+        student.classifier[4].weight.mul_(30)
+        teacher = copy.deepcopy(student).eval().requires_grad_(False)
+        student.classifier[4].weight.add_(torch.randn_like(student.classifier[4].weight))
+    before = copy.deepcopy(teacher.state_dict())
+    points = ["backbone.stem.1:out", "backbone.blocks.3:out", "backbone.blocks.6:out", "classifier.4:out"]
+    attached = qat.attach(student, points, "onnxruntime")
+    train_set = build_dataset("synthetic", None, "train", train_transforms(SIZE, scale=(1, 1)), size=SIZE, length=8)
+    config = TrainConfig(epochs=1, batch_size=4, lr=3e-4)
+    loader = build_loader(train_set, config, DistContext())
+    inputs = images_to_tensor(Preprocess(), np.stack([train_set[i][0] for i in range(len(train_set))]))
+    criterion = DistillationLoss()
+
+    def disagreement() -> float:
+        with torch.no_grad():
+            return criterion(student.eval()(inputs), teacher(inputs)).item()
+
+    start = disagreement()
+    assert start > 0  # the rounding alone moves the scores
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    for _ in range(4):  # 8 steps: the first ones, with dropout and the ranges still growing, can be worse
+        train_one_epoch(student, criterion, optimizer, scheduler, scaler, loader, Preprocess(), torch.device("cpu"),
+                        "distil", False, teacher)  # fmt: skip
+    assert disagreement() < 0.6 * start
+    after = teacher.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)  # frozen: weights and BatchNorm statistics
+    assert not any(p.grad is not None for p in teacher.parameters())
+    attached.detach()
+
+
+def test_distillation_loss_is_zero_only_on_the_teachers_scores():
+    scores = torch.randn(2, 3, 4, 5)
+    loss = DistillationLoss()
+    assert loss(scores, scores).item() == pytest.approx(0, abs=1e-6)
+    assert loss(scores + 5, scores).item() == pytest.approx(0, abs=1e-5)  # softmax: a shift of every class is no change
+    assert loss(torch.zeros_like(scores), scores).item() > 0.05
