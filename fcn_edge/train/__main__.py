@@ -125,9 +125,13 @@ def fine_tune_qat(args: argparse.Namespace, config: TrainConfig, device: torch.d
     if list(checkpoint.classes) != list(train_set.classes):
         raise FcnEdgeError(f"--resume {args.resume} scores {len(checkpoint.classes)} classes, the --dataset {args.dataset} has "
                            f"{len(train_set.classes)}: fine-tune on the data it was trained on")  # fmt: skip
-    summary = fine_tune(checkpoint, config, train_set, val_set, args.out, args.qat_placement, device, loss=args.qat_loss or QAT_LOSSES[0])
-    print(f"best fake-INT8 val mIoU {summary['best_miou']:.4f}, agreement with FP32 {summary['best_agreement']:.2%} "
-          f"in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}")
+    summary = fine_tune(
+        checkpoint, config, train_set, val_set, args.out, args.qat_placement, device, loss=args.qat_loss or QAT_LOSSES[0]
+    )
+    print(
+        f"best fake-INT8 val mIoU {summary['best_miou']:.4f}, agreement with FP32 {summary['best_agreement']:.2%} "
+        f"in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}"
+    )
     print(f"next:  fcn-edge build --int8 --checkpoint {args.out / 'qat.pt'}")
     return 0
 
