@@ -56,7 +56,7 @@ class DistillationLoss(nn.Module):
     def forward(self, scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
         student = F.log_softmax(scores.float(), dim=1)
         teacher = F.log_softmax(teacher_scores.float(), dim=1)
-        return (teacher.exp() * (teacher - student)).sum(dim=1).mean()
+        return F.kl_div(student, teacher, reduction="none", log_target=True).sum(dim=1).mean()
 
 
 def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = 255) -> nn.Module:
