@@ -129,7 +129,7 @@ def fine_tune_qat(args: argparse.Namespace, config: TrainConfig, device: torch.d
         checkpoint, config, train_set, val_set, args.out, args.qat_placement, device, loss=args.qat_loss or QAT_LOSSES[0]
     )
     print(
-        f"best fake-INT8 val mIoU {summary['best_miou']:.4f}, agreement with FP32 {summary['best_agreement']:.2%} "
+        f"last epoch's fake-INT8 val mIoU {summary['miou']:.4f}, agreement with FP32 {summary['agreement']:.2%} "
         f"in {summary['minutes']:.1f} min -> {args.out / 'qat.pt'}"
     )
     print(f"next:  fcn-edge build --int8 --checkpoint {args.out / 'qat.pt'}")

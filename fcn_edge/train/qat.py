@@ -9,9 +9,11 @@ quantization here is placed on exactly the tensors the build's Q/DQ graph quanti
 
 - activations: ONNX Runtime placement UINT8 over ``[max(low, -amax), amax]`` (the range
   :func:`fcn_edge.quantize.qdq.quantize` gives ORT's quantizer), TensorRT placement symmetric
-  INT8 ``amax / 127``; ``low``/``high`` are the running min and max of what the tensor held
-  in training (never clipped: an EMA of per-batch extremes clipped the score tensors and moved
-  labels by 5% on ``mobilenet_v3_small``, docs/qat.md), frozen in eval mode;
+  INT8 ``amax / 127``; ``low``/``high`` are the min and max the float model's tensor holds on
+  the first training batches (:func:`calibrate`, before the first step), then fixed. The
+  running min and max they replace only grew, so more steps gave a coarser grid and worse
+  INT8; clipping them (an EMA of batch extremes, or the build's percentile) cost agreement
+  too (docs/qat.md);
 - conv weights: symmetric, one scale per output channel from their largest magnitude, 7-bit
   on the ONNX Runtime placement (no u8 x s8 saturation without VNNI) and 8-bit on TensorRT's;
   per-channel scales commute with the BatchNorm the export folds in, so the unfolded conv is
@@ -40,6 +42,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,7 +53,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, save_checkpoint
-from ..models.preprocess import images_to_tensor
+from ..models.preprocess import frames_to_tensor, images_to_tensor
 from ..quantize import qdq
 from .distributed import DistContext
 from .loop import (RESUME_STATE, TrainConfig, build_loader, evaluate, make_criterion, make_optimizer, make_scheduler,
@@ -85,19 +88,46 @@ def activation_qparams(low: float, high: float, placement: str) -> tuple[float, 
     return float(np.float32(scale)), int(np.round(-rmin / scale)), 0, 255
 
 
+CALIBRATION_BATCHES = 4  # training batches the ranges are calibrated on before the first step
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, points: list[str], batches: list[torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """(low, high) per point: the min and max the float model's tensor holds on ``batches`` (the build's ``max``
+    calibration). Not its default ``percentile``: clipping the largest 0.01% cost agreement (docs/qat.md, session 6)."""
+    model.eval()
+    low = dict.fromkeys(points, np.inf)
+    high = dict.fromkeys(points, -np.inf)
+
+    def observe(point: str, x: torch.Tensor) -> None:
+        low[point], high[point] = min(low[point], float(x.min())), max(high[point], float(x.max()))
+
+    handles = []
+    for point in points:
+        name, _, where = point.rpartition(":")
+        module = model.get_submodule(name)
+        if where == "out":
+            handles.append(module.register_forward_hook(lambda m, args, out, p=point: observe(p, out)))
+        else:
+            handles.append(module.register_forward_pre_hook(lambda m, args, p=point: observe(p, args[0])))
+    try:
+        for inputs in batches:
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {point: (low[point], high[point]) for point in points}
+
+
 @dataclass
 class ActivationQuant:
-    """Observed range of one tensor (running min and max while training) and its fake quantization."""
+    """Fake quantization of one tensor over a fixed range, calibrated before the first step (:func:`calibrate`)."""
 
     placement: str
-    low: float | None = None
-    high: float | None = None
+    low: float
+    high: float
 
-    def __call__(self, x: torch.Tensor, training: bool) -> torch.Tensor:
-        if training or self.low is None:
-            low, high = float(x.detach().min()), float(x.detach().max())
-            self.low = low if self.low is None else min(self.low, low)
-            self.high = high if self.high is None else max(self.high, high)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         scale, zero_point, qmin, qmax = activation_qparams(self.low, self.high, self.placement)
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)
 
@@ -145,20 +175,20 @@ class QatModel:
         self.handles.clear()
 
 
-def attach(model: nn.Module, points: list[str], placement: str) -> QatModel:
-    """Fake-quantize ``points`` ("module:out" / "module:in", :mod:`fcn_edge.train.qat_ranges`) and the conv weights."""
+def attach(model: nn.Module, ranges: dict[str, tuple[float, float]], placement: str) -> QatModel:
+    """Fake-quantize the points of ``ranges`` ("module:out" / "module:in", :mod:`fcn_edge.train.qat_ranges`) over
+    their (low, high), e.g. from :func:`calibrate`, and the conv weights."""
     if placement not in qdq.PLACEMENTS:
         raise ValueError(f"placement {placement!r} not in {qdq.PLACEMENTS}")
     qat = QatModel(model, placement)
-    for point in points:
+    for point, (low, high) in ranges.items():
         name, _, where = point.rpartition(":")
         module = model.get_submodule(name)
-        quant = qat.points[point] = ActivationQuant(placement)
-        # the model's mode, not the module's: BatchNorm stays in eval mode while the ranges must keep learning
+        quant = qat.points[point] = ActivationQuant(placement, low, high)
         if where == "out":
-            qat.handles.append(module.register_forward_hook(lambda m, args, out, q=quant: q(out, model.training)))
+            qat.handles.append(module.register_forward_hook(lambda m, args, out, q=quant: q(out)))
         else:
-            qat.handles.append(module.register_forward_pre_hook(lambda m, args, q=quant: (q(args[0], model.training), *args[1:])))
+            qat.handles.append(module.register_forward_pre_hook(lambda m, args, q=quant: (q(args[0]), *args[1:])))
     bits = qdq.WEIGHT_BITS[placement]
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -185,8 +215,9 @@ def fine_tune(
     log: Callable[[str], None] = print,
     loss: str = QAT_LOSSES[0],
 ) -> dict[str, Any]:
-    """Fine-tune ``checkpoint`` with fake quantization for ``placement`` on ``loss`` (see the module docstring); keep
-    the best epoch as qat.pt: by val agreement with the FP32 model for ``teacher``, by val mIoU for ``labels``."""
+    """Fine-tune ``checkpoint`` with fake quantization for ``placement`` on ``loss`` (see the module docstring); qat.pt
+    is the last epoch (the validation scenes are not used to choose it: on synthetic data they are the scenes a build
+    verifies on)."""
     from .qat_ranges import placement_points
 
     if loss not in QAT_LOSSES:
@@ -201,17 +232,20 @@ def fine_tune(
     num_classes = checkpoint.config.num_classes
     float_miou = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou
     teacher = copy.deepcopy(model).eval().requires_grad_(False)  # before attach: the FP32 model, never rounded
-    qat = attach(model, list(dict.fromkeys(found.values())), placement)
-    log(f"QAT ({placement} placement): {len(qat.points)} activations and {len(qat.convs)} conv weights fake-quantized")
     torch.manual_seed(config.seed)
     loader = build_loader(train_set, config, DistContext())
+    seed_epoch(loader, config.seed, 0, 0)
+    batches = [frames_to_tensor(checkpoint.preprocess, frames).to(device) for frames, _ in islice(loader, CALIBRATION_BATCHES)]
+    qat = attach(model, calibrate(model, list(dict.fromkeys(found.values())), batches), placement)
+    log(f"QAT ({placement} placement): {len(qat.points)} activations and {len(qat.convs)} conv weights fake-quantized, "
+        f"activation ranges calibrated on {sum(len(b) for b in batches)} training crops")  # fmt: skip
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=False)  # fake quantization runs in float32
     distil = loss == "teacher"
     criterion = DistillationLoss() if distil else make_criterion(config, train_set, checkpoint.classes, device, True, log)
-    started, best, history = time.monotonic(), -1.0, []
-    before = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou  # ranges from the first image
+    started, history = time.monotonic(), []
+    before = evaluate(model, val_set, checkpoint.preprocess, num_classes, device).miou
     log(f"QAT ({loss} loss): val mIoU {float_miou:.4f} in float, {before:.4f} fake-quantized before fine-tuning")
     for epoch in range(config.epochs):
         seed_epoch(loader, config.seed, epoch, 0)
@@ -221,22 +255,18 @@ def fine_tune(
         agree = agreement(model, teacher, val_set, checkpoint.preprocess, device)
         elapsed = time.monotonic() - started
         history.append({"epoch": epoch, "loss": mean_loss, "miou": miou, "agreement": agree, "minutes": elapsed / 60})
-        improved = (agree if distil else miou) > best
-        if improved:
-            best = agree if distil else miou
-            record = {**{k: v for k, v in checkpoint.training.items() if k not in RESUME_STATE},
-                      "qat": {**qat.state(), "loss": loss, "history": history, "fine_tuned_from": str(checkpoint.path)}}  # fmt: skip
-            out_dir.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(out_dir / "qat.pt", model, checkpoint.config, checkpoint.classes, checkpoint.palette,
-                            checkpoint.preprocess, record)  # fmt: skip
+        record = {**{k: v for k, v in checkpoint.training.items() if k not in RESUME_STATE},
+                  "qat": {**qat.state(), "loss": loss, "history": history, "fine_tuned_from": str(checkpoint.path)}}  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(out_dir / "qat.pt", model, checkpoint.config, checkpoint.classes, checkpoint.palette,
+                        checkpoint.preprocess, record)  # fmt: skip
         log(
             f"qat {epoch + 1:3d}/{config.epochs}  loss {mean_loss:.4f}  val (fake INT8) mIoU {miou:.4f}  "
-            f"agreement with FP32 {agree:.2%}  {elapsed / 60:.1f} min{'  *best' if improved else ''}"
+            f"agreement with FP32 {agree:.2%}  {elapsed / 60:.1f} min"
         )
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"stopping after epoch {epoch + 1}: time budget of {config.max_minutes} min reached")
             break
     qat.detach()
-    best_epoch = max(history, key=lambda h: h["agreement"] if distil else h["miou"])
-    return {"model": model, "best_miou": best_epoch["miou"], "best_agreement": best_epoch["agreement"],
+    return {"model": model, "miou": history[-1]["miou"], "agreement": history[-1]["agreement"],
             "minutes": (time.monotonic() - started) / 60, "history": history}  # fmt: skip
