@@ -206,7 +206,8 @@ def test_qat_step_runs_the_fake_quantization():
     # the ranges stay where the calibration put them: the running min/max they replace grew with every outlier
     # batch, and a wider range is a coarser INT8 grid (docs/qat.md, session 6)
     assert {point: (quant.low, quant.high) for point, quant in attached.points.items()} == calibrated
-    assert score.high < float(model.eval().classifier(model.backbone(inputs * 10)["pool5"]).max())
+    with torch.no_grad():
+        assert score.high < float(model.eval().classifier(model.backbone(inputs * 10)["pool5"]).max())
     assert torch.equal(model.backbone.stem[1].running_var, statistics)  # BatchNorm frozen, as the export folds it
     assert all(p.grad is not None for p in model.backbone.stem[0].parameters())  # straight-through gradients
     attached.detach()
