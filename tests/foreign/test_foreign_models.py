@@ -5,7 +5,10 @@ random backbone weights with BatchNorm re-estimated on real photos and the 1x1 c
 photo masks (a linear probe), each exported with a dynamic and with a fixed 1x3x256x256 input;
 calibrated on the VOC-layout photo dataset's train split and verified on its val split (21
 classes, as torchvision's models have). An INT8 build ends within the budget or
-with one line saying why not, in under 10 minutes; FP16 builds pass. About an hour on 2 cores:
+with one line saying why not, in under 10 minutes; FP16 builds pass. LR-ASPP and DeepLabV3 also
+come trained end to end on samples of that dataset (``TRAIN_RECIPE``; about 10 minutes each on
+first use, then cached): there issue 21's line is asserted, INT8 within the budget with at most a
+fifth of the quantized nodes kept in float. About an hour on 2 cores:
 
     python -m pytest -m foreign -s tests/foreign     # FOREIGN_REPORT=path.json keeps the figures
 
@@ -44,7 +47,7 @@ def photos():
 
 
 def summary(output: str, run: str) -> dict:
-    """The figures a build printed: first INT8 agreement, search trials, each table row's agreement, mIoU and latency."""
+    """The figures a build printed: first INT8 agreement, search trials, each table row's agreement, mIoU, latency, ratio."""
     first = re.search(r"INT8 misses the budget \(onnxruntime: label agreement ([\d.]+)%", output)
     trials = re.findall(r"search: (\d+) of (\d+) quantized nodes in float (meets|misses)", output)
     lines = output.splitlines()
@@ -55,7 +58,9 @@ def summary(output: str, run: str) -> dict:
             break
         tokens = line[LABEL_WIDTH:].split()  # agreement, mIoU, ..., latency ("12.3 ms" or "n/a"), ratio
         latency = float(tokens[tokens.index("ms") - 1]) if "ms" in tokens else None
-        rows[line[:LABEL_WIDTH].strip()] = {"agreement": tokens[0], "miou": tokens[1], "latency_ms": latency}
+        after = tokens[tokens.index("ms") + 1 :] if "ms" in tokens else []
+        ratio = after[0] if after and after[0].endswith("x") else None
+        rows[line[:LABEL_WIDTH].strip()] = {"agreement": tokens[0], "miou": tokens[1], "latency_ms": latency, "vs_fp32": ratio}
     return {"run": run, "all_int8_agreement": first and float(first[1]), "trials": trials, "rows": rows}
 
 
@@ -105,7 +110,7 @@ def test_foreign_model_builds_int8_within_budget_or_says_why_not_and_fp16(name, 
 def test_trained_foreign_model_int8_keeps_at_most_a_fifth_of_its_nodes_in_float(name, static, voc, tmp_path):
     """Issue 21's line on the models users bring: trained end to end (minutes per model on first use, then cached)."""
     model = make_trained_model(name, tmp_path / f"{name}.onnx", static)
-    report = build_runs(f"{name}", model, static, voc, tmp_path / "engines", [PLAIN_INT8, ("int8", ["--int8"])])
+    report = build_runs(name, model, static, voc, tmp_path / "engines", [PLAIN_INT8, ("int8", ["--int8"]), ("fp16", ["--fp16"])])
     int8 = report["int8"]
     assert int8["exit"] == 0, int8["error"]
     assert int8["kept_float"] <= MAX_FLOAT_SHARE * (int8["candidates"] or 0), int8
