@@ -37,6 +37,7 @@ ACTIVATIONS = ("Relu", "Clip", "LeakyRelu")
 FUSING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")  # ops an engine fuses a following activation into
 BACKBONES = ("Conv", "ConvTranspose")  # what a residual Add fuses into
 RULES = ("activation", "residual", "float_weights")
+FLOAT_WEIGHT_SUFFIX = "_float"  # names the float initializers float_weights writes: the INT8 weights' values
 
 
 class _Graph:
@@ -162,7 +163,7 @@ def _float_weights(graph: onnx.GraphProto) -> None:
             axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
             shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if np.ndim(scale) else []
             values = (q - np.reshape(zero, shape)) * np.reshape(scale, shape)
-            name = f"{conv.input[index]}_float"
+            name = f"{conv.input[index]}{FLOAT_WEIGHT_SUFFIX}"
             graph.initializer.append(numpy_helper.from_array(values.astype(np.float32), name))
             conv.input[index] = name
 
