@@ -41,6 +41,7 @@ class _Probe:
         del self.model.opset_import[:]  # the quantizer may raise the opset (per-channel DequantizeLinear needs 13)
         self.model.opset_import.extend(quantized.opset_import)
         self.float_tensors = {o for n in prepared.graph.node for o in n.output} | {i.name for i in prepared.graph.input}
+        self.float_initializers = {t.name for t in prepared.graph.initializer}
         self.float_nodes = {n.name: n for n in prepared.graph.node if n.name}
         self.q_nodes = {n.name: n for n in quantized.graph.node if n.name}
         self.q_producer = {o: n for n in quantized.graph.node for o in n.output}
@@ -76,7 +77,10 @@ class _Probe:
             return tensor
         dq = self.q_producer.get(tensor)
         if dq is None or dq.op_type != "DequantizeLinear":
-            return tensor if tensor in self.float_tensors or tensor in self.q_initializers else None
+            if tensor in self.float_tensors or tensor in self.float_initializers:
+                return tensor
+            # a constant only the INT8 model has (a float weight of placement's float_weights rule): copy it
+            return self._copy_initializer(tensor, prefix) if tensor in self.q_initializers else None
         source = dq.input[0]
         q = self.q_producer.get(source)
         if q is not None and q.op_type == "QuantizeLinear":  # an activation: re-quantize the float one here

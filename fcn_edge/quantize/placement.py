@@ -14,19 +14,30 @@ Runtime's placement, on their outputs too. Two of those pairs cost speed and buy
   common ancestor is the main branch; of one, that one, unless the other input branches off
   that very conv. Not applied for ONNX Runtime: its integer conv needs a Q on its output, and
   without it the same model ran 2.3x slower (119 ms against 52 ms).
+
+One more rule, ``float_weights``, for ONNX Runtime, where a conv whose output (or its
+activation's) reaches no QuantizeLinear (ASPP's branches before their Concat, the depthwise
+convs feeding a squeeze-excitation) runs in float anyway: its weight then arrives through a
+DequantizeLinear, and ONNX Runtime runs such a conv with its generic kernel instead of the NCHWc
+one the float graph gets. Those convs get the dequantized values as a float initializer (the
+same numbers): DeepLabV3-MobileNetV3's three dilated ASPP convs took 15.3 ms each, 46 ms of an
+82 ms INT8 model whose FP32 graph spent 35 ms on all its convs (docs/compile.md).
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu")
 FUSING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")  # ops an engine fuses a following activation into
 BACKBONES = ("Conv", "ConvTranspose")  # what a residual Add fuses into
-RULES = ("activation", "residual")
+RULES = ("activation", "residual", "float_weights")
+FLOAT_WEIGHT_SUFFIX = "_float"  # names the float initializers float_weights writes: the INT8 weights' values
 
 
 class _Graph:
@@ -115,7 +126,46 @@ def apply(model: onnx.ModelProto, rules: tuple[str, ...]) -> list[str]:
         node.input[index] = view.dequantized(node.input[index])
         freed.append(f"{node.name}:{index}")
     _drop_unused(graph)
+    if "float_weights" in rules:  # after the Q/DQ the other rules left unread are gone: they feed nothing
+        _float_weights(graph)
+        _drop_unused(graph)
     return freed
+
+
+def float_convs(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Convs whose output, directly or after an activation, reaches no QuantizeLinear: ONNX Runtime runs them in float."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for tensor in node.input:
+            readers.setdefault(tensor, []).append(node)
+    found = []
+    for node in graph.node:
+        if node.op_type not in BACKBONES:
+            continue
+        after = list(readers.get(node.output[0], []))
+        after += [r for a in after if a.op_type in ACTIVATIONS for r in readers.get(a.output[0], [])]
+        if after and not any(r.op_type == "QuantizeLinear" for r in after):
+            found.append(node)
+    return found
+
+
+def _float_weights(graph: onnx.GraphProto) -> None:
+    """Give each of :func:`float_convs` its weight and bias as float initializers, dequantized exactly as the graph would."""
+    constants = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    for conv in float_convs(graph):
+        for index in range(1, len(conv.input)):
+            dq = producer.get(conv.input[index])
+            if dq is None or dq.op_type != "DequantizeLinear" or not all(i in constants for i in dq.input if i):
+                continue
+            q, scale = (numpy_helper.to_array(constants[t]).astype(np.float32) for t in dq.input[:2])
+            zero = numpy_helper.to_array(constants[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else 0
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if np.ndim(scale) else []
+            values = (q - np.reshape(zero, shape)) * np.reshape(scale, shape)
+            name = f"{conv.input[index]}{FLOAT_WEIGHT_SUFFIX}"
+            graph.initializer.append(numpy_helper.from_array(values.astype(np.float32), name))
+            conv.input[index] = name
 
 
 def _drop_unused(graph: onnx.GraphProto) -> None:

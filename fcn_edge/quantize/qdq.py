@@ -66,7 +66,7 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TENSORRT_OPS = (*WEIGHTED_OPS, "Add")
 ONNXRUNTIME_OPS = (*WEIGHTED_OPS, "Add")
 MIN_INT8_CHANNELS = 16
-PLACEMENT_RULES = {"tensorrt": ("activation", "residual"), "onnxruntime": ("activation",)}  # see .placement
+PLACEMENT_RULES = {"tensorrt": ("activation", "residual"), "onnxruntime": ("activation", "float_weights")}  # see .placement
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 KEEP_FLOAT = "fcn_edge_float_"  # nodes named so stay float on every placement: the frame preprocessing a build adds
 

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import ROOT
 from fcn_edge.backends.tensorrt import compat, opset
 from fcn_edge.errors import FcnEdgeError
+from fcn_edge.quantize import placement as placement_rules
 from fcn_edge.quantize import qdq
 from fcn_edge.quantize.statistics import TensorRanges
 
@@ -318,3 +319,54 @@ def test_the_command_says_an_empty_or_two_byte_file_is_not_onnx(tmp_path, capsys
     assert compat.main([str(tmp_path / "m.onnx")]) == 2
     captured = capsys.readouterr()
     assert "is not an ONNX model" in captured.err and "parses it" not in captured.out
+
+
+def test_onnxruntime_placement_gives_convs_with_no_q_behind_them_float_weights_with_the_same_outputs(tmp_path):
+    """ASPP-like: two conv branches into a Concat (never quantized), then a conv. On ONNX Runtime the branches run in
+    float whatever their weights, so they get float weights (NCHWc kernels); TensorRT's placement keeps its Q/DQ."""
+    rng = np.random.default_rng(0)
+    shapes = {"w0": (16, 16, 3, 3), "w1": (16, 16, 1, 1), "w2": (16, 32, 1, 1), "b0": (16,), "b1": (16,)}
+    initializers = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in shapes.items()]
+    nodes = [
+        helper.make_node("Cast", ["frame"], ["f"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Transpose", ["f"], ["x"], perm=[0, 3, 1, 2], name="nchw"),
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c1"], pads=[2, 2, 2, 2], dilations=[2, 2], name="branch1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c2"], name="branch2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Concat", ["r1", "r2"], ["cat"], axis=1, name="concat"),
+        helper.make_node("Conv", ["cat", "w2"], ["scores"], name="project"),
+    ]
+    source, prepared = tmp_path / "aspp.onnx", tmp_path / "prepared.onnx"
+    onnx.save(_model(nodes, [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 8, 8, 16])],
+                     [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 16, 8, 8])], initializers), source)  # fmt: skip
+    qdq.prepare(source, prepared)
+    tensors = ["x", "c1", "r1", "c2", "r2", "cat", "scores"]
+    ranges = TensorRanges("max", {t: 4.0 for t in tensors}, {t: -4.0 for t in tensors}, {t: 4.0 for t in tensors})
+    feed = {"frame": np.random.default_rng(1).integers(0, 255, (1, 8, 8, 16)).astype(np.uint8)}
+    for placement in qdq.PLACEMENTS:
+        out = tmp_path / f"{placement}.onnx"
+        qdq.quantize(prepared, out, ranges, placement)
+        model = onnx.load(out)
+        constants = {t.name for t in model.graph.initializer}
+        convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+        float_inputs = {name: sum(i in constants for i in conv.input[1:]) for name, conv in convs.items()}
+        if placement == "onnxruntime":  # weight and bias as float initializers: only the two branches
+            assert float_inputs == {"branch1": 2, "branch2": 2, "project": 0}
+            assert [n.name for n in placement_rules.float_convs(model.graph)] == ["branch1", "branch2"]
+        else:  # TensorRT takes float biases and fuses every weight's DequantizeLinear into its INT8 conv
+            assert float_inputs == {"branch1": 1, "branch2": 1, "project": 0}
+    # the rule alone on the model without it: the same numbers, only the weights' route changes
+    model = onnx.load(tmp_path / "onnxruntime.onnx")
+    folded = {n.name for n in model.graph.node if n.op_type == "Conv" and n.input[1] in {t.name for t in model.graph.initializer}}
+    assert folded == {"branch1", "branch2"}
+    before = tmp_path / "before.onnx"
+    qdq.quantize(prepared, before, ranges, "tensorrt")  # Q/DQ weights everywhere, the graph the rule rewrites
+    model = onnx.load(before)
+    reference = _run(before, feed)[0]
+    placement_rules.apply(model, ("float_weights",))
+    onnx.save(model, tmp_path / "after.onnx")
+    assert sum(n.op_type == "DequantizeLinear" for n in model.graph.node) < sum(
+        n.op_type == "DequantizeLinear" for n in onnx.load(before).graph.node
+    )
+    np.testing.assert_allclose(_run(tmp_path / "after.onnx", feed)[0], reference, rtol=1e-5, atol=1e-4)
