@@ -158,14 +158,20 @@ def _float_weights(graph: onnx.GraphProto) -> None:
             dq = producer.get(conv.input[index])
             if dq is None or dq.op_type != "DequantizeLinear" or not all(i in constants for i in dq.input if i):
                 continue
-            q, scale = (numpy_helper.to_array(constants[t]).astype(np.float32) for t in dq.input[:2])
-            zero = numpy_helper.to_array(constants[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else 0
-            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-            shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if np.ndim(scale) else []
-            values = (q - np.reshape(zero, shape)) * np.reshape(scale, shape)
             name = f"{conv.input[index]}{FLOAT_WEIGHT_SUFFIX}"
-            graph.initializer.append(numpy_helper.from_array(values.astype(np.float32), name))
+            if name not in constants:  # a weight two float convs share is written once
+                constants[name] = numpy_helper.from_array(_dequantized(dq, constants), name)
+                graph.initializer.append(constants[name])
             conv.input[index] = name
+
+
+def _dequantized(dq: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -> np.ndarray:
+    """What a DequantizeLinear of constants outputs, per tensor or per ``axis``, in float32."""
+    q, scale = (numpy_helper.to_array(constants[t]).astype(np.float32) for t in dq.input[:2])
+    zero = numpy_helper.to_array(constants[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else 0
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if np.ndim(scale) else []
+    return ((q - np.reshape(zero, shape)) * np.reshape(scale, shape)).astype(np.float32)
 
 
 def _drop_unused(graph: onnx.GraphProto) -> None:
