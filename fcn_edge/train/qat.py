@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from torch.utils.hooks import RemovableHandle
 from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, save_checkpoint
@@ -94,6 +95,15 @@ def activation_qparams(low: float, high: float, placement: str) -> tuple[float, 
 CALIBRATION_CROPS = 96
 
 
+def _hook_point(model: nn.Module, point: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> RemovableHandle:
+    """Pass the tensor at ``point`` ("module:out" / "module:in") through ``fn`` on every forward."""
+    name, _, where = point.rpartition(":")
+    module = model.get_submodule(name)
+    if where == "out":
+        return module.register_forward_hook(lambda m, args, out: fn(out))
+    return module.register_forward_pre_hook(lambda m, args: (fn(args[0]), *args[1:]))
+
+
 @torch.no_grad()
 def calibrate(model: nn.Module, points: list[str], batches: list[torch.Tensor]) -> dict[str, tuple[float, float]]:
     """(low, high) per point: the min and max the float model's tensor holds on ``batches`` (the build's ``max``
@@ -102,17 +112,11 @@ def calibrate(model: nn.Module, points: list[str], batches: list[torch.Tensor]) 
     low = dict.fromkeys(points, np.inf)
     high = dict.fromkeys(points, -np.inf)
 
-    def observe(point: str, x: torch.Tensor) -> None:
+    def observe(point: str, x: torch.Tensor) -> torch.Tensor:
         low[point], high[point] = min(low[point], float(x.min())), max(high[point], float(x.max()))
+        return x
 
-    handles = []
-    for point in points:
-        name, _, where = point.rpartition(":")
-        module = model.get_submodule(name)
-        if where == "out":
-            handles.append(module.register_forward_hook(lambda m, args, out, p=point: observe(p, out)))
-        else:
-            handles.append(module.register_forward_pre_hook(lambda m, args, p=point: observe(p, args[0])))
+    handles = [_hook_point(model, point, lambda x, p=point: observe(p, x)) for point in points]
     try:
         for inputs in batches:
             model(inputs)
@@ -185,13 +189,8 @@ def attach(model: nn.Module, ranges: dict[str, tuple[float, float]], placement: 
         raise ValueError(f"placement {placement!r} not in {qdq.PLACEMENTS}")
     qat = QatModel(model, placement)
     for point, (low, high) in ranges.items():
-        name, _, where = point.rpartition(":")
-        module = model.get_submodule(name)
         quant = qat.points[point] = ActivationQuant(placement, low, high)
-        if where == "out":
-            qat.handles.append(module.register_forward_hook(lambda m, args, out, q=quant: q(out)))
-        else:
-            qat.handles.append(module.register_forward_pre_hook(lambda m, args, q=quant: (q(args[0]), *args[1:])))
+        qat.handles.append(_hook_point(model, point, quant))
     bits = qdq.WEIGHT_BITS[placement]
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
