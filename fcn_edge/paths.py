@@ -30,6 +30,13 @@ DEFAULT_MODEL = ENGINES_DIR / "default.int8.onnx"  # what the stream runs: fcn-e
 PROJECT = Path(__file__).resolve().parent.parent  # the source tree, in a source or editable install
 
 
+def cache_folder(kind: str) -> Path:
+    """Where fcn_edge keeps ``kind`` of cache: $FCN_EDGE_CACHE/<kind>, else $XDG_CACHE_HOME or ~/.cache, /fcn_edge/<kind>."""
+    if os.environ.get("FCN_EDGE_CACHE"):
+        return Path(os.environ["FCN_EDGE_CACHE"]) / kind
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fcn_edge" / kind
+
+
 def shipped(relative: Path) -> Path | None:
     """The project's own copy of a default input (``checkpoints/default.pt``, ``calibration/``): beside the package in a
     source or editable install; None in a wheel install, which ships none (module docstring)."""

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import FcnEdgeError
+from ...paths import cache_folder
 
 FLOAT_OPS = {"fp32": "f32", "bf16": "bf16"}  # capabilities.float_ops -> OpenVINO's inference precision hint
 INSTALL = "pip install -e '.[openvino]'"
@@ -68,9 +69,7 @@ def default_cache_dir() -> Path | None:
     """Where compiled models are kept: $FCN_EDGE_CACHE, else the user's cache folder; None when $FCN_EDGE_CACHE_MB is 0."""
     if cache_limit_bytes() == 0:
         return None
-    if os.environ.get("FCN_EDGE_CACHE"):
-        return Path(os.environ["FCN_EDGE_CACHE"]) / "openvino"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fcn_edge" / "openvino"
+    return cache_folder("openvino")
 
 
 @dataclass(frozen=True)
