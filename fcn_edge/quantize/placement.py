@@ -33,7 +33,7 @@ import onnx
 from onnx import numpy_helper
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-ACTIVATIONS = ("Relu", "Clip", "LeakyRelu")
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSwish")  # HardSwish: OpenVINO's graph only (.openvino_graph)
 FUSING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")  # ops an engine fuses a following activation into
 BACKBONES = ("Conv", "ConvTranspose")  # what a residual Add fuses into
 RULES = ("activation", "residual", "float_weights")
