@@ -28,7 +28,7 @@ import onnx
 from ..atomic import atomic_files
 from ..metadata import write_metadata
 from ..backends.tensorrt import calibration_cache as trt_cache
-from ..quantize import calibration, fp16, openvino_graph, qdq, statistics
+from ..quantize import calibration, fp16, qdq, statistics
 from .. import capabilities, cpu_features
 from .. import sidecar as artifact
 from ..backends.onnxruntime import default_threads
@@ -164,18 +164,8 @@ class PrecisionBuilder:
         return [timed[b] for b in sorted(backends, key=lambda b: (b != verified.runs_on, verified.measured[b]))] + rest
 
     def _model_on(self, backend: str, precision: str, model: Path) -> Path:
-        """The file ``backend`` runs for ``model``: OpenVINO runs FP32 and BF16 from the source graph (module docstring),
-        INT8 from the artifact with its hard-swish in OpenVINO's shape (:mod:`fcn_edge.quantize.openvino_graph`)."""
-        if backend != "openvino":
-            return model
-        if precision in ("fp32", "bf16"):
-            return self.source.path
-        if precision == "int8":
-            reshaped = model.with_name(f"{model.stem}.openvino.onnx")
-            if not reshaped.exists():
-                openvino_graph.write(model, reshaped)
-            return reshaped
-        return model
+        """The file ``backend`` runs for ``model``: OpenVINO runs FP32 and BF16 from the source graph (module docstring)."""
+        return self.source.path if backend == "openvino" and precision in ("fp32", "bf16") else model
 
     def _compat(self, verified: VerifiedArtifact) -> dict[str, list[str]]:
         """What each TensorRT line's ONNX parser would reject in the graph an engine of this precision is built from."""

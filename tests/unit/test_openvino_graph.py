@@ -1,7 +1,7 @@
-"""OpenVINO's INT8 graph (fcn_edge.quantize.openvino_graph): the ONNX Runtime artifact with HardSwish fused back.
+"""What OpenVINO reads for an artifact (fcn_edge.backends.openvino.graph): HardSwish fused back, ArgMax as reductions.
 
 A conv -> HardSwish block and a squeeze-excitation gate (HardSigmoid x Mul of another tensor), prepared and
-quantized on ONNX Runtime's placement exactly as a build does it, then reshaped for OpenVINO.
+quantized on ONNX Runtime's placement exactly as a build does it, then read as OpenVINO's runner reads it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fcn_edge.quantize import openvino_graph, qdq
+from fcn_edge.backends.openvino import graph
+from fcn_edge.quantize import qdq
 from fcn_edge.quantize.statistics import TensorRanges
 
 CHANNELS = 16
@@ -51,10 +52,12 @@ def int8_model(tmp_path):
     return int8
 
 
-def _run(path, feed) -> np.ndarray:
+def _run(model, feed) -> np.ndarray:
+    """``model`` (a path or serialized ONNX) run by ONNX Runtime."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    model = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feed)[0]
 
 
 FEED = {"frame": np.random.default_rng(1).integers(0, 255, (1, 8, 8, CHANNELS)).astype(np.uint8)}
@@ -65,17 +68,15 @@ def test_onnx_runtimes_int8_graph_has_the_inlined_hard_swish_the_rewrite_undoes(
     assert "HardSwish" not in ops and ops.count("HardSigmoid") == 2  # preparation inlined it: the block's and the gate's
 
     model = onnx.load(int8_model)
-    assert openvino_graph.fuse_hard_swish(model) == 1  # the gate multiplies another tensor: not a hard-swish
+    assert graph.fuse_hard_swish(model) == 1  # the gate multiplies another tensor: not a hard-swish
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("HardSwish") == 1 and ops.count("HardSigmoid") == 1
     onnx.save(model, tmp_path / "fused.onnx")
     np.testing.assert_allclose(_run(tmp_path / "fused.onnx", FEED), _run(int8_model, FEED), rtol=1e-6, atol=1e-5)
 
 
-def test_openvinos_graph_reads_the_conv_output_unrounded_and_keeps_every_conv_int8(int8_model, tmp_path):
-    out = tmp_path / "block.int8.openvino.onnx"
-    assert openvino_graph.write(int8_model, out) == 1
-    before, after = onnx.load(int8_model), onnx.load(out)
+def test_openvino_reads_the_conv_output_unrounded_and_every_conv_still_int8(int8_model):
+    before, after = onnx.load(int8_model), onnx.load_from_string(graph.read(int8_model))
     producer = {o: n for n in after.graph.node for o in n.output}
     swish = next(n for n in after.graph.node if n.op_type == "HardSwish")
     assert producer[swish.input[0]].op_type == "Conv"  # no Q/DQ between the conv and its HardSwish
@@ -86,31 +87,53 @@ def test_openvinos_graph_reads_the_conv_output_unrounded_and_keeps_every_conv_in
     assert quantizes(after) == quantizes(before) - 1
     assert qdq.precision_summary(after)["Conv"] == qdq.precision_summary(before)["Conv"]
     # one rounding fewer: the scores move by less than a few steps of the range (12 / 255 per step here)
-    assert np.abs(_run(out, FEED) - _run(int8_model, FEED)).max() < 4 * 12 / 255 * np.abs(_run(int8_model, FEED)).max()
+    reference = _run(int8_model, FEED)
+    assert np.abs(_run(after.SerializeToString(), FEED) - reference).max() < 4 * 12 / 255 * np.abs(reference).max()
 
 
-def test_openvino_fuses_the_hard_swish_into_the_int8_conv(int8_model, tmp_path):
+def test_openvino_fuses_the_hard_swish_into_the_int8_conv(int8_model):
     ov = pytest.importorskip("openvino", reason="OpenVINO not installed: pip install -e '.[openvino]'")
-    out = tmp_path / "block.int8.openvino.onnx"
-    openvino_graph.write(int8_model, out)
 
-    def layers(path):
-        runtime = ov.Core().compile_model(str(path), "CPU").get_runtime_model()
-        return {op.get_friendly_name(): op.get_rt_info() for op in runtime.get_ordered_ops()}
+    def fused_with_expand(model: bytes) -> list[str]:
+        runtime = ov.Core().compile_model(ov.Core().read_model(model), "CPU").get_runtime_model()
+        names = [str(op.get_rt_info()["originalLayersNames"].astype(str)).split(",") for op in runtime.get_ordered_ops()]
+        return next(fused for fused in names if "expand" in fused)
 
-    def fused_with_expand(path):
-        return next(str(rt["originalLayersNames"].astype(str)) for rt in layers(path).values()
-                    if "expand" in str(rt["originalLayersNames"].astype(str)).split(","))  # fmt: skip
-
-    swish = next(n.name for n in onnx.load(out).graph.node if n.op_type == "HardSwish")  # the Mul's name
-    assert swish in fused_with_expand(out).split(",")  # conv, HardSwish and the Q after it: one INT8 kernel
+    read = graph.read(int8_model)
+    swish = next(n.name for n in onnx.load_from_string(read).graph.node if n.op_type == "HardSwish")  # the Mul's name
+    assert swish in fused_with_expand(read)  # conv, HardSwish and the Q after it: one INT8 kernel
     inlined = {n.name for n in onnx.load(int8_model).graph.node if n.op_type in ("HardSigmoid", "Mul")}
-    assert not inlined & set(fused_with_expand(int8_model).split(","))  # before: the conv ran apart from them
+    assert not inlined & set(fused_with_expand(int8_model.read_bytes()))  # the file as it is: the conv runs apart
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])  # ReduceMax/Min take axes as an attribute before 18, an input from 18
+@pytest.mark.parametrize("axis, keepdims", [(1, 0), (1, 1), (-1, 0)])
+def test_argmax_as_reductions_gives_argmaxs_labels_ties_included(opset, axis, keepdims, tmp_path):
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 5, "H", "W"])
+    dims = ["N", 5, "H", "W"]
+    dims[axis] = 1
+    labels = helper.make_tensor_value_info("labels", TensorProto.UINT8, dims if keepdims else [d for d in dims if d != 1])
+    nodes = [helper.make_node("ArgMax", ["scores"], ["ids"], axis=axis, keepdims=keepdims, name="argmax"),
+             helper.make_node("Cast", ["ids"], ["labels"], to=TensorProto.UINT8, name="labels")]  # fmt: skip
+    model = helper.make_model(
+        helper.make_graph(nodes, "tail", [scores], [labels]), opset_imports=[helper.make_opsetid("", opset)]
+    )
+    rewritten = onnx.load_from_string(model.SerializeToString())
+    assert graph.argmax_as_reductions(rewritten) == 1
+    assert "ArgMax" not in [n.op_type for n in rewritten.graph.node]
+    onnx.checker.check_model(rewritten)
+    # small integers: many ties, where ArgMax takes the first maximum
+    feed = {"scores": np.random.default_rng(2).integers(0, 3, (2, 5, 7, 9)).astype(np.float32)}
+    expected = _run(model.SerializeToString(), feed)
+    np.testing.assert_array_equal(_run(rewritten.SerializeToString(), feed), expected)
+    ov = pytest.importorskip("openvino", reason="OpenVINO not installed: pip install -e '.[openvino]'")
+    compiled = ov.Core().compile_model(ov.Core().read_model(rewritten.SerializeToString()), "CPU")
+    np.testing.assert_array_equal(compiled(feed)[0], expected)
 
 
 def test_below_opset_14_the_pair_stays():
     model = _block_model(opset=13)
     model.graph.node[3].CopyFrom(helper.make_node("HardSigmoid", ["c0"], ["g0"], alpha=1 / 6, beta=0.5, name="g"))
     model.graph.node.insert(4, helper.make_node("Mul", ["c0", "g0"], ["h0"], name="m"))
-    assert openvino_graph.fuse_hard_swish(model) == 0
+    assert graph.fuse_hard_swish(model) == 0
     assert [n.op_type for n in model.graph.node].count("HardSigmoid") == 2

@@ -1,7 +1,8 @@
 """OpenVINO: the fastest CPU backend where the [openvino] extra is installed.
 
 It runs the artifacts ONNX Runtime runs (FP32 and Q/DQ INT8 .onnx, and FP32 models in BF16
-on CPUs with AVX512_BF16), so no artifact is made for it: :mod:`.runner` compiles per frame
+on CPUs with AVX512_BF16), so no artifact is made for it: :mod:`.graph` rewrites what OpenVINO
+reads in memory (HardSwish and ArgMax in the shape it fuses), :mod:`.runner` compiles per frame
 size (the stream runs it, and the build verifies and times through it), :mod:`.core` holds the
 settings and the lazy import (nothing here imports openvino until it is used).
 """

@@ -1,7 +1,8 @@
 """OpenVINO runner: the same FP32 and Q/DQ INT8 .onnx files as ONNX Runtime, compiled per frame size.
 
-The model is read once; the first frame of each size compiles it for that size (cached in
-memory per size, and on disk by OpenVINO's cache_dir), so a camera pays the compile once. The
+The model is read once, through :mod:`.graph` (HardSwish and ArgMax put in the shape OpenVINO
+fuses); the first frame of each size compiles it for that size (cached in memory per size, and
+on disk by OpenVINO's cache_dir), so a camera pays the compile once. The
 frame is wrapped, not copied, as the input tensor, and the labels are OpenVINO's own output
 buffer, which the next call overwrites (the runner contract).
 
@@ -31,6 +32,7 @@ import numpy as np
 from ...errors import FcnEdgeError
 from ...metadata import DamagedMetadata, read_metadata
 from ...runner import Runner, model_file
+from . import graph
 from .core import compile_config, compile_for_shape, default_cache_dir, import_openvino, new_core
 
 
@@ -69,8 +71,9 @@ class OvRunner(Runner):
     def activate_impl(self) -> None:
         self._openvino = import_openvino()
         self._core = new_core(self.cache_dir)
+        model = graph.read(self.path)
         try:
-            self._model = self._core.read_model(str(self.path))
+            self._model = self._core.read_model(model)
         except RuntimeError as error:  # OpenVINO raises RuntimeError for unreadable models
             raise FcnEdgeError(
                 f"OpenVINO cannot read {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it"
