@@ -47,7 +47,8 @@ def photos():
 
 
 def summary(output: str, run: str) -> dict:
-    """The figures a build printed: first INT8 agreement, search trials, each table row's agreement, mIoU, latency, ratio."""
+    """The figures a build printed: first INT8 agreement, search trials, each table row's agreement, mIoU, latency, ratio
+    and its spread."""
     first = re.search(r"INT8 misses the budget \(onnxruntime: label agreement ([\d.]+)%", output)
     trials = re.findall(r"search: (\d+) of (\d+) quantized nodes in float (meets|misses)", output)
     lines = output.splitlines()
@@ -60,7 +61,9 @@ def summary(output: str, run: str) -> dict:
         latency = float(tokens[tokens.index("ms") - 1]) if "ms" in tokens else None
         after = tokens[tokens.index("ms") + 1 :] if "ms" in tokens else []
         ratio = after[0] if after and after[0].endswith("x") else None
-        rows[line[:LABEL_WIDTH].strip()] = {"agreement": tokens[0], "miou": tokens[1], "latency_ms": latency, "vs_fp32": ratio}
+        spread = after[1] if ratio and len(after) > 1 else None  # the IQR of the per-round ratios
+        rows[line[:LABEL_WIDTH].strip()] = {"agreement": tokens[0], "miou": tokens[1], "latency_ms": latency, "vs_fp32": ratio,
+                                            "iqr": spread}  # fmt: skip
     return {"run": run, "all_int8_agreement": first and float(first[1]), "trials": trials, "rows": rows}
 
 
