@@ -137,3 +137,18 @@ def test_below_opset_14_the_pair_stays():
     model.graph.node.insert(4, helper.make_node("Mul", ["c0", "g0"], ["h0"], name="m"))
     assert graph.fuse_hard_swish(model) == 0
     assert [n.op_type for n in model.graph.node].count("HardSigmoid") == 2
+
+
+def test_only_the_hard_swish_rule_frees_a_hard_swish_input(int8_model):
+    """ONNX Runtime's integer conv needs its output Q: its ``activation`` rule must leave a HardSwish's input quantized."""
+    from fcn_edge.quantize import placement
+
+    def swish_input_producer(rules):
+        model = onnx.load(int8_model)
+        graph.fuse_hard_swish(model)
+        placement.apply(model, rules)
+        producer = {o: n for n in model.graph.node for o in n.output}
+        return producer[next(n for n in model.graph.node if n.op_type == "HardSwish").input[0]].op_type
+
+    assert swish_input_producer(qdq.PLACEMENT_RULES["onnxruntime"]) == "DequantizeLinear"
+    assert swish_input_producer(("hard_swish",)) == "Conv"

@@ -11,8 +11,8 @@ MobileNetV3 (docs/compile.md, 2-core AVX2 EPYC, 256x256):
   after the activation), but ran ``Conv -> Q/DQ -> HardSigmoid x Mul -> Q/DQ`` as a conv, then a
   float convert, subtract, multiply, HardSigmoid and reorder per block: 4.6 of 20 ms, INT8 at 1.14x
   FP32's latency. So the pair becomes one HardSwish again (the same arithmetic), and the Q/DQ between
-  a conv and its HardSwish goes, as the placement's ``activation`` rule does for Relu: one rounding
-  fewer, every INT8 conv and activation range unchanged. INT8 then ran at 0.89x (LR-ASPP) and 0.83x
+  a conv and its HardSwish goes (the placement's ``hard_swish`` rule; ``activation`` does it for Relu):
+  one rounding fewer, every INT8 conv and activation range unchanged. INT8 then ran at 0.89x (LR-ASPP) and 0.83x
   (DeepLabV3) of FP32.
 - **ArgMax over the class scores.** OpenVINO turns it into TopK, which over channels in the
   channel-last memory its INT8 and resize kernels leave took 6.2 ms of a 16 ms LR-ASPP frame (0.9 ms
@@ -44,7 +44,7 @@ def read(path: Path) -> bytes:
     except Exception as error:  # protobuf's DecodeError and friends for a damaged file
         raise FcnEdgeError(f"OpenVINO cannot read {path} ({str(error).splitlines()[0][:200]}): re-export or rebuild it") from None
     fuse_hard_swish(model)
-    placement.apply(model, ("activation",))
+    placement.apply(model, ("hard_swish",))
     argmax_as_reductions(model)
     return model.SerializeToString()
 
@@ -72,7 +72,10 @@ def fuse_hard_swish(model: onnx.ModelProto) -> int:
 def argmax_as_reductions(model: onnx.ModelProto) -> int:
     """Replace each ArgMax (first index, input of known rank) by the reductions in the module docstring; returns how many."""
     graph = model.graph
-    inferred = onnx.shape_inference.infer_shapes(model).graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except (onnx.shape_inference.InferenceError, ValueError):  # shapes ONNX cannot infer, or a model over 2 GB: as it is
+        return 0
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*inferred.value_info, *inferred.input, *inferred.output]
              if v.type.tensor_type.HasField("shape")}  # fmt: skip
     axes_as_input = _opset(model) >= AXES_AS_INPUT_OPSET
