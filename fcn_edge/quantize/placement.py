@@ -15,9 +15,6 @@ Runtime's placement, on their outputs too. Two of those pairs cost speed and buy
   that very conv. Not applied for ONNX Runtime: its integer conv needs a Q on its output, and
   without it the same model ran 2.3x slower (119 ms against 52 ms).
 
-``hard_swish`` is the ``activation`` rule for HardSwish, which no placement's graph holds (ONNX Runtime's
-preparation inlines it); OpenVINO applies it when it reads a model (``fcn_edge.backends.openvino.graph``).
-
 One more rule, ``float_weights``, for ONNX Runtime, where a conv whose output (or its
 activation's) reaches no QuantizeLinear (ASPP's branches before their Concat, the depthwise
 convs feeding a squeeze-excitation) runs in float anyway: its weight then arrives through a
@@ -39,8 +36,7 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu")
 FUSING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")  # ops an engine fuses a following activation into
 BACKBONES = ("Conv", "ConvTranspose")  # what a residual Add fuses into
-RULES = ("activation", "residual", "float_weights", "hard_swish")
-FREED_ACTIVATIONS = {"activation": ACTIVATIONS, "hard_swish": ("HardSwish",)}  # rule -> the activations it frees
+RULES = ("activation", "residual", "float_weights")
 FLOAT_WEIGHT_SUFFIX = "_float"  # names the float initializers float_weights writes: the INT8 weights' values
 
 
@@ -106,8 +102,7 @@ def edges_to_free(graph: onnx.GraphProto, rules: tuple[str, ...]) -> list[tuple[
     view = _Graph(graph)
     found = []
     for node in graph.node:
-        freed = any(rule in rules and node.op_type in ops for rule, ops in FREED_ACTIVATIONS.items())
-        if freed and view.dequantized(node.input[0]):
+        if "activation" in rules and node.op_type in ACTIVATIONS and view.dequantized(node.input[0]):
             producer = view.float_producer(node.input[0])
             if producer is not None and producer.op_type in FUSING_OPS:
                 found.append((node, 0))

@@ -139,16 +139,16 @@ def test_below_opset_14_the_pair_stays():
     assert [n.op_type for n in model.graph.node].count("HardSigmoid") == 2
 
 
-def test_only_the_hard_swish_rule_frees_a_hard_swish_input(int8_model):
-    """ONNX Runtime's integer conv needs its output Q: its ``activation`` rule must leave a HardSwish's input quantized."""
+def test_onnx_runtimes_placement_keeps_a_hard_swish_input_quantized(int8_model):
+    """ONNX Runtime's integer conv needs its output Q: only OpenVINO's reading frees the HardSwish input, never a placement."""
     from fcn_edge.quantize import placement
 
-    def swish_input_producer(rules):
+    def swish_input_producer(rewrite):
         model = onnx.load(int8_model)
         graph.fuse_hard_swish(model)
-        placement.apply(model, rules)
+        rewrite(model)
         producer = {o: n for n in model.graph.node for o in n.output}
         return producer[next(n for n in model.graph.node if n.op_type == "HardSwish").input[0]].op_type
 
-    assert swish_input_producer(qdq.PLACEMENT_RULES["onnxruntime"]) == "DequantizeLinear"
-    assert swish_input_producer(("hard_swish",)) == "Conv"
+    assert swish_input_producer(lambda model: placement.apply(model, qdq.PLACEMENT_RULES["onnxruntime"])) == "DequantizeLinear"
+    assert swish_input_producer(graph.quantize_after_hard_swish) == "Conv"

@@ -11,8 +11,9 @@ MobileNetV3 (docs/compile.md, 2-core AVX2 EPYC, 256x256):
   after the activation), but ran ``Conv -> Q/DQ -> HardSigmoid x Mul -> Q/DQ`` as a conv, then a
   float convert, subtract, multiply, HardSigmoid and reorder per block: 4.6 of 20 ms, INT8 at 1.14x
   FP32's latency. So the pair becomes one HardSwish again (the same arithmetic), and the Q/DQ between
-  a conv and its HardSwish goes (the placement's ``hard_swish`` rule; ``activation`` does it for Relu):
-  one rounding fewer, every INT8 conv and activation range unchanged. INT8 then ran at 0.89x (LR-ASPP) and 0.83x
+  a conv and its HardSwish goes (as the placement's ``activation`` rule does for Relu; ONNX Runtime's
+  integer conv needs it, so only OpenVINO reads it so): one rounding fewer, every INT8 conv and
+  activation range unchanged. INT8 then ran at 0.89x (LR-ASPP) and 0.83x
   (DeepLabV3) of FP32.
 - **ArgMax over the class scores.** OpenVINO turns it into TopK, which over channels in the
   channel-last memory its INT8 and resize kernels leave took 6.2 ms of a 16 ms LR-ASPP frame (0.9 ms
@@ -29,7 +30,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ...errors import FcnEdgeError
-from ...quantize import placement
 
 HARD_SWISH_OPSET = 14
 HARD_SWISH_GATE = {"alpha": 1 / 6, "beta": 0.5}  # HardSwish(x) = x * HardSigmoid(x; alpha, beta)
@@ -44,7 +44,7 @@ def read(path: Path) -> bytes:
     except Exception as error:  # protobuf's DecodeError and friends for a damaged file
         raise FcnEdgeError(f"OpenVINO cannot read {path} ({str(error).splitlines()[0][:200]}): re-export or rebuild it") from None
     fuse_hard_swish(model)
-    placement.apply(model, ("hard_swish",))
+    quantize_after_hard_swish(model)
     argmax_as_reductions(model)
     return model.SerializeToString()
 
@@ -67,6 +67,26 @@ def fuse_hard_swish(model: onnx.ModelProto) -> int:
         swishes[mul.output[0]] = helper.make_node("HardSwish", [gate.input[0]], list(mul.output), name=mul.name)
     _replace(graph, swishes, gates)
     return len(swishes)
+
+
+def quantize_after_hard_swish(model: onnx.ModelProto) -> int:
+    """Feed each HardSwish that reads ``DequantizeLinear(QuantizeLinear(conv output))`` the conv output itself, and drop
+    the pair where nothing else reads it; returns how many HardSwish inputs it freed."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    pairs = []
+    for swish in [n for n in graph.node if n.op_type == "HardSwish"]:
+        dq = producer.get(swish.input[0])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        conv = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if conv is not None and conv.op_type == "Conv":
+            swish.input[0] = q.input[0]
+            pairs.append((q, dq))
+    read = {tensor for node in graph.node for tensor in node.input} | {o.name for o in graph.output}
+    unread = {dq.output[0] for _, dq in pairs if dq.output[0] not in read}
+    unread |= {q.output[0] for q, dq in pairs if dq.output[0] in unread and sum(q.output[0] in n.input for n in graph.node) == 1}
+    _replace(graph, {}, unread)
+    return len(pairs)
 
 
 def argmax_as_reductions(model: onnx.ModelProto) -> int:
