@@ -11,10 +11,9 @@ MobileNetV3 (docs/compile.md, 2-core AVX2 EPYC, 256x256):
   after the activation), but ran ``Conv -> Q/DQ -> HardSigmoid x Mul -> Q/DQ`` as a conv, then a
   float convert, subtract, multiply, HardSigmoid and reorder per block: 4.6 of 20 ms, INT8 at 1.14x
   FP32's latency. So the pair becomes one HardSwish again (the same arithmetic), and the Q/DQ between
-  a conv and its HardSwish goes (as the placement's ``activation`` rule does for Relu; ONNX Runtime's
-  integer conv needs it, so only OpenVINO reads it so): one rounding fewer, every INT8 conv and
-  activation range unchanged. INT8 then ran at 0.89x (LR-ASPP) and 0.83x
-  (DeepLabV3) of FP32.
+  a conv and its HardSwish goes, as the placement's ``activation`` rule does for Relu (only here:
+  ONNX Runtime's integer conv needs that Q): one rounding fewer, every INT8 conv and activation
+  range unchanged. INT8 then ran at 0.89x (LR-ASPP) and 0.83x (DeepLabV3) of FP32.
 - **ArgMax over the class scores.** OpenVINO turns it into TopK, which over channels in the
   channel-last memory its INT8 and resize kernels leave took 6.2 ms of a 16 ms LR-ASPP frame (0.9 ms
   on planar memory). ``ReduceMax``, ``Equal``, ``Where``, ``ReduceMin`` over the channels give the same
