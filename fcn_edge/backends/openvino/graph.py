@@ -22,6 +22,7 @@ MobileNetV3 (docs/compile.md, 2-core AVX2 EPYC, 256x256):
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,9 @@ def quantize_after_hard_swish(model: onnx.ModelProto) -> int:
         if conv is not None and conv.op_type == "Conv":
             swish.input[0] = q.input[0]
             pairs.append((q, dq))
-    read = {tensor for node in graph.node for tensor in node.input} | {o.name for o in graph.output}
-    unread = {dq.output[0] for _, dq in pairs if dq.output[0] not in read}
-    unread |= {q.output[0] for q, dq in pairs if dq.output[0] in unread and sum(q.output[0] in n.input for n in graph.node) == 1}
+    reads = Counter(tensor for node in graph.node for tensor in node.input) + Counter(o.name for o in graph.output)
+    unread = {dq.output[0] for _, dq in pairs if not reads[dq.output[0]]}
+    unread |= {q.output[0] for q, dq in pairs if dq.output[0] in unread and reads[q.output[0]] == 1}  # read by that DQ only
     _replace(graph, {}, unread)
     return len(pairs)
 
