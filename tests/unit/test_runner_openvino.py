@@ -115,3 +115,7 @@ def test_user_errors(tmp_path, frame_model):
         OvRunner(tmp_path / "missing.onnx", threads=1)
     with pytest.raises(FcnEdgeError, match="at least 1"):
         OvRunner(frame_model, threads=0)
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(b"\x08\x07not a model\xff\xff")
+    with pytest.raises(FcnEdgeError, match="OpenVINO cannot read .*damaged.onnx"):
+        OvRunner(damaged, threads=1).activate()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from ...errors import FcnEdgeError
 from ...metadata import DamagedMetadata, read_metadata
@@ -71,10 +72,9 @@ class OvRunner(Runner):
     def activate_impl(self) -> None:
         self._openvino = import_openvino()
         self._core = new_core(self.cache_dir)
-        model = graph.read(self.path)
         try:
-            self._model = self._core.read_model(model)
-        except RuntimeError as error:  # OpenVINO raises RuntimeError for unreadable models
+            self._model = self._core.read_model(graph.read(self.path))
+        except (DecodeError, RuntimeError) as error:  # a damaged file; OpenVINO raises RuntimeError for unreadable models
             raise FcnEdgeError(
                 f"OpenVINO cannot read {self.path} ({str(error).splitlines()[0]}): re-export or rebuild it"
             ) from None
