@@ -113,7 +113,9 @@ def test_argmax_as_reductions_gives_argmaxs_labels_ties_included(opset, axis, ke
     dims = ["N", 5, "H", "W"]
     dims[axis] = 1
     labels = helper.make_tensor_value_info("labels", TensorProto.UINT8, dims if keepdims else [d for d in dims if d != 1])
-    nodes = [helper.make_node("ArgMax", ["scores"], ["ids"], axis=axis, keepdims=keepdims, name="argmax"),
+    nodes = [helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.float32(0)), name="zero"),
+             helper.make_node("Add", ["scores", "zero"], ["shifted"], name="shift"),  # a node with no input, as exports write
+             helper.make_node("ArgMax", ["shifted"], ["ids"], axis=axis, keepdims=keepdims, name="argmax"),
              helper.make_node("Cast", ["ids"], ["labels"], to=TensorProto.UINT8, name="labels")]  # fmt: skip
     model = helper.make_model(
         helper.make_graph(nodes, "tail", [scores], [labels]), opset_imports=[helper.make_opsetid("", opset)]

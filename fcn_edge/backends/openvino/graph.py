@@ -97,10 +97,10 @@ def argmax_as_reductions(model: onnx.ModelProto) -> int:
              if v.type.tensor_type.HasField("shape")}  # fmt: skip
     axes_as_input = _opset(model) >= AXES_AS_INPUT_OPSET
     replaced = {}
-    for node in graph.node:
+    for node in [n for n in graph.node if n.op_type == "ArgMax"]:
         attributes = {a.name: a.i for a in node.attribute}
         rank = ranks.get(node.input[0])
-        if node.op_type != "ArgMax" or not rank or attributes.get("select_last_index", 0):
+        if not rank or attributes.get("select_last_index", 0):
             continue
         axis, keep = attributes.get("axis", 0) % rank, attributes.get("keepdims", 1)
         replaced[node.output[0]] = _reductions(graph, node, rank, axis, keep, axes_as_input)
